@@ -1,0 +1,35 @@
+// Small string helpers: printf-style formatting (GCC 12 has no <format>), size parsing with
+// binary suffixes, and validation of text read from files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace vmbackup {
+
+// printf into a std::string.
+std::string StrFormat(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Parses "512", "64K", "10M", "2G", "3T" (binary multiples; "KiB"/"KB" accepted too).
+// Errors: kInvalidArgument naming the text, on junk, empty input or overflow.
+Result<uint64_t> ParseSize(std::string_view text);
+
+// Parses a decimal or (with 0x) hexadecimal unsigned integer, the whole text.
+Result<uint64_t> ParseUint(std::string_view text);
+
+// "2.0 GiB"-style rendering of a byte count, for humans.
+std::string HumanBytes(uint64_t bytes);
+
+// Returns the byte offset of the first invalid UTF-8 sequence, or npos when valid.
+size_t FindInvalidUtf8(std::string_view text);
+
+std::string_view Trim(std::string_view s);
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+// True when every byte of the buffer is zero (fast, word at a time).
+bool IsAllZero(const uint8_t* data, size_t size);
+
+}  // namespace vmbackup

@@ -1,0 +1,38 @@
+// Shared plumbing of the command-line tools: exit codes, error reporting, and a stdout
+// sink that leaves holes when stdout is a regular file.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "base/result.h"
+
+namespace vmbackup::cli {
+
+// Exit codes (documented in docs/cli.md).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the operation failed; stderr says why
+inline constexpr int kExitUsage = 2;    // bad command line
+
+// Prints "vmbackup: <message>" to stderr and returns the exit code for `s`.
+int ReportError(const Status& s);
+
+// Writes a byte stream to a file descriptor. When the descriptor is a regular file opened
+// without O_APPEND, zero runs are skipped with lseek (leaving holes) and the file is sized
+// at Finish(); otherwise every byte is written.
+class StreamSink {
+ public:
+  explicit StreamSink(int fd);
+  Status Write(std::span<const uint8_t> data);
+  Status WriteZeros(uint64_t length);
+  Status Finish();
+
+ private:
+  int fd_;
+  bool seekable_ = false;
+  uint64_t pos_ = 0;    // bytes written or skipped since the start
+  uint64_t start_ = 0;  // file offset where output began
+};
+
+}  // namespace vmbackup::cli

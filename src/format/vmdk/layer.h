@@ -1,0 +1,72 @@
+// Layer: one VMDK "disk" in a chain: a descriptor (a text file, or embedded in a sparse file)
+// and the extents it lists, concatenated into one address space.
+//
+// Opening accepts: a text descriptor; a monolithicSparse or streamOptimized file with an
+// embedded descriptor; and a bare sparse extent (KDMV, COWD or SEsparse file with no
+// descriptor), for which a descriptor is synthesized. Not thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "format/vmdk/descriptor.h"
+#include "format/vmdk/extent.h"
+
+namespace vmbackup::vmdk {
+
+struct LayerExtent {
+  ExtentLine line;
+  std::string path;  // resolved file path ("" for ZERO)
+  uint64_t start = 0;  // byte offset of the extent in the layer
+  std::unique_ptr<Extent> extent;
+};
+
+class Layer {
+ public:
+  // `writable` opens the RW extents for writing.
+  static Result<std::unique_ptr<Layer>> Open(const std::string& path, bool writable);
+
+  const std::string& path() const { return path_; }
+  const Descriptor& descriptor() const { return descriptor_; }
+  uint64_t capacity() const { return capacity_; }
+  bool embedded_descriptor() const { return embedded_; }
+  const std::vector<LayerExtent>& extents() const { return extents_; }
+
+  // Extent::Map / Read across the extents; the range must lie inside capacity().
+  Status Map(uint64_t offset, uint64_t length, std::vector<BlockRun>* runs);
+  Status Read(uint64_t offset, std::span<uint8_t> buf);
+
+  // The extent holding `offset` (inside capacity()).
+  LayerExtent& ExtentAt(uint64_t offset);
+
+  // Writes into one extent; [offset, offset+size) must not cross an extent boundary and must
+  // follow that extent's grain rule (Extent::Write).
+  Status WriteWithinExtent(uint64_t offset, std::span<const uint8_t> data);
+
+  // Sets the layer's CID and rewrites its descriptor (in place when embedded, else atomically).
+  Status UpdateCid(uint32_t cid);
+
+  Status Flush();
+
+ private:
+  Layer() = default;
+  Status OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self);
+
+  std::string path_;
+  Descriptor descriptor_;
+  bool embedded_ = false;
+  uint64_t descriptor_offset_ = 0;  // bytes, embedded only
+  uint64_t descriptor_capacity_ = 0;
+  uint64_t capacity_ = 0;
+  std::shared_ptr<io::BlockWriter> self_file_;  // the file `path_` when it holds data
+  std::vector<LayerExtent> extents_;
+};
+
+}  // namespace vmbackup::vmdk
+
+namespace vmbackup::vmdk {
+// True when the file at `path` starts like a VMDK (sparse magic or a descriptor); false for
+// anything else, such as a raw image. Errors only when the file cannot be read.
+Result<bool> LooksLikeVmdk(const std::string& path);
+}  // namespace vmbackup::vmdk

@@ -1,0 +1,185 @@
+#include "io/posix_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/checked_math.h"
+#include "base/strings.h"
+
+namespace vmbackup::io {
+
+Result<std::unique_ptr<PosixFile>> PosixFile::Open(const std::string& path, OpenMode mode) {
+  int flags = O_CLOEXEC;
+  bool writable = true;
+  switch (mode) {
+    case OpenMode::kReadOnly: flags |= O_RDONLY; writable = false; break;
+    case OpenMode::kReadWrite: flags |= O_RDWR; break;
+    case OpenMode::kCreateNew: flags |= O_RDWR | O_CREAT | O_EXCL; break;
+    case OpenMode::kCreateTruncate: flags |= O_RDWR | O_CREAT | O_TRUNC; break;
+  }
+  int fd;
+  do {
+    fd = ::open(path.c_str(), flags, 0644);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return PosixError("open " + path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    Status s = PosixError("stat " + path, errno);
+    ::close(fd);
+    return s;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return InvalidArgumentError(path + ": is a directory");
+  }
+  uint64_t size = uint64_t(st.st_size);
+  if (S_ISBLK(st.st_mode)) {
+    off_t end = ::lseek(fd, 0, SEEK_END);
+    if (end >= 0) size = uint64_t(end);
+  }
+  return std::unique_ptr<PosixFile>(new PosixFile(fd, path, size, writable));
+}
+
+PosixFile::~PosixFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status PosixFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
+  if (!RangeWithin(offset, buf.size(), size_)) {
+    return CorruptionError(StrFormat("%s: read of %zu bytes at offset %llu: file ends at %llu",
+                                     path_.c_str(), buf.size(), (unsigned long long)offset,
+                                     (unsigned long long)size_));
+  }
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pread(fd_, buf.data() + done, buf.size() - done, off_t(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return PosixError(StrFormat("%s: read at offset %llu", path_.c_str(),
+                                  (unsigned long long)(offset + done)),
+                        errno);
+    }
+    if (n == 0) {
+      return CorruptionError(StrFormat("%s: unexpected end of file at offset %llu",
+                                       path_.c_str(), (unsigned long long)(offset + done)));
+    }
+    done += size_t(n);
+  }
+  return Status::Ok();
+}
+
+Status PosixFile::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
+  if (!writable_) return PermissionDeniedError(path_ + ": opened read-only");
+  auto end = CheckedAdd(offset, data.size());
+  if (!end) return InvalidArgumentError(path_ + ": write offset overflows");
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, off_t(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return PosixError(StrFormat("%s: write at offset %llu", path_.c_str(),
+                                  (unsigned long long)(offset + done)),
+                        errno);
+    }
+    done += size_t(n);
+  }
+  if (*end > size_) size_ = *end;
+  return Status::Ok();
+}
+
+Status PosixFile::Flush() {
+  if (!writable_) return Status::Ok();
+  if (::fdatasync(fd_) != 0) return PosixError("fsync " + path_, errno);
+  return Status::Ok();
+}
+
+Status PosixFile::Truncate(uint64_t size) {
+  if (!writable_) return PermissionDeniedError(path_ + ": opened read-only");
+  if (::ftruncate(fd_, off_t(size)) != 0) return PosixError("truncate " + path_, errno);
+  size_ = size;
+  return Status::Ok();
+}
+
+Result<ExtentSet> PosixFile::AllocatedExtents(uint64_t offset, uint64_t length) {
+  ExtentSet out;
+  uint64_t end = offset + std::min(length, size_ > offset ? size_ - offset : 0);
+  uint64_t pos = offset;
+  while (pos < end) {
+    off_t data = ::lseek(fd_, off_t(pos), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // no data after pos
+      // File system without SEEK_DATA: everything may hold data.
+      out.Add(pos, end - pos);
+      break;
+    }
+    if (uint64_t(data) >= end) break;
+    off_t hole = ::lseek(fd_, data, SEEK_HOLE);
+    uint64_t hole_at = hole < 0 ? end : std::min<uint64_t>(uint64_t(hole), end);
+    out.Add(uint64_t(data), hole_at - uint64_t(data));
+    pos = hole_at;
+  }
+  return out;
+}
+
+Result<std::string> ReadSmallFile(const std::string& path, uint64_t max_size) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto f, PosixFile::Open(path, OpenMode::kReadOnly));
+  if (f->size() > max_size) {
+    return InvalidArgumentError(StrFormat("%s: %llu bytes, more than the %llu allowed",
+                                          path.c_str(), (unsigned long long)f->size(),
+                                          (unsigned long long)max_size));
+  }
+  std::string s(f->size(), '\0');
+  VMBACKUP_RETURN_IF_ERROR(
+      f->ReadAt(0, {reinterpret_cast<uint8_t*>(s.data()), s.size()}));
+  return s;
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view contents) {
+  std::string tmp = path + ".tmp";
+  {
+    VMBACKUP_ASSIGN_OR_RETURN(auto f, PosixFile::Open(tmp, OpenMode::kCreateTruncate));
+    VMBACKUP_RETURN_IF_ERROR(
+        f->WriteAt(0, {reinterpret_cast<const uint8_t*>(contents.data()), contents.size()}));
+    VMBACKUP_RETURN_IF_ERROR(f->Flush());
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status s = PosixError("rename " + tmp + " to " + path, errno);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  int dfd = ::open(DirName(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::Ok();
+}
+
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string BaseName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string JoinPath(const std::string& dir, const std::string& name) {
+  if (!name.empty() && name[0] == '/') return name;
+  if (dir.empty() || dir == ".") return name;
+  if (dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+}  // namespace vmbackup::io
