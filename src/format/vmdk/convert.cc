@@ -26,7 +26,7 @@ Result<ConvertStats> ForEachDataRun(io::BlockReader& src, F&& fn) {
   VMBACKUP_ASSIGN_OR_RETURN(ExtentSet allocated, src.AllocatedExtents(0, src.size()));
   allocated = allocated.AlignOutward(kBlock, src.size());
   std::vector<uint8_t> buf(kChunk);
-  for (const vmbackup::Extent& e : allocated) {
+  for (const Extent& e : allocated) {
     for (uint64_t pos = e.offset; pos < e.end();) {
       uint64_t n = std::min(kChunk - pos % kChunk, e.end() - pos);
       std::span<uint8_t> chunk(buf.data(), n);

@@ -28,7 +28,7 @@ void AppendRun(std::vector<BlockRun>* runs, uint64_t offset, uint64_t length, Bl
   runs->push_back({offset, length, state});
 }
 
-Status Extent::Write(uint64_t, std::span<const uint8_t>) {
+Status ExtentBackend::Write(uint64_t, std::span<const uint8_t>) {
   return NotSupportedError("extent of kind " + format().kind + " is read-only");
 }
 

@@ -1,4 +1,4 @@
-// Extent: one piece of a VMDK layer's address space (one extent line of a descriptor),
+// ExtentBackend: one piece of a VMDK layer's address space (one extent line of a descriptor),
 // backed by a flat file region, a sparse file, or nothing (ZERO).
 //
 // Offsets are bytes relative to the start of the extent. Implementations are not thread-safe.
@@ -39,9 +39,9 @@ struct ExtentFormat {
   uint32_t version = 0;       // sparse header version, 0 when not applicable
 };
 
-class Extent {
+class ExtentBackend {
  public:
-  virtual ~Extent() = default;
+  virtual ~ExtentBackend() = default;
 
   // Bytes covered, as the descriptor's extent line says.
   virtual uint64_t size() const = 0;
@@ -65,7 +65,7 @@ class Extent {
 };
 
 // A ZERO extent: reads zeros, holds nothing.
-class ZeroExtent final : public Extent {
+class ZeroExtent final : public ExtentBackend {
  public:
   explicit ZeroExtent(uint64_t size) : size_(size) {}
   uint64_t size() const override { return size_; }
@@ -78,7 +78,7 @@ class ZeroExtent final : public Extent {
 };
 
 // FLAT and VMFS extents: `size` bytes at `file_offset` of a plain file.
-class FlatExtent final : public Extent {
+class FlatExtent final : public ExtentBackend {
  public:
   // Fails with kCorruption when the file is shorter than file_offset + size.
   static Result<std::unique_ptr<FlatExtent>> Open(std::shared_ptr<io::BlockWriter> file,

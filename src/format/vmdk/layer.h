@@ -19,7 +19,7 @@ struct LayerExtent {
   ExtentLine line;
   std::string path;  // resolved file path ("" for ZERO)
   uint64_t start = 0;  // byte offset of the extent in the layer
-  std::unique_ptr<Extent> extent;
+  std::unique_ptr<ExtentBackend> extent;
 };
 
 class Layer {
@@ -33,7 +33,7 @@ class Layer {
   bool embedded_descriptor() const { return embedded_; }
   const std::vector<LayerExtent>& extents() const { return extents_; }
 
-  // Extent::Map / Read across the extents; the range must lie inside capacity().
+  // ExtentBackend::Map / Read across the extents; the range must lie inside capacity().
   Status Map(uint64_t offset, uint64_t length, std::vector<BlockRun>* runs);
   Status Read(uint64_t offset, std::span<uint8_t> buf);
 
@@ -41,7 +41,7 @@ class Layer {
   LayerExtent& ExtentAt(uint64_t offset);
 
   // Writes into one extent; [offset, offset+size) must not cross an extent boundary and must
-  // follow that extent's grain rule (Extent::Write).
+  // follow that extent's grain rule (ExtentBackend::Write).
   Status WriteWithinExtent(uint64_t offset, std::span<const uint8_t> data);
 
   // Sets the layer's CID and rewrites its descriptor (in place when embedded, else atomically).

@@ -11,7 +11,7 @@
 
 namespace vmbackup::vmdk {
 
-class SeSparseExtent final : public Extent {
+class SeSparseExtent final : public ExtentBackend {
  public:
   static Result<std::unique_ptr<SeSparseExtent>> Open(std::shared_ptr<io::BlockWriter> file,
                                                       uint64_t size);

@@ -136,21 +136,29 @@ Status SparseExtent::LoadDirectory() {
   return Status::Ok();
 }
 
-Result<std::vector<uint32_t>*> SparseExtent::Table(uint64_t gd_index) {
+Result<std::vector<uint32_t>*> SparseExtent::Table(uint64_t gd_index, bool for_write) {
   auto it = tables_.find(gd_index);
   if (it != tables_.end()) return &it->second;
-  std::vector<uint8_t> raw(gt_bytes_);
-  VMBACKUP_RETURN_IF_ERROR(file_->ReadAt(uint64_t(gd_[gd_index]) * kSectorSize, raw)
-                               .WithContext(StrFormat("grain table %llu",
-                                                      (unsigned long long)gd_index)));
-  auto [ins, ok] = tables_.emplace(gd_index, DecodeU32s(raw, layout_.gtes_per_gt));
-  return &ins->second;
+  auto known = table_empty_.find(gd_index);
+  if (known == table_empty_.end() || !known->second || for_write) {
+    std::vector<uint8_t> raw(gt_bytes_);
+    VMBACKUP_RETURN_IF_ERROR(file_->ReadAt(uint64_t(gd_[gd_index]) * kSectorSize, raw)
+                                 .WithContext(StrFormat("grain table %llu",
+                                                        (unsigned long long)gd_index)));
+    bool empty = IsAllZero(raw.data(), raw.size());
+    table_empty_[gd_index] = empty;
+    if (!empty || for_write) {
+      return &tables_.emplace(gd_index, DecodeU32s(raw, layout_.gtes_per_gt)).first->second;
+    }
+  }
+  return nullptr;
 }
 
 Result<SparseExtent::Lookup> SparseExtent::LookupGrain(uint64_t grain) {
   uint64_t gdi = grain / layout_.gtes_per_gt;
   if (gdi >= gd_.size() || gd_[gdi] == 0) return Lookup{BlockState::kUnallocated, 0};
   VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* table, Table(gdi));
+  if (!table) return Lookup{BlockState::kUnallocated, 0};
   uint32_t e = (*table)[grain % layout_.gtes_per_gt];
   if (e == 0) return Lookup{BlockState::kUnallocated, 0};
   if (e == 1 && layout_.zeroed_grain_entries) return Lookup{BlockState::kZero, 0};
@@ -181,7 +189,12 @@ Status SparseExtent::Map(uint64_t offset, uint64_t length, std::vector<BlockRun>
   while (pos < end) {
     uint64_t grain = pos / grain_bytes_;
     uint64_t gdi = grain / layout_.gtes_per_gt;
-    if (gdi >= gd_.size() || gd_[gdi] == 0) {  // a whole table's span is absent
+    bool absent = gdi >= gd_.size() || gd_[gdi] == 0;
+    if (!absent) {
+      VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* table, Table(gdi));
+      absent = table == nullptr;
+    }
+    if (absent) {  // a whole table's span is unallocated
       uint64_t next = std::min(end, (gdi + 1) * table_span);
       AppendRun(runs, pos, next - pos, BlockState::kUnallocated);
       pos = next;
@@ -308,6 +321,7 @@ Result<uint64_t> SparseExtent::AllocateTable(uint64_t gd_index) {
   StoreLE32(le, uint32_t(sector));
   VMBACKUP_RETURN_IF_ERROR(file_->WriteAt(layout_.gd_sector * kSectorSize + gd_index * 4, le));
   tables_[gd_index] = std::vector<uint32_t>(layout_.gtes_per_gt, 0);
+  table_empty_[gd_index] = true;
   return sector;
 }
 
@@ -368,8 +382,9 @@ Status SparseExtent::Write(uint64_t offset, std::span<const uint8_t> data) {
     if (next_free > UINT32_MAX) {
       return NotSupportedError(Where() + ": sparse file would grow past 2 TiB");
     }
-    VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* table, Table(gdi));
+    VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* table, Table(gdi, /*for_write=*/true));
     (*table)[grain % layout_.gtes_per_gt] = uint32_t(next_free);
+    table_empty_[gdi] = false;
     if (dirty_tables.empty() || dirty_tables.back() != gdi) dirty_tables.push_back(gdi);
     uint64_t foff = next_free * kSectorSize;
     if (pend_len != 0 && pend_file + pend_len == foff && pend_src + pend_len == src) {

@@ -36,7 +36,7 @@ struct SparseLayout {
   bool writable_format = true;    // false: this kind is never written (stream, COWD, v3)
 };
 
-class SparseExtent final : public Extent {
+class SparseExtent final : public ExtentBackend {
  public:
   // `size` is the extent size from the descriptor; it may not exceed the layout's capacity.
   static Result<std::unique_ptr<SparseExtent>> Open(std::shared_ptr<io::BlockWriter> file,
@@ -64,7 +64,9 @@ class SparseExtent final : public Extent {
   SparseExtent(std::shared_ptr<io::BlockWriter> file, const SparseLayout& layout, uint64_t size,
                bool writable);
   Status LoadDirectory();
-  Result<std::vector<uint32_t>*> Table(uint64_t gd_index);
+  // The entries of a grain table, or nullptr when the table holds no entry (unless
+  // `for_write`, which always materializes it). Empty tables are not kept in memory.
+  Result<std::vector<uint32_t>*> Table(uint64_t gd_index, bool for_write = false);
   Result<Lookup> LookupGrain(uint64_t grain);
   Status ReadCompressedGrain(uint64_t grain, uint64_t sector);
   Result<uint64_t> AllocateTable(uint64_t gd_index);
@@ -80,6 +82,8 @@ class SparseExtent final : public Extent {
   std::vector<uint32_t> gd_;
   std::vector<uint32_t> rgd_;  // loaded only when writable and present
   std::unordered_map<uint64_t, std::vector<uint32_t>> tables_;
+  // Tables known to hold no entry at all (kept as a flag only).
+  std::unordered_map<uint64_t, bool> table_empty_;
   // Last inflated grain of a compressed extent, for sequential partial reads.
   uint64_t cached_grain_ = UINT64_MAX;
   std::vector<uint8_t> grain_buf_;

@@ -1,0 +1,71 @@
+#include "base/strings.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace vmbackup {
+namespace {
+
+TEST(ParseSize, Suffixes) {
+  EXPECT_EQ(*ParseSize("512"), 512u);
+  EXPECT_EQ(*ParseSize("64K"), 65536u);
+  EXPECT_EQ(*ParseSize("64k"), 65536u);
+  EXPECT_EQ(*ParseSize("10M"), 10u << 20);
+  EXPECT_EQ(*ParseSize("2G"), 2ull << 30);
+  EXPECT_EQ(*ParseSize("3T"), 3ull << 40);
+  EXPECT_EQ(*ParseSize("1GiB"), 1ull << 30);
+  EXPECT_EQ(*ParseSize("1MB"), 1ull << 20);
+  EXPECT_EQ(*ParseSize("7B"), 7u);
+}
+
+TEST(ParseSize, Rejects) {
+  for (const char* bad : {"", "G", "12X", "1.5G", "-1", "99999999999999999999", "20000000P", "1GG"}) {
+    Result<uint64_t> r = ParseSize(bad);
+    EXPECT_FALSE(r.has_value()) << bad;
+    if (!r) {
+      EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument) << bad;
+    }
+  }
+}
+
+TEST(ParseUint, DecimalAndHex) {
+  EXPECT_EQ(*ParseUint("0x1f"), 31u);
+  EXPECT_EQ(*ParseUint("18446744073709551615"), UINT64_MAX);
+  EXPECT_FALSE(ParseUint("18446744073709551616"));
+  EXPECT_FALSE(ParseUint("12a"));
+}
+
+TEST(Utf8, FindsInvalid) {
+  EXPECT_EQ(FindInvalidUtf8("plain ascii"), std::string_view::npos);
+  EXPECT_EQ(FindInvalidUtf8("caf\xc3\xa9"), std::string_view::npos);
+  EXPECT_EQ(FindInvalidUtf8("ab\xff"), 2u);
+  EXPECT_EQ(FindInvalidUtf8("ab\xc3"), 2u);            // truncated sequence
+  EXPECT_EQ(FindInvalidUtf8("\xc0\xaf"), 0u);          // overlong
+  EXPECT_EQ(FindInvalidUtf8("x\xed\xa0\x80"), 1u);     // surrogate
+}
+
+TEST(Strings, Helpers) {
+  EXPECT_EQ(Trim("  a b \r\n"), "a b");
+  EXPECT_EQ(Trim("   "), "");
+  EXPECT_TRUE(EqualsIgnoreCase("createType", "CREATETYPE"));
+  EXPECT_FALSE(EqualsIgnoreCase("cid", "cids"));
+  EXPECT_EQ(StrFormat("%d-%s", 4, "x"), "4-x");
+  EXPECT_EQ(StrFormat("%s", std::string(1000, 'a').c_str()).size(), 1000u);
+  EXPECT_EQ(HumanBytes(512), "512 B");
+  EXPECT_EQ(HumanBytes(3ull << 30), "3.0 GiB");
+}
+
+TEST(Strings, IsAllZero) {
+  std::vector<uint8_t> v(1000, 0);
+  EXPECT_TRUE(IsAllZero(v.data(), v.size()));
+  for (size_t at : {size_t(0), size_t(63), size_t(64), size_t(999)}) {
+    v[at] = 1;
+    EXPECT_FALSE(IsAllZero(v.data(), v.size())) << at;
+    v[at] = 0;
+  }
+  EXPECT_TRUE(IsAllZero(v.data(), 0));
+}
+
+}  // namespace
+}  // namespace vmbackup
