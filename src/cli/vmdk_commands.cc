@@ -185,6 +185,54 @@ Status RunCat(const CatOptions& o) {
   return out.Finish();
 }
 
+struct WriteCmdOptions {
+  CommonOptions common;
+  std::string offset = "0", length, from, pattern;
+};
+
+// Writes a repeated byte or a file's bytes into the disk (through copy-on-write for deltas).
+Status RunWrite(const WriteCmdOptions& o) {
+  if (o.from.empty() == o.pattern.empty()) {
+    return InvalidArgumentError("give exactly one of --from FILE and --pattern BYTE");
+  }
+  vmdk::DiskOptions d;
+  d.writable = true;
+  d.ignore_cid_mismatch = o.common.ignore_cid;
+  VMBACKUP_ASSIGN_OR_RETURN(auto disk, vmdk::Disk::Open(o.common.file, d));
+  VMBACKUP_ASSIGN_OR_RETURN(uint64_t offset, ParseSize(o.offset));
+  std::unique_ptr<io::PosixFile> src;
+  uint64_t length = 0;
+  int byte = 0;
+  if (!o.from.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(src, io::PosixFile::Open(o.from, io::OpenMode::kReadOnly));
+    length = src->size();
+  } else {
+    VMBACKUP_ASSIGN_OR_RETURN(uint64_t b, ParseUint(o.pattern));
+    if (b > 255) return InvalidArgumentError("--pattern must be a byte (0 to 255)");
+    byte = int(b);
+    if (o.length.empty()) return InvalidArgumentError("--pattern needs --length");
+  }
+  if (!o.length.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(length, ParseSize(o.length));
+    if (src && length > src->size()) return InvalidArgumentError("--length is longer than --from");
+  }
+  if (offset > disk->size() || length > disk->size() - offset) {
+    return InvalidArgumentError(StrFormat("range %llu+%llu lies past the end of the disk (%llu bytes)",
+                                          (unsigned long long)offset, (unsigned long long)length,
+                                          (unsigned long long)disk->size()));
+  }
+  constexpr uint64_t kChunk = 8 << 20;
+  std::vector<uint8_t> buf;
+  for (uint64_t done = 0; done < length;) {
+    uint64_t n = std::min(kChunk, length - done);
+    buf.assign(n, uint8_t(byte));
+    if (src) VMBACKUP_RETURN_IF_ERROR(src->ReadAt(done, buf));
+    VMBACKUP_RETURN_IF_ERROR(disk->WriteAt(offset + done, buf));
+    done += n;
+  }
+  return disk->Flush();
+}
+
 struct CreateCmdOptions {
   std::string file, size, type = "sparse", parent, adapter = "lsilogic";
 };
@@ -274,6 +322,15 @@ void AddVmdkCommands(CLI::App& app, int* exit_code) {
   c->add_option("--offset", cat->offset, "first byte (suffixes K, M, G, T)");
   c->add_option("--length", cat->length, "number of bytes (default: to the end)");
   Bind(c, cat, exit_code, RunCat);
+
+  auto write = std::make_shared<WriteCmdOptions>();
+  c = vmdk->add_subcommand("write", "write a byte pattern or a file's bytes into the disk");
+  AddCommon(c, &write->common, false);
+  c->add_option("--offset", write->offset, "first byte (suffixes K, M, G, T)");
+  c->add_option("--length", write->length, "number of bytes");
+  c->add_option("--pattern", write->pattern, "byte value to repeat (0-255, or 0xNN)");
+  c->add_option("--from", write->from, "file whose bytes to write");
+  Bind(c, write, exit_code, RunWrite);
 
   auto create = std::make_shared<CreateCmdOptions>();
   c = vmdk->add_subcommand("create", "create a new disk");

@@ -56,7 +56,16 @@ Result<std::unique_ptr<FlatExtent>> FlatExtent::Open(std::shared_ptr<io::BlockWr
 }
 
 Status FlatExtent::Map(uint64_t offset, uint64_t length, std::vector<BlockRun>* runs) {
-  AppendRun(runs, offset, length, BlockState::kData);
+  // Holes in the host file (a thin disk's never-written areas) read as zeros: report them as
+  // zero runs so readers skip them, as qemu-img map does ("zero": true).
+  VMBACKUP_ASSIGN_OR_RETURN(ExtentSet data, file_->AllocatedExtents(file_offset_ + offset, length));
+  uint64_t pos = file_offset_ + offset;
+  for (const Extent& e : data) {
+    AppendRun(runs, pos - file_offset_, e.offset - pos, BlockState::kZero);
+    AppendRun(runs, e.offset - file_offset_, e.length, BlockState::kData);
+    pos = e.end();
+  }
+  AppendRun(runs, pos - file_offset_, file_offset_ + offset + length - pos, BlockState::kZero);
   return Status::Ok();
 }
 

@@ -1,0 +1,71 @@
+# Shared helpers of the end-to-end tests. Source it first; it makes a scratch folder, enters
+# it, and removes it on exit.
+set -euo pipefail
+
+: "${VMBACKUP:?set VMBACKUP to the vmbackup binary}"
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SHARED_TOOLS=${SHARED_TOOLS:-$E2E_DIR/../../../shared/tools}
+
+# requires CMD...: skip (exit 77) when a peer is missing, or fail when VMBACKUP_REQUIRE_ALL=1
+# (CI installs every peer, so nothing may skip there).
+requires() {
+  local c
+  for c in "$@"; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+      if [ "${VMBACKUP_REQUIRE_ALL:-0}" = 1 ]; then
+        echo "FAIL: $c is not installed (VMBACKUP_REQUIRE_ALL=1)" >&2
+        exit 1
+      fi
+      echo "SKIP: $c is not installed" >&2
+      exit 77
+    fi
+  done
+}
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+SCRATCH=$(mktemp -d /tmp/vmbackup-e2e-XXXXXX)
+trap 'rm -rf "$SCRATCH"' EXIT
+cd "$SCRATCH"
+
+# check_cat FILE: `vmbackup vmdk cat` equals `qemu-img convert -O raw`.
+check_cat() {
+  local f=$1
+  "$VMBACKUP" vmdk cat "$f" > ours.raw || fail "vmbackup vmdk cat $f"
+  qemu-img convert -O raw "$f" theirs.raw || fail "qemu-img convert $f"
+  # qemu-img compare skips holes in both files (cmp would read gigabytes of zeros).
+  [ "$(stat -c %s ours.raw)" = "$(stat -c %s theirs.raw)" ] || fail "$f: vmdk cat has the wrong size"
+  qemu-img compare -q -f raw -F raw ours.raw theirs.raw || fail "$f: vmdk cat differs from qemu-img convert"
+  rm -f ours.raw theirs.raw
+}
+
+# check_map FILE: `vmbackup vmdk map` and `qemu-img map` agree on what is allocated, and on
+# which layer (depth) holds it.
+check_map() {
+  local f=$1
+  qemu-img map --output=json "$f" > theirs.json || fail "qemu-img map $f"
+  "$VMBACKUP" vmdk map --json "$f" > ours.json || fail "vmbackup vmdk map $f"
+  python3 "$E2E_DIR/map_compare.py" ours.json theirs.json || fail "$f: maps differ"
+  rm -f ours.json theirs.json
+}
+
+# check_qemu FILE RAW: our file passes qemu-img check and has RAW's content.
+check_qemu() {
+  local f=$1 raw=$2
+  qemu-img check "$f" >/dev/null || fail "qemu-img check $f"
+  qemu-img compare -f raw "$raw" "$f" >/dev/null || fail "qemu-img compare $raw $f"
+}
+
+# model_write RAW OFFSET LENGTH BYTE: the same write applied to a raw model file.
+model_write() {
+  python3 - "$@" <<'PY'
+import sys
+path, off, length, byte = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4], 0)
+with open(path, 'r+b') as f:
+    f.seek(off)
+    f.write(bytes([byte]) * length)
+PY
+}
