@@ -81,8 +81,8 @@ Result<ExtentLine> ParseExtentLine(std::string_view line, size_t n) {
                                            " names no file");
   if (!quoted) return LineError(n, "extent file name " + Quoted(tok) + " is not quoted");
   e.filename = tok;
-  NextToken(rest, tok, quoted);
-  if (!tok.empty()) {
+  if (!NextToken(rest, tok, quoted)) return LineError(n, "extent offset has no closing quote");
+  if (!tok.empty() || quoted) {
     Result<uint64_t> off = ParseUint(tok);
     if (!off || quoted) return LineError(n, "extent offset " + Quoted(tok) + " is not a number");
     if (*off > kMaxCapacityBytes / kSectorSize) return LineError(n, "extent offset too large");

@@ -116,6 +116,9 @@ TEST(Descriptor, ErrorsNameLineAndField) {
   ExpectError(head + "RW 10 ZERO \"x\"\n", "ZERO extent must not name a file");
   ExpectError(head + "RW 0 VMFS \"x\"\n", "extent size is zero");
   ExpectError(head + "RW 10 FLAT \"x\" zz\n", "extent offset 'zz' is not a number");
+  // Found by the descriptor fuzzer: a quoted empty offset used to be taken as "no offset",
+  // and the canonical form then re-parsed differently.
+  ExpectError(head + "RW 10 FLAT \"x\" \"\"\"dk\" 0\n", "extent offset '' is not a number");
   ExpectError(head + "RW 99999999999999999 VMFS \"x\"\n", "larger than 256 TiB");
   ExpectError(head + "RW 549755813888 VMFS \"x\"\nRW 1 VMFS \"x\"\n", "more than 256 TiB");
   ExpectError(head + "CID=xyz\nRW 1 VMFS \"x\"\n", "line 3: CID 'xyz' is not a 32-bit hex number");
