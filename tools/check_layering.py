@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Checks that includes between vmbackup's libraries point down only (docs/architecture.md).
+
+Every #include "x/y.h" inside src/<lib>/ must name a header of <lib> itself or of a library
+that <lib> may depend on. A new edge needs an edit here and in docs/architecture.md."""
+import os
+import re
+import sys
+
+# library folder -> libraries it may include (besides itself)
+ALLOWED = {
+    "base": set(),
+    "io": {"base"},
+    "format/vmdk": {"io", "base"},
+    "cli": {"format/vmdk", "io", "base"},
+}
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+libs = sorted(ALLOWED, key=len, reverse=True)
+
+
+def lib_of(path):
+    for lib in libs:
+        if path == lib or path.startswith(lib + "/"):
+            return lib
+    return None
+
+
+errors = []
+for dirpath, _, files in os.walk(root):
+    for name in files:
+        if not name.endswith((".h", ".cc")):
+            continue
+        full = os.path.join(dirpath, name)
+        rel = os.path.relpath(full, root)
+        owner = lib_of(os.path.dirname(rel))
+        if owner is None:
+            errors.append("%s: folder is not a known library (add it to ALLOWED)" % rel)
+            continue
+        for n, line in enumerate(open(full, encoding="utf-8"), 1):
+            m = re.match(r'\s*#\s*include\s+"([^"]+)"', line)
+            if not m:
+                continue
+            target = lib_of(os.path.dirname(m.group(1)))
+            if target is None or target == owner or target in ALLOWED[owner]:
+                continue
+            errors.append("%s:%d: %s may not include %s" % (rel, n, owner, m.group(1)))
+for e in errors:
+    print(e)
+if errors:
+    sys.exit(1)
+print("layering: ok (%d libraries)" % len(ALLOWED))
