@@ -235,6 +235,7 @@ Status RunWrite(const WriteCmdOptions& o) {
 
 struct CreateCmdOptions {
   std::string file, size, type = "sparse", parent, adapter = "lsilogic";
+  bool zeroed_grain = false;
 };
 
 Status RunCreate(const CreateCmdOptions& o) {
@@ -247,6 +248,7 @@ Status RunCreate(const CreateCmdOptions& o) {
   }
   c.parent = o.parent;
   c.adapter_type = o.adapter;
+  c.zeroed_grain = o.zeroed_grain;
   return vmdk::CreateDisk(o.file, c);
 }
 
@@ -339,6 +341,8 @@ void AddVmdkCommands(CLI::App& app, int* exit_code) {
   c->add_option("--type", create->type, "flat, vmfs or sparse (default sparse)");
   c->add_option("--parent", create->parent, "make a sparse child (snapshot delta) of this disk");
   c->add_option("--adapter", create->adapter, "ide, lsilogic, buslogic or legacyESX");
+  c->add_flag("--zeroed-grain", create->zeroed_grain,
+              "sparse: record whole zero grains without data (version 2)");
   Bind(c, create, exit_code, RunCreate);
 
   auto convert = std::make_shared<ConvertCmdOptions>();

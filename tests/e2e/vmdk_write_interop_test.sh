@@ -55,3 +55,17 @@ check_qemu layer3.vmdk model.raw
 check_cat layer3.vmdk
 check_map layer3.vmdk
 echo "ok: chain of 4 written by vmbackup and qemu"
+
+# Zeroed-grain entries: whole zero grains in a version-2 child hide the parent without data.
+"$VMBACKUP" vmdk create zg.vmdk --parent layer3.vmdk --zeroed-grain
+"$VMBACKUP" vmdk write zg.vmdk --offset 20M --length 1M --pattern 0
+model_write model.raw $((20 * 1024 * 1024)) 1048576 0
+check_qemu zg.vmdk model.raw
+[ "$(stat -c %s zg.vmdk)" -lt 1048576 ] || fail "zero grains were stored as data"
+qemu-img map --output=json zg.vmdk | python3 -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin) if r["depth"] == 0]
+ok = any(r["zero"] and r["start"] <= 20 << 20 and r["start"] + r["length"] >= 21 << 20 for r in runs)
+sys.exit(0 if ok else "qemu does not see the zeroed grains in zg.vmdk: %s" % runs)' || fail "zeroed grains"
+check_map zg.vmdk
+echo "ok: zeroed-grain entries"

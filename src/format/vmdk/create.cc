@@ -46,8 +46,8 @@ Status CreateSparse(const std::string& path, uint64_t capacity_sectors, const Cr
   const uint64_t gd_sectors = DivRoundUp(gd_entries * 4, kSectorSize);
   const uint64_t gt_sectors_total = gd_entries * (kGtesPerGt * 4 / kSectorSize);
   SparseHeader h;
-  h.version = 1;
-  h.flags = kFlagNewlineCheck | kFlagRedundantGd;
+  h.version = o.zeroed_grain ? 2 : 1;
+  h.flags = kFlagNewlineCheck | kFlagRedundantGd | (o.zeroed_grain ? kFlagZeroedGrainGte : 0);
   h.capacity = capacity_sectors;
   h.grain_size = grain;
   h.descriptor_offset = 1;
@@ -176,6 +176,9 @@ Status CreateDisk(const std::string& path, const CreateOptions& o) {
     return CreateSparse(path, capacity_sectors, o, std::move(d));
   }
   if (capacity_sectors == 0) return InvalidArgumentError("capacity must be at least one sector");
+  if (o.zeroed_grain && o.type != DiskType::kSparse) {
+    return InvalidArgumentError("zeroed-grain entries exist only in sparse disks");
+  }
 
   if (o.type == DiskType::kSparse) {
     Descriptor d = NewDescriptor("monolithicSparse", capacity_sectors, o.adapter_type);

@@ -23,6 +23,9 @@ struct CreateOptions {
   std::string parent;  // sparse child of this disk (type must be kSparse)
   std::string adapter_type = "lsilogic";
   uint64_t grain_sectors = 128;
+  // Sparse only: a version-2 file whose whole zero grains are grain table entries of 1
+  // (reading zeros, hiding the parent) rather than data, as `qemu-img -o zeroed_grain=on`.
+  bool zeroed_grain = false;
 };
 
 // Creates the files of a new disk at `path` (the descriptor; flat and vmfs also get

@@ -204,6 +204,46 @@ TEST(Disk, LargeSparseHoldsLittle) {
   EXPECT_EQ(alloc->total_bytes(), 65536u);  // one grain holds the write
 }
 
+TEST(Disk, ZeroedGrainWritesStoreNoData) {
+  TempDir dir;
+  CreateOptions o;
+  o.capacity = 4 << 20;
+  ASSERT_TRUE(CreateDisk(dir / "base.vmdk", o).ok());
+  {
+    auto base = OpenRw(dir / "base.vmdk");
+    std::vector<uint8_t> ones(4 << 20, 1);
+    ASSERT_TRUE(base->WriteAt(0, ones).ok());
+  }
+  CreateOptions c;
+  c.parent = dir / "base.vmdk";
+  c.zeroed_grain = true;
+  ASSERT_TRUE(CreateDisk(dir / "child.vmdk", c).ok());
+  auto child = OpenRw(dir / "child.vmdk");
+  ASSERT_TRUE(child);
+  const uint64_t before = child->layers()[0]->extents()[0].extent->format().version;
+  EXPECT_EQ(before, 2u);
+  std::vector<uint8_t> zeros(3 * 65536, 0);
+  zeros[2 * 65536 + 5] = 9;  // the third grain is not all zero: it gets data
+  ASSERT_TRUE(child->WriteAt(65536, zeros).ok());
+  std::vector<ChainRun> runs;
+  ASSERT_TRUE(child->MapChain(65536, 3 * 65536, &runs).ok());
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].state, BlockState::kZero);
+  EXPECT_EQ(runs[0].length, 2 * 65536u);
+  EXPECT_EQ(runs[0].depth, 0);
+  EXPECT_EQ(runs[1].state, BlockState::kData);
+  EXPECT_EQ(runs[1].depth, 0);
+  std::vector<uint8_t> back(zeros.size());
+  ASSERT_TRUE(child->ReadAt(65536, back).ok());
+  EXPECT_EQ(back, zeros);
+  // A partial write into a zeroed grain copies zeros, not the parent's ones.
+  uint8_t seven[10];
+  std::fill(seven, seven + 10, 7);
+  ASSERT_TRUE(child->WriteAt(65536 + 100, seven).ok());
+  ASSERT_TRUE(child->ReadAt(65536, back).ok());
+  for (size_t i = 0; i < 65536; ++i) ASSERT_EQ(back[i], (i >= 100 && i < 110) ? 7 : 0) << i;
+}
+
 TEST(Disk, CreateRefusesBadRequests) {
   TempDir dir;
   CreateOptions o;

@@ -370,6 +370,22 @@ Status SparseExtent::Write(uint64_t offset, std::span<const uint8_t> data) {
                                      Where().c_str(), (unsigned long long)grain));
     }
     uint64_t gdi = grain / layout_.gtes_per_gt;
+    if (layout_.zeroed_grain_entries && IsAllZero(src, n)) {
+      // A whole grain of zeros costs no data: entry 1 reads as zeros and hides the parent.
+      if (l.state != BlockState::kZero) {
+        if (gd_[gdi] == 0) {
+          VMBACKUP_RETURN_IF_ERROR(flush());
+          VMBACKUP_RETURN_IF_ERROR(AllocateTable(gdi).status());
+          next_free = 0;
+        }
+        VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* zt, Table(gdi, /*for_write=*/true));
+        (*zt)[grain % layout_.gtes_per_gt] = 1;
+        table_empty_[gdi] = false;
+        if (dirty_tables.empty() || dirty_tables.back() != gdi) dirty_tables.push_back(gdi);
+      }
+      pos += n;
+      continue;
+    }
     if (gd_[gdi] == 0) {
       VMBACKUP_RETURN_IF_ERROR(flush());
       VMBACKUP_RETURN_IF_ERROR(AllocateTable(gdi).status());
