@@ -32,7 +32,7 @@ Result<SparseLayout> ReadCowdLayout(io::BlockReader& file) {
   l.writable_format = false;
   l.header_sectors = kHeaderBytes / kSectorSize;
   if (l.capacity_sectors == 0) return CorruptionError(name + ": COWD numSectors is zero");
-  if (!IsPowerOfTwo(l.grain_sectors)) {
+  if (!IsPowerOfTwo(l.grain_sectors) || l.grain_sectors > kMaxGrainSectors) {
     return CorruptionError(StrFormat("%s: COWD grainSize %llu is not a power of two", name.c_str(),
                                      (unsigned long long)l.grain_sectors));
   }

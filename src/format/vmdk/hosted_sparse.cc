@@ -64,9 +64,11 @@ Result<SparseLayout> ReadHostedSparseLayout(io::BlockReader& file, SparseHeader*
     return CorruptionError(StrFormat("%s: capacity %llu sectors is zero or larger than 256 TiB",
                                      name.c_str(), (unsigned long long)h.capacity));
   }
-  if (!IsPowerOfTwo(h.grain_size)) {
-    return CorruptionError(StrFormat("%s: grainSize %llu is not a power of two", name.c_str(),
-                                     (unsigned long long)h.grain_size));
+  // Bounded before any arithmetic: grainSize * 512 entries must not overflow.
+  if (!IsPowerOfTwo(h.grain_size) || h.grain_size > kMaxGrainSectors) {
+    return CorruptionError(StrFormat("%s: grainSize %llu is not a power of two up to %llu sectors",
+                                     name.c_str(), (unsigned long long)h.grain_size,
+                                     (unsigned long long)kMaxGrainSectors));
   }
   SparseLayout l;
   l.kind = compressed ? "stream" : "hosted-sparse";

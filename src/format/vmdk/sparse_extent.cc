@@ -12,7 +12,6 @@
 namespace vmbackup::vmdk {
 namespace {
 
-constexpr uint64_t kMaxGrainSectors = 65536;  // 32 MiB grains; VMware uses 64 KiB
 
 std::vector<uint32_t> DecodeU32s(const std::vector<uint8_t>& raw, size_t count) {
   std::vector<uint32_t> v(count);

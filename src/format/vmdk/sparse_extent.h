@@ -19,6 +19,9 @@
 
 namespace vmbackup::vmdk {
 
+// Largest grain accepted from a file (32 MiB); VMware uses 64 KiB.
+inline constexpr uint64_t kMaxGrainSectors = 65536;
+
 struct SparseLayout {
   std::string kind;               // "hosted-sparse", "stream" or "cowd"
   uint32_t version = 1;

@@ -132,6 +132,9 @@ TEST_F(SparseTest, HeaderFields) {
   ExpectCorrupt(p, "capacity");
   patch(20, 100, 8);
   ExpectCorrupt(p, "grainSize 100 is not a power of two");
+  // Found by the sparse fuzzer: a power of two so large that grainSize * 512 wrapped to zero.
+  patch(20, uint64_t(1) << 55, 8);
+  ExpectCorrupt(p, "grainSize 36028797018963968 is not a power of two up to 65536 sectors");
   patch(44, 4096, 4);
   ExpectCorrupt(p, "numGTEsPerGT is 4096");
   patch(4, 9, 4);
