@@ -12,7 +12,8 @@ ALLOWED = {
     "base": set(),
     "io": {"base"},
     "format/vmdk": {"io", "base"},
-    "cli": {"format/vmdk", "io", "base"},
+    "host": {"format/vmdk", "io", "base"},
+    "cli": {"host", "format/vmdk", "io", "base"},
 }
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")

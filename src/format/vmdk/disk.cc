@@ -39,6 +39,7 @@ std::string ResolveParent(const std::string& child_path, const std::string& hint
 Result<std::unique_ptr<Disk>> Disk::Open(const std::string& path, const DiskOptions& options) {
   std::unique_ptr<Disk> disk(new Disk());
   disk->writable_ = options.writable;
+  disk->cid_updated_ = options.preserve_cid;
   std::set<std::string> seen;
   std::string current = path;
   while (true) {

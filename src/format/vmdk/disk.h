@@ -21,6 +21,9 @@ struct DiskOptions {
   // Open a chain whose parentCID does not match its parent's CID (recovery work only: the
   // data read may be inconsistent).
   bool ignore_cid_mismatch = false;
+  // Keep the top layer's CID on write. Only for writes that do not change what any child of
+  // the top layer reads, such as merging a child's own data down into it.
+  bool preserve_cid = false;
 };
 
 // One run of a chain's allocation map.
@@ -62,7 +65,7 @@ class Disk final : public io::BlockWriter {
 
   std::vector<std::unique_ptr<Layer>> layers_;
   bool writable_ = false;
-  bool cid_updated_ = false;
+  bool cid_updated_ = false;  // also true from the start with preserve_cid
 };
 
 }  // namespace vmbackup::vmdk

@@ -232,10 +232,17 @@ Status Layer::WriteWithinExtent(uint64_t offset, std::span<const uint8_t> data) 
 Status Layer::UpdateCid(uint32_t cid) {
   Descriptor d = descriptor_;
   d.cid = cid;
+  return ReplaceDescriptor(d);
+}
+
+Status Layer::ReplaceDescriptor(const Descriptor& d) {
+  if (d.extents != descriptor_.extents) {
+    return InternalError(path_ + ": a descriptor rewrite may not change the extents");
+  }
   std::string text = SerializeDescriptor(d);
   if (embedded_) {
     if (descriptor_capacity_ == 0) {
-      descriptor_.cid = cid;  // bare extent: no descriptor to rewrite
+      descriptor_ = d;  // bare extent: no descriptor to rewrite
       return Status::Ok();
     }
     if (text.size() > descriptor_capacity_) {
@@ -247,7 +254,7 @@ Status Layer::UpdateCid(uint32_t cid) {
   } else {
     VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(path_, text));
   }
-  descriptor_ = std::move(d);
+  descriptor_ = d;
   return Status::Ok();
 }
 

@@ -46,6 +46,9 @@ class Layer {
 
   // Sets the layer's CID and rewrites its descriptor (in place when embedded, else atomically).
   Status UpdateCid(uint32_t cid);
+  // Rewrites the descriptor (parent links, change tracking path, ...). The extents must stay
+  // as they are. Needs the layer opened writable when the descriptor is embedded.
+  Status ReplaceDescriptor(const Descriptor& d);
 
   Status Flush();
 

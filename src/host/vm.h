@@ -1,0 +1,112 @@
+// Vm: one virtual machine of the embedded host, opened under its lock. Implements SYSTEM.md
+// section 1 on VMware-format files: guest disk I/O with copy-on-write deltas and CBT,
+// snapshots (create, delete in its three cases, delete-all, revert, consolidate), change ids
+// and QueryChangedDiskAreas.
+//
+// Every metadata update replaces the .vmx or .vmsd atomically, in an order after which a
+// crash leaves at most unreferenced deltas, which Consolidate() merges or removes.
+// One Vm object per process and VM at a time; not thread-safe.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "format/vmdk/disk.h"
+#include "host/change_tracking.h"
+#include "host/vmsd.h"
+#include "host/vmx.h"
+
+namespace vmbackup::host {
+
+inline constexpr size_t kMaxSnapshots = 32;
+
+struct DiskInfo {
+  size_t index = 0;
+  std::string node;
+  int device_key = 0;
+  std::string stem;
+  std::string leaf;  // current leaf descriptor (the .vmx fileName)
+  uint64_t capacity = 0;
+  std::vector<std::string> chain;  // leaf first, base last
+  std::string change_id;           // of the current state, when CBT is on
+};
+
+struct SnapshotOptions {
+  std::string description;
+  bool quiesce = false;
+  bool allow_crash_fallback = false;  // a failing freeze hook then yields crash consistency
+};
+
+// A snapshot reference for reads and queries: nullopt = the VM's current state.
+using SnapshotSel = std::optional<uint32_t>;
+
+class Vm {
+ public:
+  // Opens the VM in `dir` (the VM folder), waiting for its lock. Errors: kNotFound when there
+  // is no .vmx, kCorruption when the .vmx or .vmsd cannot be parsed.
+  static Result<std::unique_ptr<Vm>> Open(const std::string& dir);
+  ~Vm();
+
+  const std::string& name() const { return name_; }
+  const std::string& dir() const { return dir_; }
+  const Vmx& vmx() const { return vmx_; }
+  const SnapshotDb& snapshots() const { return vmsd_; }
+
+  // Disk details, including the chain of each disk.
+  Result<std::vector<DiskInfo>> Disks();
+  // Problems found in the VM's files (missing deltas, broken chains, bad ctk files), for
+  // `vmhost vm info`; empty when everything opens.
+  std::vector<std::string> Diagnose();
+
+  Status PowerOn();
+  // `hard` stands for a power loss: change tracking is invalidated, as on VMware.
+  Status PowerOff(bool hard);
+
+  // Guest I/O on the current state (a write needs the VM powered on).
+  Status Write(size_t disk, uint64_t offset, std::span<const uint8_t> data);
+  Status Read(size_t disk, SnapshotSel snap, uint64_t offset, std::span<uint8_t> buf);
+  // The disk as a block device: the current state (writable if asked), or a snapshot.
+  Result<std::unique_ptr<vmdk::Disk>> OpenDisk(size_t disk, SnapshotSel snap, bool writable);
+
+  Result<Snapshot> CreateSnapshot(const std::string& name, const SnapshotOptions& options);
+  Status DeleteSnapshot(uint32_t uid);
+  Status DeleteAllSnapshots();
+  Status RevertToSnapshot(uint32_t uid);
+  // Merges or removes deltas that neither the .vmx nor a snapshot references.
+  Status Consolidate();
+
+  Status EnableChangeTracking();
+  Result<ChangeId> GetChangeId(size_t disk, SnapshotSel snap);
+  // vSphere semantics: areas changed since `change_id` ("*" = every allocated area) up to the
+  // snapshot (or the current state of a powered-off VM), from `start_offset`, at most
+  // vmx().cbt_max_areas() areas per answer. Errors: kNotFound for an unknown or invalidated
+  // change id, kInvalidArgument for a bad request.
+  Result<ChangedAreas> QueryChangedDiskAreas(size_t disk, SnapshotSel snap, uint64_t start_offset,
+                                             std::string_view change_id);
+  Result<ChangedAreas> QueryAllocatedBlocks(size_t disk, SnapshotSel snap, uint64_t start_offset);
+
+ private:
+  Vm() = default;
+  Status Load();
+  Status SaveVmx();
+  Status SaveVmsd();
+  std::string Path(const std::string& file) const;
+  Result<std::vector<VmxDisk>> VmxDisks() const { return vmx_.Disks(); }
+  Result<std::string> LayerFor(size_t disk, SnapshotSel snap);
+  Result<std::unique_ptr<ChangeTrackFile>> OpenCtk(const std::string& layer_file, bool writable);
+  Status InvalidateChangeTracking();
+  Status RunHook(const std::string& hook, const char* what);
+  Status ConsolidateDisk(size_t disk, const std::string& stem);
+  Status MergeInto(const std::string& child, const std::string& parent);
+  Status CollapseToBase(const std::string& leaf, const std::string& base);
+
+  std::string dir_, name_;
+  int lock_fd_ = -1;
+  Vmx vmx_;
+  SnapshotDb vmsd_;
+};
+
+}  // namespace vmbackup::host
