@@ -227,9 +227,10 @@ Status Vm::Consolidate() {
 }
 
 Status Vm::ConsolidateDisk(size_t disk, const std::string& stem) {
-  VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, VmxDisks());
-  const std::string node = disks[disk].node;
   for (int round = 0; round < 10000; ++round) {
+    // References are read afresh every round: a merge moves them.
+    VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, VmxDisks());
+    const std::string node = disks[disk].node;
     VMBACKUP_ASSIGN_OR_RETURN(auto layers, ScanLayers(dir_, stem));
     std::set<std::string> referenced = {disks[disk].file_name};
     for (const Snapshot& s : vmsd_.snapshots)
