@@ -1,6 +1,13 @@
 #include "cli/vmhost_commands.h"
 
+#include <limits.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdio>
 #include <cstdlib>
@@ -48,6 +55,64 @@ Result<host::SnapshotSel> SelectSnapshot(const Vm& vm, const std::string& s) {
 Result<size_t> DiskIndex(const std::string& s) {
   VMBACKUP_ASSIGN_OR_RETURN(uint64_t n, ParseUint(s));
   return size_t(n);
+}
+
+// The nbdkit plugin sits next to the vmhost executable.
+std::string PluginPath() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  buf[n] = 0;
+  return io::JoinPath(io::DirName(buf), "nbdkit-vmhost-plugin.so");
+}
+
+std::string FindInPath(const std::string& cmd) {
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "/usr/sbin:/usr/bin:/sbin:/bin";
+  for (size_t start = 0; start <= p.size();) {
+    size_t end = p.find(':', start);
+    std::string dir = p.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::string full = io::JoinPath(dir.empty() ? "." : dir, cmd);
+    if (::access(full.c_str(), X_OK) == 0) return full;
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return "";
+}
+
+// A unix socket left behind by an export that ended (nbdkit does not remove it) is removed;
+// one that something still listens on is an error.
+Status ClearStaleSocket(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return Status::Ok();
+  if (!S_ISSOCK(st.st_mode)) return AlreadyExistsError(path + " exists and is not a socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return InvalidArgumentError("socket path too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return PosixError("socket", errno);
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int err = errno;
+  ::close(fd);
+  if (rc == 0) return AlreadyExistsError(path + ": another server is listening there");
+  if (err == ECONNREFUSED && ::unlink(path.c_str()) != 0) return PosixError("remove " + path, errno);
+  return Status::Ok();
+}
+
+// Why a transport cannot be used here, or "" when it can.
+std::string TransportUnavailable(const std::string& mode) {
+  if (mode == "file") return "";
+  if (mode == "hotadd") {
+    return "vmhost runs no VMs that could attach a disk: hotadd needs the backup proxy to be a VM "
+           "on this host";
+  }
+  if (mode == "nbd" || mode == "nbdssl") {
+    if (FindInPath("nbdkit").empty()) return "nbdkit is not installed";
+    if (!io::PathExists(PluginPath())) return "the nbdkit plugin " + PluginPath() + " is missing";
+    return "";
+  }
+  return "unknown transport '" + mode + "'";
 }
 
 json SnapshotJson(const host::Snapshot& s) {
@@ -308,6 +373,98 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
       }
     }
     return out.Finish();
+  });
+
+  c = disk->add_subcommand("transports", "which transport modes can open disks here, and why not");
+  Bind(c, exit_code, [g]() -> Status {
+    json j = json::array();
+    for (const char* m : {"file", "hotadd", "nbdssl", "nbd"}) {
+      std::string why = TransportUnavailable(m);
+      json e{{"mode", m}, {"available", why.empty()}};
+      if (!why.empty()) e["reason"] = why;
+      j.push_back(e);
+    }
+    if (g->json) {
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      for (const auto& e : j) {
+        std::printf("%-7s %s\n", e["mode"].get<std::string>().c_str(),
+                    e["available"].get<bool>() ? "available"
+                                               : ("unavailable: " + e["reason"].get<std::string>()).c_str());
+      }
+    }
+    return Status::Ok();
+  });
+
+  struct ExportOpts {
+    std::string vm, disk, snapshot, nbd, tls, run;
+    bool writable = false, restore = false;
+  };
+  auto eo = std::make_shared<ExportOpts>();
+  c = disk->add_subcommand("export", "serve a disk over NBD (the nbd / nbdssl transports)");
+  c->add_option("VM", eo->vm)->required();
+  c->add_option("DISK", eo->disk, "disk index")->required();
+  c->add_option("--snapshot", eo->snapshot, "serve this snapshot (read-only unless --restore)");
+  c->add_option("--nbd", eo->nbd, "a unix socket path, or HOST:PORT on 127.0.0.1")->required();
+  c->add_option("--tls", eo->tls, "folder with ca-cert.pem, server-cert.pem, server-key.pem: require TLS");
+  c->add_flag("--writable", eo->writable, "the current state, writable as the guest (CBT records)");
+  c->add_flag("--restore", eo->restore, "with --snapshot: the snapshot's disk, writable for a restore");
+  c->add_option("--run", eo->run, "run this command with $uri set, then stop serving (nbdkit --run)");
+  Bind(c, exit_code, [g, eo]() -> Status {
+    VMBACKUP_ASSIGN_OR_RETURN(Datastore ds, OpenStore(*g));
+    VMBACKUP_ASSIGN_OR_RETURN(size_t index, DiskIndex(eo->disk));
+    if (eo->writable && !eo->snapshot.empty()) {
+      return InvalidArgumentError("--writable serves the current state; a snapshot is writable only with --restore");
+    }
+    if (eo->restore && eo->snapshot.empty()) return InvalidArgumentError("--restore needs --snapshot");
+    std::string mode = eo->restore ? "restore" : eo->writable ? "write" : "read";
+    std::string uid;
+    {
+      VMBACKUP_ASSIGN_OR_RETURN(auto v, ds.OpenVm(eo->vm));
+      VMBACKUP_ASSIGN_OR_RETURN(host::SnapshotSel snap, SelectSnapshot(*v, eo->snapshot));
+      if (snap) uid = std::to_string(*snap);
+      VMBACKUP_RETURN_IF_ERROR(v->OpenDisk(index, snap, false).status());
+      if (mode == "write" && !v->vmx().powered_on()) {
+        return InvalidArgumentError("VM " + eo->vm + " is powered off: the guest cannot write");
+      }
+    }
+    std::string why = TransportUnavailable(eo->tls.empty() ? "nbd" : "nbdssl");
+    if (!why.empty()) return UnavailableError(why);
+    std::vector<std::string> args = {"nbdkit"};
+    if (eo->run.empty()) args.push_back("--foreground");
+    if (eo->nbd.find('/') != std::string::npos || eo->nbd.find(':') == std::string::npos) {
+      VMBACKUP_RETURN_IF_ERROR(ClearStaleSocket(eo->nbd));
+      args.insert(args.end(), {"-U", eo->nbd});
+    } else {
+      size_t colon = eo->nbd.rfind(':');
+      std::string host = eo->nbd.substr(0, colon), port = eo->nbd.substr(colon + 1);
+      if (host != "127.0.0.1" && host != "localhost") {
+        return InvalidArgumentError("vmhost serves NBD on 127.0.0.1 only, not " + host);
+      }
+      args.insert(args.end(), {"-i", "127.0.0.1", "-p", port});
+    }
+    if (!eo->tls.empty()) {
+      for (const char* f : {"ca-cert.pem", "server-cert.pem", "server-key.pem"}) {
+        if (!io::PathExists(io::JoinPath(eo->tls, f))) {
+          return InvalidArgumentError("--tls " + eo->tls + ": " + f + " is missing");
+        }
+      }
+      args.insert(args.end(), {"--tls=require", "--tls-certificates=" + eo->tls});
+    }
+    if (mode == "read") args.push_back("-r");
+    if (!eo->run.empty()) args.insert(args.end(), {"--run", eo->run});
+    args.push_back(PluginPath());
+    args.push_back("datastore=" + ds.root());
+    args.push_back("vm=" + eo->vm);
+    args.push_back("disk=" + std::to_string(index));
+    if (!uid.empty()) args.push_back("snapshot=" + uid);
+    args.push_back("mode=" + mode);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::fflush(stdout);
+    ::execvp("nbdkit", argv.data());
+    return PosixError("run nbdkit", errno);
   });
 
   // ---- snapshot ----

@@ -131,18 +131,23 @@ Status Vm::PowerOff(bool hard) {
   return SaveVmx();
 }
 
-Result<std::string> Vm::LayerFor(size_t disk, SnapshotSel snap) {
-  VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, VmxDisks());
+Result<std::string> LayerFileFor(const Vmx& vmx, const SnapshotDb& vmsd, const std::string& vm,
+                                 size_t disk, SnapshotSel snap) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, vmx.Disks());
   if (disk >= disks.size()) {
-    return InvalidArgumentError(StrFormat("VM %s has no disk %zu (it has %zu)", name_.c_str(), disk,
+    return InvalidArgumentError(StrFormat("VM %s has no disk %zu (it has %zu)", vm.c_str(), disk,
                                           disks.size()));
   }
   if (!snap) return disks[disk].file_name;
-  const Snapshot* s = vmsd_.Find(*snap);
-  if (!s) return NotFoundError(StrFormat("VM %s has no snapshot %u", name_.c_str(), *snap));
+  const Snapshot* s = vmsd.Find(*snap);
+  if (!s) return NotFoundError(StrFormat("VM %s has no snapshot %u", vm.c_str(), *snap));
   for (const SnapshotDisk& d : s->disks)
     if (EqualsIgnoreCase(d.node, disks[disk].node)) return d.file_name;
   return NotFoundError(StrFormat("snapshot %u does not hold disk %s", *snap, disks[disk].node.c_str()));
+}
+
+Result<std::string> Vm::LayerFor(size_t disk, SnapshotSel snap) {
+  return LayerFileFor(vmx_, vmsd_, name_, disk, snap);
 }
 
 Result<std::unique_ptr<vmdk::Disk>> Vm::OpenDisk(size_t disk, SnapshotSel snap, bool writable) {

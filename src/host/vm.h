@@ -43,6 +43,10 @@ struct SnapshotOptions {
 // A snapshot reference for reads and queries: nullopt = the VM's current state.
 using SnapshotSel = std::optional<uint32_t>;
 
+// The layer file that holds `disk` at `snap` (or the current leaf), from parsed metadata.
+Result<std::string> LayerFileFor(const Vmx& vmx, const SnapshotDb& vmsd, const std::string& vm,
+                                 size_t disk, SnapshotSel snap);
+
 class Vm {
  public:
   // Opens the VM in `dir` (the VM folder), waiting for its lock. Errors: kNotFound when there

@@ -33,11 +33,20 @@ for trial in 1 2 3 4 5 6; do
     case $f in *-ctk.vmdk) continue ;; esac
     qemu-img check -q "$f" || fail "trial $trial: qemu-img check $f"
   done
-  "${H[@]}" --json vm info $vm | python3 -c '
+  # Killed before the .vmsd changed, the snapshot is still there: then the delete runs again.
+  names=$("${H[@]}" --json vm info $vm | python3 -c '
 import json, sys
 v = json.load(sys.stdin)
 assert not v["problems"], v["problems"]
-assert [s["name"] for s in v["snapshots"]] == ["keep"], v["snapshots"]' || fail "trial $trial: state after consolidate"
+print(" ".join(s["name"] for s in v["snapshots"]))') || fail "trial $trial: state after consolidate"
+  case "$names" in
+    "keep") ;;
+    "keep victim") "${H[@]}" snapshot delete $vm victim ;;
+    *) fail "trial $trial: snapshots after consolidate: $names" ;;
+  esac
+  "${H[@]}" disk read $vm 0 | cmp - want-current.raw || fail "trial $trial: current state changed"
+  [ "$("${H[@]}" --json snapshot list $vm | python3 -c 'import json,sys; print([s["name"] for s in json.load(sys.stdin)])')" = "['keep']" ] \
+    || fail "trial $trial: 'victim' survived its delete"
   "${H[@]}" vm power-off $vm
   "${H[@]}" vm delete $vm
 done

@@ -1,0 +1,186 @@
+#include "host/shared_disk.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/checked_math.h"
+#include "base/strings.h"
+#include "io/posix_file.h"
+
+namespace vmbackup::host {
+namespace {
+
+// Identity of a file that WriteFileAtomic replaces: a rename gives it a new inode.
+void Identity(const std::string& path, struct timespec* mtime, ino_t* ino) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    *mtime = st.st_mtim;
+    *ino = st.st_ino;
+  } else {
+    *mtime = {};
+    *ino = 0;
+  }
+}
+
+bool Same(const struct timespec& a, const struct timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+}  // namespace
+
+Result<DiskOpenMode> ParseDiskOpenMode(std::string_view t) {
+  if (t == "read") return DiskOpenMode::kRead;
+  if (t == "write") return DiskOpenMode::kWrite;
+  if (t == "restore") return DiskOpenMode::kRestore;
+  return InvalidArgumentError("open mode '" + std::string(t) + "' is not read, write or restore");
+}
+
+Result<std::unique_ptr<SharedDisk>> SharedDisk::Open(const std::string& vm_dir, size_t disk,
+                                                     SnapshotSel snap, DiskOpenMode mode) {
+  if (mode == DiskOpenMode::kWrite && snap) {
+    return InvalidArgumentError("a snapshot's disk is writable only in restore mode");
+  }
+  if (mode == DiskOpenMode::kRestore && !snap) {
+    return InvalidArgumentError("restore mode writes a snapshot's disk: name the snapshot");
+  }
+  std::unique_ptr<SharedDisk> d(new SharedDisk());
+  d->dir_ = vm_dir;
+  d->name_ = io::BaseName(vm_dir);
+  d->disk_ = disk;
+  d->snap_ = snap;
+  d->mode_ = mode;
+  std::string lock = io::JoinPath(vm_dir, ".vmhost.lock");
+  if (!io::PathExists(io::JoinPath(vm_dir, d->name_ + ".vmx"))) {
+    return NotFoundError("no VM '" + d->name_ + "' in " + io::DirName(vm_dir));
+  }
+  d->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (d->lock_fd_ < 0) return PosixError("open " + lock, errno);
+  VMBACKUP_RETURN_IF_ERROR(d->Lock(false));
+  d->Unlock();
+  return d;
+}
+
+SharedDisk::~SharedDisk() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Status SharedDisk::Lock(bool exclusive) {
+  while (::flock(lock_fd_, exclusive ? LOCK_EX : LOCK_SH) != 0) {
+    if (errno != EINTR) return PosixError("lock VM " + name_, errno);
+  }
+  Status s = Refresh();
+  if (!s.ok()) Unlock();
+  return s;
+}
+
+void SharedDisk::Unlock() { ::flock(lock_fd_, LOCK_UN); }
+
+Status SharedDisk::Refresh() {
+  std::string vmx_path = io::JoinPath(dir_, name_ + ".vmx");
+  std::string vmsd_path = io::JoinPath(dir_, name_ + ".vmsd");
+  struct timespec vmx_m, vmsd_m;
+  ino_t vmx_i, vmsd_i;
+  Identity(vmx_path, &vmx_m, &vmx_i);
+  Identity(vmsd_path, &vmsd_m, &vmsd_i);
+  if (disk_handle_ && Same(vmx_m, vmx_mtime_) && vmx_i == vmx_ino_ && Same(vmsd_m, vmsd_mtime_) &&
+      vmsd_i == vmsd_ino_) {
+    auto now = TopLayerState();
+    bool same = now.size() == top_state_.size();
+    for (size_t i = 0; same && i < now.size(); ++i) {
+      same = now[i].first == top_state_[i].first && Same(now[i].second, top_state_[i].second);
+    }
+    if (same) return Status::Ok();
+    disk_handle_.reset();  // someone else wrote this layer: drop cached grain tables
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(std::string vmx_text, io::ReadSmallFile(vmx_path, 1 << 20));
+  VMBACKUP_ASSIGN_OR_RETURN(Vmx vmx, Vmx::Parse(vmx_text));
+  SnapshotDb vmsd;
+  if (vmsd_i != 0) {
+    VMBACKUP_ASSIGN_OR_RETURN(std::string t, io::ReadSmallFile(vmsd_path, 1 << 20));
+    VMBACKUP_ASSIGN_OR_RETURN(vmsd, SnapshotDb::Parse(t));
+  }
+  if (mode_ == DiskOpenMode::kWrite && !vmx.powered_on()) {
+    return InvalidArgumentError("VM " + name_ + " is powered off: the guest cannot write");
+  }
+  Result<std::string> layer = LayerFileFor(vmx, vmsd, name_, disk_, snap_);
+  if (!layer) {
+    return layer.error().WithContext(snap_ ? "the exported snapshot is gone" : "the exported disk is gone");
+  }
+  if (!disk_handle_ || *layer != layer_) {
+    vmdk::DiskOptions o;
+    o.writable = mode_ != DiskOpenMode::kRead;
+    o.preserve_cid = mode_ == DiskOpenMode::kRestore;  // the delta above stays valid until revert
+    VMBACKUP_ASSIGN_OR_RETURN(auto h, vmdk::Disk::Open(io::JoinPath(dir_, *layer), o));
+    if (disk_handle_ && h->size() != size_) {
+      return NotSupportedError("the exported disk changed size");
+    }
+    size_ = h->size();
+    ctk_.reset();
+    if (mode_ == DiskOpenMode::kWrite && vmx.cbt_enabled()) {
+      const std::string& ctk = h->layers()[0]->descriptor().change_track_path;
+      if (ctk.empty()) return CorruptionError(*layer + ": CBT is on but the layer has no ctk file");
+      VMBACKUP_ASSIGN_OR_RETURN(ctk_, ChangeTrackFile::Open(io::JoinPath(dir_, ctk), true));
+    }
+    disk_handle_ = std::move(h);
+    layer_ = *layer;
+  }
+  top_state_ = TopLayerState();
+  vmx_mtime_ = vmx_m;
+  vmx_ino_ = vmx_i;
+  vmsd_mtime_ = vmsd_m;
+  vmsd_ino_ = vmsd_i;
+  return Status::Ok();
+}
+
+std::vector<std::pair<uint64_t, struct timespec>> SharedDisk::TopLayerState() const {
+  std::vector<std::pair<uint64_t, struct timespec>> out;
+  if (!disk_handle_) return out;
+  for (const auto& e : disk_handle_->layers()[0]->extents()) {
+    struct stat st;
+    if (!e.path.empty() && ::stat(e.path.c_str(), &st) == 0) out.emplace_back(uint64_t(st.st_size), st.st_mtim);
+  }
+  return out;
+}
+
+Status SharedDisk::Read(uint64_t offset, std::span<uint8_t> buf) {
+  VMBACKUP_RETURN_IF_ERROR(Lock(false));
+  Status s = disk_handle_->ReadAt(offset, buf);
+  Unlock();
+  return s;
+}
+
+Status SharedDisk::Write(uint64_t offset, std::span<const uint8_t> data) {
+  if (mode_ == DiskOpenMode::kRead) return PermissionDeniedError("disk opened read-only");
+  VMBACKUP_RETURN_IF_ERROR(Lock(true));
+  Status s;
+  if (!RangeWithin(offset, data.size(), size_)) {
+    s = InvalidArgumentError("write past the end of the disk");
+  } else if (ctk_) {
+    s = ctk_->Record(offset, data.size());  // before the data: a crash can only over-report
+  }
+  if (s.ok()) s = disk_handle_->WriteAt(offset, data);
+  top_state_ = TopLayerState();  // our own write is not news
+  Unlock();
+  return s;
+}
+
+Status SharedDisk::Flush() {
+  if (mode_ == DiskOpenMode::kRead) return Status::Ok();
+  VMBACKUP_RETURN_IF_ERROR(Lock(true));
+  Status s = disk_handle_->Flush();
+  top_state_ = TopLayerState();
+  Unlock();
+  return s;
+}
+
+Status SharedDisk::Map(uint64_t offset, uint64_t length, std::vector<vmdk::ChainRun>* runs) {
+  VMBACKUP_RETURN_IF_ERROR(Lock(false));
+  Status s = disk_handle_->MapChain(offset, length, runs);
+  Unlock();
+  return s;
+}
+
+}  // namespace vmbackup::host
