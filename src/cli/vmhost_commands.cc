@@ -17,6 +17,7 @@
 #include "base/strings.h"
 #include "cli/output.h"
 #include "host/datastore.h"
+#include "host/transports.h"
 #include "io/posix_file.h"
 
 namespace vmbackup::cli {
@@ -66,20 +67,6 @@ std::string PluginPath() {
   return io::JoinPath(io::DirName(buf), "nbdkit-vmhost-plugin.so");
 }
 
-std::string FindInPath(const std::string& cmd) {
-  const char* path = std::getenv("PATH");
-  std::string p = path ? path : "/usr/sbin:/usr/bin:/sbin:/bin";
-  for (size_t start = 0; start <= p.size();) {
-    size_t end = p.find(':', start);
-    std::string dir = p.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    std::string full = io::JoinPath(dir.empty() ? "." : dir, cmd);
-    if (::access(full.c_str(), X_OK) == 0) return full;
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return "";
-}
-
 // A unix socket left behind by an export that ended (nbdkit does not remove it) is removed;
 // one that something still listens on is an error.
 Status ClearStaleSocket(const std::string& path) {
@@ -102,17 +89,10 @@ Status ClearStaleSocket(const std::string& path) {
 
 // Why a transport cannot be used here, or "" when it can.
 std::string TransportUnavailable(const std::string& mode) {
-  if (mode == "file") return "";
-  if (mode == "hotadd") {
-    return "vmhost runs no VMs that could attach a disk: hotadd needs the backup proxy to be a VM "
-           "on this host";
-  }
-  if (mode == "nbd" || mode == "nbdssl") {
-    if (FindInPath("nbdkit").empty()) return "nbdkit is not installed";
-    if (!io::PathExists(PluginPath())) return "the nbdkit plugin " + PluginPath() + " is missing";
-    return "";
-  }
-  return "unknown transport '" + mode + "'";
+  auto m = host::ParseTransport(mode);
+  if (!m) return m.error().message();
+  Status s = host::CheckTransport(*m, PluginPath());
+  return s.ok() ? "" : s.message();
 }
 
 json SnapshotJson(const host::Snapshot& s) {
@@ -373,6 +353,17 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
       }
     }
     return out.Finish();
+  });
+
+  c = disk->add_subcommand("resize", "grow a disk (no snapshots; invalidates change ids)");
+  c->add_option("VM", dopt->vm)->required();
+  c->add_option("DISK", dopt->disk)->required();
+  c->add_option("--size", dopt->length, "new capacity")->required();
+  Bind(c, exit_code, [g, dopt]() -> Status {
+    VMBACKUP_ASSIGN_OR_RETURN(auto v, OpenVm(*g, dopt->vm));
+    VMBACKUP_ASSIGN_OR_RETURN(size_t index, DiskIndex(dopt->disk));
+    VMBACKUP_ASSIGN_OR_RETURN(uint64_t size, ParseSize(dopt->length));
+    return v->ResizeDisk(index, size);
   });
 
   c = disk->add_subcommand("transports", "which transport modes can open disks here, and why not");

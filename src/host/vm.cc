@@ -9,6 +9,7 @@
 
 #include "base/checked_math.h"
 #include "base/strings.h"
+#include "format/vmdk/create.h"
 #include "host/disk_layers.h"
 #include "io/posix_file.h"
 
@@ -190,6 +191,25 @@ Result<std::unique_ptr<ChangeTrackFile>> Vm::OpenCtk(const std::string& layer_fi
     return NotFoundError(layer_file + " has no change tracking file (it predates enabling CBT)");
   }
   return ChangeTrackFile::Open(Path(ctk), writable);
+}
+
+Status Vm::ResizeDisk(size_t disk, uint64_t new_capacity) {
+  if (!vmsd_.snapshots.empty()) {
+    return InvalidArgumentError("VM " + name_ + " has snapshots: delete them before resizing a disk");
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(std::string leaf, LayerFor(disk, std::nullopt));
+  if (leaf != DiskStem(name_, disk) + ".vmdk") {
+    return InvalidArgumentError("disk " + std::to_string(disk) + " still runs on delta " + leaf +
+                                ": consolidate first");
+  }
+  VMBACKUP_RETURN_IF_ERROR(vmdk::GrowFlatDisk(Path(leaf), new_capacity));
+  if (vmx_.cbt_enabled()) {
+    // A resized disk starts a new tracking epoch: every earlier change id is void.
+    VMBACKUP_ASSIGN_OR_RETURN(auto d, OpenDisk(disk, std::nullopt, false));
+    VMBACKUP_RETURN_IF_ERROR(ChangeTrackFile::Create(Path(CtkFileFor(leaf)), ChangeId::NewEpoch(), 1,
+                                                     vmx_.cbt_granularity(), d->size()));
+  }
+  return Status::Ok();
 }
 
 Status Vm::EnableChangeTracking() {

@@ -82,6 +82,9 @@ class Vm {
   // Merges or removes deltas that neither the .vmx nor a snapshot references.
   Status Consolidate();
 
+  // Grows a disk (no snapshots may exist, as on VMware); change ids are invalidated.
+  Status ResizeDisk(size_t disk, uint64_t new_capacity);
+
   Status EnableChangeTracking();
   Result<ChangeId> GetChangeId(size_t disk, SnapshotSel snap);
   // vSphere semantics: areas changed since `change_id` ("*" = every allocated area) up to the

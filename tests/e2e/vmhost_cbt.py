@@ -112,4 +112,22 @@ run("snapshot", "revert", VM, "s2")
 p = run("cbt", "changes", VM, "--snapshot", "t", "--change-id", before, ok=False)
 if p.returncode == 0 or "reset" not in p.stderr:
     sys.exit("revert did not invalidate change ids: %s" % p.stderr)
+# Resizing a disk invalidates change ids (snapshots must go first).
+p = run("disk", "resize", VM, "0", "--size", str(2 * SIZE), ok=False)
+if p.returncode == 0 or "has snapshots" not in p.stderr:
+    sys.exit("resize with snapshots was not refused: %s" % p.stderr)
+run("snapshot", "delete-all", VM)
+run("vm", "power-off", VM)
+before = run("cbt", "change-id", VM).stdout.strip()
+run("disk", "resize", VM, "0", "--size", str(2 * SIZE))
+p = run("cbt", "changes", VM, "--change-id", before, ok=False)
+if p.returncode == 0 or "reset" not in p.stderr:
+    sys.exit("resize did not invalidate change ids: %s" % p.stderr)
+size = json.loads(run("--json", "vm", "info", VM).stdout)["disks"][0]["capacity"]
+if size != 2 * SIZE:
+    sys.exit("resize: capacity %d" % size)
+out = subprocess.run(["qemu-img", "info", "--output=json", os.path.join(ds, VM, VM + ".vmdk")],
+                     capture_output=True, text=True, check=True).stdout
+if json.loads(out)["virtual-size"] != 2 * SIZE:
+    sys.exit("qemu-img does not see the new size")
 print("cbt: %d writes, %d snapshots, up to %d pages per query: exact" % (len(writes), n_snaps, max_pages))

@@ -7,6 +7,7 @@
 #include "base/endian.h"
 #include "base/strings.h"
 #include "format/vmdk/disk.h"
+#include "format/vmdk/layer.h"
 #include "format/vmdk/sparse_header.h"
 #include "io/posix_file.h"
 
@@ -203,6 +204,37 @@ Status CreateDisk(const std::string& path, const CreateOptions& o) {
     VMBACKUP_RETURN_IF_ERROR(f->Truncate(capacity_sectors * kSectorSize));
     VMBACKUP_RETURN_IF_ERROR(f->Flush());
   }
+  return io::WriteFileAtomic(path, SerializeDescriptor(d));
+}
+
+}  // namespace vmbackup::vmdk
+
+namespace vmbackup::vmdk {
+
+Status GrowFlatDisk(const std::string& path, uint64_t new_capacity) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto layer, Layer::Open(path, false));
+  Descriptor d = layer->descriptor();
+  if (layer->embedded_descriptor() || d.has_parent() || d.extents.size() != 1 ||
+      (d.extents[0].type != ExtentType::kFlat && d.extents[0].type != ExtentType::kVmfs)) {
+    return NotSupportedError(path + ": only a single-extent flat or vmfs disk without a parent can grow");
+  }
+  uint64_t sectors = DivRoundUp(new_capacity, kSectorSize);
+  if (sectors < d.extents[0].sectors) return InvalidArgumentError("disks can grow, not shrink");
+  if (sectors * kSectorSize > kMaxCapacityBytes) return InvalidArgumentError("capacity larger than 256 TiB");
+  if (sectors == d.extents[0].sectors) return Status::Ok();
+  const std::string data = layer->extents()[0].path;
+  uint64_t offset = d.extents[0].offset_sectors.value_or(0) * kSectorSize;
+  {
+    VMBACKUP_ASSIGN_OR_RETURN(auto f, io::PosixFile::Open(data, io::OpenMode::kReadWrite));
+    if (f->size() < offset + sectors * kSectorSize) {
+      VMBACKUP_RETURN_IF_ERROR(f->Truncate(offset + sectors * kSectorSize));
+      VMBACKUP_RETURN_IF_ERROR(f->Flush());
+    }
+  }
+  d.extents[0].sectors = sectors;
+  const bool ide = d.GetDdb("ddb.adapterType") == "ide";
+  d.SetDdb("ddb.geometry.cylinders", std::to_string(std::max<uint64_t>(1, sectors / ((ide ? 16 : 255) * 63))));
+  // The data file grew first: a crash in between leaves a longer file, which is harmless.
   return io::WriteFileAtomic(path, SerializeDescriptor(d));
 }
 

@@ -33,6 +33,10 @@ struct CreateOptions {
 // written by WriteStreamOptimized, not here.
 Status CreateDisk(const std::string& path, const CreateOptions& options);
 
+// Grows a flat or vmfs disk with no parent to `new_capacity` bytes (rounded up to sectors):
+// the data file is extended (a hole) and the descriptor rewritten. Shrinking is refused.
+Status GrowFlatDisk(const std::string& descriptor_path, uint64_t new_capacity);
+
 // A descriptor with VMware's usual fields and a fresh CID, for a disk of `capacity_sectors`.
 Descriptor NewDescriptor(std::string create_type, uint64_t capacity_sectors,
                          const std::string& adapter_type);
