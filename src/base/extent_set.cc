@@ -60,7 +60,10 @@ ExtentSet ExtentSet::Intersect(const ExtentSet& other) const {
     uint64_t s = std::max(a->first, b->first);
     uint64_t e = std::min(a->second, b->second);
     if (s < e) out.map_.emplace_hint(out.map_.end(), s, e);
-    if (a->second < b->second) ++a; else ++b;
+    if (a->second < b->second)
+      ++a;
+    else
+      ++b;
   }
   return out;
 }

@@ -57,9 +57,13 @@ class ExtentSet {
     using Base = std::map<uint64_t, uint64_t>::const_iterator;
     explicit const_iterator(Base it) : it_(it) {}
     Extent operator*() const { return {it_->first, it_->second - it_->first}; }
-    const_iterator& operator++() { ++it_; return *this; }
+    const_iterator& operator++() {
+      ++it_;
+      return *this;
+    }
     bool operator==(const const_iterator& o) const { return it_ == o.it_; }
     bool operator!=(const const_iterator& o) const { return it_ != o.it_; }
+
    private:
     Base it_;
   };

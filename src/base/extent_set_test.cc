@@ -69,7 +69,10 @@ TEST(ExtentSet, MatchesBitmapModel) {
     for (int op = 0; op < 30; ++op) {
       uint64_t off = rng() % kSize, len = rng() % (kSize - off);
       bool add = rng() % 3 != 0;
-      if (add) s.Add(off, len); else s.Subtract(off, len);
+      if (add)
+        s.Add(off, len);
+      else
+        s.Subtract(off, len);
       for (uint64_t i = off; i < off + len; ++i) model[i] = add;
     }
     std::vector<bool> got(kSize, false);

@@ -13,7 +13,7 @@ namespace vmbackup {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit like std::expected
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit like std::expected
   Result(Status status) : status_(std::move(status)) {  // NOLINT
     if (status_.ok()) status_ = InternalError("Result constructed from an ok Status");
   }
@@ -22,9 +22,18 @@ class [[nodiscard]] Result {
   bool ok() const { return value_.has_value(); }
   explicit operator bool() const { return has_value(); }
 
-  T& value() & { assert(has_value()); return *value_; }
-  const T& value() const& { assert(has_value()); return *value_; }
-  T&& value() && { assert(has_value()); return std::move(*value_); }
+  T& value() & {
+    assert(has_value());
+    return *value_;
+  }
+  const T& value() const& {
+    assert(has_value());
+    return *value_;
+  }
+  T&& value() && {
+    assert(has_value());
+    return std::move(*value_);
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -46,9 +55,9 @@ class [[nodiscard]] Result {
 #define VMBACKUP_CONCAT(a, b) VMBACKUP_CONCAT_INNER(a, b)
 
 // Returns the Status of `expr` from the enclosing function when it is not ok.
-#define VMBACKUP_RETURN_IF_ERROR(expr)                 \
-  do {                                                 \
-    ::vmbackup::Status vmbackup_status_ = (expr);      \
+#define VMBACKUP_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::vmbackup::Status vmbackup_status_ = (expr);        \
     if (!vmbackup_status_.ok()) return vmbackup_status_; \
   } while (0)
 

@@ -48,9 +48,7 @@ Status IOError(std::string m) { return {ErrorCode::kIOError, std::move(m)}; }
 Status ProtocolError(std::string m) { return {ErrorCode::kProtocol, std::move(m)}; }
 Status UnavailableError(std::string m) { return {ErrorCode::kUnavailable, std::move(m)}; }
 Status CancelledError(std::string m) { return {ErrorCode::kCancelled, std::move(m)}; }
-Status PermissionDeniedError(std::string m) {
-  return {ErrorCode::kPermissionDenied, std::move(m)};
-}
+Status PermissionDeniedError(std::string m) { return {ErrorCode::kPermissionDenied, std::move(m)}; }
 Status InternalError(std::string m) { return {ErrorCode::kInternal, std::move(m)}; }
 
 Status PosixError(std::string_view context, int err) {

@@ -43,13 +43,19 @@ Result<uint64_t> ParseUint(std::string_view text) {
   uint64_t v = 0;
   for (char c : digits) {
     uint64_t d;
-    if (c >= '0' && c <= '9') d = uint64_t(c - '0');
-    else if (base == 16 && c >= 'a' && c <= 'f') d = uint64_t(c - 'a' + 10);
-    else if (base == 16 && c >= 'A' && c <= 'F') d = uint64_t(c - 'A' + 10);
-    else return InvalidArgumentError(StrFormat("'%.*s' is not a number", int(text.size()), text.data()));
+    if (c >= '0' && c <= '9')
+      d = uint64_t(c - '0');
+    else if (base == 16 && c >= 'a' && c <= 'f')
+      d = uint64_t(c - 'a' + 10);
+    else if (base == 16 && c >= 'A' && c <= 'F')
+      d = uint64_t(c - 'A' + 10);
+    else
+      return InvalidArgumentError(
+          StrFormat("'%.*s' is not a number", int(text.size()), text.data()));
     auto m = CheckedMul(v, base);
     auto a = m ? CheckedAdd(*m, d) : std::nullopt;
-    if (!a) return InvalidArgumentError(StrFormat("'%.*s' is too large", int(text.size()), text.data()));
+    if (!a)
+      return InvalidArgumentError(StrFormat("'%.*s' is too large", int(text.size()), text.data()));
     v = *a;
   }
   return v;
@@ -61,9 +67,9 @@ Result<uint64_t> ParseSize(std::string_view text) {
   while (i < t.size() && t[i] >= '0' && t[i] <= '9') ++i;
   std::string_view num = t.substr(0, i), suffix = t.substr(i);
   auto bad = [&] {
-    return InvalidArgumentError(StrFormat(
-        "invalid size '%.*s': expected a number with an optional K, M, G or T suffix",
-        int(text.size()), text.data()));
+    return InvalidArgumentError(
+        StrFormat("invalid size '%.*s': expected a number with an optional K, M, G or T suffix",
+                  int(text.size()), text.data()));
   };
   if (num.empty()) return bad();
   Result<uint64_t> n = ParseUint(num);
@@ -72,12 +78,18 @@ Result<uint64_t> ParseSize(std::string_view text) {
   if (!suffix.empty()) {
     char c = suffix[0];
     switch (c) {
-      case 'k': case 'K': shift = 10; break;
-      case 'm': case 'M': shift = 20; break;
-      case 'g': case 'G': shift = 30; break;
-      case 't': case 'T': shift = 40; break;
-      case 'p': case 'P': shift = 50; break;
-      case 'b': case 'B': shift = 0; break;
+      case 'k':
+      case 'K': shift = 10; break;
+      case 'm':
+      case 'M': shift = 20; break;
+      case 'g':
+      case 'G': shift = 30; break;
+      case 't':
+      case 'T': shift = 40; break;
+      case 'p':
+      case 'P': shift = 50; break;
+      case 'b':
+      case 'B': shift = 0; break;
       default: return bad();
     }
     std::string_view rest = suffix.substr(1);
@@ -88,7 +100,9 @@ Result<uint64_t> ParseSize(std::string_view text) {
     }
   }
   auto v = CheckedMul(*n, uint64_t(1) << shift);
-  if (!v) return InvalidArgumentError(StrFormat("size '%.*s' is too large", int(text.size()), text.data()));
+  if (!v)
+    return InvalidArgumentError(
+        StrFormat("size '%.*s' is too large", int(text.size()), text.data()));
   return *v;
 }
 
@@ -111,11 +125,21 @@ size_t FindInvalidUtf8(std::string_view s) {
     unsigned char c = p[i];
     size_t n;
     uint32_t cp;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-    else return i;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else
+      return i;
     for (size_t k = 1; k <= n; ++k) {
       if (i + k >= s.size() || (p[i + k] & 0xC0) != 0x80) return i;
       cp = (cp << 6) | (p[i + k] & 0x3F);

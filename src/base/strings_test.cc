@@ -20,7 +20,8 @@ TEST(ParseSize, Suffixes) {
 }
 
 TEST(ParseSize, Rejects) {
-  for (const char* bad : {"", "G", "12X", "1.5G", "-1", "99999999999999999999", "20000000P", "1GG"}) {
+  for (const char* bad :
+       {"", "G", "12X", "1.5G", "-1", "99999999999999999999", "20000000P", "1GG"}) {
     Result<uint64_t> r = ParseSize(bad);
     EXPECT_FALSE(r.has_value()) << bad;
     if (!r) {
@@ -40,9 +41,9 @@ TEST(Utf8, FindsInvalid) {
   EXPECT_EQ(FindInvalidUtf8("plain ascii"), std::string_view::npos);
   EXPECT_EQ(FindInvalidUtf8("caf\xc3\xa9"), std::string_view::npos);
   EXPECT_EQ(FindInvalidUtf8("ab\xff"), 2u);
-  EXPECT_EQ(FindInvalidUtf8("ab\xc3"), 2u);            // truncated sequence
-  EXPECT_EQ(FindInvalidUtf8("\xc0\xaf"), 0u);          // overlong
-  EXPECT_EQ(FindInvalidUtf8("x\xed\xa0\x80"), 1u);     // surrogate
+  EXPECT_EQ(FindInvalidUtf8("ab\xc3"), 2u);         // truncated sequence
+  EXPECT_EQ(FindInvalidUtf8("\xc0\xaf"), 0u);       // overlong
+  EXPECT_EQ(FindInvalidUtf8("x\xed\xa0\x80"), 1u);  // surrogate
 }
 
 TEST(Strings, Helpers) {

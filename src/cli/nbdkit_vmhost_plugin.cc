@@ -40,10 +40,14 @@ int Fail(const Status& s) {
 
 int Config(const char* key, const char* value) {
   std::string k = key;
-  if (k == "datastore") g_datastore = value;
-  else if (k == "vm") g_vm = value;
-  else if (k == "snapshot") g_snapshot = value;
-  else if (k == "mode") g_mode = value;
+  if (k == "datastore")
+    g_datastore = value;
+  else if (k == "vm")
+    g_vm = value;
+  else if (k == "snapshot")
+    g_snapshot = value;
+  else if (k == "mode")
+    g_mode = value;
   else if (k == "disk") {
     auto n = vmbackup::ParseUint(value);
     if (!n) return Fail(n.error());
@@ -120,7 +124,8 @@ int Extents(void* h, uint32_t count, uint64_t offset, uint32_t, struct nbdkit_ex
   for (const auto& r : runs) {
     uint32_t type = 0;  // data
     if (r.state == vmbackup::vmdk::BlockState::kZero) type = NBDKIT_EXTENT_ZERO;
-    if (r.state == vmbackup::vmdk::BlockState::kUnallocated) type = NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
+    if (r.state == vmbackup::vmdk::BlockState::kUnallocated)
+      type = NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
     if (nbdkit_add_extent(extents, r.offset, r.length, type) == -1) return -1;
   }
   return 0;
@@ -138,7 +143,8 @@ struct nbdkit_plugin plugin = [] {
       "datastore=DIR vm=NAME    the VM\n"
       "disk=N                   disk index (default 0)\n"
       "snapshot=NAME|UID        serve a snapshot instead of the current state\n"
-      "mode=read|write|restore  write: the current state as the guest; restore: the snapshot's disk";
+      "mode=read|write|restore  write: the current state as the guest; restore: the snapshot's "
+      "disk";
   p.open = Open;
   p.close = Close;
   p.get_size = GetSize;

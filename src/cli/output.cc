@@ -4,9 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
+#include <exception>
 #include <vector>
+
+#include "base/strings.h"
 
 namespace vmbackup::cli {
 
@@ -66,6 +70,46 @@ Status StreamSink::Finish() {
     }
   }
   return Status::Ok();
+}
+
+Status CopyDiskRange(vmdk::Disk& disk, uint64_t offset, uint64_t length, StreamSink& out) {
+  if (offset > disk.size() || length > disk.size() - offset) {
+    return InvalidArgumentError(StrFormat(
+        "range %llu+%llu lies past the end of the disk (%llu bytes)", (unsigned long long)offset,
+        (unsigned long long)length, (unsigned long long)disk.size()));
+  }
+  std::vector<vmdk::ChainRun> runs;
+  if (length) VMBACKUP_RETURN_IF_ERROR(disk.MapChain(offset, length, &runs));
+  constexpr uint64_t kChunk = 8 << 20;
+  std::vector<uint8_t> buf;
+  for (const auto& r : runs) {
+    if (r.state != vmdk::BlockState::kData) {
+      VMBACKUP_RETURN_IF_ERROR(out.WriteZeros(r.length));
+      continue;
+    }
+    for (uint64_t pos = r.offset; pos < r.offset + r.length;) {
+      uint64_t n = std::min(kChunk, r.offset + r.length - pos);
+      buf.resize(n);
+      VMBACKUP_RETURN_IF_ERROR(disk.ReadAt(pos, buf));
+      VMBACKUP_RETURN_IF_ERROR(out.Write(buf));
+      pos += n;
+    }
+  }
+  return out.Finish();
+}
+
+int RunApp(CLI::App& app, int argc, char** argv, const int& exit_code, const char* prog) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitUsage;
+  } catch (const std::exception& e) {
+    // Last resort: our own code returns errors as values.
+    std::fprintf(stderr, "%s: internal error: %s\n", prog, e.what());
+    return kExitFailure;
+  }
+  return exit_code;
 }
 
 }  // namespace vmbackup::cli

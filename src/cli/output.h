@@ -7,6 +7,11 @@
 #include <string>
 
 #include "base/result.h"
+#include "format/vmdk/disk.h"
+
+namespace CLI {
+class App;
+}
 
 namespace vmbackup::cli {
 
@@ -34,5 +39,12 @@ class StreamSink {
   uint64_t pos_ = 0;    // bytes written or skipped since the start
   uint64_t start_ = 0;  // file offset where output began
 };
+
+// Writes [offset, offset+length) of a disk to `out`, skipping what no layer holds.
+Status CopyDiskRange(vmdk::Disk& disk, uint64_t offset, uint64_t length, StreamSink& out);
+
+// Parses the command line and runs the chosen subcommand; returns the process exit code
+// (the subcommand's, or kExitUsage for a bad command line). `prog` prefixes internal errors.
+int RunApp(CLI::App& app, int argc, char** argv, const int& exit_code, const char* prog);
 
 }  // namespace vmbackup::cli

@@ -99,7 +99,8 @@ Status RunInfo(const CommonOptions& o) {
   std::printf("extents:\n");
   for (const auto& e : j["extents"]) {
     std::printf("  %s %llu %s", e["access"].get<std::string>().c_str(),
-                (unsigned long long)e["sectors"].get<uint64_t>(), e["type"].get<std::string>().c_str());
+                (unsigned long long)e["sectors"].get<uint64_t>(),
+                e["type"].get<std::string>().c_str());
     if (e.contains("file")) std::printf(" \"%s\"", e["file"].get<std::string>().c_str());
     if (e.contains("offset_sectors"))
       std::printf(" %llu", (unsigned long long)e["offset_sectors"].get<uint64_t>());
@@ -126,7 +127,8 @@ Status RunMap(const CommonOptions& o) {
   std::vector<vmdk::ChainRun> runs;
   VMBACKUP_RETURN_IF_ERROR(disk->MapChain(0, disk->size(), &runs));
   json j = json::array();
-  if (!o.json) std::printf("%-20s %-20s %-6s %-5s %s\n", "offset", "length", "kind", "depth", "file");
+  if (!o.json)
+    std::printf("%-20s %-20s %-6s %-5s %s\n", "offset", "length", "kind", "depth", "file");
   for (const auto& r : runs) {
     if (r.state == BlockState::kUnallocated) continue;
     const std::string& file = disk->layers()[size_t(r.depth)]->path();
@@ -159,30 +161,8 @@ Status RunCat(const CatOptions& o) {
   if (!o.length.empty()) {
     VMBACKUP_ASSIGN_OR_RETURN(length, ParseSize(o.length));
   }
-  if (offset > disk->size() || length > disk->size() - offset) {
-    return InvalidArgumentError(StrFormat("range %llu+%llu lies past the end of the disk (%llu bytes)",
-                                          (unsigned long long)offset, (unsigned long long)length,
-                                          (unsigned long long)disk->size()));
-  }
   StreamSink out(STDOUT_FILENO);
-  std::vector<vmdk::ChainRun> runs;
-  if (length) VMBACKUP_RETURN_IF_ERROR(disk->MapChain(offset, length, &runs));
-  constexpr uint64_t kChunk = 8 << 20;
-  std::vector<uint8_t> buf;
-  for (const auto& r : runs) {
-    if (r.state != BlockState::kData) {
-      VMBACKUP_RETURN_IF_ERROR(out.WriteZeros(r.length));
-      continue;
-    }
-    for (uint64_t pos = r.offset; pos < r.offset + r.length;) {
-      uint64_t n = std::min(kChunk, r.offset + r.length - pos);
-      buf.resize(n);
-      VMBACKUP_RETURN_IF_ERROR(disk->ReadAt(pos, buf));
-      VMBACKUP_RETURN_IF_ERROR(out.Write(buf));
-      pos += n;
-    }
-  }
-  return out.Finish();
+  return CopyDiskRange(*disk, offset, length, out);
 }
 
 struct WriteCmdOptions {
@@ -217,9 +197,9 @@ Status RunWrite(const WriteCmdOptions& o) {
     if (src && length > src->size()) return InvalidArgumentError("--length is longer than --from");
   }
   if (offset > disk->size() || length > disk->size() - offset) {
-    return InvalidArgumentError(StrFormat("range %llu+%llu lies past the end of the disk (%llu bytes)",
-                                          (unsigned long long)offset, (unsigned long long)length,
-                                          (unsigned long long)disk->size()));
+    return InvalidArgumentError(StrFormat(
+        "range %llu+%llu lies past the end of the disk (%llu bytes)", (unsigned long long)offset,
+        (unsigned long long)length, (unsigned long long)disk->size()));
   }
   constexpr uint64_t kChunk = 8 << 20;
   std::vector<uint8_t> buf;
@@ -275,9 +255,13 @@ Status RunConvert(const ConvertCmdOptions& o) {
   }
   VMBACKUP_ASSIGN_OR_RETURN(vmdk::ConvertStats stats, vmdk::ConvertDisk(*src, o.out, type));
   if (o.common.json) {
-    json j{{"input", o.common.file}, {"input_format", is_vmdk ? "vmdk" : "raw"},
-           {"output", o.out}, {"type", o.type}, {"capacity", src->size()},
-           {"bytes_scanned", stats.bytes_scanned}, {"bytes_written", stats.bytes_written}};
+    json j{{"input", o.common.file},
+           {"input_format", is_vmdk ? "vmdk" : "raw"},
+           {"output", o.out},
+           {"type", o.type},
+           {"capacity", src->size()},
+           {"bytes_scanned", stats.bytes_scanned},
+           {"bytes_written", stats.bytes_written}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("%s (%s) -> %s (%s): %llu bytes scanned, %llu bytes of data written\n",

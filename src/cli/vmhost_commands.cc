@@ -7,10 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
-
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -23,9 +22,9 @@
 namespace vmbackup::cli {
 namespace {
 
-using nlohmann::json;
 using host::Datastore;
 using host::Vm;
+using nlohmann::json;
 
 struct Global {
   std::string datastore;
@@ -38,7 +37,8 @@ Result<Datastore> OpenStore(const Global& g) {
     const char* env = std::getenv("VMHOST_DATASTORE");
     if (env) root = env;
   }
-  if (root.empty()) return InvalidArgumentError("no datastore: give --datastore DIR or set VMHOST_DATASTORE");
+  if (root.empty())
+    return InvalidArgumentError("no datastore: give --datastore DIR or set VMHOST_DATASTORE");
   return Datastore::Open(root);
 }
 
@@ -75,7 +75,8 @@ Status ClearStaleSocket(const std::string& path) {
   if (!S_ISSOCK(st.st_mode)) return AlreadyExistsError(path + " exists and is not a socket");
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return InvalidArgumentError("socket path too long: " + path);
+  if (path.size() >= sizeof addr.sun_path)
+    return InvalidArgumentError("socket path too long: " + path);
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return PosixError("socket", errno);
@@ -83,7 +84,8 @@ Status ClearStaleSocket(const std::string& path) {
   int err = errno;
   ::close(fd);
   if (rc == 0) return AlreadyExistsError(path + ": another server is listening there");
-  if (err == ECONNREFUSED && ::unlink(path.c_str()) != 0) return PosixError("remove " + path, errno);
+  if (err == ECONNREFUSED && ::unlink(path.c_str()) != 0)
+    return PosixError("remove " + path, errno);
   return Status::Ok();
 }
 
@@ -140,8 +142,10 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
   CLI::App* init = app.add_subcommand("init", "create the datastore folder");
   Bind(init, exit_code, [g]() -> Status {
     std::string root = g->datastore.empty() && std::getenv("VMHOST_DATASTORE")
-                           ? std::getenv("VMHOST_DATASTORE") : g->datastore;
-    if (root.empty()) return InvalidArgumentError("no datastore: give --datastore DIR or set VMHOST_DATASTORE");
+                           ? std::getenv("VMHOST_DATASTORE")
+                           : g->datastore;
+    if (root.empty())
+      return InvalidArgumentError("no datastore: give --datastore DIR or set VMHOST_DATASTORE");
     return Datastore::Init(root);
   });
 
@@ -192,7 +196,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     } else {
       for (const auto& e : j) {
         if (e.contains("error")) {
-          std::printf("%-24s error: %s\n", e["name"].get<std::string>().c_str(), e["error"].get<std::string>().c_str());
+          std::printf("%-24s error: %s\n", e["name"].get<std::string>().c_str(),
+                      e["error"].get<std::string>().c_str());
         } else {
           std::printf("%-24s %-3s  %zu snapshots  CBT %s\n", e["name"].get<std::string>().c_str(),
                       e["power"].get<std::string>().c_str(), e["snapshots"].get<size_t>(),
@@ -207,15 +212,17 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
   c->add_option("NAME", vo->name)->required();
   Bind(c, exit_code, [g, vo]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto v, OpenVm(*g, vo->name));
-    json j{{"name", v->name()}, {"uuid", v->vmx().uuid()},
-           {"power", v->vmx().powered_on() ? "on" : "off"}, {"cbt", v->vmx().cbt_enabled()}};
+    json j{{"name", v->name()},
+           {"uuid", v->vmx().uuid()},
+           {"power", v->vmx().powered_on() ? "on" : "off"},
+           {"cbt", v->vmx().cbt_enabled()}};
     std::vector<std::string> problems = v->Diagnose();
     json disks = json::array();
     auto d = v->Disks();
     if (d) {
       for (const auto& di : *d) {
-        json e{{"index", di.index}, {"node", di.node}, {"device_key", di.device_key},
-               {"file", di.leaf}, {"capacity", di.capacity}, {"chain", di.chain}};
+        json e{{"index", di.index}, {"node", di.node},         {"device_key", di.device_key},
+               {"file", di.leaf},   {"capacity", di.capacity}, {"chain", di.chain}};
         if (!di.change_id.empty()) e["change_id"] = di.change_id;
         disks.push_back(e);
       }
@@ -235,11 +242,14 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     for (const auto& e : disks) {
       std::printf("disk %zu %s (key %d): %s, %s\n", e["index"].get<size_t>(),
                   e["node"].get<std::string>().c_str(), e["device_key"].get<int>(),
-                  e["file"].get<std::string>().c_str(), HumanBytes(e["capacity"].get<uint64_t>()).c_str());
+                  e["file"].get<std::string>().c_str(),
+                  HumanBytes(e["capacity"].get<uint64_t>()).c_str());
       std::string chain;
-      for (const auto& l : e["chain"]) chain += (chain.empty() ? "" : " -> ") + l.get<std::string>();
+      for (const auto& l : e["chain"])
+        chain += (chain.empty() ? "" : " -> ") + l.get<std::string>();
       std::printf("  chain: %s\n", chain.c_str());
-      if (e.contains("change_id")) std::printf("  change id: %s\n", e["change_id"].get<std::string>().c_str());
+      if (e.contains("change_id"))
+        std::printf("  change id: %s\n", e["change_id"].get<std::string>().c_str());
     }
     if (!v->snapshots().snapshots.empty()) {
       std::printf("snapshots:\n");
@@ -332,27 +342,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     if (!dopt->length.empty()) {
       VMBACKUP_ASSIGN_OR_RETURN(length, ParseSize(dopt->length));
     }
-    if (offset > d->size() || length > d->size() - offset) {
-      return InvalidArgumentError("range lies past the end of the disk");
-    }
     StreamSink out(STDOUT_FILENO);
-    std::vector<vmdk::ChainRun> runs;
-    if (length) VMBACKUP_RETURN_IF_ERROR(d->MapChain(offset, length, &runs));
-    std::vector<uint8_t> buf;
-    for (const auto& r : runs) {
-      if (r.state != vmdk::BlockState::kData) {
-        VMBACKUP_RETURN_IF_ERROR(out.WriteZeros(r.length));
-        continue;
-      }
-      for (uint64_t pos = r.offset; pos < r.offset + r.length;) {
-        uint64_t n = std::min<uint64_t>(8 << 20, r.offset + r.length - pos);
-        buf.resize(n);
-        VMBACKUP_RETURN_IF_ERROR(d->ReadAt(pos, buf));
-        VMBACKUP_RETURN_IF_ERROR(out.Write(buf));
-        pos += n;
-      }
-    }
-    return out.Finish();
+    return CopyDiskRange(*d, offset, length, out);
   });
 
   c = disk->add_subcommand("resize", "grow a disk (no snapshots; invalidates change ids)");
@@ -380,8 +371,9 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     } else {
       for (const auto& e : j) {
         std::printf("%-7s %s\n", e["mode"].get<std::string>().c_str(),
-                    e["available"].get<bool>() ? "available"
-                                               : ("unavailable: " + e["reason"].get<std::string>()).c_str());
+                    e["available"].get<bool>()
+                        ? "available"
+                        : ("unavailable: " + e["reason"].get<std::string>()).c_str());
       }
     }
     return Status::Ok();
@@ -397,17 +389,22 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
   c->add_option("DISK", eo->disk, "disk index")->required();
   c->add_option("--snapshot", eo->snapshot, "serve this snapshot (read-only unless --restore)");
   c->add_option("--nbd", eo->nbd, "a unix socket path, or HOST:PORT on 127.0.0.1")->required();
-  c->add_option("--tls", eo->tls, "folder with ca-cert.pem, server-cert.pem, server-key.pem: require TLS");
+  c->add_option("--tls", eo->tls,
+                "folder with ca-cert.pem, server-cert.pem, server-key.pem: require TLS");
   c->add_flag("--writable", eo->writable, "the current state, writable as the guest (CBT records)");
-  c->add_flag("--restore", eo->restore, "with --snapshot: the snapshot's disk, writable for a restore");
-  c->add_option("--run", eo->run, "run this command with $uri set, then stop serving (nbdkit --run)");
+  c->add_flag("--restore", eo->restore,
+              "with --snapshot: the snapshot's disk, writable for a restore");
+  c->add_option("--run", eo->run,
+                "run this command with $uri set, then stop serving (nbdkit --run)");
   Bind(c, exit_code, [g, eo]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(Datastore ds, OpenStore(*g));
     VMBACKUP_ASSIGN_OR_RETURN(size_t index, DiskIndex(eo->disk));
     if (eo->writable && !eo->snapshot.empty()) {
-      return InvalidArgumentError("--writable serves the current state; a snapshot is writable only with --restore");
+      return InvalidArgumentError(
+          "--writable serves the current state; a snapshot is writable only with --restore");
     }
-    if (eo->restore && eo->snapshot.empty()) return InvalidArgumentError("--restore needs --snapshot");
+    if (eo->restore && eo->snapshot.empty())
+      return InvalidArgumentError("--restore needs --snapshot");
     std::string mode = eo->restore ? "restore" : eo->writable ? "write" : "read";
     std::string uid;
     {
@@ -459,7 +456,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
   });
 
   // ---- snapshot ----
-  CLI::App* snapshot_cmd = app.add_subcommand("snapshot", "create, list, delete and revert snapshots");
+  CLI::App* snapshot_cmd =
+      app.add_subcommand("snapshot", "create, list, delete and revert snapshots");
   snapshot_cmd->require_subcommand(1);
   struct SnapOpts {
     std::string vm, name, description;
@@ -470,7 +468,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
   c->add_option("VM", so->vm)->required();
   c->add_option("NAME", so->name)->required();
   c->add_option("--description", so->description);
-  c->add_flag("--quiesce", so->quiesce, "freeze the guest (its freeze/thaw hooks) around the snapshot");
+  c->add_flag("--quiesce", so->quiesce,
+              "freeze the guest (its freeze/thaw hooks) around the snapshot");
   c->add_flag("--allow-crash-consistent", so->allow_crash,
               "with --quiesce: fall back to crash consistency when the freeze hook fails");
   Bind(c, exit_code, [g, so]() -> Status {
@@ -506,7 +505,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(const host::Snapshot* s, v->snapshots().Lookup(so->name));
     return v->DeleteSnapshot(s->uid);
   });
-  c = snapshot_cmd->add_subcommand("delete-all", "delete every snapshot, merging all layers into the base");
+  c = snapshot_cmd->add_subcommand("delete-all",
+                                   "delete every snapshot, merging all layers into the base");
   c->add_option("VM", so->vm)->required();
   Bind(c, exit_code, [g, so]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto v, OpenVm(*g, so->vm));
@@ -555,7 +555,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
   c->add_option("VM", co->vm)->required();
   c->add_option("--disk", co->disk, "disk index");
   c->add_option("--snapshot", co->snapshot, "snapshot name or uid (default: now, VM powered off)");
-  c->add_option("--change-id", co->change_id, "change id, or * for every allocated area")->required();
+  c->add_option("--change-id", co->change_id, "change id, or * for every allocated area")
+      ->required();
   c->add_option("--start", co->start, "startOffset");
   c->add_flag("--all", co->all, "page until the whole disk is covered");
   Bind(c, exit_code, [g, co]() -> Status {
@@ -569,7 +570,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
                                 v->QueryChangedDiskAreas(index, snap, start, co->change_id));
       json areas = json::array();
       for (const auto& e : a.areas) areas.push_back({{"start", e.offset}, {"length", e.length}});
-      pages.push_back({{"start_offset", a.start_offset}, {"length", a.length}, {"changed_area", areas}});
+      pages.push_back(
+          {{"start_offset", a.start_offset}, {"length", a.length}, {"changed_area", areas}});
       uint64_t next = a.start_offset + a.length;
       VMBACKUP_ASSIGN_OR_RETURN(auto d, v->OpenDisk(index, snap, false));
       if (!co->all || next >= d->size() || a.length == 0) break;
@@ -579,7 +581,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
       std::printf("%s\n", (co->all ? pages : pages[0]).dump(2).c_str());
     } else {
       for (const auto& p : pages) {
-        std::printf("# startOffset %llu length %llu\n", (unsigned long long)p["start_offset"].get<uint64_t>(),
+        std::printf("# startOffset %llu length %llu\n",
+                    (unsigned long long)p["start_offset"].get<uint64_t>(),
                     (unsigned long long)p["length"].get<uint64_t>());
         for (const auto& e : p["changed_area"]) {
           std::printf("%llu %llu\n", (unsigned long long)e["start"].get<uint64_t>(),

@@ -46,8 +46,9 @@ std::string ChangeId::ToString() const {
 
 Result<ChangeId> ChangeId::Parse(std::string_view text) {
   auto bad = [&] {
-    return InvalidArgumentError("change id '" + std::string(text) +
-                                "' is not of the form 'xx xx xx xx xx xx xx xx-xx xx xx xx xx xx xx xx/N'");
+    return InvalidArgumentError(
+        "change id '" + std::string(text) +
+        "' is not of the form 'xx xx xx xx xx xx xx xx-xx xx xx xx xx xx xx xx/N'");
   };
   if (text.size() < 49 || text[47] != '/') return bad();
   ChangeId id;
@@ -58,8 +59,10 @@ Result<ChangeId> ChangeId::Parse(std::string_view text) {
     int hi = -1, lo = -1;
     for (int k = 0; k < 2; ++k) {
       char c = text[at + size_t(k)];
-      int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      int v = c >= '0' && c <= '9'   ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                     : -1;
       (k == 0 ? hi : lo) = v;
     }
     if (hi < 0 || lo < 0) return bad();
@@ -96,12 +99,13 @@ Status ChangeTrackFile::Create(const std::string& path, const std::array<uint8_t
 
 Result<std::unique_ptr<ChangeTrackFile>> ChangeTrackFile::Open(const std::string& path,
                                                                bool writable) {
-  VMBACKUP_ASSIGN_OR_RETURN(
-      auto f, io::PosixFile::Open(path, writable ? io::OpenMode::kReadWrite : io::OpenMode::kReadOnly));
+  VMBACKUP_ASSIGN_OR_RETURN(auto f, io::PosixFile::Open(path, writable ? io::OpenMode::kReadWrite
+                                                                       : io::OpenMode::kReadOnly));
   if (f->size() < kHeaderSize) return CorruptionError(path + ": too short for a ctk header");
   uint8_t h[kHeaderSize];
   VMBACKUP_RETURN_IF_ERROR(f->ReadAt(0, h));
-  if (std::memcmp(h, kMagic, 8) != 0) return CorruptionError(path + ": not a vmhost ctk file (magic)");
+  if (std::memcmp(h, kMagic, 8) != 0)
+    return CorruptionError(path + ": not a vmhost ctk file (magic)");
   if (LoadLE32(h + 8) != kVersion) {
     return NotSupportedError(StrFormat("%s: ctk version %u", path.c_str(), LoadLE32(h + 8)));
   }

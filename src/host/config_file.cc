@@ -72,8 +72,8 @@ Result<ConfigFile> ConfigFile::Parse(std::string_view text) {
     }
     size_t bad = FindInvalidUtf8(value);
     if (bad != std::string_view::npos) {
-      return CorruptionError(StrFormat("line %zu: value of %.*s is not valid UTF-8", n,
-                                       int(key.size()), key.data()));
+      return CorruptionError(
+          StrFormat("line %zu: value of %.*s is not valid UTF-8", n, int(key.size()), key.data()));
     }
     cf.Set(key, Unescape(value));
   }

@@ -21,8 +21,9 @@ Status ValidateVmName(const std::string& name) {
                 c == '.' || c == '_' || c == '-');
   }
   if (!ok) {
-    return InvalidArgumentError("VM name '" + name +
-                                "' must be 1-80 letters, digits, '.', '_' or '-', not starting with '-' or '.'");
+    return InvalidArgumentError(
+        "VM name '" + name +
+        "' must be 1-80 letters, digits, '.', '_' or '-', not starting with '-' or '.'");
   }
   return Status::Ok();
 }
@@ -64,7 +65,8 @@ Result<std::vector<std::string>> Datastore::ListVms() const {
 
 Result<std::unique_ptr<Vm>> Datastore::CreateVm(const std::string& name, const NewVmOptions& o) {
   VMBACKUP_RETURN_IF_ERROR(ValidateVmName(name));
-  if (o.disk_sizes.empty()) return InvalidArgumentError("a VM needs at least one disk (--disk SIZE)");
+  if (o.disk_sizes.empty())
+    return InvalidArgumentError("a VM needs at least one disk (--disk SIZE)");
   if (o.disk_sizes.size() > 15) return InvalidArgumentError("at most 15 disks per VM");
   std::string dir = io::JoinPath(root_, name);
   if (::mkdir(dir.c_str(), 0755) != 0) {
@@ -79,8 +81,8 @@ Result<std::unique_ptr<Vm>> Datastore::CreateVm(const std::string& name, const N
     if (!s.ok()) return s.WithContext("create VM " + name);
   }
   // The .vmx comes last: until it exists there is no VM, only files to clean up.
-  VMBACKUP_RETURN_IF_ERROR(
-      io::WriteFileAtomic(io::JoinPath(dir, name + ".vmx"), Vmx::New(name, o.disk_sizes.size(), false).Serialize()));
+  VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(
+      io::JoinPath(dir, name + ".vmx"), Vmx::New(name, o.disk_sizes.size(), false).Serialize()));
   VMBACKUP_ASSIGN_OR_RETURN(auto vm, Vm::Open(dir));
   if (o.cbt) VMBACKUP_RETURN_IF_ERROR(vm->EnableChangeTracking());
   return vm;
@@ -95,7 +97,8 @@ Status Datastore::DeleteVm(const std::string& name) {
   std::string dir;
   {
     VMBACKUP_ASSIGN_OR_RETURN(auto vm, OpenVm(name));
-    if (vm->vmx().powered_on()) return InvalidArgumentError("VM " + name + " is powered on; power it off first");
+    if (vm->vmx().powered_on())
+      return InvalidArgumentError("VM " + name + " is powered on; power it off first");
     dir = vm->dir();
     // The .vmx goes first (under the lock): from then on the VM no longer exists.
     std::string vmx = io::JoinPath(dir, name + ".vmx");

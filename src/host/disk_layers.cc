@@ -39,11 +39,13 @@ std::string DiskStem(const std::string& vm, size_t index) {
 
 std::string CtkFileFor(const std::string& layer_file) {
   std::string stem = layer_file;
-  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".vmdk") == 0) stem.resize(stem.size() - 5);
+  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".vmdk") == 0)
+    stem.resize(stem.size() - 5);
   return stem + "-ctk.vmdk";
 }
 
-Result<std::map<std::string, LayerNode>> ScanLayers(const std::string& dir, const std::string& stem) {
+Result<std::map<std::string, LayerNode>> ScanLayers(const std::string& dir,
+                                                    const std::string& stem) {
   VMBACKUP_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
   std::map<std::string, LayerNode> out;
   for (const std::string& name : names) {

@@ -21,12 +21,13 @@ struct LayerNode {
   std::string parent;  // parent's file name; empty for the base
   bool is_base = false;
   std::string change_track_path;  // empty when the layer has no ctk
-  std::string problem;  // why this layer could not be read, if it could not
+  std::string problem;            // why this layer could not be read, if it could not
 };
 
 // Every layer of the disk with stem `stem` found in `dir`, by file name. Layers that cannot
 // be opened are listed with `problem` set rather than failing the scan.
-Result<std::map<std::string, LayerNode>> ScanLayers(const std::string& dir, const std::string& stem);
+Result<std::map<std::string, LayerNode>> ScanLayers(const std::string& dir,
+                                                    const std::string& stem);
 
 // The first unused delta name "<stem>-NNNNNN.vmdk" in `dir`.
 Result<std::string> NextDeltaName(const std::string& dir, const std::string& stem);

@@ -63,11 +63,24 @@ TEST(SnapshotDb, RoundTripTreeAndLookup) {
   SnapshotDb db;
   db.last_uid = 3;
   db.current = 3;
-  db.snapshots.push_back({1, std::nullopt, "base", "", 1700000000123456, Consistency::kCrash, false,
+  db.snapshots.push_back({1,
+                          std::nullopt,
+                          "base",
+                          "",
+                          1700000000123456,
+                          Consistency::kCrash,
+                          false,
                           {{"scsi0:0", "vm.vmdk"}}});
-  db.snapshots.push_back({2, 1, "a", "d", 1700000001000000, Consistency::kFileSystem, true,
+  db.snapshots.push_back({2,
+                          1,
+                          "a",
+                          "d",
+                          1700000001000000,
+                          Consistency::kFileSystem,
+                          true,
                           {{"scsi0:0", "vm-000001.vmdk"}}});
-  db.snapshots.push_back({3, 1, "a", "", -5, Consistency::kCrash, false, {{"scsi0:0", "vm-000002.vmdk"}}});
+  db.snapshots.push_back(
+      {3, 1, "a", "", -5, Consistency::kCrash, false, {{"scsi0:0", "vm-000002.vmdk"}}});
   auto back = SnapshotDb::Parse(db.Serialize());
   ASSERT_TRUE(back) << back.error().ToString();
   ASSERT_EQ(back->snapshots.size(), 3u);
@@ -129,9 +142,9 @@ TEST(ChangeTrackFile, RecordQueryPageAndReset) {
   ASSERT_TRUE(ChangeTrackFile::Create(p, epoch, 1, 65536, cap).ok());
   auto f = ChangeTrackFile::Open(p, true);
   ASSERT_TRUE(f) << f.error().ToString();
-  ASSERT_TRUE((*f)->Record(65536 + 5, 10).ok());        // block 1
-  ASSERT_TRUE((*f)->Record(3 * 65536, 2 * 65536).ok()); // blocks 3, 4
-  ASSERT_TRUE((*f)->Record(cap - 1, 1).ok());           // block 10 (partial)
+  ASSERT_TRUE((*f)->Record(65536 + 5, 10).ok());         // block 1
+  ASSERT_TRUE((*f)->Record(3 * 65536, 2 * 65536).ok());  // blocks 3, 4
+  ASSERT_TRUE((*f)->Record(cap - 1, 1).ok());            // block 10 (partial)
   EXPECT_FALSE((*f)->Record(cap, 1).ok());
   ASSERT_TRUE((*f)->CopyTo(dir / "e-ctk.vmdk", 2).ok());
   auto g = ChangeTrackFile::Open(dir / "e-ctk.vmdk", true);
@@ -140,8 +153,9 @@ TEST(ChangeTrackFile, RecordQueryPageAndReset) {
   ChangeId since0{epoch, 0}, since1{epoch, 1};
   auto all = (*g)->Query(since0, 0, 100);
   ASSERT_TRUE(all);
-  EXPECT_EQ(all->areas, (std::vector<Extent>{{65536, 65536}, {3 * 65536, 2 * 65536},
-                                            {7 * 65536, 65536}, {10 * 65536, 1000}}));
+  EXPECT_EQ(all->areas,
+            (std::vector<Extent>{
+                {65536, 65536}, {3 * 65536, 2 * 65536}, {7 * 65536, 65536}, {10 * 65536, 1000}}));
   EXPECT_EQ(all->length, cap);
   auto newer = (*g)->Query(since1, 0, 100);
   ASSERT_TRUE(newer);

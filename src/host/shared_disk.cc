@@ -107,7 +107,8 @@ Status SharedDisk::Refresh() {
   }
   Result<std::string> layer = LayerFileFor(vmx, vmsd, name_, disk_, snap_);
   if (!layer) {
-    return layer.error().WithContext(snap_ ? "the exported snapshot is gone" : "the exported disk is gone");
+    return layer.error().WithContext(snap_ ? "the exported snapshot is gone"
+                                           : "the exported disk is gone");
   }
   if (!disk_handle_ || *layer != layer_) {
     vmdk::DiskOptions o;
@@ -140,7 +141,8 @@ std::vector<std::pair<uint64_t, struct timespec>> SharedDisk::TopLayerState() co
   if (!disk_handle_) return out;
   for (const auto& e : disk_handle_->layers()[0]->extents()) {
     struct stat st;
-    if (!e.path.empty() && ::stat(e.path.c_str(), &st) == 0) out.emplace_back(uint64_t(st.st_size), st.st_mtim);
+    if (!e.path.empty() && ::stat(e.path.c_str(), &st) == 0)
+      out.emplace_back(uint64_t(st.st_size), st.st_mtim);
   }
   return out;
 }

@@ -55,7 +55,8 @@ class SharedDisk {
   SnapshotSel snap_;
   DiskOpenMode mode_ = DiskOpenMode::kRead;
   int lock_fd_ = -1;
-  struct timespec vmx_mtime_ {}, vmsd_mtime_ {};
+  struct timespec vmx_mtime_ {
+  }, vmsd_mtime_{};
   ino_t vmx_ino_ = 0, vmsd_ino_ = 0;
   std::string layer_;
   uint64_t size_ = 0;

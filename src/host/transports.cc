@@ -44,11 +44,11 @@ std::string FindInPath(const std::string& cmd) {
 
 Status CheckTransport(TransportMode mode, const std::string& nbdkit_plugin) {
   switch (mode) {
-    case TransportMode::kFile:
-      return Status::Ok();
+    case TransportMode::kFile: return Status::Ok();
     case TransportMode::kHotAdd:
       return UnavailableError(
-          "vmhost runs no VMs that could attach a disk: hotadd needs the backup proxy to be a VM on "
+          "vmhost runs no VMs that could attach a disk: hotadd needs the backup proxy to be a VM "
+          "on "
           "this host");
     case TransportMode::kNbd:
     case TransportMode::kNbdSsl:

@@ -13,7 +13,7 @@
 namespace vmbackup::host {
 
 enum class TransportMode { kFile, kHotAdd, kNbdSsl, kNbd };
-std::string_view TransportName(TransportMode m);        // "file", "hotadd", "nbdssl", "nbd"
+std::string_view TransportName(TransportMode m);  // "file", "hotadd", "nbdssl", "nbd"
 Result<TransportMode> ParseTransport(std::string_view text);
 
 // Ok, or kUnavailable with the reason. `nbdkit_plugin` is the path of nbdkit-vmhost-plugin.so.

@@ -20,7 +20,8 @@ Result<std::unique_ptr<Vm>> Vm::Open(const std::string& dir) {
   vm->dir_ = dir;
   vm->name_ = io::BaseName(dir);
   if (!io::PathExists(vm->Path(vm->name_ + ".vmx"))) {
-    return NotFoundError("no VM '" + vm->name_ + "' (" + vm->Path(vm->name_ + ".vmx") + " is missing)");
+    return NotFoundError("no VM '" + vm->name_ + "' (" + vm->Path(vm->name_ + ".vmx") +
+                         " is missing)");
   }
   // The lock is a file held with flock: the kernel drops it when a process dies, so a killed
   // vmhost never leaves the VM locked.
@@ -92,7 +93,8 @@ std::vector<std::string> Vm::Diagnose() {
     const std::string& leaf = (*disks)[i].file_name;
     auto disk = vmdk::Disk::Open(Path(leaf), vmdk::DiskOptions{});
     if (!disk) {
-      problems.push_back("disk " + std::to_string(i) + " (" + leaf + "): " + disk.error().message());
+      problems.push_back("disk " + std::to_string(i) + " (" + leaf +
+                         "): " + disk.error().message());
       continue;
     }
     if (vmx_.cbt_enabled()) {
@@ -113,7 +115,8 @@ std::vector<std::string> Vm::Diagnose() {
       }
     }
   }
-  if (vmsd_.need_consolidate) problems.push_back("snapshot.needConsolidate is set: run 'vmhost vm consolidate'");
+  if (vmsd_.need_consolidate)
+    problems.push_back("snapshot.needConsolidate is set: run 'vmhost vm consolidate'");
   return problems;
 }
 
@@ -136,15 +139,16 @@ Result<std::string> LayerFileFor(const Vmx& vmx, const SnapshotDb& vmsd, const s
                                  size_t disk, SnapshotSel snap) {
   VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, vmx.Disks());
   if (disk >= disks.size()) {
-    return InvalidArgumentError(StrFormat("VM %s has no disk %zu (it has %zu)", vm.c_str(), disk,
-                                          disks.size()));
+    return InvalidArgumentError(
+        StrFormat("VM %s has no disk %zu (it has %zu)", vm.c_str(), disk, disks.size()));
   }
   if (!snap) return disks[disk].file_name;
   const Snapshot* s = vmsd.Find(*snap);
   if (!s) return NotFoundError(StrFormat("VM %s has no snapshot %u", vm.c_str(), *snap));
   for (const SnapshotDisk& d : s->disks)
     if (EqualsIgnoreCase(d.node, disks[disk].node)) return d.file_name;
-  return NotFoundError(StrFormat("snapshot %u does not hold disk %s", *snap, disks[disk].node.c_str()));
+  return NotFoundError(
+      StrFormat("snapshot %u does not hold disk %s", *snap, disks[disk].node.c_str()));
 }
 
 Result<std::string> Vm::LayerFor(size_t disk, SnapshotSel snap) {
@@ -165,15 +169,17 @@ Status Vm::Read(size_t disk, SnapshotSel snap, uint64_t offset, std::span<uint8_
 }
 
 Status Vm::Write(size_t disk, uint64_t offset, std::span<const uint8_t> data) {
-  if (!vmx_.powered_on()) return InvalidArgumentError("VM " + name_ + " is powered off: power it on to write as the guest");
+  if (!vmx_.powered_on())
+    return InvalidArgumentError("VM " + name_ +
+                                " is powered off: power it on to write as the guest");
   VMBACKUP_ASSIGN_OR_RETURN(std::string leaf, LayerFor(disk, std::nullopt));
   vmdk::DiskOptions o;
   o.writable = true;
   VMBACKUP_ASSIGN_OR_RETURN(auto d, vmdk::Disk::Open(Path(leaf), o));
   if (!RangeWithin(offset, data.size(), d->size())) {
-    return InvalidArgumentError(StrFormat("write of %zu bytes at %llu lies past the end of disk %zu (%llu bytes)",
-                                          data.size(), (unsigned long long)offset, disk,
-                                          (unsigned long long)d->size()));
+    return InvalidArgumentError(
+        StrFormat("write of %zu bytes at %llu lies past the end of disk %zu (%llu bytes)",
+                  data.size(), (unsigned long long)offset, disk, (unsigned long long)d->size()));
   }
   if (vmx_.cbt_enabled()) {
     // Recorded before the data is written: a crash in between can only over-report.
@@ -195,7 +201,8 @@ Result<std::unique_ptr<ChangeTrackFile>> Vm::OpenCtk(const std::string& layer_fi
 
 Status Vm::ResizeDisk(size_t disk, uint64_t new_capacity) {
   if (!vmsd_.snapshots.empty()) {
-    return InvalidArgumentError("VM " + name_ + " has snapshots: delete them before resizing a disk");
+    return InvalidArgumentError("VM " + name_ +
+                                " has snapshots: delete them before resizing a disk");
   }
   VMBACKUP_ASSIGN_OR_RETURN(std::string leaf, LayerFor(disk, std::nullopt));
   if (leaf != DiskStem(name_, disk) + ".vmdk") {
@@ -206,8 +213,8 @@ Status Vm::ResizeDisk(size_t disk, uint64_t new_capacity) {
   if (vmx_.cbt_enabled()) {
     // A resized disk starts a new tracking epoch: every earlier change id is void.
     VMBACKUP_ASSIGN_OR_RETURN(auto d, OpenDisk(disk, std::nullopt, false));
-    VMBACKUP_RETURN_IF_ERROR(ChangeTrackFile::Create(Path(CtkFileFor(leaf)), ChangeId::NewEpoch(), 1,
-                                                     vmx_.cbt_granularity(), d->size()));
+    VMBACKUP_RETURN_IF_ERROR(ChangeTrackFile::Create(Path(CtkFileFor(leaf)), ChangeId::NewEpoch(),
+                                                     1, vmx_.cbt_granularity(), d->size()));
   }
   return Status::Ok();
 }
@@ -229,6 +236,16 @@ Status Vm::EnableChangeTracking() {
   return SaveVmx();
 }
 
+Status Vm::GiveLayerCtk(const std::string& layer_file, ChangeTrackFile& source, uint64_t seq) {
+  std::string ctk_file = CtkFileFor(layer_file);
+  VMBACKUP_RETURN_IF_ERROR(source.CopyTo(Path(ctk_file), seq));
+  VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(layer_file), true));
+  vmdk::Descriptor d = layer->descriptor();
+  d.version = 3;  // as ESXi marks a tracked disk
+  d.change_track_path = ctk_file;
+  return layer->ReplaceDescriptor(d);
+}
+
 Status Vm::InvalidateChangeTracking() {
   VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, VmxDisks());
   for (size_t i = 0; i < disks.size(); ++i) {
@@ -245,17 +262,22 @@ Status Vm::InvalidateChangeTracking() {
 }
 
 Result<ChangeId> Vm::GetChangeId(size_t disk, SnapshotSel snap) {
-  if (!vmx_.cbt_enabled()) return InvalidArgumentError("change tracking is not enabled on VM " + name_);
+  if (!vmx_.cbt_enabled())
+    return InvalidArgumentError("change tracking is not enabled on VM " + name_);
   VMBACKUP_ASSIGN_OR_RETURN(std::string layer, LayerFor(disk, snap));
   VMBACKUP_ASSIGN_OR_RETURN(auto ctk, OpenCtk(layer, false));
   return ctk->change_id();
 }
 
-Result<ChangedAreas> Vm::QueryAllocatedBlocks(size_t disk, SnapshotSel snap, uint64_t start_offset) {
+Result<ChangedAreas> Vm::QueryAllocatedBlocks(size_t disk, SnapshotSel snap,
+                                              uint64_t start_offset) {
   VMBACKUP_ASSIGN_OR_RETURN(auto d, OpenDisk(disk, snap, false));
-  if (start_offset > d->size()) return InvalidArgumentError("startOffset lies past the end of the disk");
-  VMBACKUP_ASSIGN_OR_RETURN(ExtentSet alloc, d->AllocatedExtents(start_offset, d->size() - start_offset));
-  alloc = alloc.AlignOutward(vmx_.cbt_granularity(), d->size()).Clip(start_offset, d->size() - start_offset);
+  if (start_offset > d->size())
+    return InvalidArgumentError("startOffset lies past the end of the disk");
+  VMBACKUP_ASSIGN_OR_RETURN(ExtentSet alloc,
+                            d->AllocatedExtents(start_offset, d->size() - start_offset));
+  alloc = alloc.AlignOutward(vmx_.cbt_granularity(), d->size())
+              .Clip(start_offset, d->size() - start_offset);
   ChangedAreas out;
   out.start_offset = start_offset;
   uint64_t end = d->size();
@@ -272,9 +294,11 @@ Result<ChangedAreas> Vm::QueryAllocatedBlocks(size_t disk, SnapshotSel snap, uin
 
 Result<ChangedAreas> Vm::QueryChangedDiskAreas(size_t disk, SnapshotSel snap, uint64_t start_offset,
                                                std::string_view change_id) {
-  if (!vmx_.cbt_enabled()) return InvalidArgumentError("change tracking is not enabled on VM " + name_);
+  if (!vmx_.cbt_enabled())
+    return InvalidArgumentError("change tracking is not enabled on VM " + name_);
   if (!snap && vmx_.powered_on()) {
-    return InvalidArgumentError("the current state of a running VM cannot be queried: take a snapshot");
+    return InvalidArgumentError(
+        "the current state of a running VM cannot be queried: take a snapshot");
   }
   if (change_id == "*") return QueryAllocatedBlocks(disk, snap, start_offset);
   VMBACKUP_ASSIGN_OR_RETURN(ChangeId since, ChangeId::Parse(change_id));

@@ -105,6 +105,9 @@ class Vm {
   Result<std::string> LayerFor(size_t disk, SnapshotSel snap);
   Result<std::unique_ptr<ChangeTrackFile>> OpenCtk(const std::string& layer_file, bool writable);
   Status InvalidateChangeTracking();
+  // Gives `layer_file` its own ctk: a copy of `source` with sequence number `seq`, named after
+  // the layer and referenced from its descriptor (version 3).
+  Status GiveLayerCtk(const std::string& layer_file, ChangeTrackFile& source, uint64_t seq);
   Status RunHook(const std::string& hook, const char* what);
   Status ConsolidateDisk(size_t disk, const std::string& stem);
   Status MergeInto(const std::string& child, const std::string& parent);

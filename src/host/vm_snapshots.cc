@@ -38,7 +38,8 @@ int64_t NowMicros() {
 }
 
 // Copies the ranges `runs` (data or zero) from `src` into `dst`.
-Status CopyRuns(const std::vector<vmdk::ChainRun>& runs, io::BlockReader& src, io::BlockWriter& dst) {
+Status CopyRuns(const std::vector<vmdk::ChainRun>& runs, io::BlockReader& src,
+                io::BlockWriter& dst) {
   std::vector<uint8_t> buf;
   for (const vmdk::ChainRun& r : runs) {
     for (uint64_t pos = r.offset; pos < r.offset + r.length;) {
@@ -113,13 +114,7 @@ Result<Snapshot> Vm::CreateSnapshot(const std::string& name, const SnapshotOptio
       VMBACKUP_RETURN_IF_ERROR(vmdk::CreateDisk(Path(delta), co));
       if (vmx_.cbt_enabled()) {
         VMBACKUP_ASSIGN_OR_RETURN(auto ctk, OpenCtk(disks[i].file_name, false));
-        std::string ctk_file = CtkFileFor(delta);
-        VMBACKUP_RETURN_IF_ERROR(ctk->CopyTo(Path(ctk_file), ctk->change_id().seq + 1));
-        VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(delta), true));
-        vmdk::Descriptor d = layer->descriptor();
-        d.version = 3;
-        d.change_track_path = ctk_file;
-        VMBACKUP_RETURN_IF_ERROR(layer->ReplaceDescriptor(d));
+        VMBACKUP_RETURN_IF_ERROR(GiveLayerCtk(delta, *ctk, ctk->change_id().seq + 1));
       }
       deltas.push_back(delta);
       s.disks.push_back({disks[i].node, disks[i].file_name});
@@ -171,19 +166,16 @@ Status Vm::RevertToSnapshot(uint32_t uid) {
     VMBACKUP_RETURN_IF_ERROR(vmdk::CreateDisk(Path(delta), co));
     if (vmx_.cbt_enabled()) {
       auto ctk = OpenCtk(base_layer, false);
-      std::string ctk_file = CtkFileFor(delta);
-      if (ctk) {
-        VMBACKUP_RETURN_IF_ERROR((*ctk)->CopyTo(Path(ctk_file), (*ctk)->change_id().seq + 1));
-      } else {
+      if (!ctk) {  // the snapshot predates CBT: start the delta's tracking from scratch
         VMBACKUP_ASSIGN_OR_RETURN(auto d, OpenDisk(i, uid, false));
-        VMBACKUP_RETURN_IF_ERROR(ChangeTrackFile::Create(Path(ctk_file), ChangeId::NewEpoch(), 1,
+        std::string fresh = Path(CtkFileFor(delta) + ".new");
+        VMBACKUP_RETURN_IF_ERROR(ChangeTrackFile::Create(fresh, ChangeId::NewEpoch(), 1,
                                                          vmx_.cbt_granularity(), d->size()));
+        ctk = ChangeTrackFile::Open(fresh, false);
+        ::unlink(fresh.c_str());  // the open handle keeps it readable for the copy
+        if (!ctk) return ctk.error();
       }
-      VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(delta), true));
-      vmdk::Descriptor d = layer->descriptor();
-      d.version = 3;
-      d.change_track_path = ctk_file;
-      VMBACKUP_RETURN_IF_ERROR(layer->ReplaceDescriptor(d));
+      VMBACKUP_RETURN_IF_ERROR(GiveLayerCtk(delta, **ctk, (*ctk)->change_id().seq + 1));
     }
     vmx_.SetDiskFile(disks[i].node, delta);
   }
@@ -245,7 +237,8 @@ Status Vm::ConsolidateDisk(size_t disk, const std::string& stem) {
     // Removals first: whole dead branches go without merging anything.
     bool changed = false;
     for (const auto& [file, n] : layers) {
-      if (referenced.count(file) || n.is_base || !n.problem.empty() || !children(file).empty()) continue;
+      if (referenced.count(file) || n.is_base || !n.problem.empty() || !children(file).empty())
+        continue;
       VMBACKUP_RETURN_IF_ERROR(RemoveLayerFiles(dir_, n));
       changed = true;
     }
@@ -271,27 +264,21 @@ Status Vm::MergeInto(const std::string& child, const std::string& parent) {
     VMBACKUP_RETURN_IF_ERROR(c->layers()[0]->Map(0, c->size(), &own));
     std::vector<vmdk::ChainRun> runs;
     for (const vmdk::BlockRun& r : own)
-      if (r.state != vmdk::BlockState::kUnallocated) runs.push_back({r.offset, r.length, r.state, 0});
+      if (r.state != vmdk::BlockState::kUnallocated)
+        runs.push_back({r.offset, r.length, r.state, 0});
     vmdk::DiskOptions po;
     po.writable = true;
     po.preserve_cid = true;
     VMBACKUP_ASSIGN_OR_RETURN(auto p, vmdk::Disk::Open(Path(parent), po));
-    VMBACKUP_RETURN_IF_ERROR(CopyRuns(runs, *c, *p).WithContext("merge " + child + " into " + parent));
+    VMBACKUP_RETURN_IF_ERROR(
+        CopyRuns(runs, *c, *p).WithContext("merge " + child + " into " + parent));
   }
   // 2. The parent takes over the child's change tracking (it now holds the child's state).
   VMBACKUP_ASSIGN_OR_RETURN(auto child_layer, vmdk::Layer::Open(Path(child), false));
   vmdk::Descriptor child_desc = child_layer->descriptor();
   if (!child_desc.change_track_path.empty()) {
     auto ctk = ChangeTrackFile::Open(Path(child_desc.change_track_path), false);
-    if (ctk) {
-      std::string parent_ctk = CtkFileFor(parent);
-      VMBACKUP_RETURN_IF_ERROR((*ctk)->CopyTo(Path(parent_ctk), (*ctk)->change_id().seq));
-      VMBACKUP_ASSIGN_OR_RETURN(auto pl, vmdk::Layer::Open(Path(parent), true));
-      vmdk::Descriptor pd = pl->descriptor();
-      pd.version = 3;
-      pd.change_track_path = parent_ctk;
-      VMBACKUP_RETURN_IF_ERROR(pl->ReplaceDescriptor(pd));
-    }
+    if (ctk) VMBACKUP_RETURN_IF_ERROR(GiveLayerCtk(parent, **ctk, (*ctk)->change_id().seq));
   }
   // 3. References to the child now name the parent.
   VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, VmxDisks());
@@ -347,18 +334,11 @@ Status Vm::CollapseToBase(const std::string& leaf, const std::string& base) {
   bo.writable = true;
   bo.preserve_cid = true;
   VMBACKUP_ASSIGN_OR_RETURN(auto b, vmdk::Disk::Open(Path(base), bo));
-  VMBACKUP_RETURN_IF_ERROR(CopyRuns(runs, *chain, *b).WithContext("merge " + leaf + " into " + base));
+  VMBACKUP_RETURN_IF_ERROR(
+      CopyRuns(runs, *chain, *b).WithContext("merge " + leaf + " into " + base));
   if (vmx_.cbt_enabled()) {
     auto ctk = OpenCtk(leaf, false);
-    if (ctk) {
-      std::string base_ctk = CtkFileFor(base);
-      VMBACKUP_RETURN_IF_ERROR((*ctk)->CopyTo(Path(base_ctk), (*ctk)->change_id().seq));
-      VMBACKUP_ASSIGN_OR_RETURN(auto bl, vmdk::Layer::Open(Path(base), true));
-      vmdk::Descriptor bd = bl->descriptor();
-      bd.version = 3;
-      bd.change_track_path = base_ctk;
-      VMBACKUP_RETURN_IF_ERROR(bl->ReplaceDescriptor(bd));
-    }
+    if (ctk) VMBACKUP_RETURN_IF_ERROR(GiveLayerCtk(base, **ctk, (*ctk)->change_id().seq));
   }
   return Status::Ok();
 }

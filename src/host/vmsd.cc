@@ -28,11 +28,15 @@ Result<SnapshotDb> SnapshotDb::Parse(std::string_view text) {
     return n;
   };
   auto last = number("snapshot.lastUID");
-  if (last) db.last_uid = uint32_t(*last);
-  else if (last.error().code() != ErrorCode::kNotFound) return last.error();
+  if (last)
+    db.last_uid = uint32_t(*last);
+  else if (last.error().code() != ErrorCode::kNotFound)
+    return last.error();
   auto current = number("snapshot.current");
-  if (current) db.current = uint32_t(*current);
-  else if (current.error().code() != ErrorCode::kNotFound) return current.error();
+  if (current)
+    db.current = uint32_t(*current);
+  else if (current.error().code() != ErrorCode::kNotFound)
+    return current.error();
   db.need_consolidate = cf.GetBool("snapshot.needConsolidate");
   // Slots snapshotN may have gaps; collect every N that has a uid.
   std::map<int, Snapshot> slots;
@@ -49,8 +53,10 @@ Result<SnapshotDb> SnapshotDb::Parse(std::string_view text) {
     VMBACKUP_ASSIGN_OR_RETURN(uint64_t uid, number(p + "uid"));
     s.uid = uint32_t(uid);
     auto parent = number(p + "parent");
-    if (parent) s.parent = uint32_t(*parent);
-    else if (parent.error().code() != ErrorCode::kNotFound) return parent.error();
+    if (parent)
+      s.parent = uint32_t(*parent);
+    else if (parent.error().code() != ErrorCode::kNotFound)
+      return parent.error();
     s.name = cf.GetOr(p + "displayName", "");
     s.description = cf.GetOr(p + "description", "");
     auto hi = number(p + "createTimeHigh");
@@ -63,11 +69,13 @@ Result<SnapshotDb> SnapshotDb::Parse(std::string_view text) {
     }
     s.create_time_us = int64_t((uint64_t(hi ? *hi : 0) << 32) | (uint64_t(lo) & 0xffffffffu));
     std::string c = cf.GetOr(p + "vmhost.consistency", "crash");
-    s.consistency = c == "filesystem" ? Consistency::kFileSystem
-                    : c == "application" ? Consistency::kApplication : Consistency::kCrash;
+    s.consistency = c == "filesystem"    ? Consistency::kFileSystem
+                    : c == "application" ? Consistency::kApplication
+                                         : Consistency::kCrash;
     s.quiesce_requested = cf.GetBool(p + "vmhost.quiesceRequested");
     VMBACKUP_ASSIGN_OR_RETURN(uint64_t disks, number(p + "numDisks"));
-    if (disks > 64) return CorruptionError(p + "numDisks = " + std::to_string(disks) + " is absurd");
+    if (disks > 64)
+      return CorruptionError(p + "numDisks = " + std::to_string(disks) + " is absurd");
     for (uint64_t d = 0; d < disks; ++d) {
       std::string dp = p + "disk" + std::to_string(d) + ".";
       auto file = cf.Get(dp + "fileName");
@@ -92,7 +100,8 @@ Result<SnapshotDb> SnapshotDb::Parse(std::string_view text) {
     }
   }
   if (db.current && !db.Find(*db.current)) {
-    return CorruptionError("snapshot.current names a missing snapshot " + std::to_string(*db.current));
+    return CorruptionError("snapshot.current names a missing snapshot " +
+                           std::to_string(*db.current));
   }
   return db;
 }
@@ -144,7 +153,9 @@ Result<const Snapshot*> SnapshotDb::Lookup(std::string_view key) const {
   const Snapshot* found = nullptr;
   for (const Snapshot& s : snapshots) {
     if (s.name != key) continue;
-    if (found) return InvalidArgumentError("snapshot name '" + std::string(key) + "' is ambiguous; use its uid");
+    if (found)
+      return InvalidArgumentError("snapshot name '" + std::string(key) +
+                                  "' is ambiguous; use its uid");
     found = &s;
   }
   if (!found) return NotFoundError("no snapshot '" + std::string(key) + "'");

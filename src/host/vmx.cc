@@ -19,7 +19,8 @@ Vmx Vmx::New(const std::string& name, size_t disk_count, bool cbt) {
   ConfigFile& c = v.cf_;
   std::random_device rd;
   std::string uuid;
-  for (int i = 0; i < 16; ++i) uuid += StrFormat(i == 0 ? "%02x" : (i == 8 ? "-%02x" : " %02x"), rd() & 0xff);
+  for (int i = 0; i < 16; ++i)
+    uuid += StrFormat(i == 0 ? "%02x" : (i == 8 ? "-%02x" : " %02x"), rd() & 0xff);
   c.Set(".encoding", "UTF-8");
   c.Set("config.version", "8");
   c.Set("virtualHW.version", "14");

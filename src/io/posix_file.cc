@@ -15,7 +15,10 @@ Result<std::unique_ptr<PosixFile>> PosixFile::Open(const std::string& path, Open
   int flags = O_CLOEXEC;
   bool writable = true;
   switch (mode) {
-    case OpenMode::kReadOnly: flags |= O_RDONLY; writable = false; break;
+    case OpenMode::kReadOnly:
+      flags |= O_RDONLY;
+      writable = false;
+      break;
     case OpenMode::kReadWrite: flags |= O_RDWR; break;
     case OpenMode::kCreateNew: flags |= O_RDWR | O_CREAT | O_EXCL; break;
     case OpenMode::kCreateTruncate: flags |= O_RDWR | O_CREAT | O_TRUNC; break;
@@ -58,13 +61,13 @@ Status PosixFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
     ssize_t n = ::pread(fd_, buf.data() + done, buf.size() - done, off_t(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return PosixError(StrFormat("%s: read at offset %llu", path_.c_str(),
-                                  (unsigned long long)(offset + done)),
-                        errno);
+      return PosixError(
+          StrFormat("%s: read at offset %llu", path_.c_str(), (unsigned long long)(offset + done)),
+          errno);
     }
     if (n == 0) {
-      return CorruptionError(StrFormat("%s: unexpected end of file at offset %llu",
-                                       path_.c_str(), (unsigned long long)(offset + done)));
+      return CorruptionError(StrFormat("%s: unexpected end of file at offset %llu", path_.c_str(),
+                                       (unsigned long long)(offset + done)));
     }
     done += size_t(n);
   }
@@ -80,9 +83,9 @@ Status PosixFile::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
     ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, off_t(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return PosixError(StrFormat("%s: write at offset %llu", path_.c_str(),
-                                  (unsigned long long)(offset + done)),
-                        errno);
+      return PosixError(
+          StrFormat("%s: write at offset %llu", path_.c_str(), (unsigned long long)(offset + done)),
+          errno);
     }
     done += size_t(n);
   }
@@ -132,8 +135,7 @@ Result<std::string> ReadSmallFile(const std::string& path, uint64_t max_size) {
                                           (unsigned long long)max_size));
   }
   std::string s(f->size(), '\0');
-  VMBACKUP_RETURN_IF_ERROR(
-      f->ReadAt(0, {reinterpret_cast<uint8_t*>(s.data()), s.size()}));
+  VMBACKUP_RETURN_IF_ERROR(f->ReadAt(0, {reinterpret_cast<uint8_t*>(s.data()), s.size()}));
   return s;
 }
 

@@ -15,7 +15,7 @@
 namespace vmbackup::vmdk {
 namespace {
 
-constexpr uint64_t kBlock = 64 * 1024;       // zero-detection unit
+constexpr uint64_t kBlock = 64 * 1024;        // zero-detection unit
 constexpr uint64_t kChunk = 4 * 1024 * 1024;  // read size
 
 // Calls `fn(offset, span)` for every allocated, non-zero run of `src`, reading in chunks of
@@ -36,7 +36,8 @@ Result<ConvertStats> ForEachDataRun(io::BlockReader& src, F&& fn) {
       for (uint64_t b = 0; b < n; b += kBlock) {
         uint64_t len = std::min(kBlock - (pos + b) % kBlock, n - b);
         if (IsAllZero(chunk.data() + b, len)) {
-          if (run_len) VMBACKUP_RETURN_IF_ERROR(fn(pos + run_start, chunk.subspan(run_start, run_len)));
+          if (run_len)
+            VMBACKUP_RETURN_IF_ERROR(fn(pos + run_start, chunk.subspan(run_start, run_len)));
           stats.bytes_written += run_len;
           run_len = 0;
           continue;
@@ -91,9 +92,8 @@ Result<ConvertStats> ConvertDisk(io::BlockReader& src, const std::string& out_pa
   DiskOptions d;
   d.writable = true;
   VMBACKUP_ASSIGN_OR_RETURN(auto out, Disk::Open(out_path, d));
-  auto stats = ForEachDataRun(src, [&](uint64_t off, std::span<const uint8_t> data) {
-    return out->WriteAt(off, data);
-  });
+  auto stats = ForEachDataRun(
+      src, [&](uint64_t off, std::span<const uint8_t> data) { return out->WriteAt(off, data); });
   if (!stats) return stats;
   VMBACKUP_RETURN_IF_ERROR(out->Flush());
   return stats;

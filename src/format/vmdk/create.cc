@@ -57,7 +57,8 @@ Status CreateSparse(const std::string& path, uint64_t capacity_sectors, const Cr
   h.gd_offset = h.rgd_offset + gd_sectors + gt_sectors_total;
   uint64_t meta_end = h.gd_offset + gd_sectors + gt_sectors_total;
   h.over_head = DivRoundUp(meta_end, grain) * grain;
-  if (h.over_head > UINT32_MAX) return InvalidArgumentError("capacity too large for a sparse extent");
+  if (h.over_head > UINT32_MAX)
+    return InvalidArgumentError("capacity too large for a sparse extent");
 
   std::string text = SerializeDescriptor(d);
   if (text.size() > kEmbeddedDescriptorSectors * kSectorSize) {
@@ -117,7 +118,8 @@ uint32_t RandomCid() {
 
 std::string FlatFileFor(const std::string& path) {
   std::string stem = path;
-  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".vmdk") == 0) stem.resize(stem.size() - 5);
+  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".vmdk") == 0)
+    stem.resize(stem.size() - 5);
   return stem + "-flat.vmdk";
 }
 
@@ -155,8 +157,9 @@ Status CreateDisk(const std::string& path, const CreateOptions& o) {
   }
   if (!o.parent.empty()) {
     if (o.type != DiskType::kSparse) {
-      return InvalidArgumentError("only sparse disks can have a parent (VMware and QEMU allow no "
-                                  "flat child)");
+      return InvalidArgumentError(
+          "only sparse disks can have a parent (VMware and QEMU allow no "
+          "flat child)");
     }
     VMBACKUP_ASSIGN_OR_RETURN(auto parent, Disk::Open(o.parent, DiskOptions{}));
     uint64_t parent_sectors = DivRoundUp(parent->size(), kSectorSize);
@@ -169,8 +172,10 @@ Status CreateDisk(const std::string& path, const CreateOptions& o) {
     const Descriptor& pd = parent->layers()[0]->descriptor();
     d.parent_cid = pd.cid;
     // The hint is relative when the parent sits beside the child, as VMware writes it.
-    std::string hint = io::DirName(o.parent) == io::DirName(path) ? io::BaseName(o.parent) : o.parent;
-    if (hint.find('"') != std::string::npos) return InvalidArgumentError("parent path contains '\"'");
+    std::string hint =
+        io::DirName(o.parent) == io::DirName(path) ? io::BaseName(o.parent) : o.parent;
+    if (hint.find('"') != std::string::npos)
+      return InvalidArgumentError("parent path contains '\"'");
     d.parent_file_name_hint = hint;
     d.extents.push_back({ExtentAccess::kReadWrite, capacity_sectors, ExtentType::kSparse,
                          io::BaseName(path), std::nullopt, ""});
@@ -193,9 +198,9 @@ Status CreateDisk(const std::string& path, const CreateOptions& o) {
   VMBACKUP_RETURN_IF_ERROR(RefuseExisting(data_path));
   const bool vmfs = o.type == DiskType::kVmfs;
   Descriptor d = NewDescriptor(vmfs ? "vmfs" : "monolithicFlat", capacity_sectors, o.adapter_type);
-  ExtentLine line{ExtentAccess::kReadWrite, capacity_sectors,
-                  vmfs ? ExtentType::kVmfs : ExtentType::kFlat, io::BaseName(data_path),
-                  std::nullopt, ""};
+  ExtentLine line{
+      ExtentAccess::kReadWrite, capacity_sectors, vmfs ? ExtentType::kVmfs : ExtentType::kFlat,
+      io::BaseName(data_path),  std::nullopt,     ""};
   if (!vmfs) line.offset_sectors = 0;  // QEMU requires the offset on FLAT and refuses it on VMFS
   d.extents.push_back(line);
   if (vmfs) d.SetDdb("ddb.thinProvisioned", "1");
@@ -216,11 +221,13 @@ Status GrowFlatDisk(const std::string& path, uint64_t new_capacity) {
   Descriptor d = layer->descriptor();
   if (layer->embedded_descriptor() || d.has_parent() || d.extents.size() != 1 ||
       (d.extents[0].type != ExtentType::kFlat && d.extents[0].type != ExtentType::kVmfs)) {
-    return NotSupportedError(path + ": only a single-extent flat or vmfs disk without a parent can grow");
+    return NotSupportedError(path +
+                             ": only a single-extent flat or vmfs disk without a parent can grow");
   }
   uint64_t sectors = DivRoundUp(new_capacity, kSectorSize);
   if (sectors < d.extents[0].sectors) return InvalidArgumentError("disks can grow, not shrink");
-  if (sectors * kSectorSize > kMaxCapacityBytes) return InvalidArgumentError("capacity larger than 256 TiB");
+  if (sectors * kSectorSize > kMaxCapacityBytes)
+    return InvalidArgumentError("capacity larger than 256 TiB");
   if (sectors == d.extents[0].sectors) return Status::Ok();
   const std::string data = layer->extents()[0].path;
   uint64_t offset = d.extents[0].offset_sectors.value_or(0) * kSectorSize;
@@ -233,7 +240,8 @@ Status GrowFlatDisk(const std::string& path, uint64_t new_capacity) {
   }
   d.extents[0].sectors = sectors;
   const bool ide = d.GetDdb("ddb.adapterType") == "ide";
-  d.SetDdb("ddb.geometry.cylinders", std::to_string(std::max<uint64_t>(1, sectors / ((ide ? 16 : 255) * 63))));
+  d.SetDdb("ddb.geometry.cylinders",
+           std::to_string(std::max<uint64_t>(1, sectors / ((ide ? 16 : 255) * 63))));
   // The data file grew first: a crash in between leaves a longer file, which is harmless.
   return io::WriteFileAtomic(path, SerializeDescriptor(d));
 }

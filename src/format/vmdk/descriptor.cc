@@ -14,11 +14,14 @@ struct Keyword {
 constexpr Keyword kAccessWords[] = {{"RW", int(ExtentAccess::kReadWrite)},
                                     {"RDONLY", int(ExtentAccess::kReadOnly)},
                                     {"NOACCESS", int(ExtentAccess::kNoAccess)}};
-constexpr Keyword kTypeWords[] = {
-    {"FLAT", int(ExtentType::kFlat)},           {"SPARSE", int(ExtentType::kSparse)},
-    {"ZERO", int(ExtentType::kZero)},           {"VMFS", int(ExtentType::kVmfs)},
-    {"VMFSSPARSE", int(ExtentType::kVmfsSparse)}, {"SESPARSE", int(ExtentType::kSeSparse)},
-    {"VMFSRDM", int(ExtentType::kVmfsRdm)},     {"VMFSRAW", int(ExtentType::kVmfsRaw)}};
+constexpr Keyword kTypeWords[] = {{"FLAT", int(ExtentType::kFlat)},
+                                  {"SPARSE", int(ExtentType::kSparse)},
+                                  {"ZERO", int(ExtentType::kZero)},
+                                  {"VMFS", int(ExtentType::kVmfs)},
+                                  {"VMFSSPARSE", int(ExtentType::kVmfsSparse)},
+                                  {"SESPARSE", int(ExtentType::kSeSparse)},
+                                  {"VMFSRDM", int(ExtentType::kVmfsRdm)},
+                                  {"VMFSRAW", int(ExtentType::kVmfsRaw)}};
 
 template <size_t N>
 std::optional<int> LookupWord(const Keyword (&words)[N], std::string_view w) {
@@ -77,8 +80,8 @@ Result<ExtentLine> ParseExtentLine(std::string_view line, size_t n) {
     if (!tok.empty()) return LineError(n, "ZERO extent must not name a file");
     return e;
   }
-  if (tok.empty()) return LineError(n, "extent of type " + std::string(ExtentTypeName(e.type)) +
-                                           " names no file");
+  if (tok.empty())
+    return LineError(n, "extent of type " + std::string(ExtentTypeName(e.type)) + " names no file");
   if (!quoted) return LineError(n, "extent file name " + Quoted(tok) + " is not quoted");
   e.filename = tok;
   if (!NextToken(rest, tok, quoted)) return LineError(n, "extent offset has no closing quote");
@@ -99,7 +102,8 @@ Result<uint32_t> ParseCid(std::string_view value, size_t n, const char* field) {
     return LineError(n, std::string(field) + " " + Quoted(value) + " is not a 32-bit hex number");
   }
   Result<uint64_t> x = ParseUint("0x" + std::string(v));
-  if (!x) return LineError(n, std::string(field) + " " + Quoted(value) + " is not a 32-bit hex number");
+  if (!x)
+    return LineError(n, std::string(field) + " " + Quoted(value) + " is not a 32-bit hex number");
   return uint32_t(*x);
 }
 
@@ -217,11 +221,17 @@ Result<Descriptor> ParseDescriptor(std::string_view text) {
       have_version = true;
     } else if (EqualsIgnoreCase(key, "CID")) {
       Result<uint32_t> c = ParseCid(value, n, "CID");
-      if (!c) { status = c.error(); return false; }
+      if (!c) {
+        status = c.error();
+        return false;
+      }
       d.cid = *c;
     } else if (EqualsIgnoreCase(key, "parentCID")) {
       Result<uint32_t> c = ParseCid(value, n, "parentCID");
-      if (!c) { status = c.error(); return false; }
+      if (!c) {
+        status = c.error();
+        return false;
+      }
       d.parent_cid = *c;
     } else if (EqualsIgnoreCase(key, "createType")) {
       d.create_type = std::string(value);

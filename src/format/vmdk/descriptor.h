@@ -34,9 +34,9 @@ struct ExtentLine {
   ExtentAccess access = ExtentAccess::kReadWrite;
   uint64_t sectors = 0;
   ExtentType type = ExtentType::kFlat;
-  std::string filename;           // empty for ZERO
+  std::string filename;                    // empty for ZERO
   std::optional<uint64_t> offset_sectors;  // FLAT: required by QEMU; VMFS: absent
-  std::string trailing;           // raw-device fields after the offset, kept verbatim
+  std::string trailing;                    // raw-device fields after the offset, kept verbatim
   bool operator==(const ExtentLine&) const = default;
 };
 

@@ -45,8 +45,8 @@ Result<std::unique_ptr<Disk>> Disk::Open(const std::string& path, const DiskOpti
   while (true) {
     const bool top = disk->layers_.empty();
     if (disk->layers_.size() >= kMaxChainLength) {
-      return CorruptionError(StrFormat("%s: chain longer than %zu layers", path.c_str(),
-                                       kMaxChainLength));
+      return CorruptionError(
+          StrFormat("%s: chain longer than %zu layers", path.c_str(), kMaxChainLength));
     }
     std::string canonical = CanonicalPath(current);
     if (!seen.insert(canonical).second) {
@@ -101,12 +101,8 @@ Status Disk::ReadFrom(size_t depth, uint64_t offset, std::span<uint8_t> buf) {
   for (const BlockRun& r : runs) {
     std::span<uint8_t> part = buf.subspan(r.offset - offset, r.length);
     switch (r.state) {
-      case BlockState::kData:
-        VMBACKUP_RETURN_IF_ERROR(layer.Read(r.offset, part));
-        break;
-      case BlockState::kZero:
-        std::memset(part.data(), 0, part.size());
-        break;
+      case BlockState::kData: VMBACKUP_RETURN_IF_ERROR(layer.Read(r.offset, part)); break;
+      case BlockState::kZero: std::memset(part.data(), 0, part.size()); break;
       case BlockState::kUnallocated:
         VMBACKUP_RETURN_IF_ERROR(ReadFrom(depth + 1, r.offset, part));
         break;
@@ -117,16 +113,15 @@ Status Disk::ReadFrom(size_t depth, uint64_t offset, std::span<uint8_t> buf) {
 
 Status Disk::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
   if (!RangeWithin(offset, buf.size(), size())) {
-    return InvalidArgumentError(StrFormat("%s: read of %zu bytes at offset %llu past the end of "
-                                          "the disk (%llu bytes)",
-                                          name().c_str(), buf.size(), (unsigned long long)offset,
-                                          (unsigned long long)size()));
+    return InvalidArgumentError(StrFormat(
+        "%s: read of %zu bytes at offset %llu past the end of "
+        "the disk (%llu bytes)",
+        name().c_str(), buf.size(), (unsigned long long)offset, (unsigned long long)size()));
   }
   return ReadFrom(0, offset, buf);
 }
 
-Status Disk::MapFrom(size_t depth, uint64_t offset, uint64_t length,
-                     std::vector<ChainRun>* runs) {
+Status Disk::MapFrom(size_t depth, uint64_t offset, uint64_t length, std::vector<ChainRun>* runs) {
   auto append = [&](uint64_t off, uint64_t len, BlockState st, int d) {
     if (len == 0) return;
     if (!runs->empty()) {
@@ -160,7 +155,8 @@ Status Disk::MapFrom(size_t depth, uint64_t offset, uint64_t length,
 
 Status Disk::MapChain(uint64_t offset, uint64_t length, std::vector<ChainRun>* runs) {
   if (!RangeWithin(offset, length, size())) {
-    return InvalidArgumentError(StrFormat("%s: map range past the end of the disk", name().c_str()));
+    return InvalidArgumentError(
+        StrFormat("%s: map range past the end of the disk", name().c_str()));
   }
   return MapFrom(0, offset, length, runs);
 }
@@ -179,10 +175,10 @@ Result<ExtentSet> Disk::AllocatedExtents(uint64_t offset, uint64_t length) {
 Status Disk::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
   if (!writable_) return PermissionDeniedError(name() + ": disk opened read-only");
   if (!RangeWithin(offset, data.size(), size())) {
-    return InvalidArgumentError(StrFormat("%s: write of %zu bytes at offset %llu past the end of "
-                                          "the disk (%llu bytes)",
-                                          name().c_str(), data.size(), (unsigned long long)offset,
-                                          (unsigned long long)size()));
+    return InvalidArgumentError(StrFormat(
+        "%s: write of %zu bytes at offset %llu past the end of "
+        "the disk (%llu bytes)",
+        name().c_str(), data.size(), (unsigned long long)offset, (unsigned long long)size()));
   }
   if (!cid_updated_) {
     std::random_device rd;
@@ -215,9 +211,8 @@ Status Disk::WriteGrainAware(uint64_t offset, std::span<const uint8_t> data) {
     uint64_t grain_end = std::min(grain_start + gb, ext_end);
     if (pos == grain_start && piece_end >= grain_end) {
       // Whole grains: one call for the whole aligned middle.
-      uint64_t whole_end = piece_end == ext_end
-                               ? ext_end
-                               : le.start + RoundDown(piece_end - le.start, gb);
+      uint64_t whole_end =
+          piece_end == ext_end ? ext_end : le.start + RoundDown(piece_end - le.start, gb);
       VMBACKUP_RETURN_IF_ERROR(
           top.WriteWithinExtent(pos, data.subspan(pos - offset, whole_end - pos)));
       pos = whole_end;
@@ -226,7 +221,8 @@ Status Disk::WriteGrainAware(uint64_t offset, std::span<const uint8_t> data) {
     // A partial grain: in place when layer 0 holds it, else copy-on-write from below.
     uint64_t n = std::min(piece_end, grain_end) - pos;
     std::vector<BlockRun> runs;
-    VMBACKUP_RETURN_IF_ERROR(le.extent->Map(grain_start - le.start, grain_end - grain_start, &runs));
+    VMBACKUP_RETURN_IF_ERROR(
+        le.extent->Map(grain_start - le.start, grain_end - grain_start, &runs));
     if (runs.size() == 1 && runs[0].state == BlockState::kData) {
       VMBACKUP_RETURN_IF_ERROR(top.WriteWithinExtent(pos, data.subspan(pos - offset, n)));
     } else {

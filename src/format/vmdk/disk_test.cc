@@ -173,7 +173,7 @@ TEST(Disk, OddCapacities) {
     ASSERT_TRUE(d);
     ASSERT_EQ(d->size(), cap);
     std::vector<uint8_t> model(cap, 0);
-    WriteModel(*d, model, cap - 1, 1, 0x77);   // last byte: partial last grain
+    WriteModel(*d, model, cap - 1, 1, 0x77);  // last byte: partial last grain
     WriteModel(*d, model, 0, std::min<uint64_t>(cap, 700), 0x11);
     EXPECT_EQ(ReadAll(*d), model);
     uint8_t b[2];

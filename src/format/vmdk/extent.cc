@@ -49,8 +49,7 @@ Result<std::unique_ptr<FlatExtent>> FlatExtent::Open(std::shared_ptr<io::BlockWr
   if (!end || *end > file->size()) {
     return CorruptionError(StrFormat(
         "%s: file is %llu bytes, shorter than the extent's end at %llu", file->name().c_str(),
-        (unsigned long long)file->size(),
-        (unsigned long long)(end ? *end : UINT64_MAX)));
+        (unsigned long long)file->size(), (unsigned long long)(end ? *end : UINT64_MAX)));
   }
   return std::unique_ptr<FlatExtent>(new FlatExtent(std::move(file), file_offset, size, writable));
 }

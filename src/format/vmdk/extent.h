@@ -34,9 +34,9 @@ void AppendRun(std::vector<BlockRun>* runs, uint64_t offset, uint64_t length, Bl
 
 // Facts about an extent for `vmdk info`.
 struct ExtentFormat {
-  std::string kind;           // "flat", "hosted-sparse", "stream", "cowd", "sesparse", "zero"
-  uint64_t grain_bytes = 0;   // 0 for flat and zero
-  uint32_t version = 0;       // sparse header version, 0 when not applicable
+  std::string kind;          // "flat", "hosted-sparse", "stream", "cowd", "sesparse", "zero"
+  uint64_t grain_bytes = 0;  // 0 for flat and zero
+  uint32_t version = 0;      // sparse header version, 0 when not applicable
 };
 
 class ExtentBackend {

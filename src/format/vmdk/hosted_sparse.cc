@@ -20,24 +20,27 @@ Result<SparseLayout> ReadHostedSparseLayout(io::BlockReader& file, SparseHeader*
   if (header_out) *header_out = h;
   if (h.magic != kSparseMagic) return CorruptionError(name + ": no KDMV magic in the header");
   if (h.version < 1 || h.version > 3) {
-    return NotSupportedError(StrFormat("%s: sparse header version %u (expected 1, 2 or 3)",
-                                       name.c_str(), h.version));
+    return NotSupportedError(
+        StrFormat("%s: sparse header version %u (expected 1, 2 or 3)", name.c_str(), h.version));
   }
   if ((h.flags & kFlagNewlineCheck) && !h.newline_check_ok) {
-    return CorruptionError(name + ": newline-check bytes of the header are damaged (was the file "
-                                  "copied in text mode?)");
+    return CorruptionError(name +
+                           ": newline-check bytes of the header are damaged (was the file "
+                           "copied in text mode?)");
   }
   if (h.gd_offset == kGdAtEnd) {
     // streamOptimized written by VMware: the footer (a copy of the header with the real GD
     // offset) sits in the second-to-last sector, behind a footer marker.
     if (file.size() < 3 * kSectorSize) {
-      return CorruptionError(name + ": gdOffset is GD_AT_END but the file is too short for a footer");
+      return CorruptionError(name +
+                             ": gdOffset is GD_AT_END but the file is too short for a footer");
     }
     uint8_t marker[512];
     VMBACKUP_RETURN_IF_ERROR(file.ReadAt(file.size() - 3 * kSectorSize, marker));
     if (LoadLE32(marker + 8) != 0 || LoadLE32(marker + 12) != kMarkerFooter) {
-      return CorruptionError(name + ": gdOffset is GD_AT_END but there is no footer marker 1536 "
-                                    "bytes before the end (truncated stream?)");
+      return CorruptionError(name +
+                             ": gdOffset is GD_AT_END but there is no footer marker 1536 "
+                             "bytes before the end (truncated stream?)");
     }
     VMBACKUP_RETURN_IF_ERROR(file.ReadAt(file.size() - 2 * kSectorSize, raw));
     SparseHeader f = DecodeSparseHeader(raw);
@@ -45,15 +48,16 @@ Result<SparseLayout> ReadHostedSparseLayout(io::BlockReader& file, SparseHeader*
       return CorruptionError(name + ": stream footer is not a valid header");
     }
     if (f.capacity != h.capacity || f.grain_size != h.grain_size) {
-      return CorruptionError(name + ": stream footer disagrees with the header on capacity or "
-                                    "grain size");
+      return CorruptionError(name +
+                             ": stream footer disagrees with the header on capacity or "
+                             "grain size");
     }
     h.gd_offset = f.gd_offset;
     h.rgd_offset = f.rgd_offset;
   }
   if (h.num_gtes_per_gt != kGtesPerGt) {
-    return CorruptionError(StrFormat("%s: numGTEsPerGT is %u, expected 512", name.c_str(),
-                                     h.num_gtes_per_gt));
+    return CorruptionError(
+        StrFormat("%s: numGTEsPerGT is %u, expected 512", name.c_str(), h.num_gtes_per_gt));
   }
   const bool compressed = (h.flags & kFlagCompressed) != 0;
   if (compressed && h.compress_algorithm != kCompressionDeflate) {

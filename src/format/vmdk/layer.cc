@@ -14,8 +14,8 @@
 namespace vmbackup::vmdk {
 namespace {
 
-Descriptor SynthesizedDescriptor(const std::string& create_type, ExtentType type,
-                                 uint64_t sectors, const std::string& file) {
+Descriptor SynthesizedDescriptor(const std::string& create_type, ExtentType type, uint64_t sectors,
+                                 const std::string& file) {
   Descriptor d;
   d.create_type = create_type;
   d.extents.push_back({ExtentAccess::kReadWrite, sectors, type, file, std::nullopt, ""});
@@ -42,10 +42,11 @@ Result<std::unique_ptr<Layer>> Layer::Open(const std::string& path, bool writabl
       uint64_t len = std::min<uint64_t>(h.descriptor_size * kSectorSize, kMaxDescriptorBytes);
       if (h.descriptor_size == 0 || h.descriptor_offset > file->size() / kSectorSize ||
           h.descriptor_size > file->size() / kSectorSize || off + len > file->size()) {
-        return CorruptionError(StrFormat("%s: embedded descriptor (sector %llu, %llu sectors) lies "
-                                         "past the end of the file",
-                                         path.c_str(), (unsigned long long)h.descriptor_offset,
-                                         (unsigned long long)h.descriptor_size));
+        return CorruptionError(
+            StrFormat("%s: embedded descriptor (sector %llu, %llu sectors) lies "
+                      "past the end of the file",
+                      path.c_str(), (unsigned long long)h.descriptor_offset,
+                      (unsigned long long)h.descriptor_size));
       }
       std::string text(len, '\0');
       VMBACKUP_RETURN_IF_ERROR(file->ReadAt(off, {reinterpret_cast<uint8_t*>(text.data()), len}));
@@ -60,36 +61,38 @@ Result<std::unique_ptr<Layer>> Layer::Open(const std::string& path, bool writabl
       layer->descriptor_offset_ = off;
       layer->descriptor_capacity_ = h.descriptor_size * kSectorSize;
     } else {
-      layer->descriptor_ = SynthesizedDescriptor(
-          l.compressed ? "streamOptimized" : "monolithicSparse", ExtentType::kSparse,
-          l.capacity_sectors, base);
+      layer->descriptor_ =
+          SynthesizedDescriptor(l.compressed ? "streamOptimized" : "monolithicSparse",
+                                ExtentType::kSparse, l.capacity_sectors, base);
       layer->embedded_ = true;  // no separate descriptor; the file is the extent
     }
     layer->self_file_ = file;
   } else if (LoadLE32(magic) == kCowdMagic) {
     VMBACKUP_ASSIGN_OR_RETURN(SparseLayout l, ReadCowdLayout(*file));
-    layer->descriptor_ = SynthesizedDescriptor("vmfsSparse", ExtentType::kVmfsSparse,
-                                               l.capacity_sectors, base);
+    layer->descriptor_ =
+        SynthesizedDescriptor("vmfsSparse", ExtentType::kVmfsSparse, l.capacity_sectors, base);
     layer->embedded_ = true;
     layer->self_file_ = file;
   } else if (LoadLE64(magic) == kSeSparseMagic) {
     uint8_t h[24];
     VMBACKUP_RETURN_IF_ERROR(file->ReadAt(0, h));
-    layer->descriptor_ = SynthesizedDescriptor("seSparse", ExtentType::kSeSparse,
-                                               LoadLE64(h + 16), base);
+    layer->descriptor_ =
+        SynthesizedDescriptor("seSparse", ExtentType::kSeSparse, LoadLE64(h + 16), base);
     layer->embedded_ = true;
     layer->self_file_ = file;
   } else {
     if (file->size() > kMaxDescriptorBytes) {
-      return CorruptionError(path + ": not a VMDK (no sparse magic, and too large to be a "
-                                    "descriptor)");
+      return CorruptionError(path +
+                             ": not a VMDK (no sparse magic, and too large to be a "
+                             "descriptor)");
     }
     std::string text(file->size(), '\0');
     VMBACKUP_RETURN_IF_ERROR(
         file->ReadAt(0, {reinterpret_cast<uint8_t*>(text.data()), text.size()}));
     if (!LooksLikeDescriptor(text)) {
-      return CorruptionError(path + ": not a VMDK (no sparse magic, and no 'version=' line of a "
-                                    "descriptor)");
+      return CorruptionError(path +
+                             ": not a VMDK (no sparse magic, and no 'version=' line of a "
+                             "descriptor)");
     }
     Result<Descriptor> d = ParseDescriptor(text);
     if (!d) return d.error().WithContext(path);
@@ -125,8 +128,8 @@ Status Layer::OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self) 
         if (it != files.end()) {
           file = it->second;
         } else {
-          auto f = io::PosixFile::Open(le.path, rw ? io::OpenMode::kReadWrite
-                                                   : io::OpenMode::kReadOnly);
+          auto f =
+              io::PosixFile::Open(le.path, rw ? io::OpenMode::kReadWrite : io::OpenMode::kReadOnly);
           if (!f) return context(f.error());
           file = std::move(*f);
           files[le.path] = file;
@@ -134,9 +137,7 @@ Status Layer::OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self) 
       }
     }
     switch (line.type) {
-      case ExtentType::kZero:
-        le.extent = std::make_unique<ZeroExtent>(size);
-        break;
+      case ExtentType::kZero: le.extent = std::make_unique<ZeroExtent>(size); break;
       case ExtentType::kFlat:
       case ExtentType::kVmfs: {
         auto e = FlatExtent::Open(file, line.offset_sectors.value_or(0) * kSectorSize, size, rw);
@@ -246,7 +247,8 @@ Status Layer::ReplaceDescriptor(const Descriptor& d) {
       return Status::Ok();
     }
     if (text.size() > descriptor_capacity_) {
-      return NotSupportedError(path_ + ": new descriptor does not fit the embedded descriptor area");
+      return NotSupportedError(path_ +
+                               ": new descriptor does not fit the embedded descriptor area");
     }
     text.resize(descriptor_capacity_, '\0');
     VMBACKUP_RETURN_IF_ERROR(self_file_->WriteAt(

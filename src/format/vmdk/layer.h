@@ -17,7 +17,7 @@ namespace vmbackup::vmdk {
 
 struct LayerExtent {
   ExtentLine line;
-  std::string path;  // resolved file path ("" for ZERO)
+  std::string path;    // resolved file path ("" for ZERO)
   uint64_t start = 0;  // byte offset of the extent in the layer
   std::unique_ptr<ExtentBackend> extent;
 };

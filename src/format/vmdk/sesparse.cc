@@ -30,44 +30,49 @@ Result<std::unique_ptr<SeSparseExtent>> SeSparseExtent::Open(std::shared_ptr<io:
   for (int i = 0; i < 26; ++i) f[i] = LoadLE64(h + 8 * i);
   if (f[0] != kSeSparseMagic) return CorruptionError(name + ": no SEsparse magic");
   if (f[1] != kVersion) {
-    return NotSupportedError(StrFormat("%s: SEsparse version %016llx (only 0000000200000001 is known)",
-                                       name.c_str(), (unsigned long long)f[1]));
+    return NotSupportedError(
+        StrFormat("%s: SEsparse version %016llx (only 0000000200000001 is known)", name.c_str(),
+                  (unsigned long long)f[1]));
   }
   if (f[3] != kGrainSectors || f[4] != kGtSectors) {
-    return NotSupportedError(StrFormat("%s: SEsparse grain size %llu / table size %llu sectors "
-                                       "(expected 8 / 64)",
-                                       name.c_str(), (unsigned long long)f[3],
-                                       (unsigned long long)f[4]));
+    return NotSupportedError(
+        StrFormat("%s: SEsparse grain size %llu / table size %llu sectors "
+                  "(expected 8 / 64)",
+                  name.c_str(), (unsigned long long)f[3], (unsigned long long)f[4]));
   }
   std::unique_ptr<SeSparseExtent> e(new SeSparseExtent(std::move(file), size));
   e->capacity_sectors_ = f[2];
   if (e->capacity_sectors_ == 0 || e->capacity_sectors_ > kMaxCapacityBytes / kSectorSize ||
       size > e->capacity_sectors_ * kSectorSize) {
-    return CorruptionError(StrFormat("%s: SEsparse capacity %llu sectors is zero, absurd, or smaller "
-                                     "than the descriptor's extent",
-                                     name.c_str(), (unsigned long long)f[2]));
+    return CorruptionError(
+        StrFormat("%s: SEsparse capacity %llu sectors is zero, absurd, or smaller "
+                  "than the descriptor's extent",
+                  name.c_str(), (unsigned long long)f[2]));
   }
   // Every (offset, size) pair, in sectors, must lie inside the file.
   const char* names[] = {"volatile header", "journal header", "journal", "grain directory",
-                         "grain tables", "free bitmap", "backmap", "grains"};
+                         "grain tables",    "free bitmap",    "backmap", "grains"};
   for (int k = 0; k < 8; ++k) {
     uint64_t off = f[10 + 2 * k], len = f[11 + 2 * k];
     if (off > file_size / kSectorSize || len > file_size / kSectorSize ||
         (off + len) * kSectorSize > file_size) {
       // The grains area may be declared larger than the data written so far.
       if (k == 7 && off <= file_size / kSectorSize) continue;
-      return CorruptionError(StrFormat("%s: SEsparse %s (sector %llu, %llu sectors) lies past the "
-                                       "end of the file (%llu bytes)",
-                                       name.c_str(), names[k], (unsigned long long)off,
-                                       (unsigned long long)len, (unsigned long long)file_size));
+      return CorruptionError(
+          StrFormat("%s: SEsparse %s (sector %llu, %llu sectors) lies past the "
+                    "end of the file (%llu bytes)",
+                    name.c_str(), names[k], (unsigned long long)off, (unsigned long long)len,
+                    (unsigned long long)file_size));
     }
   }
   uint8_t vol[32];
   VMBACKUP_RETURN_IF_ERROR(e->file_->ReadAt(f[10] * kSectorSize, vol));
-  if (LoadLE64(vol) != kVolatileMagic) return CorruptionError(name + ": bad SEsparse volatile header magic");
+  if (LoadLE64(vol) != kVolatileMagic)
+    return CorruptionError(name + ": bad SEsparse volatile header magic");
   if (LoadLE64(vol + 24) != 0) {
-    return NotSupportedError(name + ": SEsparse journal needs replay (unclean shutdown); open it "
-                                    "on ESXi first");
+    return NotSupportedError(name +
+                             ": SEsparse journal needs replay (unclean shutdown); open it "
+                             "on ESXi first");
   }
   e->gt_offset_ = f[18];
   e->gt_size_ = f[19];
@@ -76,9 +81,9 @@ Result<std::unique_ptr<SeSparseExtent>> SeSparseExtent::Open(std::shared_ptr<io:
   uint64_t gd_entries = f[17] * kSectorSize / 8;
   uint64_t needed = DivRoundUp(e->capacity_sectors_, kGrainSectors * kGtEntries);
   if (gd_entries < needed) {
-    return CorruptionError(StrFormat("%s: SEsparse grain directory has %llu entries, capacity needs %llu",
-                                     name.c_str(), (unsigned long long)gd_entries,
-                                     (unsigned long long)needed));
+    return CorruptionError(
+        StrFormat("%s: SEsparse grain directory has %llu entries, capacity needs %llu",
+                  name.c_str(), (unsigned long long)gd_entries, (unsigned long long)needed));
   }
   std::vector<uint8_t> raw(needed * 8);
   VMBACKUP_RETURN_IF_ERROR(e->file_->ReadAt(f[16] * kSectorSize, raw));
@@ -88,14 +93,15 @@ Result<std::unique_ptr<SeSparseExtent>> SeSparseExtent::Open(std::shared_ptr<io:
     if (v != 0) {
       if ((v >> 32) != 0x10000000) {
         return CorruptionError(StrFormat("%s: SEsparse grain directory entry %llu is %016llx",
-                                         name.c_str(), (unsigned long long)i, (unsigned long long)v));
+                                         name.c_str(), (unsigned long long)i,
+                                         (unsigned long long)v));
       }
       uint64_t idx = v & 0xffffffff;
       if ((idx + 1) * kGtSectors > e->gt_size_) {
-        return CorruptionError(StrFormat("%s: SEsparse grain directory entry %llu names table %llu, "
-                                         "outside the grain tables area",
-                                         name.c_str(), (unsigned long long)i,
-                                         (unsigned long long)idx));
+        return CorruptionError(
+            StrFormat("%s: SEsparse grain directory entry %llu names table %llu, "
+                      "outside the grain tables area",
+                      name.c_str(), (unsigned long long)i, (unsigned long long)idx));
       }
     }
     e->gd_[i] = v;
@@ -128,18 +134,18 @@ Result<SeSparseExtent::Lookup> SeSparseExtent::LookupGrain(uint64_t grain) {
       auto sector = CheckedAdd(grains_offset_, idx * kGrainSectors);
       if (idx > (uint64_t(1) << 48) || !sector ||
           !RangeWithin(*sector * kSectorSize, kGrainBytes, file_->size())) {
-        return CorruptionError(StrFormat("%s: SEsparse grain %llu points at grain index %llu, past the "
-                                         "end of the file",
-                                         file_->name().c_str(), (unsigned long long)grain,
-                                         (unsigned long long)idx));
+        return CorruptionError(
+            StrFormat("%s: SEsparse grain %llu points at grain index %llu, past the "
+                      "end of the file",
+                      file_->name().c_str(), (unsigned long long)grain, (unsigned long long)idx));
       }
       return Lookup{BlockState::kData, *sector * kSectorSize};
     }
     default: break;
   }
-  return CorruptionError(StrFormat("%s: SEsparse grain table entry %016llx for grain %llu is invalid",
-                                   file_->name().c_str(), (unsigned long long)e,
-                                   (unsigned long long)grain));
+  return CorruptionError(
+      StrFormat("%s: SEsparse grain table entry %016llx for grain %llu is invalid",
+                file_->name().c_str(), (unsigned long long)e, (unsigned long long)grain));
 }
 
 Status SeSparseExtent::Map(uint64_t offset, uint64_t length, std::vector<BlockRun>* runs) {

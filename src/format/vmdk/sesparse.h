@@ -27,7 +27,8 @@ class SeSparseExtent final : public ExtentBackend {
     BlockState state;
     uint64_t file_offset;
   };
-  SeSparseExtent(std::shared_ptr<io::BlockWriter> f, uint64_t size) : file_(std::move(f)), size_(size) {}
+  SeSparseExtent(std::shared_ptr<io::BlockWriter> f, uint64_t size)
+      : file_(std::move(f)), size_(size) {}
   Result<Lookup> LookupGrain(uint64_t grain);
 
   std::shared_ptr<io::BlockWriter> file_;

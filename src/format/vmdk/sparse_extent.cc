@@ -12,7 +12,6 @@
 namespace vmbackup::vmdk {
 namespace {
 
-
 std::vector<uint32_t> DecodeU32s(const std::vector<uint8_t>& raw, size_t count) {
   std::vector<uint32_t> v(count);
   for (size_t i = 0; i < count; ++i) v[i] = LoadLE32(raw.data() + 4 * i);
@@ -31,8 +30,8 @@ SparseExtent::SparseExtent(std::shared_ptr<io::BlockWriter> file, const SparseLa
       writable_(writable) {}
 
 Result<std::unique_ptr<SparseExtent>> SparseExtent::Open(std::shared_ptr<io::BlockWriter> file,
-                                                         const SparseLayout& layout,
-                                                         uint64_t size, bool writable) {
+                                                         const SparseLayout& layout, uint64_t size,
+                                                         bool writable) {
   const std::string name = file->name();
   if (!IsPowerOfTwo(layout.grain_sectors) || layout.grain_sectors > kMaxGrainSectors) {
     return CorruptionError(StrFormat("%s: grainSize %llu sectors is not a power of two up to %llu",
@@ -74,11 +73,11 @@ Status SparseExtent::LoadDirectory() {
     auto off = CheckedMul(sector, kSectorSize);
     auto bytes = CheckedMul(layout_.gd_entries, 4);
     if (!off || !bytes || !RangeWithin(*off, *bytes, file_size)) {
-      return CorruptionError(StrFormat("%s: %s at sector %llu with %llu entries lies past the end "
-                                       "of the file (%llu bytes)",
-                                       Where().c_str(), what, (unsigned long long)sector,
-                                       (unsigned long long)layout_.gd_entries,
-                                       (unsigned long long)file_size));
+      return CorruptionError(
+          StrFormat("%s: %s at sector %llu with %llu entries lies past the end "
+                    "of the file (%llu bytes)",
+                    Where().c_str(), what, (unsigned long long)sector,
+                    (unsigned long long)layout_.gd_entries, (unsigned long long)file_size));
     }
     std::vector<uint8_t> raw(*bytes);
     VMBACKUP_RETURN_IF_ERROR(file_->ReadAt(*off, raw));
@@ -104,10 +103,10 @@ Status SparseExtent::LoadDirectory() {
     uint64_t s = gd_[i];
     if (s == 0) continue;
     if (!RangeWithin(s * kSectorSize, gt_bytes_, file_size)) {
-      return CorruptionError(StrFormat("%s: grain directory entry %zu points at sector %llu, "
-                                       "past the end of the file (%llu bytes)",
-                                       Where().c_str(), i, (unsigned long long)s,
-                                       (unsigned long long)file_size));
+      return CorruptionError(
+          StrFormat("%s: grain directory entry %zu points at sector %llu, "
+                    "past the end of the file (%llu bytes)",
+                    Where().c_str(), i, (unsigned long long)s, (unsigned long long)file_size));
     }
     if (s < layout_.header_sectors) {
       return CorruptionError(StrFormat("%s: grain table %zu at sector %llu overlaps the header",
@@ -119,17 +118,16 @@ Status SparseExtent::LoadDirectory() {
   for (size_t k = 0; k < ranges.size(); ++k) {
     uint64_t s = ranges[k].first;
     if (k + 1 < ranges.size() && s + gt_sectors > ranges[k + 1].first) {
-      return CorruptionError(StrFormat("%s: grain tables %llu and %llu overlap (sectors %llu and %llu)",
-                                       Where().c_str(), (unsigned long long)ranges[k].second,
-                                       (unsigned long long)ranges[k + 1].second,
-                                       (unsigned long long)s,
-                                       (unsigned long long)ranges[k + 1].first));
+      return CorruptionError(StrFormat(
+          "%s: grain tables %llu and %llu overlap (sectors %llu and %llu)", Where().c_str(),
+          (unsigned long long)ranges[k].second, (unsigned long long)ranges[k + 1].second,
+          (unsigned long long)s, (unsigned long long)ranges[k + 1].first));
     }
     if (s < layout_.gd_sector + gd_sectors && layout_.gd_sector < s + gt_sectors) {
-      return CorruptionError(StrFormat("%s: grain table %llu at sector %llu overlaps the grain "
-                                       "directory",
-                                       Where().c_str(), (unsigned long long)ranges[k].second,
-                                       (unsigned long long)s));
+      return CorruptionError(
+          StrFormat("%s: grain table %llu at sector %llu overlaps the grain "
+                    "directory",
+                    Where().c_str(), (unsigned long long)ranges[k].second, (unsigned long long)s));
     }
   }
   return Status::Ok();
@@ -141,9 +139,9 @@ Result<std::vector<uint32_t>*> SparseExtent::Table(uint64_t gd_index, bool for_w
   auto known = table_empty_.find(gd_index);
   if (known == table_empty_.end() || !known->second || for_write) {
     std::vector<uint8_t> raw(gt_bytes_);
-    VMBACKUP_RETURN_IF_ERROR(file_->ReadAt(uint64_t(gd_[gd_index]) * kSectorSize, raw)
-                                 .WithContext(StrFormat("grain table %llu",
-                                                        (unsigned long long)gd_index)));
+    VMBACKUP_RETURN_IF_ERROR(
+        file_->ReadAt(uint64_t(gd_[gd_index]) * kSectorSize, raw)
+            .WithContext(StrFormat("grain table %llu", (unsigned long long)gd_index)));
     bool empty = IsAllZero(raw.data(), raw.size());
     table_empty_[gd_index] = empty;
     if (!empty || for_write) {
@@ -156,7 +154,7 @@ Result<std::vector<uint32_t>*> SparseExtent::Table(uint64_t gd_index, bool for_w
 Result<SparseExtent::Lookup> SparseExtent::LookupGrain(uint64_t grain) {
   uint64_t gdi = grain / layout_.gtes_per_gt;
   if (gdi >= gd_.size() || gd_[gdi] == 0) return Lookup{BlockState::kUnallocated, 0};
-  VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* table, Table(gdi));
+  VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t> * table, Table(gdi));
   if (!table) return Lookup{BlockState::kUnallocated, 0};
   uint32_t e = (*table)[grain % layout_.gtes_per_gt];
   if (e == 0) return Lookup{BlockState::kUnallocated, 0};
@@ -165,18 +163,18 @@ Result<SparseExtent::Lookup> SparseExtent::LookupGrain(uint64_t grain) {
   uint64_t need = layout_.compressed ? (layout_.markers ? 12 : 1)
                                      : std::min(grain_bytes_, size_ - std::min(size_, grain_start));
   if (e < layout_.first_grain_sector) {
-    return CorruptionError(StrFormat("%s: grain table %llu entry %llu points at sector %u, inside "
-                                     "the metadata (grains start at sector %llu)",
-                                     Where().c_str(), (unsigned long long)gdi,
-                                     (unsigned long long)(grain % layout_.gtes_per_gt), e,
-                                     (unsigned long long)layout_.first_grain_sector));
+    return CorruptionError(StrFormat(
+        "%s: grain table %llu entry %llu points at sector %u, inside "
+        "the metadata (grains start at sector %llu)",
+        Where().c_str(), (unsigned long long)gdi, (unsigned long long)(grain % layout_.gtes_per_gt),
+        e, (unsigned long long)layout_.first_grain_sector));
   }
   if (!RangeWithin(uint64_t(e) * kSectorSize, need, file_->size())) {
-    return CorruptionError(StrFormat("%s: grain table %llu entry %llu points at sector %u, past the "
-                                     "end of the file (%llu bytes)",
-                                     Where().c_str(), (unsigned long long)gdi,
-                                     (unsigned long long)(grain % layout_.gtes_per_gt), e,
-                                     (unsigned long long)file_->size()));
+    return CorruptionError(StrFormat(
+        "%s: grain table %llu entry %llu points at sector %u, past the "
+        "end of the file (%llu bytes)",
+        Where().c_str(), (unsigned long long)gdi, (unsigned long long)(grain % layout_.gtes_per_gt),
+        e, (unsigned long long)file_->size()));
   }
   return Lookup{BlockState::kData, e};
 }
@@ -190,7 +188,7 @@ Status SparseExtent::Map(uint64_t offset, uint64_t length, std::vector<BlockRun>
     uint64_t gdi = grain / layout_.gtes_per_gt;
     bool absent = gdi >= gd_.size() || gd_[gdi] == 0;
     if (!absent) {
-      VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* table, Table(gdi));
+      VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t> * table, Table(gdi));
       absent = table == nullptr;
     }
     if (absent) {  // a whole table's span is unallocated
@@ -222,17 +220,17 @@ Status SparseExtent::ReadCompressedGrain(uint64_t grain, uint64_t sector) {
     uint64_t lba = LoadLE64(hdr);
     data_len = LoadLE32(hdr + 8);
     if (lba != grain * layout_.grain_sectors) {
-      return CorruptionError(StrFormat("%s: grain marker at sector %llu says LBA %llu, the grain "
-                                       "table says %llu",
-                                       Where().c_str(), (unsigned long long)sector,
-                                       (unsigned long long)lba,
-                                       (unsigned long long)(grain * layout_.grain_sectors)));
+      return CorruptionError(
+          StrFormat("%s: grain marker at sector %llu says LBA %llu, the grain "
+                    "table says %llu",
+                    Where().c_str(), (unsigned long long)sector, (unsigned long long)lba,
+                    (unsigned long long)(grain * layout_.grain_sectors)));
     }
     if (data_len == 0 || data_len > max_compressed ||
         !RangeWithin(file_off + 12, data_len, file_->size())) {
-      return CorruptionError(StrFormat("%s: grain marker at sector %llu has a bad compressed size %llu",
-                                       Where().c_str(), (unsigned long long)sector,
-                                       (unsigned long long)data_len));
+      return CorruptionError(
+          StrFormat("%s: grain marker at sector %llu has a bad compressed size %llu",
+                    Where().c_str(), (unsigned long long)sector, (unsigned long long)data_len));
     }
     data_off = file_off + 12;
   } else {
@@ -245,11 +243,11 @@ Status SparseExtent::ReadCompressedGrain(uint64_t grain, uint64_t sector) {
   uLong in_len = uLong(data_len);
   int rc = uncompress2(grain_buf_.data(), &out_len, compressed_buf_.data(), &in_len);
   if (rc != Z_OK || out_len < expect) {
-    return CorruptionError(StrFormat("%s: compressed grain at sector %llu does not inflate to %llu "
-                                     "bytes (zlib: %s, got %llu)",
-                                     Where().c_str(), (unsigned long long)sector,
-                                     (unsigned long long)expect, zError(rc),
-                                     (unsigned long long)out_len));
+    return CorruptionError(
+        StrFormat("%s: compressed grain at sector %llu does not inflate to %llu "
+                  "bytes (zlib: %s, got %llu)",
+                  Where().c_str(), (unsigned long long)sector, (unsigned long long)expect,
+                  zError(rc), (unsigned long long)out_len));
   }
   cached_grain_ = grain;
   return Status::Ok();
@@ -365,8 +363,8 @@ Status SparseExtent::Write(uint64_t offset, std::span<const uint8_t> data) {
     }
     uint64_t grain_end = std::min((grain + 1) * grain_bytes_, size_);
     if (in != 0 || pos + n != grain_end) {
-      return InternalError(StrFormat("%s: partial write to unallocated grain %llu",
-                                     Where().c_str(), (unsigned long long)grain));
+      return InternalError(StrFormat("%s: partial write to unallocated grain %llu", Where().c_str(),
+                                     (unsigned long long)grain));
     }
     uint64_t gdi = grain / layout_.gtes_per_gt;
     if (layout_.zeroed_grain_entries && IsAllZero(src, n)) {
@@ -377,7 +375,7 @@ Status SparseExtent::Write(uint64_t offset, std::span<const uint8_t> data) {
           VMBACKUP_RETURN_IF_ERROR(AllocateTable(gdi).status());
           next_free = 0;
         }
-        VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* zt, Table(gdi, /*for_write=*/true));
+        VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t> * zt, Table(gdi, /*for_write=*/true));
         (*zt)[grain % layout_.gtes_per_gt] = 1;
         table_empty_[gdi] = false;
         if (dirty_tables.empty() || dirty_tables.back() != gdi) dirty_tables.push_back(gdi);
@@ -397,7 +395,7 @@ Status SparseExtent::Write(uint64_t offset, std::span<const uint8_t> data) {
     if (next_free > UINT32_MAX) {
       return NotSupportedError(Where() + ": sparse file would grow past 2 TiB");
     }
-    VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t>* table, Table(gdi, /*for_write=*/true));
+    VMBACKUP_ASSIGN_OR_RETURN(std::vector<uint32_t> * table, Table(gdi, /*for_write=*/true));
     (*table)[grain % layout_.gtes_per_gt] = uint32_t(next_free);
     table_empty_[gdi] = false;
     if (dirty_tables.empty() || dirty_tables.back() != gdi) dirty_tables.push_back(gdi);

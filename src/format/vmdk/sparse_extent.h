@@ -23,20 +23,20 @@ namespace vmbackup::vmdk {
 inline constexpr uint64_t kMaxGrainSectors = 65536;
 
 struct SparseLayout {
-  std::string kind;               // "hosted-sparse", "stream" or "cowd"
+  std::string kind;  // "hosted-sparse", "stream" or "cowd"
   uint32_t version = 1;
   uint64_t capacity_sectors = 0;
   uint64_t grain_sectors = 128;
   uint32_t gtes_per_gt = 512;
   uint64_t gd_sector = 0;
-  uint64_t rgd_sector = 0;        // 0 = no redundant GD
+  uint64_t rgd_sector = 0;  // 0 = no redundant GD
   uint64_t gd_entries = 0;
-  uint64_t header_sectors = 1;     // header (+ embedded descriptor): no table may start inside
-  uint64_t first_grain_sector = 0;  // grains may not start below this (metadata lives there)
+  uint64_t header_sectors = 1;        // header (+ embedded descriptor): no table may start inside
+  uint64_t first_grain_sector = 0;    // grains may not start below this (metadata lives there)
   bool zeroed_grain_entries = false;  // GT entry 1 = zero grain
   bool compressed = false;
   bool markers = false;
-  bool writable_format = true;    // false: this kind is never written (stream, COWD, v3)
+  bool writable_format = true;  // false: this kind is never written (stream, COWD, v3)
 };
 
 class SparseExtent final : public ExtentBackend {
@@ -55,9 +55,7 @@ class SparseExtent final : public ExtentBackend {
   // data first, then the grain table entries (primary and redundant), as QEMU does.
   Status Write(uint64_t offset, std::span<const uint8_t> data) override;
   Status Flush() override { return file_->Flush(); }
-  ExtentFormat format() const override {
-    return {layout_.kind, grain_bytes_, layout_.version};
-  }
+  ExtentFormat format() const override { return {layout_.kind, grain_bytes_, layout_.version}; }
 
  private:
   struct Lookup {

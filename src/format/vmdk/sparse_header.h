@@ -31,8 +31,8 @@ struct SparseHeader {
   uint32_t magic = kSparseMagic;
   uint32_t version = 1;
   uint32_t flags = kFlagNewlineCheck | kFlagRedundantGd;
-  uint64_t capacity = 0;     // sectors
-  uint64_t grain_size = 128; // sectors
+  uint64_t capacity = 0;      // sectors
+  uint64_t grain_size = 128;  // sectors
   uint64_t descriptor_offset = 0;
   uint64_t descriptor_size = 0;
   uint32_t num_gtes_per_gt = kGtesPerGt;

@@ -55,7 +55,8 @@ class SparseTest : public ::testing::Test {
     Status s = OpenAndReadAll(p);
     ASSERT_FALSE(s.ok());
     EXPECT_NE(s.message().find(fragment), std::string::npos) << s.message();
-    EXPECT_NE(s.message().find(p), std::string::npos) << "message must name the file: " << s.message();
+    EXPECT_NE(s.message().find(p), std::string::npos)
+        << "message must name the file: " << s.message();
   }
   TempDir dir_;
 };
