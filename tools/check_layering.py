@@ -13,6 +13,7 @@ ALLOWED = {
     "io": {"base"},
     "format/vmdk": {"io", "base"},
     "host": {"format/vmdk", "io", "base"},
+    "storage": {"base"},
     "cli": {"host", "format/vmdk", "io", "base"},
 }
 

@@ -6,7 +6,7 @@
 #include "host/config_file.h"
 #include "host/vmsd.h"
 #include "host/vmx.h"
-#include "io/testing/temp_dir.h"
+#include "base/testing/temp_dir.h"
 
 namespace vmbackup::host {
 namespace {
@@ -135,7 +135,7 @@ TEST(ChangeId, FormatAndParse) {
 }
 
 TEST(ChangeTrackFile, RecordQueryPageAndReset) {
-  io::testing::TempDir dir;
+  vmbackup::testing::TempDir dir;
   std::string p = dir / "d-ctk.vmdk";
   auto epoch = ChangeId::NewEpoch();
   const uint64_t cap = 10 * 65536 + 1000;  // the last block is partial
@@ -176,25 +176,25 @@ TEST(ChangeTrackFile, RecordQueryPageAndReset) {
 }
 
 TEST(ChangeTrackFile, DamageIsCorruption) {
-  io::testing::TempDir dir;
+  vmbackup::testing::TempDir dir;
   std::string p = dir / "d-ctk.vmdk";
   ASSERT_TRUE(ChangeTrackFile::Create(p, ChangeId::NewEpoch(), 1, 65536, 1 << 20).ok());
-  auto good = io::testing::ReadBytes(p);
+  auto good = vmbackup::testing::ReadBytes(p);
   auto bytes = good;
   bytes.push_back(0);
-  io::testing::WriteBytes(p, bytes);
+  vmbackup::testing::WriteBytes(p, bytes);
   auto r = ChangeTrackFile::Open(p, false);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("expected 576"), std::string::npos) << r.error().message();
   bytes = good;
   bytes[40] ^= 1;  // granularity, under the checksum
-  io::testing::WriteBytes(p, bytes);
+  vmbackup::testing::WriteBytes(p, bytes);
   r = ChangeTrackFile::Open(p, false);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("checksum"), std::string::npos);
   bytes = good;
   bytes[0] = 'X';
-  io::testing::WriteBytes(p, bytes);
+  vmbackup::testing::WriteBytes(p, bytes);
   EXPECT_NE(ChangeTrackFile::Open(p, false).error().message().find("magic"), std::string::npos);
 }
 

@@ -7,13 +7,13 @@
 #include <random>
 
 #include "format/vmdk/create.h"
-#include "io/testing/temp_dir.h"
+#include "base/testing/temp_dir.h"
 
 namespace vmbackup::vmdk {
 namespace {
 
-using io::testing::TempDir;
-using io::testing::WriteText;
+using vmbackup::testing::TempDir;
+using vmbackup::testing::WriteText;
 
 std::unique_ptr<Disk> OpenRw(const std::string& p) {
   DiskOptions o;

@@ -11,14 +11,14 @@
 #include "format/vmdk/disk.h"
 #include "format/vmdk/sparse_header.h"
 #include "io/mem_device.h"
-#include "io/testing/temp_dir.h"
+#include "base/testing/temp_dir.h"
 
 namespace vmbackup::vmdk {
 namespace {
 
-using io::testing::ReadBytes;
-using io::testing::TempDir;
-using io::testing::WriteBytes;
+using vmbackup::testing::ReadBytes;
+using vmbackup::testing::TempDir;
+using vmbackup::testing::WriteBytes;
 
 class SparseTest : public ::testing::Test {
  protected:

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace vmbackup::io::testing {
+namespace vmbackup::testing {
 
 class TempDir {
  public:
@@ -39,4 +39,4 @@ inline void WriteText(const std::string& path, const std::string& text) {
   out << text;
 }
 
-}  // namespace vmbackup::io::testing
+}  // namespace vmbackup::testing

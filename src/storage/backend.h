@@ -1,0 +1,65 @@
+// Backend: where a repository keeps its objects. Objects are written once and never changed:
+// Save creates, Delete removes, nothing overwrites. Everything above this interface (the
+// repository, GC, verify) does its I/O through it and assumes no file system, so that an S3
+// backend can come later behind the same contract (restic's backend split).
+//
+// Implementations are thread-safe: any number of calls may run at once.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace vmbackup::storage {
+
+// The kinds of objects; each lives in its own namespace (a folder, a key prefix).
+enum class ObjectType { kConfig, kKey, kPack, kIndex, kTree, kPoint, kLock };
+std::string_view ObjectTypeName(ObjectType t);  // "config", "keys", "packs", ...
+
+struct ObjectRef {
+  ObjectType type;
+  std::string name;  // [A-Za-z0-9._-]{1,128}, not starting with '.'
+};
+
+struct ObjectInfo {
+  std::string name;
+  uint64_t size = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Stores `data` under `ref`, durably, all or nothing: after a crash the object is either
+  // absent or complete. kAlreadyExists when it exists (objects are written once).
+  virtual Status Save(const ObjectRef& ref, std::span<const uint8_t> data) = 0;
+
+  // The whole object. kNotFound when absent.
+  virtual Result<std::vector<uint8_t>> Load(const ObjectRef& ref) = 0;
+
+  // `length` bytes from `offset`. kNotFound when absent; kCorruption when the object is shorter
+  // than the range asked for (the caller's metadata promised more than is there).
+  virtual Result<std::vector<uint8_t>> LoadRange(const ObjectRef& ref, uint64_t offset,
+                                                 uint64_t length) = 0;
+
+  // kNotFound when absent.
+  virtual Result<ObjectInfo> Stat(const ObjectRef& ref) = 0;
+
+  // Every object of `type`, in no particular order.
+  virtual Result<std::vector<ObjectInfo>> List(ObjectType type) = 0;
+
+  // kNotFound when absent.
+  virtual Status Delete(const ObjectRef& ref) = 0;
+
+  // For messages: a path or a URL.
+  virtual std::string location() const = 0;
+};
+
+// kInvalidArgument unless the name is safe in every backend (see ObjectRef).
+Status ValidateObjectName(std::string_view name);
+
+}  // namespace vmbackup::storage

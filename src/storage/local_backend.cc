@@ -1,0 +1,227 @@
+#include "storage/local_backend.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <memory>
+#include <random>
+
+#include "base/checked_math.h"
+#include "base/strings.h"
+
+namespace vmbackup::storage {
+namespace {
+
+constexpr ObjectType kAllTypes[] = {ObjectType::kConfig, ObjectType::kKey,  ObjectType::kPack,
+                                    ObjectType::kIndex,  ObjectType::kTree, ObjectType::kPoint,
+                                    ObjectType::kLock};
+
+std::string Join(const std::string& a, std::string_view b) { return a + "/" + std::string(b); }
+
+Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+    return PosixError("create " + path, errno);
+  return Status::Ok();
+}
+
+Status SyncDir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return PosixError("open " + path, errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return PosixError("fsync " + path, err);
+  return Status::Ok();
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return PosixError("write " + path, errno);
+    }
+    done += size_t(n);
+  }
+  return Status::Ok();
+}
+
+Status ReadAll(int fd, uint64_t offset, std::span<uint8_t> buf, const std::string& path) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done, off_t(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return PosixError("read " + path, errno);
+    }
+    if (n == 0) return CorruptionError(path + ": shorter than expected");
+    done += size_t(n);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> ListDir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (!d) {
+    if (errno == ENOENT) return std::vector<std::string>{};
+    return PosixError("list " + path, errno);
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  return names;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LocalBackend>> LocalBackend::Create(const std::string& dir) {
+  VMBACKUP_RETURN_IF_ERROR(MakeDir(dir));
+  VMBACKUP_ASSIGN_OR_RETURN(auto existing, ListDir(dir));
+  if (!existing.empty()) return AlreadyExistsError(dir + " is not empty");
+  VMBACKUP_RETURN_IF_ERROR(MakeDir(Join(dir, "tmp")));
+  for (ObjectType t : kAllTypes) VMBACKUP_RETURN_IF_ERROR(MakeDir(Join(dir, ObjectTypeName(t))));
+  VMBACKUP_RETURN_IF_ERROR(SyncDir(dir));
+  return std::unique_ptr<LocalBackend>(new LocalBackend(dir));
+}
+
+Result<std::unique_ptr<LocalBackend>> LocalBackend::Open(const std::string& dir) {
+  struct stat st;
+  for (std::string_view sub : {std::string_view("tmp"), ObjectTypeName(ObjectType::kConfig),
+                               ObjectTypeName(ObjectType::kPack)}) {
+    if (::stat(Join(dir, sub).c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return NotFoundError(dir + " is not a repository (no " + std::string(sub) + " folder)");
+    }
+  }
+  for (ObjectType t : kAllTypes) VMBACKUP_RETURN_IF_ERROR(MakeDir(Join(dir, ObjectTypeName(t))));
+  // Temporary files of writers that died more than a day ago.
+  VMBACKUP_ASSIGN_OR_RETURN(auto tmp, ListDir(Join(dir, "tmp")));
+  for (const std::string& n : tmp) {
+    std::string p = Join(Join(dir, "tmp"), n);
+    if (::stat(p.c_str(), &st) == 0 && st.st_mtime < ::time(nullptr) - 86400) ::unlink(p.c_str());
+  }
+  return std::unique_ptr<LocalBackend>(new LocalBackend(dir));
+}
+
+Result<std::string> LocalBackend::PathOf(const ObjectRef& ref) const {
+  VMBACKUP_RETURN_IF_ERROR(ValidateObjectName(ref.name));
+  std::string folder = Join(dir_, ObjectTypeName(ref.type));
+  if (ref.type == ObjectType::kPack) {
+    // Packs are many: two characters of the name spread them over 256 folders (for hex ids).
+    folder = Join(folder, ref.name.substr(0, std::min<size_t>(2, ref.name.size())));
+  }
+  return Join(folder, ref.name);
+}
+
+Status LocalBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
+  std::string folder = path.substr(0, path.rfind('/'));
+  if (ref.type == ObjectType::kPack) VMBACKUP_RETURN_IF_ERROR(MakeDir(folder));
+  std::string tmp = Join(Join(dir_, "tmp"), StrFormat("%d-%llu-%08x", int(::getpid()),
+                                                      (unsigned long long)counter_.fetch_add(1),
+                                                      uint32_t(std::random_device()())));
+  {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return PosixError("create " + tmp, errno);
+    VMBACKUP_RETURN_IF_ERROR(WriteAll(fd.get(), data, tmp));
+    if (::fdatasync(fd.get()) != 0) {
+      Status s = PosixError("fsync " + tmp, errno);
+      ::unlink(tmp.c_str());
+      return s;
+    }
+  }
+  // link() refuses an existing target: write-once without a check-then-write race.
+  if (::link(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    if (err == EEXIST) {
+      return AlreadyExistsError(std::string(ObjectTypeName(ref.type)) + "/" + ref.name +
+                                " already exists");
+    }
+    return PosixError("link " + path, err);
+  }
+  ::unlink(tmp.c_str());
+  return SyncDir(folder);
+}
+
+Result<std::vector<uint8_t>> LocalBackend::Load(const ObjectRef& ref) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return PosixError("open " + path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return PosixError("stat " + path, errno);
+  std::vector<uint8_t> data(size_t(st.st_size));
+  VMBACKUP_RETURN_IF_ERROR(ReadAll(fd.get(), 0, data, path));
+  return data;
+}
+
+Result<std::vector<uint8_t>> LocalBackend::LoadRange(const ObjectRef& ref, uint64_t offset,
+                                                     uint64_t length) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return PosixError("open " + path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return PosixError("stat " + path, errno);
+  if (!RangeWithin(offset, length, uint64_t(st.st_size))) {
+    return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the file has %lld",
+                                     path.c_str(), (unsigned long long)length,
+                                     (unsigned long long)offset, (long long)st.st_size));
+  }
+  std::vector<uint8_t> data(length);
+  VMBACKUP_RETURN_IF_ERROR(ReadAll(fd.get(), offset, data, path));
+  return data;
+}
+
+Result<ObjectInfo> LocalBackend::Stat(const ObjectRef& ref) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return PosixError("stat " + path, errno);
+  return ObjectInfo{ref.name, uint64_t(st.st_size)};
+}
+
+Result<std::vector<ObjectInfo>> LocalBackend::List(ObjectType type) {
+  std::string folder = Join(dir_, ObjectTypeName(type));
+  std::vector<std::string> folders = {folder};
+  if (type == ObjectType::kPack) {
+    VMBACKUP_ASSIGN_OR_RETURN(auto shards, ListDir(folder));
+    folders.clear();
+    for (const auto& s : shards) folders.push_back(Join(folder, s));
+  }
+  std::vector<ObjectInfo> out;
+  for (const auto& f : folders) {
+    VMBACKUP_ASSIGN_OR_RETURN(auto names, ListDir(f));
+    for (const auto& n : names) {
+      struct stat st;
+      if (::stat(Join(f, n).c_str(), &st) == 0 && S_ISREG(st.st_mode))
+        out.push_back({n, uint64_t(st.st_size)});
+    }
+  }
+  return out;
+}
+
+Status LocalBackend::Delete(const ObjectRef& ref) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
+  if (::unlink(path.c_str()) != 0) return PosixError("remove " + path, errno);
+  return SyncDir(path.substr(0, path.rfind('/')));
+}
+
+}  // namespace vmbackup::storage

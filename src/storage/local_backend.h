@@ -1,0 +1,38 @@
+// LocalBackend: a repository in a local folder, one file per object:
+//   DIR/<type>/<name>, and DIR/packs/<first two characters>/<name> for packs.
+// Save writes DIR/tmp/<unique>, fsyncs it, links it into place (a link fails on an existing
+// name, so nothing is ever overwritten), removes the temporary name and fsyncs the folder.
+// A crash leaves at most a file in DIR/tmp, which Open removes when it is older than a day.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "storage/backend.h"
+
+namespace vmbackup::storage {
+
+class LocalBackend final : public Backend {
+ public:
+  // Creates DIR (which must be absent or empty) and its folders.
+  static Result<std::unique_ptr<LocalBackend>> Create(const std::string& dir);
+  // Opens an existing repository folder. kNotFound when DIR has no repository folders.
+  static Result<std::unique_ptr<LocalBackend>> Open(const std::string& dir);
+
+  Status Save(const ObjectRef& ref, std::span<const uint8_t> data) override;
+  Result<std::vector<uint8_t>> Load(const ObjectRef& ref) override;
+  Result<std::vector<uint8_t>> LoadRange(const ObjectRef& ref, uint64_t offset,
+                                         uint64_t length) override;
+  Result<ObjectInfo> Stat(const ObjectRef& ref) override;
+  Result<std::vector<ObjectInfo>> List(ObjectType type) override;
+  Status Delete(const ObjectRef& ref) override;
+  std::string location() const override { return dir_; }
+
+ private:
+  explicit LocalBackend(std::string dir) : dir_(std::move(dir)) {}
+  Result<std::string> PathOf(const ObjectRef& ref) const;
+  std::string dir_;
+  std::atomic<uint64_t> counter_{0};
+};
+
+}  // namespace vmbackup::storage
