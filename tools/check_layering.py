@@ -14,6 +14,7 @@ ALLOWED = {
     "format/vmdk": {"io", "base"},
     "host": {"format/vmdk", "io", "base"},
     "storage": {"base"},
+    "repo": {"storage", "base"},
     "cli": {"host", "format/vmdk", "io", "base"},
 }
 
