@@ -1,0 +1,173 @@
+#include "repo/pack.h"
+
+#include <cstring>
+
+#include "base/endian.h"
+#include "base/strings.h"
+
+namespace vmbackup::repo {
+namespace {
+
+constexpr char kPackMagic[8] = {'V', 'M', 'B', 'K', 'P', 'K', '0', '1'};
+constexpr char kPackEndMagic[8] = {'V', 'M', 'B', 'K', 'P', 'K', 'E', '1'};
+constexpr char kIndexMagic[8] = {'V', 'M', 'B', 'K', 'I', 'X', '0', '1'};
+constexpr size_t kPackEntrySize = 1 + 32 + 8 + 4 + 4;
+constexpr size_t kIndexEntrySize = 32 + 32 + 1 + 8 + 4 + 4;
+constexpr uint32_t kMaxBlob = 64u << 20;
+
+std::span<const uint8_t> Text(const char* s) {
+  return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
+}
+
+}  // namespace
+
+std::vector<uint8_t> BlobAad(BlobType type, const Id& id) {
+  std::vector<uint8_t> aad(33);
+  aad[0] = uint8_t(type);
+  std::memcpy(aad.data() + 1, id.bytes.data(), 32);
+  return aad;
+}
+
+PackBuilder::PackBuilder(const BlobCodec& codec) : codec_(codec) {
+  data_.assign(kPackMagic, kPackMagic + 8);
+}
+
+void PackBuilder::Add(BlobType type, const Id& id, std::span<const uint8_t> stored,
+                      uint32_t raw_length) {
+  PackEntry e;
+  e.id = id;
+  e.loc.type = type;
+  e.loc.offset = data_.size();
+  e.loc.stored_length = uint32_t(stored.size());
+  e.loc.raw_length = raw_length;
+  data_.insert(data_.end(), stored.begin(), stored.end());
+  entries_.push_back(e);
+}
+
+PackBuilder::Finished PackBuilder::Finish() {
+  std::vector<uint8_t> trailer(entries_.size() * kPackEntrySize);
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    uint8_t* p = trailer.data() + i * kPackEntrySize;
+    const PackEntry& e = entries_[i];
+    p[0] = uint8_t(e.loc.type);
+    std::memcpy(p + 1, e.id.bytes.data(), 32);
+    StoreLE64(p + 33, e.loc.offset);
+    StoreLE32(p + 41, e.loc.stored_length);
+    StoreLE32(p + 45, e.loc.raw_length);
+  }
+  std::vector<uint8_t> blob = codec_.Encode(trailer, Text("vmbackup pack trailer"));
+  data_.insert(data_.end(), blob.begin(), blob.end());
+  uint8_t tail[12];
+  StoreLE32(tail, uint32_t(blob.size()));
+  std::memcpy(tail + 4, kPackEndMagic, 8);
+  data_.insert(data_.end(), tail, tail + 12);
+  Finished f;
+  f.id = Sha256(data_);
+  f.bytes = std::move(data_);
+  f.entries = std::move(entries_);
+  for (PackEntry& e : f.entries) e.loc.pack = f.id;
+  data_.assign(kPackMagic, kPackMagic + 8);
+  entries_.clear();
+  return f;
+}
+
+Result<std::vector<PackEntry>> ReadPackEntries(storage::Backend& backend, const BlobCodec& codec,
+                                               const Id& pack) {
+  storage::ObjectRef ref{storage::ObjectType::kPack, pack.Hex()};
+  VMBACKUP_ASSIGN_OR_RETURN(storage::ObjectInfo info, backend.Stat(ref));
+  const std::string name = "pack " + pack.Hex();
+  if (info.size < 8 + 12) return CorruptionError(name + ": too short");
+  VMBACKUP_ASSIGN_OR_RETURN(auto tail, backend.LoadRange(ref, info.size - 12, 12));
+  if (std::memcmp(tail.data() + 4, kPackEndMagic, 8) != 0)
+    return CorruptionError(name + ": no end magic");
+  uint32_t tlen = LoadLE32(tail.data());
+  if (uint64_t(tlen) + 8 + 12 > info.size)
+    return CorruptionError(name + ": trailer length past the start");
+  VMBACKUP_ASSIGN_OR_RETURN(auto blob, backend.LoadRange(ref, info.size - 12 - tlen, tlen));
+  auto trailer = codec.Decode(blob, Text("vmbackup pack trailer"), info.size);
+  if (!trailer) return trailer.error().WithContext(name + ": trailer");
+  if (trailer->size() % kPackEntrySize != 0) return CorruptionError(name + ": trailer size");
+  std::vector<PackEntry> out;
+  for (size_t i = 0; i < trailer->size() / kPackEntrySize; ++i) {
+    const uint8_t* p = trailer->data() + i * kPackEntrySize;
+    PackEntry e;
+    e.loc.pack = pack;
+    e.loc.type = BlobType(p[0]);
+    std::memcpy(e.id.bytes.data(), p + 1, 32);
+    e.loc.offset = LoadLE64(p + 33);
+    e.loc.stored_length = LoadLE32(p + 41);
+    e.loc.raw_length = LoadLE32(p + 45);
+    if (p[0] > 1 || e.loc.offset < 8 ||
+        e.loc.offset + e.loc.stored_length > info.size - 12 - tlen) {
+      return CorruptionError(
+          StrFormat("%s: trailer entry %zu points outside the blobs", name.c_str(), i));
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+void Index::Add(const Id& id, const BlobLocation& loc) {
+  std::lock_guard<std::mutex> l(mu_);
+  map_.emplace(id, loc);
+}
+
+std::optional<BlobLocation> Index::Find(const Id& id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = map_.find(id);
+  if (it == map_.end()) return std::nullopt;
+  return it->second;
+}
+
+size_t Index::size() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return map_.size();
+}
+
+std::vector<uint8_t> Index::EncodeFile(const BlobCodec& codec,
+                                       const std::vector<PackEntry>& entries) {
+  std::vector<uint8_t> body(entries.size() * kIndexEntrySize);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    uint8_t* p = body.data() + i * kIndexEntrySize;
+    const PackEntry& e = entries[i];
+    std::memcpy(p, e.id.bytes.data(), 32);
+    std::memcpy(p + 32, e.loc.pack.bytes.data(), 32);
+    p[64] = uint8_t(e.loc.type);
+    StoreLE64(p + 65, e.loc.offset);
+    StoreLE32(p + 73, e.loc.stored_length);
+    StoreLE32(p + 77, e.loc.raw_length);
+  }
+  std::vector<uint8_t> out(kIndexMagic, kIndexMagic + 8);
+  std::vector<uint8_t> blob = codec.Encode(body, Text("vmbackup index"));
+  out.insert(out.end(), blob.begin(), blob.end());
+  return out;
+}
+
+Result<std::vector<PackEntry>> Index::DecodeFile(const BlobCodec& codec,
+                                                 std::span<const uint8_t> file) {
+  if (file.size() < 9 || std::memcmp(file.data(), kIndexMagic, 8) != 0) {
+    return CorruptionError("index file: bad magic");
+  }
+  // An index body is at most a few bytes per blob more than its stored form.
+  VMBACKUP_ASSIGN_OR_RETURN(auto body, codec.Decode(file.subspan(8), Text("vmbackup index"),
+                                                    std::max<size_t>(file.size() * 64, 1 << 20)));
+  if (body.size() % kIndexEntrySize != 0) return CorruptionError("index file: truncated entry");
+  std::vector<PackEntry> out(body.size() / kIndexEntrySize);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const uint8_t* p = body.data() + i * kIndexEntrySize;
+    std::memcpy(out[i].id.bytes.data(), p, 32);
+    std::memcpy(out[i].loc.pack.bytes.data(), p + 32, 32);
+    if (p[64] > 1)
+      return CorruptionError(StrFormat("index file: entry %zu has blob type %u", i, p[64]));
+    out[i].loc.type = BlobType(p[64]);
+    out[i].loc.offset = LoadLE64(p + 65);
+    out[i].loc.stored_length = LoadLE32(p + 73);
+    out[i].loc.raw_length = LoadLE32(p + 77);
+    if (out[i].loc.stored_length > kMaxBlob || out[i].loc.raw_length > kMaxBlob) {
+      return CorruptionError(StrFormat("index file: entry %zu has an absurd length", i));
+    }
+  }
+  return out;
+}
+
+}  // namespace vmbackup::repo

@@ -1,0 +1,74 @@
+// Packs and index files (docs/repository-format.md sections 4 and 5).
+#pragma once
+
+#include <mutex>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "repo/blob_codec.h"
+#include "storage/backend.h"
+
+namespace vmbackup::repo {
+
+enum class BlobType : uint8_t { kChunk = 0, kTree = 1 };
+
+struct BlobLocation {
+  Id pack;
+  BlobType type = BlobType::kChunk;
+  uint64_t offset = 0;
+  uint32_t stored_length = 0;
+  uint32_t raw_length = 0;
+};
+
+struct PackEntry {
+  Id id;
+  BlobLocation loc;  // loc.pack is the pack's id once the pack is finished
+};
+
+// The additional authenticated data of a chunk or tree blob: type byte | id.
+std::vector<uint8_t> BlobAad(BlobType type, const Id& id);
+
+class PackBuilder {
+ public:
+  explicit PackBuilder(const BlobCodec& codec);
+  // Appends an encoded blob.
+  void Add(BlobType type, const Id& id, std::span<const uint8_t> stored, uint32_t raw_length);
+  size_t bytes() const { return data_.size(); }
+  size_t count() const { return entries_.size(); }
+  // Appends the trailer; returns the pack's bytes, its id (H of the bytes) and its entries.
+  struct Finished {
+    Id id;
+    std::vector<uint8_t> bytes;
+    std::vector<PackEntry> entries;
+  };
+  Finished Finish();
+
+ private:
+  const BlobCodec& codec_;
+  std::vector<uint8_t> data_;
+  std::vector<PackEntry> entries_;
+};
+
+// Reads a pack's entries from its trailer (for check and index repair).
+Result<std::vector<PackEntry>> ReadPackEntries(storage::Backend& backend, const BlobCodec& codec,
+                                               const Id& pack);
+
+// The repository's index: blob id -> location. Thread-safe.
+class Index {
+ public:
+  void Add(const Id& id, const BlobLocation& loc);
+  std::optional<BlobLocation> Find(const Id& id) const;
+  size_t size() const;
+
+  static std::vector<uint8_t> EncodeFile(const BlobCodec& codec,
+                                         const std::vector<PackEntry>& entries);
+  static Result<std::vector<PackEntry>> DecodeFile(const BlobCodec& codec,
+                                                   std::span<const uint8_t> file);
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<Id, BlobLocation, IdHash> map_;
+};
+
+}  // namespace vmbackup::repo

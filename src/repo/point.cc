@@ -1,0 +1,278 @@
+#include "repo/point.h"
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "base/checked_math.h"
+#include "base/strings.h"
+
+namespace vmbackup::repo {
+namespace {
+
+using nlohmann::json;
+
+std::vector<uint8_t> PointAad(const std::string& id) {
+  std::string s = "vmbackup point " + id;
+  return {s.begin(), s.end()};
+}
+
+std::string NewPointId() {
+  time_t t = ::time(nullptr);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return std::string(buf) + "-" + ToHex(RandomBytes(4));
+}
+
+std::string Rfc3339Now() {
+  time_t t = ::time(nullptr);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+json ToJson(const Point& p) {
+  json disks = json::array();
+  for (const PointDisk& d : p.disks) {
+    disks.push_back({{"key", d.key},
+                     {"label", d.label},
+                     {"capacity", d.capacity},
+                     {"chunk_size", d.chunk_size},
+                     {"root", d.tree.root.Hex()},
+                     {"depth", d.tree.depth},
+                     {"change_id", d.change_id},
+                     {"snapshot", d.snapshot},
+                     {"transport", d.transport},
+                     {"bytes_scanned", d.bytes_scanned},
+                     {"bytes_new", d.bytes_new}});
+  }
+  return {{"version", 1},
+          {"id", p.id},
+          {"vm", {{"name", p.vm_name}, {"id", p.vm_id}}},
+          {"created", p.created},
+          {"parent", p.parent.empty() ? json(nullptr) : json(p.parent)},
+          {"notes", p.notes},
+          {"consistency", p.consistency},
+          {"snapshot", p.snapshot},
+          {"config", ToHex({reinterpret_cast<const uint8_t*>(p.config.data()), p.config.size()})},
+          {"disks", disks}};
+}
+
+Result<Point> FromJson(const json& j) {
+  if (!j.is_object() || j.value("version", 0) != 1)
+    return CorruptionError("point record: not version 1");
+  Point p;
+  try {
+    p.id = j.at("id").get<std::string>();
+    p.vm_name = j.at("vm").value("name", "");
+    p.vm_id = j.at("vm").value("id", "");
+    p.created = j.value("created", "");
+    if (j.contains("parent") && j["parent"].is_string()) p.parent = j["parent"].get<std::string>();
+    p.notes = j.value("notes", "");
+    p.consistency = j.value("consistency", "crash");
+    p.snapshot = j.value("snapshot", "");
+    VMBACKUP_ASSIGN_OR_RETURN(auto cfg, FromHex(j.value("config", "")));
+    p.config.assign(cfg.begin(), cfg.end());
+    for (const json& d : j.at("disks")) {
+      PointDisk pd;
+      pd.key = d.at("key").get<int>();
+      pd.label = d.value("label", "");
+      pd.capacity = d.at("capacity").get<uint64_t>();
+      pd.chunk_size = d.at("chunk_size").get<uint64_t>();
+      VMBACKUP_ASSIGN_OR_RETURN(pd.tree.root, Id::FromHex(d.at("root").get<std::string>()));
+      pd.tree.depth = d.at("depth").get<int>();
+      pd.change_id = d.value("change_id", "");
+      pd.snapshot = d.value("snapshot", "");
+      pd.transport = d.value("transport", "");
+      pd.bytes_scanned = d.value("bytes_scanned", 0ull);
+      pd.bytes_new = d.value("bytes_new", 0ull);
+      if (pd.chunk_size == 0 || !IsPowerOfTwo(pd.chunk_size) ||
+          pd.tree.depth != TreeDepth(DivRoundUp(pd.capacity, pd.chunk_size))) {
+        return CorruptionError("point record: disk " + std::to_string(pd.key) +
+                               " has inconsistent sizes");
+      }
+      p.disks.push_back(pd);
+    }
+  } catch (const json::exception& e) {
+    return CorruptionError(std::string("point record: ") + e.what());
+  }
+  return p;
+}
+
+}  // namespace
+
+Status SavePoint(Repository& repo, const Point& p) {
+  std::string text = ToJson(p).dump();
+  std::vector<uint8_t> blob = repo.codec().Encode(
+      {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, PointAad(p.id));
+  return repo.backend().Save({storage::ObjectType::kPoint, p.id}, blob);
+}
+
+Result<Point> LoadPoint(Repository& repo, const std::string& id) {
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(id));
+  auto blob = repo.backend().Load({storage::ObjectType::kPoint, id});
+  if (!blob) {
+    if (blob.error().code() == ErrorCode::kNotFound) return NotFoundError("no restore point " + id);
+    return blob.error();
+  }
+  auto text = repo.codec().Decode(*blob, PointAad(id), 64 << 20);
+  if (!text) return text.error().WithContext("restore point " + id);
+  json j = json::parse(text->begin(), text->end(), nullptr, false);
+  if (j.is_discarded()) return CorruptionError("restore point " + id + ": not JSON");
+  VMBACKUP_ASSIGN_OR_RETURN(Point p, FromJson(j));
+  if (p.id != id) return CorruptionError("restore point " + id + " says it is " + p.id);
+  p.is_protected = repo.backend().Stat({storage::ObjectType::kPoint, id + ".protected"}).ok();
+  return p;
+}
+
+Result<std::vector<std::string>> ListPoints(Repository& repo) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto objects, repo.backend().List(storage::ObjectType::kPoint));
+  std::vector<std::string> ids;
+  for (const auto& o : objects)
+    if (o.name.find('.') == std::string::npos) ids.push_back(o.name);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+Status ProtectPoint(Repository& repo, const std::string& id) {
+  VMBACKUP_RETURN_IF_ERROR(LoadPoint(repo, id).status());
+  Status s = repo.backend().Save({storage::ObjectType::kPoint, id + ".protected"}, {});
+  return s.code() == ErrorCode::kAlreadyExists ? Status::Ok() : s;
+}
+
+Result<std::unique_ptr<PointWriter>> PointWriter::Start(Repository& repo, Point meta) {
+  std::unique_ptr<PointWriter> w(new PointWriter(repo, std::move(meta)));
+  if (!w->point_.parent.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(w->parent_, LoadPoint(repo, w->point_.parent));
+  }
+  w->point_.id = NewPointId();
+  w->point_.created = Rfc3339Now();
+  w->point_.disks.clear();
+  return w;
+}
+
+Result<size_t> PointWriter::AddDisk(const PointDisk& spec) {
+  std::lock_guard<std::mutex> l(mu_);
+  PointDisk d = spec;
+  d.chunk_size = repo_.chunk_size();
+  if (d.capacity == 0) return InvalidArgumentError("a disk needs a capacity");
+  uint64_t chunks = DivRoundUp(d.capacity, d.chunk_size);
+  std::optional<TreeRoot> base;
+  if (parent_) {
+    for (const PointDisk& pd : parent_->disks) {
+      if (pd.key == d.key && pd.capacity == d.capacity && pd.chunk_size == d.chunk_size)
+        base = pd.tree;
+    }
+  }
+  trees_.push_back(std::make_unique<TreeWriter>(repo_, chunks, base));
+  point_.disks.push_back(d);
+  return point_.disks.size() - 1;
+}
+
+Status PointWriter::CheckChunk(size_t disk, uint64_t offset, uint64_t length) const {
+  if (disk >= point_.disks.size()) return InvalidArgumentError("no such disk in this point");
+  const PointDisk& d = point_.disks[disk];
+  if (offset % d.chunk_size != 0 || !RangeWithin(offset, length, d.capacity) ||
+      (length % d.chunk_size != 0 && offset + length != d.capacity)) {
+    return InvalidArgumentError(StrFormat(
+        "range %llu+%llu is not on the %llu-byte chunk grid of the disk",
+        (unsigned long long)offset, (unsigned long long)length, (unsigned long long)d.chunk_size));
+  }
+  return Status::Ok();
+}
+
+Status PointWriter::WriteChunk(size_t disk, uint64_t offset, std::span<const uint8_t> data,
+                               bool* is_new) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    VMBACKUP_RETURN_IF_ERROR(CheckChunk(disk, offset, data.size()));
+    if (data.size() > point_.disks[disk].chunk_size)
+      return InvalidArgumentError("more than one chunk");
+  }
+  Id id;  // all-zero chunks are never stored
+  bool fresh = false;
+  if (!IsAllZero(data.data(), data.size())) {
+    VMBACKUP_ASSIGN_OR_RETURN(id, repo_.Store(BlobType::kChunk, data, &fresh));
+  }
+  if (is_new) *is_new = fresh;
+  std::lock_guard<std::mutex> l(mu_);
+  return trees_[disk]->Set(offset / point_.disks[disk].chunk_size, id);
+}
+
+Status PointWriter::MarkZero(size_t disk, uint64_t offset, uint64_t length) {
+  std::lock_guard<std::mutex> l(mu_);
+  VMBACKUP_RETURN_IF_ERROR(CheckChunk(disk, offset, length));
+  uint64_t cs = point_.disks[disk].chunk_size;
+  for (uint64_t i = offset / cs; i < DivRoundUp(offset + length, cs); ++i) {
+    VMBACKUP_RETURN_IF_ERROR(trees_[disk]->Set(i, Id{}));
+  }
+  return Status::Ok();
+}
+
+Result<Point> PointWriter::Commit() {
+  std::lock_guard<std::mutex> l(mu_);
+  // Commit order: chunk packs and their index, then tree pages (packs + index), then the point.
+  VMBACKUP_RETURN_IF_ERROR(repo_.Flush());
+  for (size_t i = 0; i < trees_.size(); ++i) {
+    VMBACKUP_ASSIGN_OR_RETURN(point_.disks[i].tree, trees_[i]->Finish());
+  }
+  VMBACKUP_RETURN_IF_ERROR(repo_.Flush());
+  VMBACKUP_RETURN_IF_ERROR(SavePoint(repo_, point_));
+  return point_;
+}
+
+Result<std::unique_ptr<PointDiskReader>> PointDiskReader::Open(Repository& repo, const Point& point,
+                                                               size_t disk) {
+  if (disk >= point.disks.size()) {
+    return InvalidArgumentError(StrFormat("point %s has no disk %zu", point.id.c_str(), disk));
+  }
+  return std::unique_ptr<PointDiskReader>(new PointDiskReader(repo, point.disks[disk]));
+}
+
+Status PointDiskReader::Read(uint64_t offset, std::span<uint8_t> buf) {
+  if (!RangeWithin(offset, buf.size(), disk_.capacity))
+    return InvalidArgumentError("read past the end of the disk");
+  const uint64_t cs = disk_.chunk_size;
+  uint64_t pos = offset, end = offset + buf.size();
+  while (pos < end) {
+    uint64_t chunk = pos / cs, in = pos % cs;
+    uint64_t n = std::min(cs - in, end - pos);
+    uint8_t* dst = buf.data() + (pos - offset);
+    VMBACKUP_ASSIGN_OR_RETURN(Id id, tree_.ChunkAt(chunk));
+    if (id.is_zero()) {
+      std::memset(dst, 0, n);
+    } else {
+      auto data = repo_.Load(BlobType::kChunk, id);
+      if (!data)
+        return data.error().WithContext(
+            StrFormat("disk %d chunk at %llu", disk_.key, (unsigned long long)(chunk * cs)));
+      uint64_t expect = std::min(cs, disk_.capacity - chunk * cs);
+      if (data->size() != expect)
+        return CorruptionError(
+            StrFormat("chunk at %llu has the wrong size", (unsigned long long)(chunk * cs)));
+      std::memcpy(dst, data->data() + in, n);
+    }
+    pos += n;
+  }
+  return Status::Ok();
+}
+
+Result<ExtentSet> PointDiskReader::Allocated(uint64_t offset, uint64_t length) {
+  ExtentSet out;
+  const uint64_t cs = disk_.chunk_size;
+  uint64_t end = std::min(
+      disk_.capacity, offset + std::min(length, disk_.capacity - std::min(offset, disk_.capacity)));
+  VMBACKUP_RETURN_IF_ERROR(
+      tree_.ForEachChunk(offset / cs, DivRoundUp(end, cs), [&](uint64_t i, const Id&) {
+        out.Add(i * cs, std::min(cs, disk_.capacity - i * cs));
+        return Status::Ok();
+      }));
+  return out.Clip(offset, end - std::min(offset, end));
+}
+
+}  // namespace vmbackup::repo

@@ -1,0 +1,89 @@
+// Restore points (docs/repository-format.md section 7): the record, writing a new point from a
+// parent point, and reading a point's disk at any range.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/extent_set.h"
+#include "repo/tree.h"
+
+namespace vmbackup::repo {
+
+struct PointDisk {
+  int key = 0;
+  std::string label;
+  uint64_t capacity = 0;
+  uint64_t chunk_size = 0;
+  TreeRoot tree;
+  std::string change_id, snapshot, transport;
+  uint64_t bytes_scanned = 0, bytes_new = 0;
+};
+
+struct Point {
+  std::string id;  // YYYYMMDDTHHMMSSZ-xxxxxxxx
+  std::string vm_name, vm_id;
+  std::string created;
+  std::string parent;  // empty: none
+  std::string notes, consistency = "crash", snapshot;
+  std::string config;  // the VM configuration blob, as stored (base64 in the record)
+  std::vector<PointDisk> disks;
+  bool is_protected = false;  // from the marker object, not the record
+};
+
+Status SavePoint(Repository& repo, const Point& point);
+Result<Point> LoadPoint(Repository& repo, const std::string& id);
+// Ids of every point, sorted (oldest first).
+Result<std::vector<std::string>> ListPoints(Repository& repo);
+Status ProtectPoint(Repository& repo, const std::string& id);
+
+// Writes a point. Disks written through it inherit the parent point's tree for the same device
+// key and capacity, so only what is written is new. WriteChunk and MarkZero are thread-safe.
+class PointWriter {
+ public:
+  static Result<std::unique_ptr<PointWriter>> Start(Repository& repo, Point meta);
+  // Returns the disk's index in the point.
+  Result<size_t> AddDisk(const PointDisk& disk);
+  // `offset` on the chunk grid; `data` one chunk (shorter only at the end of the disk).
+  Status WriteChunk(size_t disk, uint64_t offset, std::span<const uint8_t> data,
+                    bool* is_new = nullptr);
+  // [offset, offset+length) on the chunk grid (or ending at the capacity) reads as zeros.
+  Status MarkZero(size_t disk, uint64_t offset, uint64_t length);
+  // Flushes packs and index, stores the trees, flushes again, saves the point record.
+  Result<Point> Commit();
+
+ private:
+  PointWriter(Repository& repo, Point meta) : repo_(repo), point_(std::move(meta)) {}
+  Status CheckChunk(size_t disk, uint64_t offset, uint64_t length) const;
+  Repository& repo_;
+  Point point_;
+  std::optional<Point> parent_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<TreeWriter>> trees_;
+};
+
+// Reads one disk of a point. Not thread-safe (one reader per thread).
+class PointDiskReader {
+ public:
+  static Result<std::unique_ptr<PointDiskReader>> Open(Repository& repo, const Point& point,
+                                                       size_t disk);
+  uint64_t capacity() const { return disk_.capacity; }
+  Status Read(uint64_t offset, std::span<uint8_t> buf);
+  // The chunk-aligned ranges that hold data (every other byte reads as zero).
+  Result<ExtentSet> Allocated(uint64_t offset, uint64_t length);
+
+ private:
+  PointDiskReader(Repository& repo, const PointDisk& d)
+      : repo_(repo), disk_(d), tree_(repo, d.tree, ChunkCount(d)) {}
+  static uint64_t ChunkCount(const PointDisk& d) {
+    return (d.capacity + d.chunk_size - 1) / d.chunk_size;
+  }
+  Repository& repo_;
+  PointDisk disk_;
+  TreeReader tree_;
+};
+
+}  // namespace vmbackup::repo

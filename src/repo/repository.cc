@@ -1,0 +1,253 @@
+#include "repo/repository.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "base/strings.h"
+
+namespace vmbackup::repo {
+namespace {
+
+using nlohmann::json;
+
+const storage::ObjectRef kConfigRef{storage::ObjectType::kConfig, "config"};
+constexpr const char* kKeyCheck = "vmbackup key check";
+
+std::span<const uint8_t> Text(const char* s) {
+  return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
+}
+
+std::string NowRfc3339() {
+  time_t t = ::time(nullptr);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Result<std::vector<uint8_t>> ReadKeyFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return PosixError("open key file " + path, errno);
+  char buf[1024];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n < 0) return PosixError("read key file " + path, errno);
+  auto key = FromHex(std::string_view(buf, size_t(n)));
+  if (!key || key->size() != 64) {
+    return InvalidArgumentError("key file " + path + " must hold 64 bytes as 128 hex digits");
+  }
+  return *key;
+}
+
+Status WriteNewKeyFile(const std::string& path, std::span<const uint8_t> key) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return PosixError("create key file " + path, errno);
+  std::string hex = ToHex(key) + "\n";
+  bool ok = ::write(fd, hex.data(), hex.size()) == ssize_t(hex.size()) && ::fsync(fd) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!ok) return PosixError("write key file " + path, err);
+  return Status::Ok();
+}
+
+Result<std::vector<uint8_t>> DeriveKey(const json& kdf, const KeySource& key) {
+  std::string type = kdf.value("type", "");
+  if (type == "keyfile") {
+    if (key.key_file.empty())
+      return PermissionDeniedError("the repository is encrypted: give its --key-file");
+    return ReadKeyFile(key.key_file);
+  }
+  if (type == "scrypt") {
+    if (!key.passphrase)
+      return PermissionDeniedError("the repository is encrypted: give its passphrase");
+    VMBACKUP_ASSIGN_OR_RETURN(auto salt, FromHex(kdf.value("salt", "")));
+    return Scrypt(*key.passphrase, salt, kdf.value("n", 0ull), kdf.value("r", 0ull),
+                  kdf.value("p", 0ull), 64);
+  }
+  return CorruptionError("config: unknown kdf type '" + type + "'");
+}
+
+}  // namespace
+
+Status Repository::Init(storage::Backend& backend, const InitOptions& o) {
+  if (o.chunk_size < 4096 || o.chunk_size > (4u << 20) || (o.chunk_size & (o.chunk_size - 1))) {
+    return InvalidArgumentError("chunk size must be a power of two from 4K to 4M");
+  }
+  json config = {{"format", "vmbackup-repository"}, {"version", 1},
+                 {"id", ToHex(RandomBytes(16))},    {"chunk_size", o.chunk_size},
+                 {"compression", "zstd"},           {"created", NowRfc3339()}};
+  if (!o.encrypt) {
+    config["encryption"] = "none";
+  } else {
+    config["encryption"] = "aes-256-gcm";
+    std::vector<uint8_t> master;
+    if (o.key.passphrase) {
+      json kdf = {
+          {"type", "scrypt"}, {"n", 32768}, {"r", 8}, {"p", 1}, {"salt", ToHex(RandomBytes(32))}};
+      VMBACKUP_ASSIGN_OR_RETURN(master, DeriveKey(kdf, o.key));
+      config["kdf"] = kdf;
+    } else if (!o.key.key_file.empty()) {
+      if (::access(o.key.key_file.c_str(), F_OK) == 0) {
+        VMBACKUP_ASSIGN_OR_RETURN(master, ReadKeyFile(o.key.key_file));
+      } else {
+        master = RandomBytes(64);
+        VMBACKUP_RETURN_IF_ERROR(WriteNewKeyFile(o.key.key_file, master));
+      }
+      config["kdf"] = {{"type", "keyfile"}};
+    } else {
+      return InvalidArgumentError("--encrypt needs --key-file FILE or a passphrase");
+    }
+    VMBACKUP_ASSIGN_OR_RETURN(MasterKey key, MasterKey::FromBytes(master));
+    BlobCodec codec(key);
+    Id check = Sha256(Text(kKeyCheck));
+    config["key_check"] = ToHex(codec.Encode(check.bytes, Text(kKeyCheck), false));
+  }
+  std::string text = config.dump(2) + "\n";
+  return backend.Save(kConfigRef, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Backend> backend,
+                                                     const KeySource& key) {
+  auto raw = backend->Load(kConfigRef);
+  if (!raw) {
+    if (raw.error().code() == ErrorCode::kNotFound) {
+      return NotFoundError(backend->location() + " is not a vmbackup repository (no config)");
+    }
+    return raw.error();
+  }
+  json config = json::parse(raw->begin(), raw->end(), nullptr, false);
+  if (config.is_discarded() || !config.is_object()) return CorruptionError("config is not JSON");
+  if (config.value("format", "") != "vmbackup-repository")
+    return CorruptionError("config: not a vmbackup repository");
+  if (config.value("version", 0) != 1) {
+    return NotSupportedError("repository format version " +
+                             std::to_string(config.value("version", 0)) +
+                             " (this vmbackup reads version 1)");
+  }
+  uint64_t chunk_size = config.value("chunk_size", 0ull);
+  if (chunk_size < 4096 || chunk_size > (4u << 20) || (chunk_size & (chunk_size - 1))) {
+    return CorruptionError("config: bad chunk_size");
+  }
+  std::optional<MasterKey> master;
+  if (config.value("encryption", "") == "aes-256-gcm") {
+    VMBACKUP_ASSIGN_OR_RETURN(auto bytes, DeriveKey(config.value("kdf", json::object()), key));
+    VMBACKUP_ASSIGN_OR_RETURN(master, MasterKey::FromBytes(bytes));
+    BlobCodec probe(master);
+    VMBACKUP_ASSIGN_OR_RETURN(auto check, FromHex(config.value("key_check", "")));
+    auto plain = probe.Decode(check, Text(kKeyCheck), 32);
+    const Id expected = Sha256(Text(kKeyCheck));
+    if (!plain || plain->size() != 32 ||
+        !std::equal(plain->begin(), plain->end(), expected.bytes.begin())) {
+      return PermissionDeniedError("wrong key for repository " + backend->location());
+    }
+  } else if (config.value("encryption", "") != "none") {
+    return NotSupportedError("config: unknown encryption '" + config.value("encryption", "") + "'");
+  }
+  std::unique_ptr<Repository> repo(new Repository(std::move(backend), BlobCodec(master)));
+  repo->id_ = config.value("id", "");
+  repo->chunk_size_ = chunk_size;
+  VMBACKUP_RETURN_IF_ERROR(repo->LoadIndex());
+  return repo;
+}
+
+Status Repository::LoadIndex() {
+  VMBACKUP_ASSIGN_OR_RETURN(auto files, backend_->List(storage::ObjectType::kIndex));
+  for (const auto& f : files) {
+    VMBACKUP_ASSIGN_OR_RETURN(auto data, backend_->Load({storage::ObjectType::kIndex, f.name}));
+    auto entries = Index::DecodeFile(codec_, data);
+    if (!entries) return entries.error().WithContext("index " + f.name);
+    for (const PackEntry& e : *entries) index_.Add(e.id, e.loc);
+  }
+  return Status::Ok();
+}
+
+bool Repository::Has(const Id& id) const {
+  if (index_.Find(id)) return true;
+  std::lock_guard<std::mutex> l(mu_);
+  return pending_.count(id) != 0;
+}
+
+Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, bool* is_new) {
+  Id id = codec_.IdOf(plaintext);
+  if (Has(id)) {
+    if (is_new) *is_new = false;
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.blobs_deduplicated;
+    return id;
+  }
+  // Encoding (compression, encryption) runs outside the lock.
+  std::vector<uint8_t> stored = codec_.Encode(plaintext, BlobAad(type, id));
+  std::lock_guard<std::mutex> l(mu_);
+  if (!pending_.insert(id).second) {  // another thread stored it meanwhile
+    if (is_new) *is_new = false;
+    ++stats_.blobs_deduplicated;
+    return id;
+  }
+  builder_.Add(type, id, stored, uint32_t(plaintext.size()));
+  ++stats_.blobs_stored;
+  stats_.bytes_raw_stored += plaintext.size();
+  stats_.bytes_packed += stored.size();
+  if (is_new) *is_new = true;
+  if (builder_.bytes() >= kPackTarget) VMBACKUP_RETURN_IF_ERROR(SavePackLocked());
+  return id;
+}
+
+Status Repository::SavePackLocked() {
+  if (builder_.count() == 0) return Status::Ok();
+  PackBuilder::Finished f = builder_.Finish();
+  VMBACKUP_RETURN_IF_ERROR(backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes));
+  unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
+  return Status::Ok();
+}
+
+Status Repository::Flush() {
+  std::lock_guard<std::mutex> l(mu_);
+  VMBACKUP_RETURN_IF_ERROR(SavePackLocked());
+  if (unindexed_.empty()) return Status::Ok();
+  std::vector<uint8_t> file = Index::EncodeFile(codec_, unindexed_);
+  Status s = backend_->Save({storage::ObjectType::kIndex, Sha256(file).Hex()}, file);
+  if (!s.ok() && s.code() != ErrorCode::kAlreadyExists) return s;
+  for (const PackEntry& e : unindexed_) {
+    index_.Add(e.id, e.loc);
+    pending_.erase(e.id);
+  }
+  unindexed_.clear();
+  return Status::Ok();
+}
+
+Result<std::vector<uint8_t>> Repository::Load(BlobType type, const Id& id) {
+  std::optional<BlobLocation> loc = index_.Find(id);
+  if (!loc) {
+    if (Has(id)) return InternalError("blob " + id.Hex() + " is stored but not flushed yet");
+    return NotFoundError("blob " + id.Hex() + " is not in the index");
+  }
+  if (loc->type != type)
+    return CorruptionError("blob " + id.Hex() + " has the wrong type in the index");
+  auto context = [&](const Status& s) {
+    return s.WithContext(StrFormat("blob %s in pack %s at %llu", id.Hex().c_str(),
+                                   loc->pack.Hex().c_str(), (unsigned long long)loc->offset));
+  };
+  auto stored = backend_->LoadRange({storage::ObjectType::kPack, loc->pack.Hex()}, loc->offset,
+                                    loc->stored_length);
+  if (!stored) return context(stored.error());
+  auto plain = codec_.Decode(*stored, BlobAad(type, id), loc->raw_length);
+  if (!plain) return context(plain.error());
+  if (plain->size() != loc->raw_length || codec_.IdOf(*plain) != id) {
+    return context(CorruptionError("content does not match its id"));
+  }
+  return plain;
+}
+
+RepoStats Repository::stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+}  // namespace vmbackup::repo

@@ -1,0 +1,82 @@
+// Repository: the content-addressed store of a backup repository (docs/repository-format.md).
+// It keeps blobs (chunks and tree pages) in packs, finds them through the index, and stores
+// restore points. Blobs are deduplicated by id; Flush() makes everything stored so far durable
+// in commit order (packs, then the index files that cover them). Thread-safe.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "repo/blob_codec.h"
+#include "repo/pack.h"
+#include "storage/backend.h"
+
+namespace vmbackup::repo {
+
+struct KeySource {
+  std::string key_file;                   // 64 bytes as hex; created by Init when missing
+  std::optional<std::string> passphrase;  // scrypt
+};
+
+struct InitOptions {
+  uint64_t chunk_size = 65536;
+  bool encrypt = false;
+  KeySource key;
+};
+
+struct RepoStats {
+  uint64_t blobs_stored = 0, blobs_deduplicated = 0;
+  uint64_t bytes_raw_stored = 0, bytes_packed = 0;
+};
+
+class Repository {
+ public:
+  static constexpr uint64_t kPackTarget = 16 << 20;
+
+  // Writes the config of a new repository into an empty backend.
+  static Status Init(storage::Backend& backend, const InitOptions& options);
+  // Reads the config, checks the key, loads the index. Errors: kNotFound (no repository),
+  // kPermissionDenied (a wrong or missing key), kCorruption (a damaged config or index).
+  static Result<std::unique_ptr<Repository>> Open(std::unique_ptr<storage::Backend> backend,
+                                                  const KeySource& key);
+
+  uint64_t chunk_size() const { return chunk_size_; }
+  const std::string& id() const { return id_; }
+  bool encrypted() const { return codec_.encrypted(); }
+  const BlobCodec& codec() const { return codec_; }
+  storage::Backend& backend() { return *backend_; }
+  const Index& index() const { return index_; }
+
+  // Stores a blob unless one with its id exists; returns the id. `*is_new` tells which.
+  Result<Id> Store(BlobType type, std::span<const uint8_t> plaintext, bool* is_new = nullptr);
+  // Makes every stored blob durable and findable: open pack, then an index file.
+  Status Flush();
+  bool Has(const Id& id) const;
+  // Loads, decrypts, decompresses and re-hashes a blob: kCorruption when any of it fails,
+  // never wrong bytes. kNotFound for an id the index does not know.
+  Result<std::vector<uint8_t>> Load(BlobType type, const Id& id);
+
+  RepoStats stats() const;
+
+ private:
+  Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec)
+      : backend_(std::move(b)), codec_(std::move(codec)), builder_(codec_) {}
+  Status LoadIndex();
+  Status SavePackLocked();
+
+  std::unique_ptr<storage::Backend> backend_;
+  BlobCodec codec_;
+  std::string id_;
+  uint64_t chunk_size_ = 0;
+  Index index_;
+  mutable std::mutex mu_;
+  PackBuilder builder_;
+  std::unordered_set<Id, IdHash> pending_;  // stored, not yet in an index file
+  std::vector<PackEntry> unindexed_;        // in saved packs, not yet in an index file
+  RepoStats stats_;
+};
+
+}  // namespace vmbackup::repo

@@ -1,0 +1,253 @@
+// Round trips of disks through restore points, over real Repository objects on the memory and
+// local-folder backends; encryption and damage.
+#include <dirent.h>
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <random>
+
+#include "base/testing/temp_dir.h"
+#include "repo/point.h"
+#include "storage/local_backend.h"
+#include "storage/mem_backend.h"
+
+namespace vmbackup::repo {
+namespace {
+
+constexpr uint64_t kChunk = 65536;
+
+std::vector<uint8_t> MixedDisk(uint64_t size, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> d(size, 0);
+  for (uint64_t c = 0; c < size / kChunk; ++c) {
+    uint8_t* p = d.data() + c * kChunk;
+    switch (c % 4) {
+      case 0:
+      case 1:
+        for (uint64_t i = 0; i < kChunk; ++i) p[i] = uint8_t(rng());
+        break;
+      case 2: break;  // zeros
+      case 3:
+        for (uint64_t i = 0; i < kChunk; ++i) p[i] = uint8_t("log line ok\n"[i % 12]);
+        break;
+    }
+  }
+  return d;
+}
+
+std::unique_ptr<Repository> NewRepo(std::unique_ptr<storage::Backend> b, InitOptions o = {}) {
+  EXPECT_TRUE(Repository::Init(*b, o).ok());
+  auto r = Repository::Open(std::move(b), o.key);
+  EXPECT_TRUE(r) << r.error().ToString();
+  return r ? std::move(*r) : nullptr;
+}
+
+Result<Point> Backup(Repository& repo, const std::vector<uint8_t>& disk, const std::string& parent,
+                     const std::vector<uint64_t>& chunks_to_write) {
+  Point meta;
+  meta.vm_name = "vm1";
+  meta.parent = parent;
+  VMBACKUP_ASSIGN_OR_RETURN(auto w, PointWriter::Start(repo, meta));
+  PointDisk d;
+  d.key = 2000;
+  d.capacity = disk.size();
+  VMBACKUP_ASSIGN_OR_RETURN(size_t idx, w->AddDisk(d));
+  for (uint64_t c : chunks_to_write) {
+    uint64_t off = c * kChunk;
+    uint64_t n = std::min<uint64_t>(kChunk, disk.size() - off);
+    VMBACKUP_RETURN_IF_ERROR(w->WriteChunk(idx, off, {disk.data() + off, n}));
+  }
+  return w->Commit();
+}
+
+std::vector<uint8_t> Restore(Repository& repo, const Point& p) {
+  auto r = PointDiskReader::Open(repo, p, 0);
+  EXPECT_TRUE(r);
+  std::vector<uint8_t> out((*r)->capacity());
+  Status s = (*r)->Read(0, out);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+std::vector<uint64_t> AllChunks(uint64_t size) {
+  std::vector<uint64_t> v;
+  for (uint64_t c = 0; c * kChunk < size; ++c) v.push_back(c);
+  return v;
+}
+
+TEST(Repository, FullThenIncrementalsRoundTrip) {
+  auto repo = NewRepo(std::make_unique<storage::MemBackend>());
+  ASSERT_TRUE(repo);
+  const uint64_t size = 8 * 1024 * 1024 + 12345;  // a partial last chunk
+  auto disk = MixedDisk(size, 1);
+  auto full = Backup(*repo, disk, "", AllChunks(size));
+  ASSERT_TRUE(full) << full.error().ToString();
+  EXPECT_EQ(Restore(*repo, *full), disk);
+  std::vector<std::vector<uint8_t>> states = {disk};
+  std::vector<Point> points = {*full};
+  std::mt19937_64 rng(9);
+  for (int round = 0; round < 4; ++round) {
+    uint64_t before = repo->stats().blobs_stored;
+    std::vector<uint64_t> changed;
+    for (int k = 0; k < 6; ++k) {
+      uint64_t c = rng() % (size / kChunk);
+      for (uint64_t i = 0; i < kChunk; ++i) disk[c * kChunk + i] = uint8_t(rng());
+      changed.push_back(c);
+    }
+    std::sort(changed.begin(), changed.end());
+    changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+    auto inc = Backup(*repo, disk, points.back().id, changed);
+    ASSERT_TRUE(inc) << inc.error().ToString();
+    // Only the changed chunks and the one leaf page (plus its ancestors) are new.
+    EXPECT_LE(repo->stats().blobs_stored - before, changed.size() + 2);
+    states.push_back(disk);
+    points.push_back(*inc);
+  }
+  for (size_t i = 0; i < points.size(); ++i) EXPECT_EQ(Restore(*repo, points[i]), states[i]) << i;
+  auto listed = ListPoints(*repo);
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->size(), points.size());
+}
+
+TEST(Repository, SparseTerabyteDiskHoldsLittle) {
+  auto repo = NewRepo(std::make_unique<storage::MemBackend>());
+  const uint64_t cap = uint64_t(1) << 40;
+  Point meta;
+  auto w = PointWriter::Start(*repo, meta);
+  ASSERT_TRUE(w);
+  PointDisk d;
+  d.key = 2000;
+  d.capacity = cap;
+  size_t idx = *(*w)->AddDisk(d);
+  std::vector<uint8_t> a(kChunk, 0xAA), b(kChunk, 0xBB);
+  ASSERT_TRUE((*w)->WriteChunk(idx, 0, a).ok());
+  ASSERT_TRUE((*w)->WriteChunk(idx, cap - kChunk, b).ok());
+  ASSERT_TRUE((*w)->WriteChunk(idx, 700ull << 30, a).ok());  // deduplicated with chunk 0
+  auto p = (*w)->Commit();
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->disks[0].tree.depth, 3);
+  EXPECT_LT(repo->stats().blobs_stored, 12u);
+  auto r = PointDiskReader::Open(*repo, *p, 0);
+  ASSERT_TRUE(r);
+  auto alloc = (*r)->Allocated(0, cap);
+  ASSERT_TRUE(alloc);
+  EXPECT_EQ(alloc->ToVector(),
+            (std::vector<Extent>{{0, kChunk}, {700ull << 30, kChunk}, {cap - kChunk, kChunk}}));
+  std::vector<uint8_t> buf(3 * kChunk);
+  ASSERT_TRUE((*r)->Read(cap - 3 * kChunk, buf).ok());
+  for (size_t i = 0; i < buf.size(); ++i) ASSERT_EQ(buf[i], i < 2 * kChunk ? 0 : 0xBB) << i;
+}
+
+size_t CountNeedle(const std::string& dir, const std::string& needle) {
+  size_t found = 0;
+  std::function<void(const std::string&)> walk = [&](const std::string& d) {
+    DIR* dp = ::opendir(d.c_str());
+    if (!dp) return;
+    while (dirent* e = ::readdir(dp)) {
+      std::string n = e->d_name;
+      if (n == "." || n == "..") continue;
+      std::string p = d + "/" + n;
+      if (e->d_type == DT_DIR) {
+        walk(p);
+      } else {
+        auto bytes = testing::ReadBytes(p);
+        found += std::string(bytes.begin(), bytes.end()).find(needle) != std::string::npos;
+      }
+    }
+    ::closedir(dp);
+  };
+  walk(dir);
+  return found;
+}
+
+TEST(Repository, EncryptionKeysAndNoPlaintext) {
+  testing::TempDir dir;
+  InitOptions o;
+  o.encrypt = true;
+  o.key.key_file = dir / "key";
+  auto backend = storage::LocalBackend::Create(dir / "repo");
+  ASSERT_TRUE(backend);
+  auto repo = NewRepo(std::move(*backend), o);
+  ASSERT_TRUE(repo);
+  EXPECT_TRUE(repo->encrypted());
+  auto disk = MixedDisk(1 << 20, 3);
+  auto p = Backup(*repo, disk, "", AllChunks(disk.size()));
+  ASSERT_TRUE(p);
+  // Neither random nor text content appears in any repository file.
+  EXPECT_EQ(CountNeedle(dir / "repo", std::string(disk.begin() + 1000, disk.begin() + 1032)), 0u);
+  EXPECT_EQ(CountNeedle(dir / "repo", "log line ok\nlog line ok\n"), 0u);
+  EXPECT_EQ(CountNeedle(dir / "repo", "vm1"), 0u);
+  // Reopen with the key: the point reads back. With another key: refused.
+  auto again = Repository::Open(std::move(*storage::LocalBackend::Open(dir / "repo")), o.key);
+  ASSERT_TRUE(again) << again.error().ToString();
+  auto loaded = LoadPoint(**again, p->id);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(Restore(**again, *loaded), disk);
+  testing::WriteText(dir / "other", ToHex(RandomBytes(64)));
+  KeySource wrong{dir / "other", std::nullopt};
+  auto refused = Repository::Open(std::move(*storage::LocalBackend::Open(dir / "repo")), wrong);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kPermissionDenied);
+  auto none = Repository::Open(std::move(*storage::LocalBackend::Open(dir / "repo")), KeySource{});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code(), ErrorCode::kPermissionDenied);
+}
+
+TEST(Repository, PassphraseKey) {
+  InitOptions o;
+  o.encrypt = true;
+  o.key.passphrase = "correct horse";
+  auto mem = std::make_unique<storage::MemBackend>();
+  storage::MemBackend* raw = mem.get();
+  ASSERT_TRUE(Repository::Init(*raw, o).ok());
+  auto cfg = raw->Load({storage::ObjectType::kConfig, "config"});
+  ASSERT_TRUE(cfg);
+  EXPECT_NE(std::string(cfg->begin(), cfg->end()).find("scrypt"), std::string::npos);
+  EXPECT_TRUE(Repository::Open(std::move(mem), o.key));
+}
+
+TEST(Repository, DamageIsReportedNeverWrongBytes) {
+  testing::TempDir dir;
+  auto backend = storage::LocalBackend::Create(dir / "repo");
+  ASSERT_TRUE(backend);
+  auto repo = NewRepo(std::move(*backend));
+  auto disk = MixedDisk(2 << 20, 4);
+  auto p = Backup(*repo, disk, "", AllChunks(disk.size()));
+  ASSERT_TRUE(p);
+  auto packs = repo->backend().List(storage::ObjectType::kPack);
+  ASSERT_TRUE(packs);
+  ASSERT_EQ(packs->size(), 2u);  // chunks, then tree pages
+  // The pack trailers agree with the index.
+  size_t entries = 0;
+  for (const auto& pk : *packs) {
+    auto e = ReadPackEntries(repo->backend(), repo->codec(), *Id::FromHex(pk.name));
+    ASSERT_TRUE(e) << e.error().ToString();
+    for (const PackEntry& pe : *e) {
+      auto loc = repo->index().Find(pe.id);
+      ASSERT_TRUE(loc);
+      EXPECT_EQ(loc->offset, pe.loc.offset);
+    }
+    entries += e->size();
+  }
+  EXPECT_EQ(entries, repo->index().size());
+  // Flip one byte inside the first chunk's blob.
+  auto r = PointDiskReader::Open(*repo, *p, 0);
+  TreeReader tree(*repo, p->disks[0].tree, 32);
+  Id first = *tree.ChunkAt(0);
+  auto loc = repo->index().Find(first);
+  ASSERT_TRUE(loc);
+  std::string path = dir / ("repo/packs/" + loc->pack.Hex().substr(0, 2) + "/" + loc->pack.Hex());
+  auto bytes = testing::ReadBytes(path);
+  bytes[loc->offset + 100] ^= 0x01;
+  testing::WriteBytes(path, bytes);
+  std::vector<uint8_t> buf(kChunk);
+  Status s = (*r)->Read(0, buf);
+  EXPECT_EQ(s.code(), ErrorCode::kCorruption) << s.ToString();
+  EXPECT_NE(s.message().find(first.Hex()), std::string::npos);
+  // Other chunks still read.
+  ASSERT_TRUE((*r)->Read(kChunk, buf).ok());
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), disk.begin() + kChunk));
+}
+
+}  // namespace
+}  // namespace vmbackup::repo
