@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/output.h"
+#include "cli/repo_commands.h"
 #include "cli/vmdk_commands.h"
 
 int main(int argc, char** argv) {
@@ -9,5 +10,6 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = vmbackup::cli::kExitOk;
   vmbackup::cli::AddVmdkCommands(app, &exit_code);
+  vmbackup::cli::AddRepoCommands(app, &exit_code);
   return vmbackup::cli::RunApp(app, argc, argv, exit_code, "vmbackup");
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The repository commands that exist so far: init (plain, key file, passphrase), list, show,
+# protect, and their errors (wrong key, missing key, non-empty folder, bad chunk size).
+source "$(dirname "$0")/functions.sh"
+V=$VMBACKUP
+expect_error() {  # WANT_EXIT FRAGMENT -- COMMAND...
+  local want=$1 fragment=$2 rc=0
+  shift 3
+  "$@" >out.txt 2>err.txt || rc=$?
+  [ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want: $(cat err.txt)"
+  grep -qF -- "$fragment" err.txt || fail "'$*': stderr lacks '$fragment': $(cat err.txt)"
+}
+"$V" init --repo plain --json | grep -q '"encrypted": false' || fail "plain init"
+[ "$("$V" list --repo plain --json)" = "[]" ] || fail "a new repository lists points"
+VMBACKUP_REPO=plain "$V" list >/dev/null || fail "VMBACKUP_REPO is not used"
+expect_error 1 "is not empty" -- "$V" init --repo plain
+expect_error 2 "chunk size must be a power of two" -- "$V" init --repo odd --chunk-size 100K
+expect_error 1 "no restore point nope" -- "$V" show --repo plain nope
+expect_error 1 "is not a repository" -- "$V" list --repo "$SCRATCH"
+expect_error 2 "no repository" -- env -u VMBACKUP_REPO "$V" list
+
+"$V" init --repo enc --encrypt --key-file key >/dev/null
+[ "$(tr -d '\n' < key | wc -c)" = 128 ] || fail "the key file does not hold 64 bytes as hex"
+[ "$(stat -c %a key)" = 600 ] || fail "the key file is readable by others"
+"$V" list --repo enc --key-file key >/dev/null || fail "the right key is refused"
+head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n' > other
+expect_error 1 "wrong key for repository" -- "$V" list --repo enc --key-file other
+expect_error 1 "give its --key-file" -- "$V" list --repo enc
+grep -q '"encryption": "aes-256-gcm"' enc/config/config || fail "config does not say encrypted"
+
+echo "correct horse battery" > pass
+"$V" init --repo pp --encrypt --passphrase-file pass >/dev/null
+VMBACKUP_PASSPHRASE="correct horse battery" "$V" list --repo pp >/dev/null || fail "passphrase from the environment"
+expect_error 1 "wrong key" -- env VMBACKUP_PASSPHRASE=wrong "$V" list --repo pp
+echo "ok: repository commands"
