@@ -184,7 +184,7 @@ Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, 
   }
   // Encoding (compression, encryption) runs outside the lock.
   std::vector<uint8_t> stored = codec_.Encode(plaintext, BlobAad(type, id));
-  std::lock_guard<std::mutex> l(mu_);
+  std::unique_lock<std::mutex> l(mu_);
   if (!pending_.insert(id).second) {  // another thread stored it meanwhile
     if (is_new) *is_new = false;
     ++stats_.blobs_deduplicated;
@@ -195,21 +195,32 @@ Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, 
   stats_.bytes_raw_stored += plaintext.size();
   stats_.bytes_packed += stored.size();
   if (is_new) *is_new = true;
-  if (builder_.bytes() >= kPackTarget) VMBACKUP_RETURN_IF_ERROR(SavePackLocked());
+  if (builder_.bytes() >= kPackTarget) VMBACKUP_RETURN_IF_ERROR(SavePack(l));
   return id;
 }
 
-Status Repository::SavePackLocked() {
+Status Repository::SavePack(std::unique_lock<std::mutex>& lock) {
   if (builder_.count() == 0) return Status::Ok();
   PackBuilder::Finished f = builder_.Finish();
-  VMBACKUP_RETURN_IF_ERROR(backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes));
-  unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
-  return Status::Ok();
+  ++saves_in_flight_;
+  lock.unlock();
+  Status s = backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes);
+  lock.lock();
+  --saves_in_flight_;
+  if (s.ok()) {
+    unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
+  } else if (save_error_.ok()) {
+    save_error_ = s;  // the blobs of a lost pack must not be indexed: Flush reports it
+  }
+  saved_.notify_all();
+  return s;
 }
 
 Status Repository::Flush() {
-  std::lock_guard<std::mutex> l(mu_);
-  VMBACKUP_RETURN_IF_ERROR(SavePackLocked());
+  std::unique_lock<std::mutex> l(mu_);
+  VMBACKUP_RETURN_IF_ERROR(SavePack(l));
+  saved_.wait(l, [&] { return saves_in_flight_ == 0; });
+  VMBACKUP_RETURN_IF_ERROR(save_error_);
   if (unindexed_.empty()) return Status::Ok();
   std::vector<uint8_t> file = Index::EncodeFile(codec_, unindexed_);
   Status s = backend_->Save({storage::ObjectType::kIndex, Sha256(file).Hex()}, file);

@@ -4,6 +4,7 @@
 // in commit order (packs, then the index files that cover them). Thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,7 +66,9 @@ class Repository {
   Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec)
       : backend_(std::move(b)), codec_(std::move(codec)), builder_(codec_) {}
   Status LoadIndex();
-  Status SavePackLocked();
+  // Finishes the open pack and saves it outside the lock (other writers keep going); Flush
+  // waits for saves in flight. Called and returns with `lock` held.
+  Status SavePack(std::unique_lock<std::mutex>& lock);
 
   std::unique_ptr<storage::Backend> backend_;
   BlobCodec codec_;
@@ -76,6 +79,9 @@ class Repository {
   PackBuilder builder_;
   std::unordered_set<Id, IdHash> pending_;  // stored, not yet in an index file
   std::vector<PackEntry> unindexed_;        // in saved packs, not yet in an index file
+  int saves_in_flight_ = 0;
+  Status save_error_;
+  std::condition_variable saved_;
   RepoStats stats_;
 };
 

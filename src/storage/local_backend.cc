@@ -174,20 +174,64 @@ Result<std::vector<uint8_t>> LocalBackend::Load(const ObjectRef& ref) {
   return data;
 }
 
+LocalBackend::~LocalBackend() {
+  for (const OpenFile& f : files_) ::close(f.fd);
+}
+
+Result<std::pair<int, uint64_t>> LocalBackend::Acquire(const std::string& path) {
+  std::lock_guard<std::mutex> l(files_mu_);
+  auto dup_front = [&]() -> Result<std::pair<int, uint64_t>> {
+    int fd = ::dup(files_.front().fd);
+    if (fd < 0) return PosixError("dup " + path, errno);
+    return std::pair<int, uint64_t>{fd, files_.front().size};
+  };
+  for (auto it = files_.begin(); it != files_.end(); ++it) {
+    if (it->path == path) {
+      files_.splice(files_.begin(), files_, it);
+      return dup_front();
+    }
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return PosixError("open " + path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    Status s = PosixError("stat " + path, errno);
+    ::close(fd);
+    return s;
+  }
+  files_.push_front({path, fd, uint64_t(st.st_size)});
+  constexpr size_t kMaxOpen = 64;
+  if (files_.size() > kMaxOpen) {
+    ::close(files_.back().fd);  // readers hold their own duplicates
+    files_.pop_back();
+  }
+  return dup_front();
+}
+
+void LocalBackend::Forget(const std::string& path) {
+  std::lock_guard<std::mutex> l(files_mu_);
+  for (auto it = files_.begin(); it != files_.end(); ++it) {
+    if (it->path == path) {
+      ::close(it->fd);
+      files_.erase(it);
+      return;
+    }
+  }
+}
+
 Result<std::vector<uint8_t>> LocalBackend::LoadRange(const ObjectRef& ref, uint64_t offset,
                                                      uint64_t length) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return PosixError("open " + path, errno);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return PosixError("stat " + path, errno);
-  if (!RangeWithin(offset, length, uint64_t(st.st_size))) {
-    return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the file has %lld",
+  VMBACKUP_ASSIGN_OR_RETURN(auto file, Acquire(path));
+  auto [fd, size] = file;
+  Fd guard(fd);
+  if (!RangeWithin(offset, length, size)) {
+    return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the file has %llu",
                                      path.c_str(), (unsigned long long)length,
-                                     (unsigned long long)offset, (long long)st.st_size));
+                                     (unsigned long long)offset, (unsigned long long)size));
   }
   std::vector<uint8_t> data(length);
-  VMBACKUP_RETURN_IF_ERROR(ReadAll(fd.get(), offset, data, path));
+  VMBACKUP_RETURN_IF_ERROR(ReadAll(fd, offset, data, path));
   return data;
 }
 
@@ -220,6 +264,7 @@ Result<std::vector<ObjectInfo>> LocalBackend::List(ObjectType type) {
 
 Status LocalBackend::Delete(const ObjectRef& ref) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
+  Forget(path);
   if (::unlink(path.c_str()) != 0) return PosixError("remove " + path, errno);
   return SyncDir(path.substr(0, path.rfind('/')));
 }

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <atomic>
+#include <list>
 #include <memory>
+#include <mutex>
 
 #include "storage/backend.h"
 
@@ -18,6 +20,7 @@ class LocalBackend final : public Backend {
   static Result<std::unique_ptr<LocalBackend>> Create(const std::string& dir);
   // Opens an existing repository folder. kNotFound when DIR has no repository folders.
   static Result<std::unique_ptr<LocalBackend>> Open(const std::string& dir);
+  ~LocalBackend() override;
 
   Status Save(const ObjectRef& ref, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Load(const ObjectRef& ref) override;
@@ -31,8 +34,22 @@ class LocalBackend final : public Backend {
  private:
   explicit LocalBackend(std::string dir) : dir_(std::move(dir)) {}
   Result<std::string> PathOf(const ObjectRef& ref) const;
+  // Objects never change once written, so ranges are read through a small cache of open
+  // files (and their sizes) rather than an open and close per read.
+  struct OpenFile {
+    std::string path;
+    int fd;
+    uint64_t size;
+  };
+  // A duplicate of the cached descriptor (the caller closes it) and the file's size. The dup
+  // is taken under the lock, so an eviction by another thread cannot close it under us.
+  Result<std::pair<int, uint64_t>> Acquire(const std::string& path);
+  void Forget(const std::string& path);
+
   std::string dir_;
   std::atomic<uint64_t> counter_{0};
+  std::mutex files_mu_;
+  std::list<OpenFile> files_;  // most recently used first
 };
 
 }  // namespace vmbackup::storage
