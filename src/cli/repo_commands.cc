@@ -8,6 +8,7 @@
 #include "base/strings.h"
 #include "cli/output.h"
 #include "io/posix_file.h"
+#include "repo/maintenance.h"
 #include "repo/point.h"
 #include "storage/local_backend.h"
 
@@ -159,6 +160,68 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
     VMBACKUP_ASSIGN_OR_RETURN(repo::Point p, repo::LoadPoint(*r, o->point));
     std::printf("%s\n", PointJson(p).dump(2).c_str());
+    return Status::Ok();
+  });
+
+  c = app.add_subcommand("verify", "re-read and re-hash every chunk of the points (all, or one)");
+  common(c);
+  c->add_option("POINT", o->point, "only this point");
+  Bind(c, exit_code, [o]() -> Status {
+    VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
+    std::vector<std::string> ids;
+    if (!o->point.empty()) ids.push_back(o->point);
+    VMBACKUP_ASSIGN_OR_RETURN(repo::VerifyReport v, repo::Verify(*r, ids));
+    json damaged = json::array();
+    for (const auto& d : v.damaged) {
+      damaged.push_back({{"point", d.point},
+                         {"disk", d.disk_key},
+                         {"offset", d.offset},
+                         {"length", d.length},
+                         {"error", d.error}});
+    }
+    if (o->json) {
+      std::printf("%s\n", json{{"points", v.points},
+                               {"chunks_checked", v.chunks_checked},
+                               {"bytes_checked", v.bytes_checked},
+                               {"damaged", damaged}}
+                              .dump(2)
+                              .c_str());
+    } else {
+      std::printf("verified %llu points: %llu chunks, %s re-read and re-hashed\n",
+                  (unsigned long long)v.points, (unsigned long long)v.chunks_checked,
+                  HumanBytes(v.bytes_checked).c_str());
+      for (const auto& d : v.damaged) {
+        std::printf("DAMAGED: point %s disk %d bytes %llu+%llu: %s\n", d.point.c_str(), d.disk_key,
+                    (unsigned long long)d.offset, (unsigned long long)d.length, d.error.c_str());
+      }
+    }
+    if (!v.damaged.empty()) {
+      return CorruptionError(StrFormat("%zu damaged ranges", v.damaged.size()));
+    }
+    return Status::Ok();
+  });
+
+  c = app.add_subcommand("check", "check the repository's structure (references, index, packs)");
+  common(c);
+  Bind(c, exit_code, [o]() -> Status {
+    VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
+    VMBACKUP_ASSIGN_OR_RETURN(repo::CheckReport report, repo::Check(*r));
+    if (o->json) {
+      std::printf("%s\n", json{{"packs", report.packs},
+                               {"index_entries", report.index_entries},
+                               {"points", report.points},
+                               {"problems", report.problems},
+                               {"notes", report.notes}}
+                              .dump(2)
+                              .c_str());
+    } else {
+      std::printf("checked %llu packs, %llu index entries, %llu points\n",
+                  (unsigned long long)report.packs, (unsigned long long)report.index_entries,
+                  (unsigned long long)report.points);
+      for (const auto& n : report.notes) std::printf("note: %s\n", n.c_str());
+      for (const auto& p : report.problems) std::printf("PROBLEM: %s\n", p.c_str());
+    }
+    if (!report.problems.empty()) return CorruptionError(StrFormat("%zu problems", report.problems.size()));
     return Status::Ok();
   });
 

@@ -124,6 +124,11 @@ size_t Index::size() const {
   return map_.size();
 }
 
+void Index::ForEach(const std::function<void(const Id&, const BlobLocation&)>& fn) const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [id, loc] : map_) fn(id, loc);
+}
+
 std::vector<uint8_t> Index::EncodeFile(const BlobCodec& codec,
                                        const std::vector<PackEntry>& entries) {
   std::vector<uint8_t> body(entries.size() * kIndexEntrySize);

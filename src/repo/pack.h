@@ -1,6 +1,7 @@
 // Packs and index files (docs/repository-format.md sections 4 and 5).
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <span>
 #include <unordered_map>
@@ -60,6 +61,7 @@ class Index {
   void Add(const Id& id, const BlobLocation& loc);
   std::optional<BlobLocation> Find(const Id& id) const;
   size_t size() const;
+  void ForEach(const std::function<void(const Id&, const BlobLocation&)>& fn) const;
 
   static std::vector<uint8_t> EncodeFile(const BlobCodec& codec,
                                          const std::vector<PackEntry>& entries);

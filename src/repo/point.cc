@@ -19,12 +19,14 @@ std::vector<uint8_t> PointAad(const std::string& id) {
 }
 
 std::string NewPointId() {
-  time_t t = ::time(nullptr);
+  // UTC with microseconds, so that ids sort by creation time.
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
-  gmtime_r(&t, &tm);
+  gmtime_r(&ts.tv_sec, &tm);
   char buf[32];
-  strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return std::string(buf) + "-" + ToHex(RandomBytes(4));
+  strftime(buf, sizeof buf, "%Y%m%dT%H%M%S", &tm);
+  return StrFormat("%s.%06ldZ-%s", buf, long(ts.tv_nsec / 1000), ToHex(RandomBytes(4)).c_str());
 }
 
 std::string Rfc3339Now() {
@@ -133,8 +135,12 @@ Result<Point> LoadPoint(Repository& repo, const std::string& id) {
 Result<std::vector<std::string>> ListPoints(Repository& repo) {
   VMBACKUP_ASSIGN_OR_RETURN(auto objects, repo.backend().List(storage::ObjectType::kPoint));
   std::vector<std::string> ids;
-  for (const auto& o : objects)
-    if (o.name.find('.') == std::string::npos) ids.push_back(o.name);
+  const std::string marker = ".protected";
+  for (const auto& o : objects) {
+    bool is_marker = o.name.size() > marker.size() &&
+                     o.name.compare(o.name.size() - marker.size(), marker.size(), marker) == 0;
+    if (!is_marker) ids.push_back(o.name);
+  }
   std::sort(ids.begin(), ids.end());
   return ids;
 }

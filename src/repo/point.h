@@ -24,7 +24,7 @@ struct PointDisk {
 };
 
 struct Point {
-  std::string id;  // YYYYMMDDTHHMMSSZ-xxxxxxxx
+  std::string id;  // YYYYMMDDTHHMMSS.ffffffZ-xxxxxxxx
   std::string vm_name, vm_id;
   std::string created;
   std::string parent;  // empty: none

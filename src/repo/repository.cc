@@ -160,9 +160,16 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ba
 Status Repository::LoadIndex() {
   VMBACKUP_ASSIGN_OR_RETURN(auto files, backend_->List(storage::ObjectType::kIndex));
   for (const auto& f : files) {
-    VMBACKUP_ASSIGN_OR_RETURN(auto data, backend_->Load({storage::ObjectType::kIndex, f.name}));
-    auto entries = Index::DecodeFile(codec_, data);
-    if (!entries) return entries.error().WithContext("index " + f.name);
+    auto data = backend_->Load({storage::ObjectType::kIndex, f.name});
+    Result<std::vector<PackEntry>> entries = data ? Index::DecodeFile(codec_, *data) : data.error();
+    if (!entries || Sha256(*data).Hex() != f.name) {
+      // A damaged index file must not lock users out of everything else: its blobs read as
+      // missing until `check` has reported it and the index is rebuilt from the packs.
+      index_problems_.push_back(
+          "index " + f.name + ": " +
+          (entries ? std::string("content does not match its name") : entries.error().message()));
+      continue;
+    }
     for (const PackEntry& e : *entries) index_.Add(e.id, e.loc);
   }
   return Status::Ok();

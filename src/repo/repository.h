@@ -61,6 +61,9 @@ class Repository {
   Result<std::vector<uint8_t>> Load(BlobType type, const Id& id);
 
   RepoStats stats() const;
+  // Index files that could not be read when the repository was opened (their blobs are
+  // unknown until the index is repaired); `check` reports them.
+  const std::vector<std::string>& index_problems() const { return index_problems_; }
 
  private:
   Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec)
@@ -83,6 +86,7 @@ class Repository {
   Status save_error_;
   std::condition_variable saved_;
   RepoStats stats_;
+  std::vector<std::string> index_problems_;
 };
 
 }  // namespace vmbackup::repo

@@ -32,4 +32,6 @@ echo "correct horse battery" > pass
 "$V" init --repo pp --encrypt --passphrase-file pass >/dev/null
 VMBACKUP_PASSPHRASE="correct horse battery" "$V" list --repo pp >/dev/null || fail "passphrase from the environment"
 expect_error 1 "wrong key" -- env VMBACKUP_PASSPHRASE=wrong "$V" list --repo pp
+"$V" verify --repo plain | grep -q "verified 0 points" || fail "verify of an empty repository"
+"$V" check --repo plain | grep -q "checked 0 packs" || fail "check of an empty repository"
 echo "ok: repository commands"

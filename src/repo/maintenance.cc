@@ -1,0 +1,135 @@
+#include "repo/maintenance.h"
+
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "base/checked_math.h"
+#include "base/strings.h"
+
+namespace vmbackup::repo {
+
+Result<VerifyReport> Verify(Repository& repo, std::vector<std::string> ids) {
+  if (ids.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(ids, ListPoints(repo));
+  }
+  VerifyReport report;
+  std::unordered_map<Id, std::string, IdHash> verdict;  // "" = good
+  for (const std::string& id : ids) {
+    VMBACKUP_ASSIGN_OR_RETURN(Point p, LoadPoint(repo, id));
+    ++report.points;
+    for (const PointDisk& d : p.disks) {
+      const uint64_t chunks = DivRoundUp(d.capacity, d.chunk_size);
+      auto add_damage = [&](uint64_t offset, uint64_t length, const std::string& error) {
+        if (!report.damaged.empty()) {
+          DamagedRange& last = report.damaged.back();
+          if (last.point == id && last.disk_key == d.key && last.offset + last.length == offset) {
+            last.length += length;
+            return;
+          }
+        }
+        report.damaged.push_back({id, d.key, offset, length, error});
+      };
+      TreeReader tree(repo, d.tree, chunks);
+      Status walk = tree.ForEachChunk(0, chunks, [&](uint64_t i, const Id& chunk) {
+        auto it = verdict.find(chunk);
+        if (it == verdict.end()) {
+          auto data = repo.Load(BlobType::kChunk, chunk);
+          it = verdict.emplace(chunk, data ? "" : data.error().message()).first;
+          ++report.chunks_checked;
+          if (data) report.bytes_checked += data->size();
+        }
+        if (!it->second.empty()) {
+          add_damage(i * d.chunk_size, std::min(d.chunk_size, d.capacity - i * d.chunk_size),
+                     it->second);
+        }
+        return Status::Ok();
+      });
+      if (!walk.ok()) {  // a tree page is damaged: what lies under it cannot be told apart
+        add_damage(0, d.capacity, "tree: " + walk.message());
+      }
+    }
+  }
+  return report;
+}
+
+Result<CheckReport> Check(Repository& repo) {
+  CheckReport report;
+  for (const std::string& p : repo.index_problems()) report.problems.push_back(p);
+  storage::Backend& b = repo.backend();
+  VMBACKUP_ASSIGN_OR_RETURN(auto packs, b.List(storage::ObjectType::kPack));
+  std::map<std::string, uint64_t> pack_size;
+  for (const auto& p : packs) pack_size[p.name] = p.size;
+  report.packs = packs.size();
+  // Every index entry points into a pack that exists.
+  std::set<std::string> indexed_packs;
+  repo.index().ForEach([&](const Id& id, const BlobLocation& loc) {
+    ++report.index_entries;
+    std::string pack = loc.pack.Hex();
+    indexed_packs.insert(pack);
+    auto it = pack_size.find(pack);
+    if (it == pack_size.end()) {
+      report.problems.push_back("blob " + id.Hex() + ": its pack " + pack + " is missing");
+    } else if (loc.offset + loc.stored_length > it->second) {
+      report.problems.push_back("blob " + id.Hex() + ": lies past the end of pack " + pack);
+    }
+  });
+  // Every pack's trailer agrees with the index.
+  for (const auto& [name, size] : pack_size) {
+    auto pack_id = Id::FromHex(name);
+    if (!pack_id) {
+      report.problems.push_back("pack " + name + ": not a pack name");
+      continue;
+    }
+    auto entries = ReadPackEntries(b, repo.codec(), *pack_id);
+    if (!entries) {
+      report.problems.push_back(entries.error().message());
+      continue;
+    }
+    if (!indexed_packs.count(name)) {
+      report.notes.push_back("pack " + name +
+                             " is in no index (left by an interrupted backup; gc removes it)");
+      continue;
+    }
+    for (const PackEntry& e : *entries) {
+      auto loc = repo.index().Find(e.id);
+      if (!loc) {
+        report.problems.push_back("pack " + name + " holds blob " + e.id.Hex() +
+                                  " that no index lists");
+      } else if (loc->pack == *pack_id && loc->offset != e.loc.offset) {
+        report.problems.push_back("blob " + e.id.Hex() + ": index and pack " + name +
+                                  " disagree on its offset");
+      }
+    }
+  }
+  // Every point's pages load and every chunk it names is indexed.
+  VMBACKUP_ASSIGN_OR_RETURN(auto ids, ListPoints(repo));
+  for (const std::string& id : ids) {
+    auto p = LoadPoint(repo, id);
+    if (!p) {
+      report.problems.push_back(p.error().message());
+      continue;
+    }
+    ++report.points;
+    for (const PointDisk& d : p->disks) {
+      const uint64_t chunks = DivRoundUp(d.capacity, d.chunk_size);
+      TreeReader tree(repo, d.tree, chunks);
+      uint64_t missing = 0;
+      Status walk = tree.ForEachChunk(0, chunks, [&](uint64_t, const Id& chunk) {
+        auto loc = repo.index().Find(chunk);
+        if (!loc || loc->type != BlobType::kChunk || !pack_size.count(loc->pack.Hex())) ++missing;
+        return Status::Ok();
+      });
+      if (!walk.ok()) {
+        report.problems.push_back(
+            StrFormat("point %s disk %d: %s", id.c_str(), d.key, walk.message().c_str()));
+      } else if (missing) {
+        report.problems.push_back(StrFormat("point %s disk %d: %llu chunks are missing", id.c_str(),
+                                            d.key, (unsigned long long)missing));
+      }
+    }
+  }
+  return report;
+}
+
+}  // namespace vmbackup::repo

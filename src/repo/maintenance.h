@@ -1,0 +1,36 @@
+// Repository maintenance: verify (re-read and re-hash every referenced chunk) and check (the
+// structure: every reference resolves, the index agrees with the packs).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "repo/point.h"
+
+namespace vmbackup::repo {
+
+struct DamagedRange {
+  std::string point;
+  int disk_key = 0;
+  uint64_t offset = 0, length = 0;
+  std::string error;  // the first error seen in the range
+};
+
+struct VerifyReport {
+  uint64_t points = 0, chunks_checked = 0, bytes_checked = 0;
+  std::vector<DamagedRange> damaged;  // merged per point and disk
+};
+
+// Verifies the given points (all when empty). Each distinct chunk is read once; its damage is
+// reported for every point and disk range that uses it.
+Result<VerifyReport> Verify(Repository& repo, std::vector<std::string> point_ids);
+
+struct CheckReport {
+  uint64_t packs = 0, index_entries = 0, points = 0;
+  std::vector<std::string> problems;  // empty: the repository is consistent
+  std::vector<std::string> notes;     // harmless findings (unreferenced packs left by a crash)
+};
+
+Result<CheckReport> Check(Repository& repo);
+
+}  // namespace vmbackup::repo
