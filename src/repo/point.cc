@@ -243,27 +243,36 @@ Result<std::unique_ptr<PointDiskReader>> PointDiskReader::Open(Repository& repo,
 Status PointDiskReader::Read(uint64_t offset, std::span<uint8_t> buf) {
   if (!RangeWithin(offset, buf.size(), disk_.capacity))
     return InvalidArgumentError("read past the end of the disk");
+  if (buf.empty()) return Status::Ok();
   const uint64_t cs = disk_.chunk_size;
-  uint64_t pos = offset, end = offset + buf.size();
-  while (pos < end) {
-    uint64_t chunk = pos / cs, in = pos % cs;
-    uint64_t n = std::min(cs - in, end - pos);
-    uint8_t* dst = buf.data() + (pos - offset);
-    VMBACKUP_ASSIGN_OR_RETURN(Id id, tree_.ChunkAt(chunk));
-    if (id.is_zero()) {
-      std::memset(dst, 0, n);
-    } else {
-      auto data = repo_.Load(BlobType::kChunk, id);
-      if (!data)
-        return data.error().WithContext(
-            StrFormat("disk %d chunk at %llu", disk_.key, (unsigned long long)(chunk * cs)));
-      uint64_t expect = std::min(cs, disk_.capacity - chunk * cs);
-      if (data->size() != expect)
-        return CorruptionError(
-            StrFormat("chunk at %llu has the wrong size", (unsigned long long)(chunk * cs)));
-      std::memcpy(dst, data->data() + in, n);
+  const uint64_t first = offset / cs, last = (offset + buf.size() - 1) / cs;
+  // Every stored chunk of the range is fetched and decoded at once (LoadMany).
+  std::vector<uint64_t> indices;
+  std::vector<Id> ids;
+  for (uint64_t c = first; c <= last; ++c) {
+    VMBACKUP_ASSIGN_OR_RETURN(Id id, tree_.ChunkAt(c));
+    if (!id.is_zero()) {
+      indices.push_back(c);
+      ids.push_back(id);
     }
-    pos += n;
+  }
+  std::memset(buf.data(), 0, buf.size());
+  if (ids.empty()) return Status::Ok();
+  auto data = repo_.LoadMany(BlobType::kChunk, ids);
+  if (!data) {
+    return data.error().WithContext(
+        StrFormat("disk %d bytes %llu+%zu", disk_.key, (unsigned long long)offset, buf.size()));
+  }
+  for (size_t k = 0; k < indices.size(); ++k) {
+    const uint64_t c = indices[k], chunk_start = c * cs;
+    const std::vector<uint8_t>& chunk = (*data)[k];
+    if (chunk.size() != std::min(cs, disk_.capacity - chunk_start)) {
+      return CorruptionError(
+          StrFormat("chunk at %llu has the wrong size", (unsigned long long)chunk_start));
+    }
+    uint64_t from = std::max(offset, chunk_start),
+             to = std::min(offset + buf.size(), chunk_start + chunk.size());
+    std::memcpy(buf.data() + (from - offset), chunk.data() + (from - chunk_start), to - from);
   }
   return Status::Ok();
 }

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "base/strings.h"
 
@@ -261,6 +263,79 @@ Result<std::vector<uint8_t>> Repository::Load(BlobType type, const Id& id) {
     return context(CorruptionError("content does not match its id"));
   }
   return plain;
+}
+
+Result<std::vector<std::vector<uint8_t>>> Repository::LoadMany(BlobType type,
+                                                               std::span<const Id> ids,
+                                                               int threads) {
+  struct Item {
+    size_t index;
+    BlobLocation loc;
+  };
+  std::vector<Item> items;
+  items.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    std::optional<BlobLocation> loc = index_.Find(ids[i]);
+    if (!loc) return Load(type, ids[i]).status();  // the precise error
+    items.push_back({i, *loc});
+  }
+  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    return a.loc.pack != b.loc.pack ? a.loc.pack < b.loc.pack : a.loc.offset < b.loc.offset;
+  });
+  // Read runs of adjacent blobs (at most 8 MiB each) with one request.
+  std::vector<std::vector<uint8_t>> stored(ids.size());
+  constexpr uint64_t kMaxRun = 8 << 20;
+  for (size_t a = 0; a < items.size();) {
+    size_t b = a + 1;
+    uint64_t end = items[a].loc.offset + items[a].loc.stored_length;
+    while (b < items.size() && items[b].loc.pack == items[a].loc.pack &&
+           items[b].loc.offset == end &&
+           end + items[b].loc.stored_length - items[a].loc.offset <= kMaxRun) {
+      end += items[b].loc.stored_length;
+      ++b;
+    }
+    auto run = backend_->LoadRange({storage::ObjectType::kPack, items[a].loc.pack.Hex()},
+                                   items[a].loc.offset, end - items[a].loc.offset);
+    if (!run) {
+      return run.error().WithContext("blob " + ids[items[a].index].Hex() + " in pack " +
+                                     items[a].loc.pack.Hex());
+    }
+    for (size_t k = a; k < b; ++k) {
+      auto first = run->begin() + long(items[k].loc.offset - items[a].loc.offset);
+      stored[items[k].index].assign(first, first + items[k].loc.stored_length);
+    }
+    a = b;
+  }
+  // Decode on several threads.
+  std::vector<std::vector<uint8_t>> out(ids.size());
+  std::vector<Status> errors(ids.size());
+  std::vector<BlobLocation> locs(ids.size());
+  for (const Item& it : items) locs[it.index] = it.loc;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < ids.size();) {
+      auto plain = codec_.Decode(stored[i], BlobAad(type, ids[i]), locs[i].raw_length);
+      if (!plain) {
+        errors[i] = plain.error();
+      } else if (plain->size() != locs[i].raw_length || codec_.IdOf(*plain) != ids[i]) {
+        errors[i] = CorruptionError("content does not match its id");
+      } else {
+        out[i] = std::move(*plain);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads && size_t(t) < ids.size(); ++t) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!errors[i].ok()) {
+      return errors[i].WithContext(StrFormat("blob %s in pack %s at %llu", ids[i].Hex().c_str(),
+                                             locs[i].pack.Hex().c_str(),
+                                             (unsigned long long)locs[i].offset));
+    }
+  }
+  return out;
 }
 
 RepoStats Repository::stats() const {

@@ -59,6 +59,11 @@ class Repository {
   // Loads, decrypts, decompresses and re-hashes a blob: kCorruption when any of it fails,
   // never wrong bytes. kNotFound for an id the index does not know.
   Result<std::vector<uint8_t>> Load(BlobType type, const Id& id);
+  // Loads several blobs at once, in the order of `ids`: adjacent blobs of one pack come in one
+  // read, and decoding (decrypt, decompress, re-hash) runs on up to `threads` threads. Fails
+  // with the first damaged blob's error, like Load.
+  Result<std::vector<std::vector<uint8_t>>> LoadMany(BlobType type, std::span<const Id> ids,
+                                                     int threads = 2);
 
   RepoStats stats() const;
   // Index files that could not be read when the repository was opened (their blobs are
