@@ -29,6 +29,9 @@ size_t FindInvalidUtf8(std::string_view text);
 std::string_view Trim(std::string_view s);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
+// The current UTC time as RFC 3339 ("2026-11-22T07:00:00Z").
+std::string UtcNowRfc3339();
+
 // True when every byte of the buffer is zero (fast, word at a time).
 bool IsAllZero(const uint8_t* data, size_t size);
 

@@ -50,31 +50,6 @@ Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o) {
   return repo::Repository::Open(std::move(backend), keys);
 }
 
-json PointJson(const repo::Point& p) {
-  json disks = json::array();
-  for (const auto& d : p.disks) {
-    disks.push_back({{"key", d.key},
-                     {"label", d.label},
-                     {"capacity", d.capacity},
-                     {"chunk_size", d.chunk_size},
-                     {"root", d.tree.root.Hex()},
-                     {"depth", d.tree.depth},
-                     {"change_id", d.change_id},
-                     {"transport", d.transport},
-                     {"bytes_scanned", d.bytes_scanned},
-                     {"bytes_new", d.bytes_new}});
-  }
-  return {{"id", p.id},
-          {"vm", p.vm_name},
-          {"vm_id", p.vm_id},
-          {"created", p.created},
-          {"parent", p.parent.empty() ? json(nullptr) : json(p.parent)},
-          {"protected", p.is_protected},
-          {"consistency", p.consistency},
-          {"notes", p.notes},
-          {"disks", disks}};
-}
-
 template <class Fn>
 void Bind(CLI::App* cmd, int* exit_code, Fn fn) {
   cmd->callback([exit_code, fn] {
@@ -138,17 +113,18 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     for (const auto& id : ids) {
       VMBACKUP_ASSIGN_OR_RETURN(repo::Point p, repo::LoadPoint(*r, id));
       if (!o->vm.empty() && p.vm_name != o->vm) continue;
-      j.push_back(PointJson(p));
+      j.push_back(repo::PointToJson(p));
     }
     if (o->json) {
       std::printf("%s\n", j.dump(2).c_str());
       return Status::Ok();
     }
-    std::printf("%-26s %-20s %-21s %5s %s\n", "point", "vm", "created", "disks", "flags");
+    std::printf("%-33s %-20s %-21s %5s %s\n", "point", "vm", "created", "disks", "flags");
     for (const auto& p : j) {
-      std::printf("%-26s %-20s %-21s %5zu %s\n", p["id"].get<std::string>().c_str(),
-                  p["vm"].get<std::string>().c_str(), p["created"].get<std::string>().c_str(),
-                  p["disks"].size(), p["protected"].get<bool>() ? "protected" : "");
+      std::printf("%-33s %-20s %-21s %5zu %s\n", p["id"].get<std::string>().c_str(),
+                  p["vm"]["name"].get<std::string>().c_str(),
+                  p["created"].get<std::string>().c_str(), p["disks"].size(),
+                  p["protected"].get<bool>() ? "protected" : "");
     }
     return Status::Ok();
   });
@@ -159,7 +135,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   Bind(c, exit_code, [o]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
     VMBACKUP_ASSIGN_OR_RETURN(repo::Point p, repo::LoadPoint(*r, o->point));
-    std::printf("%s\n", PointJson(p).dump(2).c_str());
+    std::printf("%s\n", repo::PointToJson(p).dump(2).c_str());
     return Status::Ok();
   });
 
@@ -221,7 +197,8 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       for (const auto& n : report.notes) std::printf("note: %s\n", n.c_str());
       for (const auto& p : report.problems) std::printf("PROBLEM: %s\n", p.c_str());
     }
-    if (!report.problems.empty()) return CorruptionError(StrFormat("%zu problems", report.problems.size()));
+    if (!report.problems.empty())
+      return CorruptionError(StrFormat("%zu problems", report.problems.size()));
     return Status::Ok();
   });
 

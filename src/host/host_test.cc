@@ -2,11 +2,11 @@
 // the ctk file. The VM operations are tested end to end against qemu-img (tests/e2e/vmhost_*).
 #include <gtest/gtest.h>
 
+#include "base/testing/temp_dir.h"
 #include "host/change_tracking.h"
 #include "host/config_file.h"
 #include "host/vmsd.h"
 #include "host/vmx.h"
-#include "base/testing/temp_dir.h"
 
 namespace vmbackup::host {
 namespace {

@@ -29,16 +29,7 @@ std::string NewPointId() {
   return StrFormat("%s.%06ldZ-%s", buf, long(ts.tv_nsec / 1000), ToHex(RandomBytes(4)).c_str());
 }
 
-std::string Rfc3339Now() {
-  time_t t = ::time(nullptr);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-json ToJson(const Point& p) {
+json RecordJson(const Point& p) {
   json disks = json::array();
   for (const PointDisk& d : p.disks) {
     disks.push_back({{"key", d.key},
@@ -108,8 +99,14 @@ Result<Point> FromJson(const json& j) {
 
 }  // namespace
 
+json PointToJson(const Point& p) {
+  json j = RecordJson(p);
+  j["protected"] = p.is_protected;
+  return j;
+}
+
 Status SavePoint(Repository& repo, const Point& p) {
-  std::string text = ToJson(p).dump();
+  std::string text = RecordJson(p).dump();
   std::vector<uint8_t> blob = repo.codec().Encode(
       {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, PointAad(p.id));
   return repo.backend().Save({storage::ObjectType::kPoint, p.id}, blob);
@@ -157,7 +154,7 @@ Result<std::unique_ptr<PointWriter>> PointWriter::Start(Repository& repo, Point 
     VMBACKUP_ASSIGN_OR_RETURN(w->parent_, LoadPoint(repo, w->point_.parent));
   }
   w->point_.id = NewPointId();
-  w->point_.created = Rfc3339Now();
+  w->point_.created = UtcNowRfc3339();
   w->point_.disks.clear();
   return w;
 }

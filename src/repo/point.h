@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ struct Point {
   std::vector<PointDisk> disks;
   bool is_protected = false;  // from the marker object, not the record
 };
+
+// The point record as JSON (docs/repository-format.md section 7), plus "protected".
+nlohmann::json PointToJson(const Point& point);
 
 Status SavePoint(Repository& repo, const Point& point);
 Result<Point> LoadPoint(Repository& repo, const std::string& id);

@@ -25,15 +25,6 @@ std::span<const uint8_t> Text(const char* s) {
   return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
 }
 
-std::string NowRfc3339() {
-  time_t t = ::time(nullptr);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 Result<std::vector<uint8_t>> ReadKeyFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return PosixError("open key file " + path, errno);
@@ -84,7 +75,7 @@ Status Repository::Init(storage::Backend& backend, const InitOptions& o) {
   }
   json config = {{"format", "vmbackup-repository"}, {"version", 1},
                  {"id", ToHex(RandomBytes(16))},    {"chunk_size", o.chunk_size},
-                 {"compression", "zstd"},           {"created", NowRfc3339()}};
+                 {"compression", "zstd"},           {"created", UtcNowRfc3339()}};
   if (!o.encrypt) {
     config["encryption"] = "none";
   } else {

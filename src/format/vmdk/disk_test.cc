@@ -6,8 +6,8 @@
 
 #include <random>
 
-#include "format/vmdk/create.h"
 #include "base/testing/temp_dir.h"
+#include "format/vmdk/create.h"
 
 namespace vmbackup::vmdk {
 namespace {

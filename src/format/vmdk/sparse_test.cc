@@ -6,12 +6,12 @@
 
 #include "base/endian.h"
 #include "base/strings.h"
+#include "base/testing/temp_dir.h"
 #include "format/vmdk/convert.h"
 #include "format/vmdk/create.h"
 #include "format/vmdk/disk.h"
 #include "format/vmdk/sparse_header.h"
 #include "io/mem_device.h"
-#include "base/testing/temp_dir.h"
 
 namespace vmbackup::vmdk {
 namespace {
