@@ -111,6 +111,9 @@ class Vm {
   Status RunHook(const std::string& hook, const char* what);
   Status ConsolidateDisk(size_t disk, const std::string& stem);
   Status MergeInto(const std::string& child, const std::string& parent);
+  // Copies `runs` (data or zero) of `src` into the layer file `into`, its CID kept.
+  Status MergeRuns(const std::vector<vmdk::ChainRun>& runs, io::BlockReader& src,
+                   const std::string& from, const std::string& into);
   Status CollapseToBase(const std::string& leaf, const std::string& base);
 
   std::string dir_, name_;

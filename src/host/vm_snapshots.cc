@@ -55,6 +55,16 @@ Status CopyRuns(const std::vector<vmdk::ChainRun>& runs, io::BlockReader& src,
 
 }  // namespace
 
+Status Vm::MergeRuns(const std::vector<vmdk::ChainRun>& runs, io::BlockReader& src,
+                     const std::string& from, const std::string& into) {
+  // The target keeps its CID: the layers above it read the same bytes before and after.
+  vmdk::DiskOptions o;
+  o.writable = true;
+  o.preserve_cid = true;
+  VMBACKUP_ASSIGN_OR_RETURN(auto target, vmdk::Disk::Open(Path(into), o));
+  return CopyRuns(runs, src, *target).WithContext("merge " + from + " into " + into);
+}
+
 Status Vm::RunHook(const std::string& hook, const char* what) {
   // The hook gets its action and the VM name; it has 60 seconds, like VMware's quiesce timeout.
   std::vector<std::string> args = {hook, what, name_};
@@ -266,12 +276,7 @@ Status Vm::MergeInto(const std::string& child, const std::string& parent) {
     for (const vmdk::BlockRun& r : own)
       if (r.state != vmdk::BlockState::kUnallocated)
         runs.push_back({r.offset, r.length, r.state, 0});
-    vmdk::DiskOptions po;
-    po.writable = true;
-    po.preserve_cid = true;
-    VMBACKUP_ASSIGN_OR_RETURN(auto p, vmdk::Disk::Open(Path(parent), po));
-    VMBACKUP_RETURN_IF_ERROR(
-        CopyRuns(runs, *c, *p).WithContext("merge " + child + " into " + parent));
+    VMBACKUP_RETURN_IF_ERROR(MergeRuns(runs, *c, child, parent));
   }
   // 2. The parent takes over the child's change tracking (it now holds the child's state).
   VMBACKUP_ASSIGN_OR_RETURN(auto child_layer, vmdk::Layer::Open(Path(child), false));
@@ -330,12 +335,7 @@ Status Vm::CollapseToBase(const std::string& leaf, const std::string& base) {
   VMBACKUP_RETURN_IF_ERROR(chain->MapChain(0, chain->size(), &all));
   for (const vmdk::ChainRun& r : all)
     if (r.depth >= 0 && r.depth < base_depth) runs.push_back(r);
-  vmdk::DiskOptions bo;
-  bo.writable = true;
-  bo.preserve_cid = true;
-  VMBACKUP_ASSIGN_OR_RETURN(auto b, vmdk::Disk::Open(Path(base), bo));
-  VMBACKUP_RETURN_IF_ERROR(
-      CopyRuns(runs, *chain, *b).WithContext("merge " + leaf + " into " + base));
+  VMBACKUP_RETURN_IF_ERROR(MergeRuns(runs, *chain, leaf, base));
   if (vmx_.cbt_enabled()) {
     auto ctk = OpenCtk(leaf, false);
     if (ctk) VMBACKUP_RETURN_IF_ERROR(GiveLayerCtk(base, **ctk, (*ctk)->change_id().seq));
