@@ -122,6 +122,26 @@ Status TreeReader::ForEachChunk(uint64_t first, uint64_t end,
   return walk(root_.depth - 1, 0);
 }
 
+Status ForEachTreeBlob(Repository& repo, const TreeRoot& root, uint64_t chunk_count,
+                       const std::function<bool(BlobType, const Id&)>& fn) {
+  if (root.root.is_zero() || !fn(BlobType::kTree, root.root)) return Status::Ok();
+  TreeReader reader(repo, root, chunk_count);
+  std::function<Status(int, uint64_t)> walk = [&](int level, uint64_t page) -> Status {
+    VMBACKUP_ASSIGN_OR_RETURN(const std::vector<Id>* ids, reader.Page(level, page));
+    std::vector<Id> copy = *ids;  // deeper pages may evict this one from the reader's cache
+    for (size_t i = 0; i < copy.size(); ++i) {
+      if (copy[i].is_zero()) continue;
+      if (level == 0) {
+        fn(BlobType::kChunk, copy[i]);
+      } else if (fn(BlobType::kTree, copy[i])) {
+        VMBACKUP_RETURN_IF_ERROR(walk(level - 1, page * kTreeFanout + i));
+      }
+    }
+    return Status::Ok();
+  };
+  return walk(root.depth - 1, 0);
+}
+
 TreeWriter::TreeWriter(Repository& repo, uint64_t chunk_count, std::optional<TreeRoot> parent)
     : repo_(repo), chunk_count_(chunk_count), depth_(TreeDepth(chunk_count)) {
   if (parent && parent->depth == depth_) {

@@ -39,6 +39,12 @@ class TreeReader {
   std::map<int, std::pair<uint64_t, std::vector<Id>>> cache_;  // level -> (page, ids)
 };
 
+// Calls `fn` for every stored blob of a tree, pages (kTree) and chunks (kChunk), top-down.
+// When `fn` returns false for a page, its subtree is skipped (callers use this to walk a page
+// shared by several trees once). Fails on the first page that cannot be read.
+Status ForEachTreeBlob(Repository& repo, const TreeRoot& root, uint64_t chunk_count,
+                       const std::function<bool(BlobType, const Id&)>& fn);
+
 // Builds the tree of a new point: starts from the parent's tree (or all zeros), takes chunk
 // ids, and at Finish() stores the pages that changed (with their ancestors). Not thread-safe.
 class TreeWriter {

@@ -28,6 +28,7 @@ struct ObjectRef {
 struct ObjectInfo {
   std::string name;
   uint64_t size = 0;
+  int64_t mtime = 0;  // when it was saved, seconds since the Unix epoch (gc's grace period)
 };
 
 class Backend {

@@ -239,7 +239,7 @@ Result<ObjectInfo> LocalBackend::Stat(const ObjectRef& ref) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return PosixError("stat " + path, errno);
-  return ObjectInfo{ref.name, uint64_t(st.st_size)};
+  return ObjectInfo{ref.name, uint64_t(st.st_size), int64_t(st.st_mtime)};
 }
 
 Result<std::vector<ObjectInfo>> LocalBackend::List(ObjectType type) {
@@ -256,7 +256,7 @@ Result<std::vector<ObjectInfo>> LocalBackend::List(ObjectType type) {
     for (const auto& n : names) {
       struct stat st;
       if (::stat(Join(f, n).c_str(), &st) == 0 && S_ISREG(st.st_mode))
-        out.push_back({n, uint64_t(st.st_size)});
+        out.push_back({n, uint64_t(st.st_size), int64_t(st.st_mtime)});
     }
   }
   return out;

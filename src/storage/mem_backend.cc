@@ -1,5 +1,7 @@
 #include "storage/mem_backend.h"
 
+#include <ctime>
+
 #include "base/checked_math.h"
 #include "base/strings.h"
 
@@ -13,7 +15,8 @@ std::string Describe(const ObjectRef& ref) {
 Status MemBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
   VMBACKUP_RETURN_IF_ERROR(ValidateObjectName(ref.name));
   std::lock_guard<std::mutex> l(mu_);
-  auto [it, inserted] = objects_.try_emplace({ref.type, ref.name}, data.begin(), data.end());
+  auto [it, inserted] = objects_.try_emplace(
+      {ref.type, ref.name}, Object{{data.begin(), data.end()}, int64_t(::time(nullptr))});
   if (!inserted) return AlreadyExistsError(Describe(ref) + " already exists");
   return Status::Ok();
 }
@@ -22,7 +25,7 @@ Result<std::vector<uint8_t>> MemBackend::Load(const ObjectRef& ref) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = objects_.find({ref.type, ref.name});
   if (it == objects_.end()) return NotFoundError(Describe(ref) + " not found");
-  return it->second;
+  return it->second.data;
 }
 
 Result<std::vector<uint8_t>> MemBackend::LoadRange(const ObjectRef& ref, uint64_t offset,
@@ -30,12 +33,12 @@ Result<std::vector<uint8_t>> MemBackend::LoadRange(const ObjectRef& ref, uint64_
   std::lock_guard<std::mutex> l(mu_);
   auto it = objects_.find({ref.type, ref.name});
   if (it == objects_.end()) return NotFoundError(Describe(ref) + " not found");
-  if (!RangeWithin(offset, length, it->second.size())) {
+  if (!RangeWithin(offset, length, it->second.data.size())) {
     return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the object has %zu",
                                      Describe(ref).c_str(), (unsigned long long)length,
-                                     (unsigned long long)offset, it->second.size()));
+                                     (unsigned long long)offset, it->second.data.size()));
   }
-  auto begin = it->second.begin() + long(offset);
+  auto begin = it->second.data.begin() + long(offset);
   return std::vector<uint8_t>(begin, begin + long(length));
 }
 
@@ -43,14 +46,14 @@ Result<ObjectInfo> MemBackend::Stat(const ObjectRef& ref) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = objects_.find({ref.type, ref.name});
   if (it == objects_.end()) return NotFoundError(Describe(ref) + " not found");
-  return ObjectInfo{ref.name, it->second.size()};
+  return ObjectInfo{ref.name, it->second.data.size(), it->second.mtime};
 }
 
 Result<std::vector<ObjectInfo>> MemBackend::List(ObjectType type) {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<ObjectInfo> out;
-  for (const auto& [key, data] : objects_)
-    if (key.first == type) out.push_back({key.second, data.size()});
+  for (const auto& [key, object] : objects_)
+    if (key.first == type) out.push_back({key.second, object.data.size(), object.mtime});
   return out;
 }
 

@@ -21,7 +21,11 @@ class MemBackend final : public Backend {
 
  private:
   std::mutex mu_;
-  std::map<std::pair<ObjectType, std::string>, std::vector<uint8_t>> objects_;
+  struct Object {
+    std::vector<uint8_t> data;
+    int64_t mtime;
+  };
+  std::map<std::pair<ObjectType, std::string>, Object> objects_;
 };
 
 }  // namespace vmbackup::storage
