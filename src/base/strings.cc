@@ -62,6 +62,29 @@ Result<uint64_t> ParseUint(std::string_view text) {
   return v;
 }
 
+Result<int64_t> ParseDuration(std::string_view text) {
+  std::string_view t = Trim(text);
+  int64_t unit = 1;
+  if (!t.empty() && !(t.back() >= '0' && t.back() <= '9')) {
+    switch (t.back()) {
+      case 's': unit = 1; break;
+      case 'm': unit = 60; break;
+      case 'h': unit = 3600; break;
+      case 'd': unit = 86400; break;
+      case 'w': unit = 7 * 86400; break;
+      default: unit = 0;
+    }
+    t.remove_suffix(1);
+  }
+  Result<uint64_t> n = t.empty() || t[0] < '0' || t[0] > '9' ? InvalidArgumentError("") : ParseUint(t);
+  if (unit == 0 || !n || *n > uint64_t(INT64_MAX / unit)) {
+    return InvalidArgumentError(
+        StrFormat("invalid duration '%.*s': expected a number with an optional s, m, h, d or w",
+                  int(text.size()), text.data()));
+  }
+  return int64_t(*n) * unit;
+}
+
 Result<uint64_t> ParseSize(std::string_view text) {
   std::string_view t = Trim(text);
   size_t i = 0;

@@ -17,6 +17,10 @@ std::string StrFormat(const char* fmt, ...) __attribute__((format(printf, 1, 2))
 // Errors: kInvalidArgument naming the text, on junk, empty input or overflow.
 Result<uint64_t> ParseSize(std::string_view text);
 
+// Parses a duration into seconds: "90", "90s", "30m", "12h", "7d", "2w".
+// Errors: kInvalidArgument naming the text.
+Result<int64_t> ParseDuration(std::string_view text);
+
 // Parses a decimal or (with 0x) hexadecimal unsigned integer, the whole text.
 Result<uint64_t> ParseUint(std::string_view text);
 

@@ -7,6 +7,20 @@
 namespace vmbackup {
 namespace {
 
+TEST(ParseDuration, Units) {
+  EXPECT_EQ(*ParseDuration("90"), 90);
+  EXPECT_EQ(*ParseDuration("0"), 0);
+  EXPECT_EQ(*ParseDuration("30m"), 1800);
+  EXPECT_EQ(*ParseDuration("1h"), 3600);
+  EXPECT_EQ(*ParseDuration("2d"), 172800);
+  EXPECT_EQ(*ParseDuration("1w"), 604800);
+  EXPECT_FALSE(ParseDuration(""));
+  EXPECT_FALSE(ParseDuration("h"));
+  EXPECT_FALSE(ParseDuration("5x"));
+  EXPECT_FALSE(ParseDuration("-5m"));
+  EXPECT_FALSE(ParseDuration("99999999999999999999d"));
+}
+
 TEST(ParseSize, Suffixes) {
   EXPECT_EQ(*ParseSize("512"), 512u);
   EXPECT_EQ(*ParseSize("64K"), 65536u);

@@ -8,8 +8,11 @@
 #include "base/strings.h"
 #include "cli/output.h"
 #include "io/posix_file.h"
+#include "repo/gc.h"
+#include "repo/lock.h"
 #include "repo/maintenance.h"
 #include "repo/point.h"
+#include "repo/prune.h"
 #include "storage/local_backend.h"
 
 namespace vmbackup::cli {
@@ -19,7 +22,10 @@ using nlohmann::json;
 
 struct RepoOpts {
   std::string repo, key_file, passphrase_file, chunk_size = "64K", point, vm;
-  bool json = false, encrypt = false;
+  bool json = false, encrypt = false, dry_run = false;
+  repo::KeepPolicy keep;
+  std::string grace = "1h";
+  double repack_below = 0.5, lock_wait = 0;
 };
 
 std::string RepoDir(const RepoOpts& o) {
@@ -48,6 +54,28 @@ Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o) {
   VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Open(dir));
   VMBACKUP_ASSIGN_OR_RETURN(repo::KeySource keys, Keys(o));
   return repo::Repository::Open(std::move(backend), keys);
+}
+
+// A repository opened under the exclusive lock of prune or gc. The lock is taken before the
+// index is loaded; members go in reverse order: repository, lock, then the lock's backend.
+struct ExclusiveRepo {
+  std::unique_ptr<storage::Backend> lock_backend;
+  std::unique_ptr<repo::RepoLock> lock;
+  std::unique_ptr<repo::Repository> repo;
+};
+
+Result<ExclusiveRepo> OpenExclusive(const RepoOpts& o, const char* purpose) {
+  std::string dir = RepoDir(o);
+  if (dir.empty())
+    return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
+  ExclusiveRepo x;
+  VMBACKUP_ASSIGN_OR_RETURN(x.lock_backend, storage::LocalBackend::Open(dir));
+  VMBACKUP_ASSIGN_OR_RETURN(x.lock,
+                            repo::RepoLock::Acquire(*x.lock_backend, {true, purpose, o.lock_wait}));
+  for (const auto& b : x.lock->broken())
+    std::fprintf(stderr, "vmbackup: removed a stale %s\n", repo::DescribeLock(b).c_str());
+  VMBACKUP_ASSIGN_OR_RETURN(x.repo, OpenRepo(o));
+  return x;
 }
 
 template <class Fn>
@@ -199,6 +227,91 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     }
     if (!report.problems.empty())
       return CorruptionError(StrFormat("%zu problems", report.problems.size()));
+    return Status::Ok();
+  });
+
+  c = app.add_subcommand("prune", "remove restore points the keep rules do not keep");
+  common(c);
+  c->add_option("--vm", o->vm, "only this VM's points");
+  c->add_option("--keep-last", o->keep.last, "the newest N points");
+  c->add_option("--keep-hourly", o->keep.hourly, "the newest point of each of the last N hours");
+  c->add_option("--keep-daily", o->keep.daily, "... of each of the last N days");
+  c->add_option("--keep-weekly", o->keep.weekly, "... of each of the last N ISO weeks");
+  c->add_option("--keep-monthly", o->keep.monthly, "... of each of the last N months");
+  c->add_option("--keep-yearly", o->keep.yearly, "... of each of the last N years");
+  c->add_flag("--dry-run", o->dry_run, "show what would be removed, remove nothing");
+  c->add_option("--lock-wait", o->lock_wait, "seconds to wait for other users of the repository");
+  Bind(c, exit_code, [o]() -> Status {
+    VMBACKUP_ASSIGN_OR_RETURN(ExclusiveRepo x, OpenExclusive(*o, "prune"));
+    VMBACKUP_ASSIGN_OR_RETURN(repo::PruneReport r,
+                              repo::Prune(*x.repo, o->keep, o->vm, o->dry_run));
+    if (o->json) {
+      json points = json::array();
+      for (const auto& d : r.decisions) {
+        points.push_back({{"point", d.id}, {"vm", d.vm}, {"keep", d.keep}, {"reasons", d.reasons}});
+      }
+      std::printf("%s\n", json{{"dry_run", o->dry_run},
+                               {"points", points},
+                               {"removed", r.removed},
+                               {"unreadable", r.unreadable}}
+                              .dump(2)
+                              .c_str());
+    } else {
+      for (const auto& d : r.decisions) {
+        std::string why;
+        for (const auto& reason : d.reasons) why += (why.empty() ? "" : ", ") + reason;
+        std::printf("%-6s %-33s %-20s %s\n", d.keep ? "keep" : (o->dry_run ? "would remove" : "remove"),
+                    d.id.c_str(), d.vm.c_str(), why.c_str());
+      }
+      for (const auto& u : r.unreadable) std::printf("kept (unreadable): %s\n", u.c_str());
+      std::printf("%s %llu of %zu points%s\n", o->dry_run ? "would remove" : "removed",
+                  (unsigned long long)(o->dry_run ? std::count_if(r.decisions.begin(),
+                                                                  r.decisions.end(),
+                                                                  [](const auto& d) { return !d.keep; })
+                                                  : r.removed),
+                  r.decisions.size(), o->dry_run ? "" : "; run gc to reclaim their space");
+    }
+    return Status::Ok();
+  });
+
+  c = app.add_subcommand("gc", "delete data no restore point uses; repack mostly-unused packs");
+  common(c);
+  c->add_option("--grace", o->grace, "leave packs younger than this alone (default 1h; 0 for none)");
+  c->add_option("--repack-below", o->repack_below,
+                "repack packs whose live share is under this fraction (default 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
+  c->add_flag("--dry-run", o->dry_run, "show what would be deleted, delete nothing");
+  c->add_option("--lock-wait", o->lock_wait, "seconds to wait for other users of the repository");
+  Bind(c, exit_code, [o]() -> Status {
+    repo::GcOptions g;
+    VMBACKUP_ASSIGN_OR_RETURN(g.grace_seconds, ParseDuration(o->grace));
+    g.repack_below = o->repack_below;
+    g.dry_run = o->dry_run;
+    VMBACKUP_ASSIGN_OR_RETURN(ExclusiveRepo x, OpenExclusive(*o, "gc"));
+    VMBACKUP_ASSIGN_OR_RETURN(repo::GcReport r, repo::CollectGarbage(*x.repo, g));
+    json j = {{"dry_run", o->dry_run},
+              {"points", r.points},
+              {"live_blobs", r.live_blobs},
+              {"packs", r.packs},
+              {"packs_deleted", r.packs_deleted},
+              {"packs_repacked", r.packs_repacked},
+              {"packs_young", r.packs_young},
+              {"bytes_freed", r.bytes_freed},
+              {"bytes_repacked", r.bytes_repacked},
+              {"index_files_written", r.index_files_written},
+              {"index_files_deleted", r.index_files_deleted}};
+    if (o->json) {
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      std::printf(
+          "%s: %llu points use %llu blobs; of %llu packs, %llu deleted and %llu repacked (%s "
+          "copied), %llu too young to touch; %s freed\n",
+          o->dry_run ? "gc (dry run)" : "gc", (unsigned long long)r.points,
+          (unsigned long long)r.live_blobs, (unsigned long long)r.packs,
+          (unsigned long long)r.packs_deleted, (unsigned long long)r.packs_repacked,
+          HumanBytes(r.bytes_repacked).c_str(), (unsigned long long)r.packs_young,
+          HumanBytes(r.bytes_freed).c_str());
+    }
     return Status::Ok();
   });
 

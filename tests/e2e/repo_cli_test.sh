@@ -34,4 +34,18 @@ VMBACKUP_PASSPHRASE="correct horse battery" "$V" list --repo pp >/dev/null || fa
 expect_error 1 "wrong key" -- env VMBACKUP_PASSPHRASE=wrong "$V" list --repo pp
 "$V" verify --repo plain | grep -q "verified 0 points" || fail "verify of an empty repository"
 "$V" check --repo plain | grep -q "checked 0 packs" || fail "check of an empty repository"
+
+# prune refuses to run without a rule; gc of an empty repository; locks.
+expect_error 2 "no keep rule given" -- "$V" prune --repo plain
+"$V" prune --repo plain --keep-last 3 --dry-run | grep -q "would remove 0 of 0 points" || fail "prune dry run"
+"$V" gc --repo plain --json | grep -q '"packs_deleted": 0' || fail "gc of an empty repository"
+host=$(hostname)
+sleep 300 & holder=$!
+printf '{"host":"%s","pid":%d,"exclusive":false,"purpose":"backup vm7","time":%d}' \
+  "$host" "$holder" "$(date +%s)" > plain/locks/live
+expect_error 1 "shared lock of backup vm7" -- "$V" gc --repo plain
+kill $holder; wait $holder 2>/dev/null || true
+"$V" gc --repo plain >out.txt 2>err.txt || fail "a dead process's lock blocks gc: $(cat err.txt)"
+grep -q "removed a stale shared lock of backup vm7" err.txt || fail "the stale lock was not reported"
+[ -z "$(ls plain/locks)" ] || fail "locks left behind: $(ls plain/locks)"
 echo "ok: repository commands"
