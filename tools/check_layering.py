@@ -15,7 +15,8 @@ ALLOWED = {
     "host": {"format/vmdk", "io", "base"},
     "storage": {"base"},
     "repo": {"storage", "base"},
-    "cli": {"host", "repo", "storage", "format/vmdk", "io", "base"},
+    "catalog": {"repo", "storage", "base"},
+    "cli": {"host", "catalog", "repo", "storage", "format/vmdk", "io", "base"},
 }
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")

@@ -1,0 +1,320 @@
+#include "catalog/catalog.h"
+
+#include <sqlite3.h>
+
+#include <set>
+
+#include "base/strings.h"
+
+namespace vmbackup::catalog {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS points(
+  id TEXT PRIMARY KEY, vm_name TEXT NOT NULL, vm_id TEXT NOT NULL, created TEXT NOT NULL,
+  parent TEXT NOT NULL, consistency TEXT NOT NULL, snapshot TEXT NOT NULL,
+  protected INTEGER NOT NULL, notes TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS points_by_vm ON points(vm_name, id);
+CREATE TABLE IF NOT EXISTS disks(
+  point TEXT NOT NULL REFERENCES points(id) ON DELETE CASCADE, key INTEGER NOT NULL,
+  label TEXT NOT NULL, capacity INTEGER NOT NULL, change_id TEXT NOT NULL,
+  snapshot TEXT NOT NULL, transport TEXT NOT NULL, bytes_scanned INTEGER NOT NULL,
+  bytes_new INTEGER NOT NULL, PRIMARY KEY(point, key));
+CREATE TABLE IF NOT EXISTS jobs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, vm_name TEXT NOT NULL,
+  started TEXT NOT NULL, finished TEXT NOT NULL DEFAULT '', status TEXT NOT NULL DEFAULT 'running',
+  message TEXT NOT NULL DEFAULT '', point TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS jobs_by_vm ON jobs(vm_name, id);
+)sql";
+
+Status SqlError(sqlite3* db, const std::string& what) {
+  return IOError("catalog: " + what + ": " + sqlite3_errmsg(db));
+}
+
+// A prepared statement; binds by position (1-based), finalized at scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  bool ok() const { return stmt_ != nullptr; }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE, or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Text(int col) {
+    const unsigned char* t = sqlite3_column_text(stmt_, col);
+    return t ? reinterpret_cast<const char*>(t) : "";
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  // Runs a statement that returns no rows.
+  Status Run(const std::string& what) {
+    if (!ok() || Step() != SQLITE_DONE) return SqlError(db_, what);
+    return Status::Ok();
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+PointRow RowOf(Stmt& s) {
+  PointRow r;
+  r.id = s.Text(0);
+  r.vm_name = s.Text(1);
+  r.vm_id = s.Text(2);
+  r.created = s.Text(3);
+  r.parent = s.Text(4);
+  r.consistency = s.Text(5);
+  r.is_protected = s.Int(6) != 0;
+  r.disks = int(s.Int(7));
+  r.bytes_new = uint64_t(s.Int(8));
+  return r;
+}
+
+constexpr const char* kPointColumns =
+    "SELECT p.id, p.vm_name, p.vm_id, p.created, p.parent, p.consistency, p.protected, "
+    "(SELECT count(*) FROM disks d WHERE d.point = p.id), "
+    "(SELECT coalesce(sum(bytes_new), 0) FROM disks d WHERE d.point = p.id) FROM points p ";
+
+// Point ids start with their UTC time (YYYYMMDDTHHMMSS), so a time bound given as RFC 3339
+// ("2026-11-22", "2026-11-22T08:30:00Z") becomes an id prefix: its digits, with the 'T'.
+std::string IdPrefix(const std::string& time) {
+  std::string digits;
+  for (char c : time) {
+    if (c >= '0' && c <= '9') digits += c;
+  }
+  if (digits.size() <= 8) return digits;
+  return digits.substr(0, 8) + "T" + digits.substr(8, 6);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path,
+                                               const std::string& repository_id) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    Status s = IOError("catalog " + path + ": " + (db ? sqlite3_errmsg(db) : "cannot open"));
+    sqlite3_close(db);
+    return s;
+  }
+  std::unique_ptr<Catalog> c(new Catalog(db));
+  sqlite3_busy_timeout(db, 30000);  // other vmbackup processes write it too
+  VMBACKUP_RETURN_IF_ERROR(c->Exec("PRAGMA journal_mode=WAL"));
+  VMBACKUP_RETURN_IF_ERROR(c->Exec("PRAGMA foreign_keys=ON"));
+  VMBACKUP_RETURN_IF_ERROR(c->Exec(kSchema));
+  Stmt get(db, "SELECT key, value FROM meta");
+  std::string repo, version;
+  while (get.ok() && get.Step() == SQLITE_ROW) {
+    if (get.Text(0) == "repository") repo = get.Text(1);
+    if (get.Text(0) == "schema") version = get.Text(1);
+  }
+  if (!version.empty() && version != std::to_string(kSchemaVersion)) {
+    return NotSupportedError("catalog " + path + " has schema version " + version);
+  }
+  if (!repo.empty() && repo != repository_id) {
+    return InvalidArgumentError("catalog " + path + " belongs to repository " + repo + ", not " +
+                                repository_id);
+  }
+  if (repo.empty()) {
+    Stmt put(db, "INSERT OR REPLACE INTO meta(key, value) VALUES ('repository', ?), ('schema', ?)");
+    VMBACKUP_RETURN_IF_ERROR(put.Bind(1, repository_id)
+                                 .Bind(2, std::to_string(kSchemaVersion))
+                                 .Run("record the repository"));
+  }
+  return c;
+}
+
+Catalog::~Catalog() { sqlite3_close(db_); }
+
+Status Catalog::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "?";
+    sqlite3_free(err);
+    return IOError(std::string("catalog: ") + msg);
+  }
+  return Status::Ok();
+}
+
+Status Catalog::AddPoint(const repo::Point& p) {
+  VMBACKUP_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  auto body = [&]() -> Status {
+    Stmt del(db_, "DELETE FROM points WHERE id = ?");
+    VMBACKUP_RETURN_IF_ERROR(del.Bind(1, p.id).Run("replace a point"));
+    Stmt ins(db_,
+             "INSERT INTO points(id, vm_name, vm_id, created, parent, consistency, snapshot, "
+             "protected, notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    VMBACKUP_RETURN_IF_ERROR(ins.Bind(1, p.id)
+                                 .Bind(2, p.vm_name)
+                                 .Bind(3, p.vm_id)
+                                 .Bind(4, p.created)
+                                 .Bind(5, p.parent)
+                                 .Bind(6, p.consistency)
+                                 .Bind(7, p.snapshot)
+                                 .Bind(8, int64_t(p.is_protected))
+                                 .Bind(9, p.notes)
+                                 .Run("add point " + p.id));
+    for (const repo::PointDisk& d : p.disks) {
+      Stmt disk(db_,
+                "INSERT INTO disks(point, key, label, capacity, change_id, snapshot, transport, "
+                "bytes_scanned, bytes_new) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      VMBACKUP_RETURN_IF_ERROR(disk.Bind(1, p.id)
+                                   .Bind(2, int64_t(d.key))
+                                   .Bind(3, d.label)
+                                   .Bind(4, int64_t(d.capacity))
+                                   .Bind(5, d.change_id)
+                                   .Bind(6, d.snapshot)
+                                   .Bind(7, d.transport)
+                                   .Bind(8, int64_t(d.bytes_scanned))
+                                   .Bind(9, int64_t(d.bytes_new))
+                                   .Run("add a disk of point " + p.id));
+    }
+    return Status::Ok();
+  };
+  Status s = body();
+  if (!s.ok()) {
+    Exec("ROLLBACK").IgnoreError();  // the first error is the one to report
+    return s;
+  }
+  return Exec("COMMIT");
+}
+
+Status Catalog::RemovePoint(const std::string& id) {
+  Stmt del(db_, "DELETE FROM points WHERE id = ?");
+  return del.Bind(1, id).Run("remove point " + id);
+}
+
+Result<SyncStats> Catalog::Sync(repo::Repository& repo) {
+  SyncStats stats;
+  VMBACKUP_ASSIGN_OR_RETURN(auto objects, repo.backend().List(storage::ObjectType::kPoint));
+  std::set<std::string> ids, marked;
+  const std::string marker = ".protected";
+  for (const auto& o : objects) {
+    if (o.name.size() > marker.size() && o.name.ends_with(marker)) {
+      marked.insert(o.name.substr(0, o.name.size() - marker.size()));
+    } else {
+      ids.insert(o.name);
+    }
+  }
+  std::set<std::string> known;
+  std::set<std::string> known_protected;
+  {
+    Stmt all(db_, "SELECT id, protected FROM points");
+    if (!all.ok()) return SqlError(db_, "list points");
+    while (all.Step() == SQLITE_ROW) {
+      known.insert(all.Text(0));
+      if (all.Int(1)) known_protected.insert(all.Text(0));
+    }
+  }
+  for (const auto& id : known) {
+    if (!ids.count(id)) {
+      VMBACKUP_RETURN_IF_ERROR(RemovePoint(id));
+      ++stats.removed;
+    }
+  }
+  for (const auto& id : ids) {
+    if (known.count(id)) {
+      if (marked.count(id) != known_protected.count(id)) {
+        Stmt up(db_, "UPDATE points SET protected = ? WHERE id = ?");
+        VMBACKUP_RETURN_IF_ERROR(
+            up.Bind(1, int64_t(marked.count(id))).Bind(2, id).Run("update point " + id));
+      }
+      continue;
+    }
+    auto p = repo::LoadPoint(repo, id);
+    if (!p) continue;  // a damaged record: check and verify report it; list shows what it can
+    VMBACKUP_RETURN_IF_ERROR(AddPoint(*p));
+    ++stats.added;
+  }
+  return stats;
+}
+
+Result<std::vector<PointRow>> Catalog::Points(const PointQuery& q) {
+  std::string sql = std::string(kPointColumns) +
+                    "WHERE (?1 = '' OR p.vm_name = ?1) AND (?2 = '' OR p.id >= ?2) "
+                    "AND (?3 = '' OR p.id < ?3) ORDER BY p.id DESC";
+  Stmt s(db_, sql.c_str());
+  if (!s.ok()) return SqlError(db_, "query points");
+  s.Bind(1, q.vm).Bind(2, IdPrefix(q.since)).Bind(3, IdPrefix(q.until));
+  std::vector<PointRow> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(RowOf(s));
+  if (rc != SQLITE_DONE) return SqlError(db_, "query points");
+  return out;
+}
+
+Result<std::optional<PointRow>> Catalog::LatestPoint(const std::string& vm) {
+  std::string sql = std::string(kPointColumns) + "WHERE p.vm_name = ? ORDER BY p.id DESC LIMIT 1";
+  Stmt s(db_, sql.c_str());
+  if (!s.ok()) return SqlError(db_, "query the latest point");
+  s.Bind(1, vm);
+  int rc = s.Step();
+  if (rc == SQLITE_ROW) return std::optional<PointRow>(RowOf(s));
+  if (rc != SQLITE_DONE) return SqlError(db_, "query the latest point");
+  return std::optional<PointRow>();
+}
+
+Result<std::vector<DiskRow>> Catalog::Disks(const std::string& point) {
+  Stmt s(db_,
+         "SELECT key, label, capacity, change_id, snapshot, transport FROM disks WHERE point = ? "
+         "ORDER BY key");
+  if (!s.ok()) return SqlError(db_, "query disks");
+  s.Bind(1, point);
+  std::vector<DiskRow> out;
+  while (s.Step() == SQLITE_ROW) {
+    DiskRow d;
+    d.point = point;
+    d.key = int(s.Int(0));
+    d.label = s.Text(1);
+    d.capacity = uint64_t(s.Int(2));
+    d.change_id = s.Text(3);
+    d.snapshot = s.Text(4);
+    d.transport = s.Text(5);
+    out.push_back(d);
+  }
+  return out;
+}
+
+Result<int64_t> Catalog::StartJob(const std::string& kind, const std::string& vm) {
+  Stmt s(db_, "INSERT INTO jobs(kind, vm_name, started) VALUES (?, ?, ?)");
+  VMBACKUP_RETURN_IF_ERROR(s.Bind(1, kind).Bind(2, vm).Bind(3, UtcNowRfc3339()).Run("start a job"));
+  return int64_t(sqlite3_last_insert_rowid(db_));
+}
+
+Status Catalog::FinishJob(int64_t id, const Status& result, const std::string& point) {
+  Stmt s(db_, "UPDATE jobs SET finished = ?, status = ?, message = ?, point = ? WHERE id = ?");
+  return s.Bind(1, UtcNowRfc3339())
+      .Bind(2, result.ok() ? std::string("ok") : std::string(ErrorCodeName(result.code())))
+      .Bind(3, result.message())
+      .Bind(4, point)
+      .Bind(5, id)
+      .Run("finish a job");
+}
+
+Result<std::vector<Job>> Catalog::Jobs(const std::string& vm, int limit) {
+  Stmt s(db_,
+         "SELECT id, kind, vm_name, started, finished, status, message, point FROM jobs "
+         "WHERE (?1 = '' OR vm_name = ?1) ORDER BY id DESC LIMIT ?2");
+  if (!s.ok()) return SqlError(db_, "query jobs");
+  s.Bind(1, vm).Bind(2, int64_t(limit));
+  std::vector<Job> out;
+  while (s.Step() == SQLITE_ROW) {
+    out.push_back(
+        {s.Int(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6), s.Text(7)});
+  }
+  return out;
+}
+
+}  // namespace vmbackup::catalog

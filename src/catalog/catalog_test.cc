@@ -1,0 +1,121 @@
+#include "catalog/catalog.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "base/testing/temp_dir.h"
+#include "storage/mem_backend.h"
+
+namespace vmbackup::catalog {
+namespace {
+
+class CatalogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = std::make_unique<storage::MemBackend>();
+    ASSERT_TRUE(repo::Repository::Init(*b, {}).ok());
+    repo_ = std::move(*repo::Repository::Open(std::move(b), {}));
+    auto c = Catalog::Open(dir_ / "catalog.db", repo_->id());
+    ASSERT_TRUE(c) << c.error().ToString();
+    catalog_ = std::move(*c);
+  }
+  repo::Point Write(const std::string& vm, const std::string& change_id) {
+    repo::Point meta;
+    meta.vm_name = vm;
+    auto w = repo::PointWriter::Start(*repo_, meta);
+    repo::PointDisk d;
+    d.key = 2000;
+    d.label = "Hard disk 1";
+    d.capacity = 1 << 20;
+    d.change_id = change_id;
+    size_t i = *(*w)->AddDisk(d);
+    std::vector<uint8_t> data(65536, uint8_t(change_id.size()));
+    EXPECT_TRUE((*w)->WriteChunk(i, 0, data).ok());
+    auto p = (*w)->Commit();
+    EXPECT_TRUE(p);
+    usleep(2000);  // distinct microsecond ids
+    return *p;
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<repo::Repository> repo_;
+  std::unique_ptr<Catalog> catalog_;
+};
+
+TEST_F(CatalogTest, SyncFollowsTheRepository) {
+  repo::Point a = Write("vm1", "52 aa/1"), b = Write("vm2", "52 bb/1"), c = Write("vm1", "52 aa/7");
+  auto s = catalog_->Sync(*repo_);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->added, 3);
+  EXPECT_EQ(catalog_->Sync(*repo_)->added, 0);  // nothing new the second time
+
+  auto vm1 = *catalog_->Points({"vm1", "", ""});
+  ASSERT_EQ(vm1.size(), 2u);
+  EXPECT_EQ(vm1[0].id, c.id);  // newest first
+  EXPECT_EQ(vm1[1].id, a.id);
+  EXPECT_EQ(vm1[0].disks, 1);
+  EXPECT_EQ(vm1[0].bytes_new, 0u);
+  EXPECT_EQ((*catalog_->Points({})).size(), 3u);
+  auto latest = *catalog_->LatestPoint("vm1");
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(latest->id, c.id);
+  EXPECT_FALSE(*catalog_->LatestPoint("nobody"));
+  auto disks = *catalog_->Disks(c.id);
+  ASSERT_EQ(disks.size(), 1u);
+  EXPECT_EQ(disks[0].change_id, "52 aa/7");
+  EXPECT_EQ(disks[0].label, "Hard disk 1");
+
+  // Protection and removal in the repository reach the catalog at the next sync.
+  ASSERT_TRUE(repo::ProtectPoint(*repo_, a.id).ok());
+  ASSERT_TRUE(repo_->backend().Delete({storage::ObjectType::kPoint, b.id}).ok());
+  s = catalog_->Sync(*repo_);
+  EXPECT_EQ(s->removed, 1);
+  EXPECT_TRUE((*catalog_->Points({"vm2", "", ""})).empty());
+  EXPECT_TRUE((*catalog_->Points({"vm1", "", ""}))[1].is_protected);
+  EXPECT_TRUE((*catalog_->Disks(b.id)).empty());  // the disks went with the point
+}
+
+TEST_F(CatalogTest, TimeBounds) {
+  repo::Point a = Write("vm1", "x");
+  std::string day = a.id.substr(0, 4) + "-" + a.id.substr(4, 2) + "-" + a.id.substr(6, 2);
+  ASSERT_TRUE(catalog_->Sync(*repo_));
+  EXPECT_EQ((*catalog_->Points({"", day, ""})).size(), 1u);
+  EXPECT_EQ((*catalog_->Points({"", "", day})).size(), 0u);  // until is exclusive
+  EXPECT_EQ((*catalog_->Points({"", "2000-01-01T00:00:00Z", "2999-01-01"})).size(), 1u);
+  EXPECT_EQ((*catalog_->Points({"", "2999-01-01", ""})).size(), 0u);
+}
+
+TEST_F(CatalogTest, JobsAndReopening) {
+  auto j1 = catalog_->StartJob("backup", "vm1");
+  ASSERT_TRUE(j1);
+  ASSERT_TRUE(catalog_->FinishJob(*j1, Status::Ok(), "P1").ok());
+  auto j2 = catalog_->StartJob("backup", "vm2");
+  ASSERT_TRUE(catalog_->FinishJob(*j2, IOError("disk read failed")).ok());
+  auto j3 = catalog_->StartJob("gc", "");
+  catalog_.reset();
+
+  auto c = Catalog::Open(dir_ / "catalog.db", repo_->id());
+  ASSERT_TRUE(c);
+  auto jobs = *(*c)->Jobs("", 10);
+  ASSERT_EQ(jobs.size(), 3u);
+  EXPECT_EQ(jobs[0].id, *j3);
+  EXPECT_EQ(jobs[0].status, "running");  // never finished (a killed process)
+  EXPECT_EQ(jobs[1].status, "I/O error");
+  EXPECT_EQ(jobs[1].message, "disk read failed");
+  EXPECT_EQ(jobs[2].point, "P1");
+  EXPECT_EQ((*(*c)->Jobs("vm2", 10)).size(), 1u);
+  EXPECT_EQ((*(*c)->Jobs("", 1)).size(), 1u);
+
+  auto other = Catalog::Open(dir_ / "catalog.db", "another-repository");
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message().find("belongs to repository"), std::string::npos);
+}
+
+TEST_F(CatalogTest, GarbageFileIsAClearError) {
+  testing::WriteText(dir_ / "junk.db", std::string(4096, 'x'));
+  auto c = Catalog::Open(dir_ / "junk.db", repo_->id());
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("catalog"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vmbackup::catalog
