@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
+#include "catalog/catalog.h"
 #include "cli/output.h"
 #include "io/posix_file.h"
 #include "repo/gc.h"
@@ -24,7 +25,8 @@ struct RepoOpts {
   std::string repo, key_file, passphrase_file, chunk_size = "64K", point, vm;
   bool json = false, encrypt = false, dry_run = false;
   repo::KeepPolicy keep;
-  std::string grace = "1h";
+  std::string grace = "1h", since, until;
+  int limit = 50;
   double repack_below = 0.5, lock_wait = 0;
 };
 
@@ -54,6 +56,24 @@ Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o) {
   VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Open(dir));
   VMBACKUP_ASSIGN_OR_RETURN(repo::KeySource keys, Keys(o));
   return repo::Repository::Open(std::move(backend), keys);
+}
+
+// The repository's catalog (<repository>/catalog.db), brought up to date.
+Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto cat, catalog::Catalog::Open(RepoDir(o) + "/catalog.db", r.id()));
+  VMBACKUP_RETURN_IF_ERROR(cat->Sync(r).status());
+  return cat;
+}
+
+// Runs `fn` as a job recorded in the catalog's history.
+Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
+             const std::function<Status()>& fn) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(o, r));
+  VMBACKUP_ASSIGN_OR_RETURN(int64_t job, cat->StartJob(kind, o.vm));
+  Status s = fn();
+  Status recorded = cat->FinishJob(job, s);
+  if (s.ok()) VMBACKUP_RETURN_IF_ERROR(cat->Sync(r).status());
+  return s.ok() ? recorded : s;
 }
 
 // A repository opened under the exclusive lock of prune or gc. The lock is taken before the
@@ -131,28 +151,70 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     return Status::Ok();
   });
 
-  c = app.add_subcommand("list", "list restore points");
+  c = app.add_subcommand("list", "list restore points (oldest first)");
   common(c);
   c->add_option("--vm", o->vm, "only this VM");
+  c->add_option("--since", o->since, "only points created at or after this UTC time (2026-11-22)");
+  c->add_option("--until", o->until, "only points created before this UTC time");
   Bind(c, exit_code, [o]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
-    VMBACKUP_ASSIGN_OR_RETURN(auto ids, repo::ListPoints(*r));
+    VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *r));
+    VMBACKUP_ASSIGN_OR_RETURN(auto rows, cat->Points({o->vm, o->since, o->until}));
+    std::reverse(rows.begin(), rows.end());
     json j = json::array();
-    for (const auto& id : ids) {
-      VMBACKUP_ASSIGN_OR_RETURN(repo::Point p, repo::LoadPoint(*r, id));
-      if (!o->vm.empty() && p.vm_name != o->vm) continue;
-      j.push_back(repo::PointToJson(p));
+    for (const auto& p : rows) {
+      j.push_back({{"id", p.id},
+                   {"vm", {{"name", p.vm_name}, {"id", p.vm_id}}},
+                   {"created", p.created},
+                   {"parent", p.parent.empty() ? json(nullptr) : json(p.parent)},
+                   {"consistency", p.consistency},
+                   {"disks", p.disks},
+                   {"bytes_new", p.bytes_new},
+                   {"protected", p.is_protected}});
     }
     if (o->json) {
       std::printf("%s\n", j.dump(2).c_str());
       return Status::Ok();
     }
-    std::printf("%-33s %-20s %-21s %5s %s\n", "point", "vm", "created", "disks", "flags");
-    for (const auto& p : j) {
-      std::printf("%-33s %-20s %-21s %5zu %s\n", p["id"].get<std::string>().c_str(),
-                  p["vm"]["name"].get<std::string>().c_str(),
-                  p["created"].get<std::string>().c_str(), p["disks"].size(),
-                  p["protected"].get<bool>() ? "protected" : "");
+    std::printf("%-33s %-20s %-21s %5s %10s %s\n", "point", "vm", "created", "disks", "new",
+                "flags");
+    for (const auto& p : rows) {
+      std::printf("%-33s %-20s %-21s %5d %10s %s\n", p.id.c_str(), p.vm_name.c_str(),
+                  p.created.c_str(), p.disks, HumanBytes(p.bytes_new).c_str(),
+                  p.is_protected ? "protected" : "");
+    }
+    return Status::Ok();
+  });
+
+  c = app.add_subcommand("jobs", "the job history (newest first)");
+  common(c);
+  c->add_option("--vm", o->vm, "only this VM's jobs");
+  c->add_option("--limit", o->limit, "at most this many (default 50)");
+  Bind(c, exit_code, [o]() -> Status {
+    VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
+    VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *r));
+    VMBACKUP_ASSIGN_OR_RETURN(auto jobs, cat->Jobs(o->vm, o->limit));
+    if (o->json) {
+      json j = json::array();
+      for (const auto& x : jobs) {
+        j.push_back({{"id", x.id},
+                     {"kind", x.kind},
+                     {"vm", x.vm},
+                     {"started", x.started},
+                     {"finished", x.finished},
+                     {"status", x.status},
+                     {"message", x.message},
+                     {"point", x.point}});
+      }
+      std::printf("%s\n", j.dump(2).c_str());
+      return Status::Ok();
+    }
+    std::printf("%5s %-8s %-16s %-21s %-12s %s\n", "job", "kind", "vm", "started", "status",
+                "point / message");
+    for (const auto& x : jobs) {
+      std::printf("%5lld %-8s %-16s %-21s %-12s %s\n", (long long)x.id, x.kind.c_str(),
+                  x.vm.c_str(), x.started.c_str(), x.status.c_str(),
+                  (x.point.empty() ? x.message : x.point).c_str());
     }
     return Status::Ok();
   });
@@ -242,9 +304,15 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   c->add_flag("--dry-run", o->dry_run, "show what would be removed, remove nothing");
   c->add_option("--lock-wait", o->lock_wait, "seconds to wait for other users of the repository");
   Bind(c, exit_code, [o]() -> Status {
+    // A wrong policy is refused before anything is locked or recorded.
+    if (o->keep.empty()) return repo::PlanPrune({}, o->keep).status();
     VMBACKUP_ASSIGN_OR_RETURN(ExclusiveRepo x, OpenExclusive(*o, "prune"));
-    VMBACKUP_ASSIGN_OR_RETURN(repo::PruneReport r,
-                              repo::Prune(*x.repo, o->keep, o->vm, o->dry_run));
+    repo::PruneReport r;
+    auto run = [&]() -> Status {
+      VMBACKUP_ASSIGN_OR_RETURN(r, repo::Prune(*x.repo, o->keep, o->vm, o->dry_run));
+      return Status::Ok();
+    };
+    VMBACKUP_RETURN_IF_ERROR(o->dry_run ? run() : AsJob(*o, *x.repo, "prune", run));
     if (o->json) {
       json points = json::array();
       for (const auto& d : r.decisions) {
@@ -260,23 +328,25 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       for (const auto& d : r.decisions) {
         std::string why;
         for (const auto& reason : d.reasons) why += (why.empty() ? "" : ", ") + reason;
-        std::printf("%-6s %-33s %-20s %s\n", d.keep ? "keep" : (o->dry_run ? "would remove" : "remove"),
-                    d.id.c_str(), d.vm.c_str(), why.c_str());
+        std::printf("%-6s %-33s %-20s %s\n",
+                    d.keep ? "keep" : (o->dry_run ? "would remove" : "remove"), d.id.c_str(),
+                    d.vm.c_str(), why.c_str());
       }
       for (const auto& u : r.unreadable) std::printf("kept (unreadable): %s\n", u.c_str());
-      std::printf("%s %llu of %zu points%s\n", o->dry_run ? "would remove" : "removed",
-                  (unsigned long long)(o->dry_run ? std::count_if(r.decisions.begin(),
-                                                                  r.decisions.end(),
-                                                                  [](const auto& d) { return !d.keep; })
-                                                  : r.removed),
-                  r.decisions.size(), o->dry_run ? "" : "; run gc to reclaim their space");
+      std::printf(
+          "%s %llu of %zu points%s\n", o->dry_run ? "would remove" : "removed",
+          (unsigned long long)(o->dry_run ? std::count_if(r.decisions.begin(), r.decisions.end(),
+                                                          [](const auto& d) { return !d.keep; })
+                                          : r.removed),
+          r.decisions.size(), o->dry_run ? "" : "; run gc to reclaim their space");
     }
     return Status::Ok();
   });
 
   c = app.add_subcommand("gc", "delete data no restore point uses; repack mostly-unused packs");
   common(c);
-  c->add_option("--grace", o->grace, "leave packs younger than this alone (default 1h; 0 for none)");
+  c->add_option("--grace", o->grace,
+                "leave packs younger than this alone (default 1h; 0 for none)");
   c->add_option("--repack-below", o->repack_below,
                 "repack packs whose live share is under this fraction (default 0.5)")
       ->check(CLI::Range(0.0, 1.0));
@@ -288,7 +358,12 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     g.repack_below = o->repack_below;
     g.dry_run = o->dry_run;
     VMBACKUP_ASSIGN_OR_RETURN(ExclusiveRepo x, OpenExclusive(*o, "gc"));
-    VMBACKUP_ASSIGN_OR_RETURN(repo::GcReport r, repo::CollectGarbage(*x.repo, g));
+    repo::GcReport r;
+    auto run = [&]() -> Status {
+      VMBACKUP_ASSIGN_OR_RETURN(r, repo::CollectGarbage(*x.repo, g));
+      return Status::Ok();
+    };
+    VMBACKUP_RETURN_IF_ERROR(o->dry_run ? run() : AsJob(*o, *x.repo, "gc", run));
     json j = {{"dry_run", o->dry_run},
               {"points", r.points},
               {"live_blobs", r.live_blobs},

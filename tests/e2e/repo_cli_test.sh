@@ -48,4 +48,11 @@ kill $holder; wait $holder 2>/dev/null || true
 "$V" gc --repo plain >out.txt 2>err.txt || fail "a dead process's lock blocks gc: $(cat err.txt)"
 grep -q "removed a stale shared lock of backup vm7" err.txt || fail "the stale lock was not reported"
 [ -z "$(ls plain/locks)" ] || fail "locks left behind: $(ls plain/locks)"
+"$V" jobs --repo plain --json > jobs.json
+python3 - jobs.json <<'PY' || fail "the job history: $(cat jobs.json)"
+import json, sys
+jobs = json.load(open(sys.argv[1]))
+kinds = [(j["kind"], j["status"]) for j in jobs]
+assert kinds == [("gc", "ok"), ("gc", "ok")], kinds  # newest first; dry runs and refusals are not jobs
+PY
 echo "ok: repository commands"
