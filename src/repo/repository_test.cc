@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <random>
 
 #include "base/testing/temp_dir.h"
@@ -107,6 +108,59 @@ TEST(Repository, FullThenIncrementalsRoundTrip) {
   auto listed = ListPoints(*repo);
   ASSERT_TRUE(listed);
   EXPECT_EQ(listed->size(), points.size());
+}
+
+// Trees of many changed leaves: the writer stores leaves early to bound its memory, and
+// touching an early-stored leaf again (out of disk order) still gives the right tree.
+TEST(Tree, ManyChangedLeavesAndOutOfOrderWrites) {
+  auto repo = NewRepo(std::make_unique<storage::MemBackend>());
+  const uint64_t leaves = 300, chunks = leaves * kTreeFanout + 17;
+  auto id_of = [](uint64_t i, uint64_t gen) {
+    std::string s = std::to_string(i) + "/" + std::to_string(gen);
+    return Sha256({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
+  };
+  std::map<uint64_t, Id> want;
+  TreeWriter w(*repo, chunks, std::nullopt);
+  for (uint64_t p = 0; p <= leaves; ++p) {
+    uint64_t i = std::min(chunks - 1, p * kTreeFanout + p % 7);
+    ASSERT_TRUE(w.Set(i, id_of(i, 0)).ok());
+    want[i] = id_of(i, 0);
+  }
+  for (uint64_t i : {uint64_t(3 * kTreeFanout + 9), uint64_t(150 * kTreeFanout), uint64_t(5)}) {
+    ASSERT_TRUE(w.Set(i, id_of(i, 1)).ok());  // leaves stored early, touched again
+    want[i] = id_of(i, 1);
+  }
+  ASSERT_TRUE(w.Set(3 * kTreeFanout + 3, Id{}).ok());  // a zero over a written chunk
+  want.erase(3 * kTreeFanout + 3);
+  auto root = w.Finish();
+  ASSERT_TRUE(root) << root.error().ToString();
+  ASSERT_TRUE(repo->Flush().ok());
+  auto check = [&](const TreeRoot& r) {
+    TreeReader reader(*repo, r, chunks);
+    std::map<uint64_t, Id> got;
+    ASSERT_TRUE(reader
+                    .ForEachChunk(0, chunks,
+                                  [&](uint64_t i, const Id& id) {
+                                    got[i] = id;
+                                    return Status::Ok();
+                                  })
+                    .ok());
+    EXPECT_EQ(got, want);
+  };
+  check(*root);
+
+  // An incremental over it, touching leaves in descending order.
+  TreeWriter inc(*repo, chunks, *root);
+  for (uint64_t p = leaves; p-- > 0;) {
+    if (p % 2) continue;
+    uint64_t i = p * kTreeFanout + 100;
+    ASSERT_TRUE(inc.Set(i, id_of(i, 2)).ok());
+    want[i] = id_of(i, 2);
+  }
+  auto root2 = inc.Finish();
+  ASSERT_TRUE(root2) << root2.error().ToString();
+  ASSERT_TRUE(repo->Flush().ok());
+  check(*root2);
 }
 
 TEST(Repository, SparseTerabyteDiskHoldsLittle) {

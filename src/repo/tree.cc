@@ -38,6 +38,21 @@ std::vector<uint8_t> EncodePage(int level, uint64_t first_chunk, const std::vect
   return p;
 }
 
+// The ids of a stored page, checked against the place it must fill.
+Result<std::vector<Id>> DecodePage(std::span<const uint8_t> raw, const Id& id, int level,
+                                   uint64_t page, uint64_t count) {
+  if (raw.size() < kPageHeader || std::memcmp(raw.data(), kPageMagic, 8) != 0 || raw[8] != level ||
+      LoadLE32(raw.data() + 12) != count || raw.size() != kPageHeader + 32 * count ||
+      LoadLE64(raw.data() + 16) != page * Span(level)) {
+    return CorruptionError(StrFormat("tree page %s (level %d, page %llu) does not fit its place",
+                                     id.Hex().c_str(), level, (unsigned long long)page));
+  }
+  std::vector<Id> ids(count);
+  for (uint64_t i = 0; i < count; ++i)
+    std::memcpy(ids[i].bytes.data(), raw.data() + kPageHeader + 32 * i, 32);
+  return ids;
+}
+
 bool AllZero(const std::vector<Id>& ids) {
   for (const Id& id : ids)
     if (!id.is_zero()) return false;
@@ -76,14 +91,7 @@ Result<const std::vector<Id>*> TreeReader::Page(int level, uint64_t page) {
   std::vector<Id> ids(count);
   if (!id.is_zero()) {
     VMBACKUP_ASSIGN_OR_RETURN(auto raw, repo_.Load(BlobType::kTree, id));
-    if (raw.size() < kPageHeader || std::memcmp(raw.data(), kPageMagic, 8) != 0 ||
-        raw[8] != level || LoadLE32(raw.data() + 12) != count ||
-        raw.size() != kPageHeader + 32 * count || LoadLE64(raw.data() + 16) != page * Span(level)) {
-      return CorruptionError(StrFormat("tree page %s (level %d, page %llu) does not fit its place",
-                                       id.Hex().c_str(), level, (unsigned long long)page));
-    }
-    for (uint64_t i = 0; i < count; ++i)
-      std::memcpy(ids[i].bytes.data(), raw.data() + kPageHeader + 32 * i, 32);
+    VMBACKUP_ASSIGN_OR_RETURN(ids, DecodePage(raw, id, level, page, count));
   }
   auto& slot = cache_[level];
   slot = {page, std::move(ids)};
@@ -163,10 +171,35 @@ Status TreeWriter::Set(uint64_t index, const Id& id) {
   uint64_t page = index / kTreeFanout;
   auto it = dirty_leaves_.find(page);
   if (it == dirty_leaves_.end()) {
-    VMBACKUP_ASSIGN_OR_RETURN(auto base, BasePage(0, page));
+    std::vector<Id> base;
+    auto stored = stored_leaves_.find(page);
+    if (stored == stored_leaves_.end()) {
+      VMBACKUP_ASSIGN_OR_RETURN(base, BasePage(0, page));
+    } else if (stored->second.is_zero()) {
+      base.resize(PageCount(0, page, chunk_count_));
+    } else {  // evicted too early: read it back (it must be flushed to be loaded)
+      VMBACKUP_RETURN_IF_ERROR(repo_.Flush());
+      VMBACKUP_ASSIGN_OR_RETURN(auto raw, repo_.Load(BlobType::kTree, stored->second));
+      VMBACKUP_ASSIGN_OR_RETURN(
+          base, DecodePage(raw, stored->second, 0, page, PageCount(0, page, chunk_count_)));
+    }
+    if (stored != stored_leaves_.end()) stored_leaves_.erase(stored);
     it = dirty_leaves_.emplace(page, std::move(base)).first;
   }
   it->second[size_t(index % kTreeFanout)] = id;
+  if (dirty_leaves_.size() > kMaxDirtyLeaves) return EvictLowestLeaf();
+  return Status::Ok();
+}
+
+Status TreeWriter::EvictLowestLeaf() {
+  auto it = dirty_leaves_.begin();
+  Id id;  // zero for an all-zero page: never stored
+  if (!AllZero(it->second)) {
+    VMBACKUP_ASSIGN_OR_RETURN(
+        id, repo_.Store(BlobType::kTree, EncodePage(0, it->first * Span(0), it->second)));
+  }
+  stored_leaves_[it->first] = id;
+  dirty_leaves_.erase(it);
   return Status::Ok();
 }
 
@@ -175,6 +208,7 @@ Result<TreeRoot> TreeWriter::Finish() {
   std::map<uint64_t, std::vector<Id>> dirty = std::move(dirty_leaves_);
   for (int level = 0;; ++level) {
     std::map<uint64_t, Id> ids;
+    if (level == 0) ids = std::move(stored_leaves_);
     for (auto& [page, entries] : dirty) {
       Id id;  // zero for an all-zero page: never stored
       if (!AllZero(entries)) {

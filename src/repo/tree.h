@@ -46,7 +46,10 @@ Status ForEachTreeBlob(Repository& repo, const TreeRoot& root, uint64_t chunk_co
                        const std::function<bool(BlobType, const Id&)>& fn);
 
 // Builds the tree of a new point: starts from the parent's tree (or all zeros), takes chunk
-// ids, and at Finish() stores the pages that changed (with their ancestors). Not thread-safe.
+// ids, and at Finish() stores the pages that changed (with their ancestors). Memory stays
+// bounded on huge sparse disks: beyond kMaxDirtyLeaves changed leaves, the lowest is stored
+// early (backups write in disk order, so it is rarely touched again; when it is, it is read
+// back). Not thread-safe.
 class TreeWriter {
  public:
   TreeWriter(Repository& repo, uint64_t chunk_count, std::optional<TreeRoot> parent);
@@ -54,13 +57,16 @@ class TreeWriter {
   Result<TreeRoot> Finish();
 
  private:
+  static constexpr size_t kMaxDirtyLeaves = 128;  // 4 MiB of ids
   Result<std::vector<Id>> BasePage(int level, uint64_t page);
+  Status EvictLowestLeaf();
   Repository& repo_;
   uint64_t chunk_count_;
   int depth_;
   std::optional<TreeReader> parent_;
   std::optional<TreeRoot> parent_root_;
   std::map<uint64_t, std::vector<Id>> dirty_leaves_;
+  std::map<uint64_t, Id> stored_leaves_;  // changed leaves already stored
 };
 
 }  // namespace vmbackup::repo
