@@ -22,23 +22,43 @@ Id BlobCodec::IdOf(std::span<const uint8_t> plaintext) const {
   return key_ ? HmacSha256(key_->id, plaintext) : Sha256(plaintext);
 }
 
+namespace {
+
+// zstd contexts are costly to set up (a fresh one per 64 KiB chunk halves the speed), so each
+// thread keeps one of each for its life.
+struct ZstdContexts {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  std::vector<uint8_t> scratch;  // compression output, reused
+  ~ZstdContexts() {
+    ZSTD_freeCCtx(c);
+    ZSTD_freeDCtx(d);
+  }
+};
+
+ZstdContexts& Zstd() {
+  thread_local ZstdContexts contexts;
+  return contexts;
+}
+
+}  // namespace
+
 std::vector<uint8_t> BlobCodec::Encode(std::span<const uint8_t> plaintext,
                                        std::span<const uint8_t> aad, bool try_compress) const {
-  std::vector<uint8_t> body;
   uint8_t flags = 0;
+  std::span<const uint8_t> data = plaintext;
   if (try_compress && !plaintext.empty()) {
-    body.resize(ZSTD_compressBound(plaintext.size()));
-    size_t n = ZSTD_compress(body.data(), body.size(), plaintext.data(), plaintext.size(), level_);
+    ZstdContexts& z = Zstd();
+    if (z.scratch.size() < ZSTD_compressBound(plaintext.size()))
+      z.scratch.resize(ZSTD_compressBound(plaintext.size()));
+    size_t n = ZSTD_compressCCtx(z.c, z.scratch.data(), z.scratch.size(), plaintext.data(),
+                                 plaintext.size(), level_);
     // Keep compression only when it pays: at least 1/16 smaller.
     if (!ZSTD_isError(n) && n <= plaintext.size() - plaintext.size() / 16) {
-      body.resize(n);
+      data = std::span<const uint8_t>(z.scratch.data(), n);
       flags |= kBlobCompressed;
-    } else {
-      body.clear();
     }
   }
-  std::span<const uint8_t> data =
-      (flags & kBlobCompressed) ? std::span<const uint8_t>(body) : plaintext;
   std::vector<uint8_t> out;
   if (key_) {
     flags |= kBlobEncrypted;
@@ -63,22 +83,23 @@ Result<std::vector<uint8_t>> BlobCodec::Decode(std::span<const uint8_t> stored,
     return CorruptionError(key_ ? "blob is not encrypted in an encrypted repository"
                                 : "blob is encrypted: a key is needed");
   }
-  std::vector<uint8_t> data;
+  std::vector<uint8_t> opened;
+  std::span<const uint8_t> data = stored.subspan(1);
   if (flags & kBlobEncrypted) {
-    VMBACKUP_ASSIGN_OR_RETURN(data, AesGcmOpen(key_->enc, stored.subspan(1), aad));
-  } else {
-    data.assign(stored.begin() + 1, stored.end());
+    VMBACKUP_ASSIGN_OR_RETURN(opened, AesGcmOpen(key_->enc, data, aad));
+    data = opened;
   }
   if (!(flags & kBlobCompressed)) {
     if (data.size() > max_raw) return CorruptionError("blob larger than its index entry says");
-    return data;
+    if (opened.empty()) opened.assign(data.begin(), data.end());
+    return opened;
   }
   unsigned long long size = ZSTD_getFrameContentSize(data.data(), data.size());
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > max_raw) {
     return CorruptionError("compressed blob has a bad or oversized frame header");
   }
   std::vector<uint8_t> out(static_cast<size_t>(size));
-  size_t n = ZSTD_decompress(out.data(), out.size(), data.data(), data.size());
+  size_t n = ZSTD_decompressDCtx(Zstd().d, out.data(), out.size(), data.data(), data.size());
   if (ZSTD_isError(n) || n != size) {
     return CorruptionError(std::string("zstd: ") +
                            (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame"));

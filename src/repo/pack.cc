@@ -32,6 +32,15 @@ PackBuilder::PackBuilder(const BlobCodec& codec) : codec_(codec) {
   data_.assign(kPackMagic, kPackMagic + 8);
 }
 
+void PackBuilder::Recycle(std::vector<uint8_t>&& bytes) {
+  if (spares_.size() < 4) spares_.push_back(std::move(bytes));
+}
+
+void PackBuilder::Finished::Seal() {
+  id = Sha256(bytes);
+  for (PackEntry& e : entries) e.loc.pack = id;
+}
+
 void PackBuilder::Add(BlobType type, const Id& id, std::span<const uint8_t> stored,
                       uint32_t raw_length) {
   PackEntry e;
@@ -44,7 +53,7 @@ void PackBuilder::Add(BlobType type, const Id& id, std::span<const uint8_t> stor
   entries_.push_back(e);
 }
 
-PackBuilder::Finished PackBuilder::Finish() {
+PackBuilder::Finished PackBuilder::Finish(bool seal) {
   std::vector<uint8_t> trailer(entries_.size() * kPackEntrySize);
   for (size_t i = 0; i < entries_.size(); ++i) {
     uint8_t* p = trailer.data() + i * kPackEntrySize;
@@ -62,10 +71,16 @@ PackBuilder::Finished PackBuilder::Finish() {
   std::memcpy(tail + 4, kPackEndMagic, 8);
   data_.insert(data_.end(), tail, tail + 12);
   Finished f;
-  f.id = Sha256(data_);
   f.bytes = std::move(data_);
   f.entries = std::move(entries_);
-  for (PackEntry& e : f.entries) e.loc.pack = f.id;
+  if (seal) f.Seal();
+  // The next pack goes into a recycled buffer when there is one: fresh memory is slow to get
+  // (page faults, and on a VM the host's), and growing a buffer copies it.
+  if (!spares_.empty()) {
+    data_ = std::move(spares_.back());
+    spares_.pop_back();
+  }
+  data_.reserve(reserve_);
   data_.assign(kPackMagic, kPackMagic + 8);
   entries_.clear();
   return f;

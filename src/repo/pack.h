@@ -38,16 +38,28 @@ class PackBuilder {
   size_t bytes() const { return data_.size(); }
   size_t count() const { return entries_.size(); }
   // Appends the trailer; returns the pack's bytes, its id (H of the bytes) and its entries.
+  // With `seal` false the id is left for Finished::Seal(), so that a caller holding a lock
+  // can hash the pack after letting go of it.
   struct Finished {
     Id id;
     std::vector<uint8_t> bytes;
     std::vector<PackEntry> entries;
+    void Seal();  // computes the id and puts it into the entries
   };
-  Finished Finish();
+  Finished Finish(bool seal = true);
+  // Room for `bytes` so the buffer never grows by copying.
+  void Reserve(size_t bytes) {
+    reserve_ = bytes;
+    data_.reserve(bytes);
+  }
+  // Hands back the bytes of a saved pack: the next pack is built in the same memory.
+  void Recycle(std::vector<uint8_t>&& bytes);
 
  private:
   const BlobCodec& codec_;
   std::vector<uint8_t> data_;
+  std::vector<std::vector<uint8_t>> spares_;  // recycled pack buffers
+  size_t reserve_ = 0;
   std::vector<PackEntry> entries_;
 };
 

@@ -201,12 +201,14 @@ Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, 
 
 Status Repository::SavePack(std::unique_lock<std::mutex>& lock) {
   if (builder_.count() == 0) return Status::Ok();
-  PackBuilder::Finished f = builder_.Finish();
+  PackBuilder::Finished f = builder_.Finish(/*seal=*/false);
   ++saves_in_flight_;
   lock.unlock();
+  f.Seal();  // hashing 16 MiB takes a while: other writers keep storing meanwhile
   Status s = backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes);
   lock.lock();
   --saves_in_flight_;
+  builder_.Recycle(std::move(f.bytes));
   if (s.ok()) {
     unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
   } else if (save_error_.ok()) {
@@ -273,8 +275,13 @@ Result<std::vector<std::vector<uint8_t>>> Repository::LoadMany(BlobType type,
   std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
     return a.loc.pack != b.loc.pack ? a.loc.pack < b.loc.pack : a.loc.offset < b.loc.offset;
   });
-  // Read runs of adjacent blobs (at most 8 MiB each) with one request.
-  std::vector<std::vector<uint8_t>> stored(ids.size());
+  // Runs of adjacent blobs (at most 8 MiB each) are read with one request each. Worker
+  // threads take whole runs: each reads its run and decodes (decrypts, decompresses,
+  // re-hashes) the blobs in it, so reading and decoding overlap.
+  struct Run {
+    size_t first, last;  // items[first, last)
+  };
+  std::vector<Run> runs;
   constexpr uint64_t kMaxRun = 8 << 20;
   for (size_t a = 0; a < items.size();) {
     size_t b = a + 1;
@@ -285,38 +292,42 @@ Result<std::vector<std::vector<uint8_t>>> Repository::LoadMany(BlobType type,
       end += items[b].loc.stored_length;
       ++b;
     }
-    auto run = backend_->LoadRange({storage::ObjectType::kPack, items[a].loc.pack.Hex()},
-                                   items[a].loc.offset, end - items[a].loc.offset);
-    if (!run) {
-      return run.error().WithContext("blob " + ids[items[a].index].Hex() + " in pack " +
-                                     items[a].loc.pack.Hex());
-    }
-    for (size_t k = a; k < b; ++k) {
-      auto first = run->begin() + long(items[k].loc.offset - items[a].loc.offset);
-      stored[items[k].index].assign(first, first + items[k].loc.stored_length);
-    }
+    runs.push_back({a, b});
     a = b;
   }
-  // Decode on several threads.
   std::vector<std::vector<uint8_t>> out(ids.size());
   std::vector<Status> errors(ids.size());
   std::vector<BlobLocation> locs(ids.size());
   for (const Item& it : items) locs[it.index] = it.loc;
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < ids.size();) {
-      auto plain = codec_.Decode(stored[i], BlobAad(type, ids[i]), locs[i].raw_length);
-      if (!plain) {
-        errors[i] = plain.error();
-      } else if (plain->size() != locs[i].raw_length || codec_.IdOf(*plain) != ids[i]) {
-        errors[i] = CorruptionError("content does not match its id");
-      } else {
-        out[i] = std::move(*plain);
+    for (size_t r; (r = next.fetch_add(1)) < runs.size();) {
+      const Item& head = items[runs[r].first];
+      const Item& tail = items[runs[r].last - 1];
+      uint64_t end = tail.loc.offset + tail.loc.stored_length;
+      auto run = backend_->LoadRange({storage::ObjectType::kPack, head.loc.pack.Hex()},
+                                     head.loc.offset, end - head.loc.offset);
+      for (size_t k = runs[r].first; k < runs[r].last; ++k) {
+        const size_t i = items[k].index;
+        if (!run) {
+          errors[i] = run.error();
+          continue;
+        }
+        std::span<const uint8_t> stored(run->data() + (items[k].loc.offset - head.loc.offset),
+                                        items[k].loc.stored_length);
+        auto plain = codec_.Decode(stored, BlobAad(type, ids[i]), locs[i].raw_length);
+        if (!plain) {
+          errors[i] = plain.error();
+        } else if (plain->size() != locs[i].raw_length || codec_.IdOf(*plain) != ids[i]) {
+          errors[i] = CorruptionError("content does not match its id");
+        } else {
+          out[i] = std::move(*plain);
+        }
       }
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 1; t < threads && size_t(t) < ids.size(); ++t) pool.emplace_back(work);
+  for (int t = 1; t < threads && size_t(t) < runs.size(); ++t) pool.emplace_back(work);
   work();
   for (auto& th : pool) th.join();
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -72,7 +72,9 @@ class Repository {
 
  private:
   Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec)
-      : backend_(std::move(b)), codec_(std::move(codec)), builder_(codec_) {}
+      : backend_(std::move(b)), codec_(std::move(codec)), builder_(codec_) {
+    builder_.Reserve(kPackTarget + (1 << 20));
+  }
   Status LoadIndex();
   // Finishes the open pack and saves it outside the lock (other writers keep going); Flush
   // waits for saves in flight. Called and returns with `lock` held.
