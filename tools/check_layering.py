@@ -16,7 +16,11 @@ ALLOWED = {
     "storage": {"base"},
     "repo": {"storage", "base"},
     "catalog": {"repo", "storage", "base"},
-    "cli": {"host", "catalog", "repo", "storage", "format/vmdk", "io", "base"},
+    "hv": {"io", "base"},
+    "hv/vmhost": {"hv", "host", "format/vmdk", "io", "base"},
+    "engine": {"hv", "catalog", "repo", "storage", "io", "base"},
+    "cli": {"hv/vmhost", "hv", "engine", "host", "catalog", "repo", "storage", "format/vmdk",
+            "io", "base"},
 }
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")

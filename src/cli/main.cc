@@ -1,6 +1,7 @@
 // vmbackup: image-level virtual machine backup and restore.
 #include <CLI/CLI.hpp>
 
+#include "cli/backup_commands.h"
 #include "cli/output.h"
 #include "cli/repo_commands.h"
 #include "cli/vmdk_commands.h"
@@ -11,5 +12,6 @@ int main(int argc, char** argv) {
   int exit_code = vmbackup::cli::kExitOk;
   vmbackup::cli::AddVmdkCommands(app, &exit_code);
   vmbackup::cli::AddRepoCommands(app, &exit_code);
+  vmbackup::cli::AddBackupCommands(app, &exit_code);
   return vmbackup::cli::RunApp(app, argc, argv, exit_code, "vmbackup");
 }

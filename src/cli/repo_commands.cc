@@ -8,6 +8,7 @@
 #include "base/strings.h"
 #include "catalog/catalog.h"
 #include "cli/output.h"
+#include "cli/repo_access.h"
 #include "io/posix_file.h"
 #include "repo/gc.h"
 #include "repo/lock.h"
@@ -20,91 +21,6 @@ namespace vmbackup::cli {
 namespace {
 
 using nlohmann::json;
-
-struct RepoOpts {
-  std::string repo, key_file, passphrase_file, chunk_size = "64K", point, vm;
-  bool json = false, encrypt = false, dry_run = false;
-  repo::KeepPolicy keep;
-  std::string grace = "1h", since, until;
-  int limit = 50;
-  double repack_below = 0.5, lock_wait = 0;
-};
-
-std::string RepoDir(const RepoOpts& o) {
-  if (!o.repo.empty()) return o.repo;
-  const char* env = std::getenv("VMBACKUP_REPO");
-  return env ? env : "";
-}
-
-Result<repo::KeySource> Keys(const RepoOpts& o) {
-  repo::KeySource k;
-  k.key_file = o.key_file;
-  if (!o.passphrase_file.empty()) {
-    VMBACKUP_ASSIGN_OR_RETURN(std::string p, io::ReadSmallFile(o.passphrase_file, 4096));
-    while (!p.empty() && (p.back() == '\n' || p.back() == '\r')) p.pop_back();
-    k.passphrase = p;
-  } else if (const char* env = std::getenv("VMBACKUP_PASSPHRASE")) {
-    k.passphrase = env;
-  }
-  return k;
-}
-
-Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o) {
-  std::string dir = RepoDir(o);
-  if (dir.empty())
-    return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
-  VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Open(dir));
-  VMBACKUP_ASSIGN_OR_RETURN(repo::KeySource keys, Keys(o));
-  return repo::Repository::Open(std::move(backend), keys);
-}
-
-// The repository's catalog (<repository>/catalog.db), brought up to date.
-Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto cat, catalog::Catalog::Open(RepoDir(o) + "/catalog.db", r.id()));
-  VMBACKUP_RETURN_IF_ERROR(cat->Sync(r).status());
-  return cat;
-}
-
-// Runs `fn` as a job recorded in the catalog's history.
-Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
-             const std::function<Status()>& fn) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(o, r));
-  VMBACKUP_ASSIGN_OR_RETURN(int64_t job, cat->StartJob(kind, o.vm));
-  Status s = fn();
-  Status recorded = cat->FinishJob(job, s);
-  if (s.ok()) VMBACKUP_RETURN_IF_ERROR(cat->Sync(r).status());
-  return s.ok() ? recorded : s;
-}
-
-// A repository opened under the exclusive lock of prune or gc. The lock is taken before the
-// index is loaded; members go in reverse order: repository, lock, then the lock's backend.
-struct ExclusiveRepo {
-  std::unique_ptr<storage::Backend> lock_backend;
-  std::unique_ptr<repo::RepoLock> lock;
-  std::unique_ptr<repo::Repository> repo;
-};
-
-Result<ExclusiveRepo> OpenExclusive(const RepoOpts& o, const char* purpose) {
-  std::string dir = RepoDir(o);
-  if (dir.empty())
-    return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
-  ExclusiveRepo x;
-  VMBACKUP_ASSIGN_OR_RETURN(x.lock_backend, storage::LocalBackend::Open(dir));
-  VMBACKUP_ASSIGN_OR_RETURN(x.lock,
-                            repo::RepoLock::Acquire(*x.lock_backend, {true, purpose, o.lock_wait}));
-  for (const auto& b : x.lock->broken())
-    std::fprintf(stderr, "vmbackup: removed a stale %s\n", repo::DescribeLock(b).c_str());
-  VMBACKUP_ASSIGN_OR_RETURN(x.repo, OpenRepo(o));
-  return x;
-}
-
-template <class Fn>
-void Bind(CLI::App* cmd, int* exit_code, Fn fn) {
-  cmd->callback([exit_code, fn] {
-    Status s = fn();
-    *exit_code = s.ok() ? kExitOk : ReportError(s);
-  });
-}
 
 }  // namespace
 
@@ -306,7 +222,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   Bind(c, exit_code, [o]() -> Status {
     // A wrong policy is refused before anything is locked or recorded.
     if (o->keep.empty()) return repo::PlanPrune({}, o->keep).status();
-    VMBACKUP_ASSIGN_OR_RETURN(ExclusiveRepo x, OpenExclusive(*o, "prune"));
+    VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(*o, true, "prune"));
     repo::PruneReport r;
     auto run = [&]() -> Status {
       VMBACKUP_ASSIGN_OR_RETURN(r, repo::Prune(*x.repo, o->keep, o->vm, o->dry_run));
@@ -357,7 +273,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(g.grace_seconds, ParseDuration(o->grace));
     g.repack_below = o->repack_below;
     g.dry_run = o->dry_run;
-    VMBACKUP_ASSIGN_OR_RETURN(ExclusiveRepo x, OpenExclusive(*o, "gc"));
+    VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(*o, true, "gc"));
     repo::GcReport r;
     auto run = [&]() -> Status {
       VMBACKUP_ASSIGN_OR_RETURN(r, repo::CollectGarbage(*x.repo, g));

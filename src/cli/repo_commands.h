@@ -1,4 +1,4 @@
-// `vmbackup init|list|show|protect`: the repository commands that exist so far.
+// `vmbackup init|list|show|protect|verify|check|prune|gc|jobs`: the repository commands.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -53,7 +53,9 @@ json RecordJson(const Point& p) {
           {"consistency", p.consistency},
           {"snapshot", p.snapshot},
           {"config", ToHex({reinterpret_cast<const uint8_t*>(p.config.data()), p.config.size()})},
-          {"disks", disks}};
+          {"disks", disks},
+          {"stats", p.stats},
+          {"timings", p.timings}};
 }
 
 Result<Point> FromJson(const json& j) {
@@ -69,6 +71,8 @@ Result<Point> FromJson(const json& j) {
     p.notes = j.value("notes", "");
     p.consistency = j.value("consistency", "crash");
     p.snapshot = j.value("snapshot", "");
+    if (j.contains("stats") && j["stats"].is_object()) p.stats = j["stats"];
+    if (j.contains("timings") && j["timings"].is_object()) p.timings = j["timings"];
     VMBACKUP_ASSIGN_OR_RETURN(auto cfg, FromHex(j.value("config", "")));
     p.config.assign(cfg.begin(), cfg.end());
     for (const json& d : j.at("disks")) {
@@ -159,18 +163,23 @@ Result<std::unique_ptr<PointWriter>> PointWriter::Start(Repository& repo, Point 
   return w;
 }
 
-Result<size_t> PointWriter::AddDisk(const PointDisk& spec) {
+std::optional<PointDisk> PointWriter::ParentDisk(int key, uint64_t capacity) const {
+  if (!parent_) return std::nullopt;
+  for (const PointDisk& pd : parent_->disks) {
+    if (pd.key == key && pd.capacity == capacity && pd.chunk_size == repo_.chunk_size()) return pd;
+  }
+  return std::nullopt;
+}
+
+Result<size_t> PointWriter::AddDisk(const PointDisk& spec, bool from_parent) {
   std::lock_guard<std::mutex> l(mu_);
   PointDisk d = spec;
   d.chunk_size = repo_.chunk_size();
   if (d.capacity == 0) return InvalidArgumentError("a disk needs a capacity");
   uint64_t chunks = DivRoundUp(d.capacity, d.chunk_size);
   std::optional<TreeRoot> base;
-  if (parent_) {
-    for (const PointDisk& pd : parent_->disks) {
-      if (pd.key == d.key && pd.capacity == d.capacity && pd.chunk_size == d.chunk_size)
-        base = pd.tree;
-    }
+  if (from_parent) {
+    if (auto pd = ParentDisk(d.key, d.capacity)) base = pd->tree;
   }
   trees_.push_back(std::make_unique<TreeWriter>(repo_, chunks, base));
   point_.disks.push_back(d);
@@ -217,8 +226,28 @@ Status PointWriter::MarkZero(size_t disk, uint64_t offset, uint64_t length) {
   return Status::Ok();
 }
 
+Status PointWriter::SetDiskStats(size_t disk, uint64_t bytes_scanned, uint64_t bytes_new) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (disk >= point_.disks.size()) return InvalidArgumentError("no such disk in this point");
+  point_.disks[disk].bytes_scanned = bytes_scanned;
+  point_.disks[disk].bytes_new = bytes_new;
+  return Status::Ok();
+}
+
+void PointWriter::SetRecordExtras(nlohmann::json stats, nlohmann::json timings) {
+  std::lock_guard<std::mutex> l(mu_);
+  point_.stats = std::move(stats);
+  point_.timings = std::move(timings);
+}
+
+void PointWriter::Abandon() {
+  std::lock_guard<std::mutex> l(mu_);
+  abandoned_ = true;
+}
+
 Result<Point> PointWriter::Commit() {
   std::lock_guard<std::mutex> l(mu_);
+  if (abandoned_) return InvalidArgumentError("the point was abandoned");
   // Commit order: chunk packs and their index, then tree pages (packs + index), then the point.
   VMBACKUP_RETURN_IF_ERROR(repo_.Flush());
   for (size_t i = 0; i < trees_.size(); ++i) {
@@ -272,6 +301,11 @@ Status PointDiskReader::Read(uint64_t offset, std::span<uint8_t> buf) {
     std::memcpy(buf.data() + (from - offset), chunk.data() + (from - chunk_start), to - from);
   }
   return Status::Ok();
+}
+
+Result<Id> PointDiskReader::ChunkIdAt(uint64_t offset) {
+  if (offset >= disk_.capacity) return InvalidArgumentError("offset past the end of the disk");
+  return tree_.ChunkAt(offset / disk_.chunk_size);
 }
 
 Result<ExtentSet> PointDiskReader::Allocated(uint64_t offset, uint64_t length) {

@@ -30,7 +30,9 @@ struct Point {
   std::string created;
   std::string parent;  // empty: none
   std::string notes, consistency = "crash", snapshot;
-  std::string config;  // the VM configuration blob, as stored (base64 in the record)
+  std::string config;  // the VM configuration blob, as stored (hex in the record)
+  nlohmann::json stats = nlohmann::json::object();    // the job's statistics
+  nlohmann::json timings = nlohmann::json::object();  // seconds per stage
   std::vector<PointDisk> disks;
   bool is_protected = false;  // from the marker object, not the record
 };
@@ -49,8 +51,16 @@ Status ProtectPoint(Repository& repo, const std::string& id);
 class PointWriter {
  public:
   static Result<std::unique_ptr<PointWriter>> Start(Repository& repo, Point meta);
-  // Returns the disk's index in the point.
-  Result<size_t> AddDisk(const PointDisk& disk);
+  // Returns the disk's index in the point. With `from_parent`, the disk starts as the parent
+  // point's disk of the same key and capacity (an incremental); otherwise as zeros (a full).
+  Result<size_t> AddDisk(const PointDisk& disk, bool from_parent = true);
+  const std::optional<Point>& parent() const { return parent_; }
+  // The record's "stats" and "timings", set before Commit.
+  void SetRecordExtras(nlohmann::json stats, nlohmann::json timings);
+  // The disk as the parent point has it (same key and capacity), if it does.
+  std::optional<PointDisk> ParentDisk(int key, uint64_t capacity) const;
+  // The disk's byte counts in the record, known once it is written.
+  Status SetDiskStats(size_t disk, uint64_t bytes_scanned, uint64_t bytes_new);
   // `offset` on the chunk grid; `data` one chunk (shorter only at the end of the disk).
   Status WriteChunk(size_t disk, uint64_t offset, std::span<const uint8_t> data,
                     bool* is_new = nullptr);
@@ -58,6 +68,9 @@ class PointWriter {
   Status MarkZero(size_t disk, uint64_t offset, uint64_t length);
   // Flushes packs and index, stores the trees, flushes again, saves the point record.
   Result<Point> Commit();
+  // Gives the point up: nothing more is written, Commit fails. Chunks stored so far stay as
+  // unreferenced data until gc (as after a crash). Destroying an uncommitted writer is the same.
+  void Abandon();
 
  private:
   PointWriter(Repository& repo, Point meta) : repo_(repo), point_(std::move(meta)) {}
@@ -67,6 +80,7 @@ class PointWriter {
   std::optional<Point> parent_;
   std::mutex mu_;
   std::vector<std::unique_ptr<TreeWriter>> trees_;
+  bool abandoned_ = false;
 };
 
 // Reads one disk of a point. Not thread-safe (one reader per thread).
@@ -78,6 +92,10 @@ class PointDiskReader {
   Status Read(uint64_t offset, std::span<uint8_t> buf);
   // The chunk-aligned ranges that hold data (every other byte reads as zero).
   Result<ExtentSet> Allocated(uint64_t offset, uint64_t length);
+  // The id of the chunk holding byte `offset` (zero for an all-zero chunk): what a restored
+  // copy's chunk must hash to (Repository::codec().IdOf).
+  Result<Id> ChunkIdAt(uint64_t offset);
+  uint64_t chunk_size() const { return disk_.chunk_size; }
 
  private:
   PointDiskReader(Repository& repo, const PointDisk& d)

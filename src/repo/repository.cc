@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -174,8 +175,19 @@ bool Repository::Has(const Id& id) const {
   return pending_.count(id) != 0;
 }
 
+namespace {
+uint64_t NowNs() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+}  // namespace
+
 Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, bool* is_new) {
+  const uint64_t t0 = NowNs();
   Id id = codec_.IdOf(plaintext);
+  const uint64_t t1 = NowNs();
+  hash_ns_ += t1 - t0;
   if (Has(id)) {
     if (is_new) *is_new = false;
     std::lock_guard<std::mutex> l(mu_);
@@ -184,6 +196,7 @@ Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, 
   }
   // Encoding (compression, encryption) runs outside the lock.
   std::vector<uint8_t> stored = codec_.Encode(plaintext, BlobAad(type, id));
+  encode_ns_ += NowNs() - t1;
   std::unique_lock<std::mutex> l(mu_);
   if (!pending_.insert(id).second) {  // another thread stored it meanwhile
     if (is_new) *is_new = false;
@@ -204,8 +217,10 @@ Status Repository::SavePack(std::unique_lock<std::mutex>& lock) {
   PackBuilder::Finished f = builder_.Finish(/*seal=*/false);
   ++saves_in_flight_;
   lock.unlock();
+  const uint64_t t0 = NowNs();
   f.Seal();  // hashing 16 MiB takes a while: other writers keep storing meanwhile
   Status s = backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes);
+  pack_write_ns_ += NowNs() - t0;
   lock.lock();
   --saves_in_flight_;
   builder_.Recycle(std::move(f.bytes));
@@ -342,7 +357,11 @@ Result<std::vector<std::vector<uint8_t>>> Repository::LoadMany(BlobType type,
 
 RepoStats Repository::stats() const {
   std::lock_guard<std::mutex> l(mu_);
-  return stats_;
+  RepoStats s = stats_;
+  s.hash_ns = hash_ns_;
+  s.encode_ns = encode_ns_;
+  s.pack_write_ns = pack_write_ns_;
+  return s;
 }
 
 }  // namespace vmbackup::repo

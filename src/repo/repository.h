@@ -4,6 +4,7 @@
 // in commit order (packs, then the index files that cover them). Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <optional>
@@ -31,6 +32,8 @@ struct InitOptions {
 struct RepoStats {
   uint64_t blobs_stored = 0, blobs_deduplicated = 0;
   uint64_t bytes_raw_stored = 0, bytes_packed = 0;
+  // Time spent, summed over threads: hashing, compressing and encrypting, writing packs.
+  uint64_t hash_ns = 0, encode_ns = 0, pack_write_ns = 0;
 };
 
 class Repository {
@@ -93,6 +96,7 @@ class Repository {
   Status save_error_;
   std::condition_variable saved_;
   RepoStats stats_;
+  std::atomic<uint64_t> hash_ns_{0}, encode_ns_{0}, pack_write_ns_{0};
   std::vector<std::string> index_problems_;
 };
 

@@ -1,0 +1,293 @@
+#include "cli/backup_commands.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/strings.h"
+#include "cli/repo_access.h"
+#include "engine/backup.h"
+#include "engine/restore.h"
+#include "hv/vmhost/vmhost_driver.h"
+
+namespace vmbackup::cli {
+namespace {
+
+using nlohmann::json;
+
+struct BackupOpts {
+  RepoOpts repo;
+  std::string source, transport = "san:hotadd:nbdssl:nbd", to_file, name, vm;
+  bool quiesce = false, allow_crash = false, full = false, no_fallback = false;
+  bool to_vm = false, in_place = false, verify = false, progress = true;
+  int disk = 2000, parallel_disks = 2, reads_in_flight = 4;
+  std::string notes;
+};
+
+// SIGINT and SIGTERM ask the running job to stop; it then removes its snapshot and exits.
+std::atomic<bool> g_cancel{false};
+void OnSignal(int) { g_cancel = true; }
+void CatchSignals() {
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// The one place that turns a source URI into a driver.
+Result<std::unique_ptr<hv::Hypervisor>> Connect(const std::string& uri) {
+  if (uri.empty()) return InvalidArgumentError("give the source with --source URI");
+  if (uri.rfind("vmhost://", 0) == 0) {
+    VMBACKUP_ASSIGN_OR_RETURN(auto d, hv::VmhostDriver::Connect(uri));
+    return std::unique_ptr<hv::Hypervisor>(std::move(d));
+  }
+  if (uri.rfind("libvirt://", 0) == 0 || uri.rfind("qemu://", 0) == 0 ||
+      uri.rfind("vsphere://", 0) == 0) {
+    return NotSupportedError("source '" + uri + "': this build has only the vmhost driver");
+  }
+  return InvalidArgumentError("source '" + uri +
+                              "': expected vmhost:///DATASTORE (libvirt and vsphere to come)");
+}
+
+std::string Rate(uint64_t bytes, double seconds) {
+  return seconds > 0 ? HumanBytes(uint64_t(double(bytes) / seconds)) + "/s" : "-";
+}
+
+// One line per disk on a terminal, redrawn in place.
+void DrawProgress(const std::vector<engine::DiskProgress*>& disks, double seconds) {
+  std::string line;
+  for (const auto* d : disks) {
+    uint64_t total = d->total, done = d->done;
+    int pct = total ? int(done * 100 / total) : 100;
+    double rate = seconds > 0 ? double(done) / seconds : 0;
+    double eta = rate > 0 ? double(total - std::min(total, done)) / rate : 0;
+    line += StrFormat("disk %d %3d%% %s/%s %s ETA %.0fs  ", d->device_key, pct,
+                      HumanBytes(done).c_str(), HumanBytes(total).c_str(),
+                      Rate(done, seconds).c_str(), eta);
+  }
+  std::fprintf(stderr, "\r%s", line.c_str());
+  std::fflush(stderr);
+}
+
+json BackupJson(const engine::BackupReport& r) {
+  json disks = json::array();
+  for (const auto& d : r.disks) {
+    disks.push_back({{"key", d.device_key},
+                     {"label", d.label},
+                     {"mode", d.mode},
+                     {"full_reason", d.full_reason},
+                     {"transport", d.transport},
+                     {"capacity", d.capacity},
+                     {"change_id", d.change_id},
+                     {"bytes_changed", d.bytes_changed},
+                     {"bytes_read", d.bytes_read},
+                     {"bytes_zero", d.bytes_zero},
+                     {"bytes_new", d.bytes_new},
+                     {"bytes_deduplicated", d.bytes_deduplicated},
+                     {"cbt_queries", d.cbt_queries},
+                     {"seconds", d.seconds},
+                     {"read_seconds", d.read_seconds},
+                     {"store_seconds", d.store_seconds}});
+  }
+  return {{"point", r.point},
+          {"vm", r.vm},
+          {"parent", r.parent},
+          {"snapshot", r.snapshot},
+          {"consistency", r.consistency},
+          {"disks", disks},
+          {"notes", r.notes},
+          {"bytes_stored", r.bytes_stored},
+          {"seconds", r.seconds},
+          {"timings",
+           {{"hashing", r.hash_seconds},
+            {"compression", r.compress_seconds},
+            {"repository_write", r.pack_write_seconds}}}};
+}
+
+void PrintBackup(const engine::BackupReport& r) {
+  std::printf("backup of %s: point %s (%s-consistent, snapshot %s removed)%s\n", r.vm.c_str(),
+              r.point.c_str(), r.consistency.c_str(), r.snapshot.c_str(),
+              r.parent.empty() ? "" : (", parent " + r.parent).c_str());
+  for (const auto& n : r.notes) std::printf("  note: %s\n", n.c_str());
+  for (const auto& d : r.disks) {
+    std::printf("  disk %d (%s, %s): %s%s via %s\n", d.device_key, d.label.c_str(),
+                HumanBytes(d.capacity).c_str(), d.mode.c_str(),
+                d.full_reason.empty() ? "" : (" because " + d.full_reason).c_str(),
+                d.transport.c_str());
+    std::printf(
+        "    changed %s, read %s, zero %s, new %s, deduplicated %s; %d CBT queries; %.2f s "
+        "(%s)\n",
+        HumanBytes(d.bytes_changed).c_str(), HumanBytes(d.bytes_read).c_str(),
+        HumanBytes(d.bytes_zero).c_str(), HumanBytes(d.bytes_new).c_str(),
+        HumanBytes(d.bytes_deduplicated).c_str(), d.cbt_queries, d.seconds,
+        Rate(d.bytes_read, d.seconds).c_str());
+  }
+  double read = 0;
+  for (const auto& d : r.disks) read += d.read_seconds;
+  std::printf(
+      "  time %.2f s; stages (summed over threads): source read %.2f s, hashing %.2f s, "
+      "compression %.2f s, repository write %.2f s; repository grew by %s\n",
+      r.seconds, read, r.hash_seconds, r.compress_seconds, r.pack_write_seconds,
+      HumanBytes(r.bytes_stored).c_str());
+}
+
+json RestoreJson(const engine::RestoreReport& r) {
+  json disks = json::array();
+  for (const auto& d : r.disks) {
+    disks.push_back({{"key", d.device_key},
+                     {"capacity", d.capacity},
+                     {"target", d.target},
+                     {"transport", d.transport},
+                     {"mode", d.mode},
+                     {"why_whole", d.why_whole},
+                     {"bytes_planned", d.bytes_planned},
+                     {"bytes_written", d.bytes_written},
+                     {"verified", d.verified},
+                     {"seconds", d.seconds}});
+  }
+  return {{"point", r.point},
+          {"target", r.target},
+          {"disks", disks},
+          {"notes", r.notes},
+          {"seconds", r.seconds}};
+}
+
+void PrintRestore(const engine::RestoreReport& r) {
+  std::printf("restored point %s to %s\n", r.point.c_str(), r.target.c_str());
+  for (const auto& n : r.notes) std::printf("  note: %s\n", n.c_str());
+  for (const auto& d : r.disks) {
+    std::printf("  disk %d (%s) -> %s%s: %s, wrote %s of %s considered%s; %.2f s (%s)\n",
+                d.device_key, HumanBytes(d.capacity).c_str(), d.target.c_str(),
+                d.transport.empty() ? "" : (" via " + d.transport).c_str(), d.mode.c_str(),
+                HumanBytes(d.bytes_written).c_str(), HumanBytes(d.bytes_planned).c_str(),
+                d.verified ? ", verified" : "", d.seconds,
+                Rate(d.bytes_written, d.seconds).c_str());
+  }
+}
+
+}  // namespace
+
+void AddBackupCommands(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<BackupOpts>();
+  auto common = [o](CLI::App* c) {
+    c->add_option("--repo", o->repo.repo, "repository folder (or VMBACKUP_REPO)");
+    c->add_option("--key-file", o->repo.key_file, "key file of an encrypted repository");
+    c->add_option("--passphrase-file", o->repo.passphrase_file,
+                  "file holding the passphrase (or VMBACKUP_PASSPHRASE)");
+    c->add_flag("--json", o->repo.json, "machine-readable output");
+    c->add_option("--transport", o->transport,
+                  "transport modes to try, in order (default san:hotadd:nbdssl:nbd)");
+    c->add_option("--lock-wait", o->repo.lock_wait,
+                  "seconds to wait while gc or prune holds the repository");
+  };
+
+  CLI::App* c = app.add_subcommand("backup", "back up a VM into a new restore point");
+  common(c);
+  c->add_option("--source", o->source, "the host: vmhost:///DATASTORE")->required();
+  c->add_option("--vm", o->vm, "the VM's name")->required();
+  c->add_flag("--quiesce", o->quiesce, "quiesce the guest's file systems for the snapshot");
+  c->add_flag("--allow-crash-consistent", o->allow_crash,
+              "with --quiesce: go on crash-consistent when quiescing fails");
+  c->add_flag("--full", o->full, "read every allocated block, not only what changed");
+  c->add_flag("--no-full-fallback", o->no_fallback,
+              "fail when change tracking cannot give an incremental, instead of a full");
+  c->add_option("--parallel-disks", o->parallel_disks, "disks read at once (default 2)");
+  c->add_option("--reads-in-flight", o->reads_in_flight, "read requests per disk (default 4)");
+  c->add_option("--notes", o->notes, "free-form notes kept with the point");
+  c->add_flag("!--no-progress", o->progress, "no progress display on a terminal");
+  Bind(c, exit_code, [o]() -> Status {
+    engine::BackupOptions bo;
+    bo.vm = o->vm;
+    bo.quiesce = o->quiesce;
+    bo.allow_crash_consistent = o->allow_crash;
+    bo.force_full = o->full;
+    bo.no_full_fallback = o->no_fallback;
+    bo.parallel_disks = o->parallel_disks;
+    bo.reads_in_flight = o->reads_in_flight;
+    bo.notes = o->notes;
+    bo.cancel = &g_cancel;
+    VMBACKUP_ASSIGN_OR_RETURN(bo.transports, hv::ParseTransportList(o->transport));
+    VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
+    o->repo.vm = o->vm;
+    VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "backup " + o->vm));
+    CatchSignals();
+    engine::BackupReport report;
+    const bool tty = o->progress && !o->repo.json && ::isatty(2);
+    auto started = std::chrono::steady_clock::now();
+    engine::ProgressFn progress;
+    if (tty) {
+      progress = [started](const std::vector<engine::DiskProgress*>& disks) {
+        DrawProgress(
+            disks,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      };
+    }
+    Status s = AsJob(o->repo, *x.repo, "backup", [&]() -> Status {
+      VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(o->repo, *x.repo));
+      VMBACKUP_ASSIGN_OR_RETURN(report, engine::RunBackup(*hv, *x.repo, cat.get(), bo, progress));
+      return Status::Ok();
+    });
+    if (tty) std::fprintf(stderr, "\n");
+    VMBACKUP_RETURN_IF_ERROR(s);
+    if (o->repo.json) {
+      std::printf("%s\n", BackupJson(report).dump(2).c_str());
+    } else {
+      PrintBackup(report);
+    }
+    return Status::Ok();
+  });
+
+  c = app.add_subcommand("restore", "restore a point to files, to a new VM, or in place");
+  common(c);
+  c->add_option("POINT", o->repo.point, "the restore point")->required();
+  c->add_option("--to-file", o->to_file, "write one disk (--disk) to this new raw file");
+  c->add_option("--disk", o->disk, "the disk's device key for --to-file (default 2000)");
+  c->add_flag("--to-vm", o->to_vm, "create a new VM (--name) on --source with the point's disks");
+  c->add_option("--name", o->name, "the new VM's name for --to-vm");
+  c->add_flag("--in-place", o->in_place,
+              "write back into the VM the point came from (powered off), only what changed");
+  c->add_option("--vm", o->vm, "with --in-place: another VM than the point's");
+  c->add_option("--source", o->source, "the host for --to-vm and --in-place");
+  c->add_flag("--verify", o->verify, "re-read what was written and check it against the point");
+  Bind(c, exit_code, [o]() -> Status {
+    int targets = int(!o->to_file.empty()) + int(o->to_vm) + int(o->in_place);
+    if (targets != 1)
+      return InvalidArgumentError("give exactly one of --to-file, --to-vm, --in-place");
+    if (o->to_vm && o->name.empty()) return InvalidArgumentError("--to-vm needs --name NEW_VM");
+    engine::RestoreOptions ro;
+    ro.verify = o->verify;
+    ro.cancel = &g_cancel;
+    VMBACKUP_ASSIGN_OR_RETURN(ro.transports, hv::ParseTransportList(o->transport));
+    VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "restore"));
+    VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*x.repo, o->repo.point));
+    o->repo.vm = point.vm_name;
+    CatchSignals();
+    engine::RestoreReport report;
+    Status s = AsJob(o->repo, *x.repo, "restore", [&]() -> Status {
+      if (!o->to_file.empty()) {
+        VMBACKUP_ASSIGN_OR_RETURN(report,
+                                  engine::RestoreToFile(*x.repo, point, o->disk, o->to_file, ro));
+        return Status::Ok();
+      }
+      VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
+      if (o->to_vm) {
+        VMBACKUP_ASSIGN_OR_RETURN(report, engine::RestoreToNewVm(*hv, *x.repo, point, o->name, ro));
+      } else {
+        VMBACKUP_ASSIGN_OR_RETURN(report, engine::RestoreInPlace(*hv, *x.repo, point, o->vm, ro));
+      }
+      return Status::Ok();
+    });
+    VMBACKUP_RETURN_IF_ERROR(s);
+    if (o->repo.json) {
+      std::printf("%s\n", RestoreJson(report).dump(2).c_str());
+    } else {
+      PrintRestore(report);
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace vmbackup::cli

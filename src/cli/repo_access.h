@@ -1,0 +1,54 @@
+// Opening a repository from the command line: options, keys, the catalog, locks, and jobs
+// recorded in the catalog's history. Shared by the repository and backup commands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "catalog/catalog.h"
+#include "repo/lock.h"
+#include "repo/prune.h"
+#include "repo/repository.h"
+#include "storage/backend.h"
+
+namespace vmbackup::cli {
+
+struct RepoOpts {
+  std::string repo, key_file, passphrase_file, chunk_size = "64K", point, vm;
+  bool json = false, encrypt = false, dry_run = false;
+  repo::KeepPolicy keep;
+  std::string grace = "1h", since, until;
+  int limit = 50;
+  double repack_below = 0.5, lock_wait = 0;
+};
+
+// --repo, or VMBACKUP_REPO; empty when neither is given.
+std::string RepoDir(const RepoOpts& o);
+Result<repo::KeySource> Keys(const RepoOpts& o);
+Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o);
+// The repository's catalog (<repository>/catalog.db), brought up to date.
+Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r);
+// Runs `fn` as a job of `kind` recorded in the catalog's history (for VM o.vm).
+Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
+             const std::function<Status()>& fn);
+
+// A repository opened under a lock, taken before the index is loaded. Members go in reverse
+// order: repository, lock, then the lock's backend.
+struct LockedRepo {
+  std::unique_ptr<storage::Backend> lock_backend;
+  std::unique_ptr<repo::RepoLock> lock;
+  std::unique_ptr<repo::Repository> repo;
+};
+// Stale locks removed on the way are reported on stderr.
+Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::string& purpose);
+
+// Makes `fn` the callback of `cmd`; its status becomes the exit code.
+int ExitCodeOf(const Status& s);
+template <class Fn>
+void Bind(CLI::App* cmd, int* exit_code, Fn fn) {
+  cmd->callback([exit_code, fn] { *exit_code = ExitCodeOf(fn()); });
+}
+
+}  // namespace vmbackup::cli

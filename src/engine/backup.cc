@@ -1,0 +1,352 @@
+#include "engine/backup.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "base/strings.h"
+#include "hv/changed_areas.h"
+
+namespace vmbackup::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+bool Cancelled(const BackupOptions& o) { return o.cancel && o.cancel->load(); }
+
+// Removes the snapshot when the job ends, whatever way it ends.
+class SnapshotGuard {
+ public:
+  SnapshotGuard(hv::Hypervisor& hv, const hv::VmInfo& vm) : hv_(hv), vm_(vm) {}
+  ~SnapshotGuard() {
+    if (snapshot_) Remove().IgnoreError();  // the error path already reports the first error
+  }
+  void Set(hv::SnapshotRef s) { snapshot_ = std::move(s); }
+  Status Remove() {
+    if (!snapshot_) return Status::Ok();
+    Status s = hv_.RemoveSnapshot(vm_, *snapshot_);
+    snapshot_.reset();
+    return s;
+  }
+
+ private:
+  hv::Hypervisor& hv_;
+  const hv::VmInfo& vm_;
+  std::optional<hv::SnapshotRef> snapshot_;
+};
+
+// One read request: [offset, offset+length), on the chunk grid, at most max_read long.
+struct Request {
+  uint64_t offset, length;
+};
+
+std::vector<Request> SplitRequests(const ExtentSet& set, uint64_t max_read) {
+  std::vector<Request> out;
+  for (const Extent& e : set) {
+    for (uint64_t o = e.offset; o < e.end(); o += max_read)
+      out.push_back({o, std::min(max_read, e.end() - o)});
+  }
+  return out;
+}
+
+// Reads `plan.read` from the disk and writes it into the point; records `plan.zeros`.
+Status CopyDisk(hv::DiskAccess& disk, repo::PointWriter& writer, size_t index,
+                const hv::DiskPlan& plan, uint64_t chunk, const BackupOptions& o,
+                DiskProgress& progress, DiskReport& report) {
+  for (const Extent& z : plan.zeros) {
+    VMBACKUP_RETURN_IF_ERROR(writer.MarkZero(index, z.offset, z.length));
+    report.bytes_zero += z.length;
+  }
+  const std::vector<Request> requests = SplitRequests(plan.read, o.max_read);
+  // Several requests in flight: workers take requests in disk order; reads are serialized
+  // on the DiskAccess (one connection), hashing, compression and storing run in parallel.
+  std::mutex disk_mu, report_mu;
+  std::atomic<size_t> next{0};
+  Status first_error;
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    std::vector<uint8_t> buf;
+    double read_s = 0, store_s = 0;
+    uint64_t zero = 0, fresh = 0, dedup = 0, read = 0;
+    for (size_t i; !failed && (i = next.fetch_add(1)) < requests.size();) {
+      const Request& r = requests[i];
+      Status s;
+      if (Cancelled(o)) s = CancelledError("backup interrupted");
+      buf.resize(r.length);
+      auto t0 = Clock::now();
+      if (s.ok()) {
+        std::lock_guard<std::mutex> l(disk_mu);
+        s = disk.ReadAt(r.offset, buf);
+      }
+      read_s += Since(t0);
+      read += r.length;
+      t0 = Clock::now();
+      for (uint64_t c = 0; s.ok() && c < r.length; c += chunk) {
+        std::span<const uint8_t> piece(buf.data() + c, std::min(chunk, r.length - c));
+        bool is_new = false;
+        s = writer.WriteChunk(index, r.offset + c, piece, &is_new);
+        if (IsAllZero(piece.data(), piece.size())) {
+          zero += piece.size();
+        } else if (is_new) {
+          fresh += piece.size();
+        } else {
+          dedup += piece.size();
+        }
+      }
+      store_s += Since(t0);
+      progress.done += r.length;
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> l(report_mu);
+        if (first_error.ok())
+          first_error = s.WithContext(
+              StrFormat("disk %d at %llu", report.device_key, (unsigned long long)r.offset));
+        failed = true;
+      }
+    }
+    std::lock_guard<std::mutex> l(report_mu);
+    report.read_seconds += read_s;
+    report.store_seconds += store_s;
+    report.bytes_zero += zero;
+    report.bytes_new += fresh;
+    report.bytes_deduplicated += dedup;
+    report.bytes_read += read;
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::max(1, o.reads_in_flight); ++t) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  return first_error;
+}
+
+struct DiskJob {
+  hv::DiskInfo info;
+  DiskReport report;
+  DiskProgress progress;
+  Status status;
+};
+
+Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRef& snap,
+                  repo::PointWriter& writer, uint64_t chunk, const BackupOptions& o, DiskJob& job) {
+  const auto t0 = Clock::now();
+  const hv::DiskInfo& d = job.info;
+  DiskReport& r = job.report;
+  r.device_key = d.device_key;
+  r.label = d.label;
+  r.capacity = d.capacity;
+
+  // Incremental when the parent point has this disk with a change id and the same capacity,
+  // and the host still knows that change id; otherwise an allocated-blocks full.
+  std::optional<repo::PointDisk> parent = writer.ParentDisk(d.device_key, d.capacity);
+  std::optional<ExtentSet> changed;
+  if (o.force_full) {
+    r.full_reason = "--full was given";
+  } else if (!parent) {
+    r.full_reason = "no earlier point has this disk";
+    if (writer.parent()) {
+      for (const auto& pd : writer.parent()->disks) {
+        if (pd.key == d.device_key && pd.capacity != d.capacity) {
+          r.full_reason =
+              StrFormat("the disk was resized from %s to %s since the last point",
+                        HumanBytes(pd.capacity).c_str(), HumanBytes(d.capacity).c_str());
+        }
+      }
+    }
+  } else if (parent->change_id.empty()) {
+    r.full_reason = "the previous point has no change id for this disk";
+  } else {
+    int calls = 0;
+    auto c =
+        hv::CollectChangedAreas(hv, vm, &snap, d.device_key, d.capacity, parent->change_id, &calls);
+    r.cbt_queries += calls;
+    if (c) {
+      changed = std::move(*c);
+    } else if (c.error().code() == ErrorCode::kNotFound) {
+      r.full_reason = "the host no longer knows change id " + parent->change_id + " (" +
+                      c.error().message() + ")";
+    } else {
+      return c.error().WithContext(StrFormat("disk %d: changed areas", d.device_key));
+    }
+  }
+  if (!changed && writer.parent() && !o.force_full && o.no_full_fallback) {
+    return InvalidArgumentError(
+        StrFormat("disk %d needs a full backup (%s) and "
+                  "--no-full-fallback was given",
+                  d.device_key, r.full_reason.c_str()));
+  }
+  int calls = 0;
+  VMBACKUP_ASSIGN_OR_RETURN(
+      ExtentSet allocated,
+      hv::CollectChangedAreas(hv, vm, &snap, d.device_key, d.capacity, "*", &calls));
+  r.cbt_queries += calls;
+  hv::DiskPlan plan;
+  if (changed) {
+    r.mode = "incremental";
+    r.bytes_changed = changed->total_bytes();
+    plan = hv::PlanIncremental(*changed, allocated, chunk, d.capacity);
+  } else {
+    r.mode = "full";
+    r.bytes_changed = allocated.total_bytes();
+    plan = hv::PlanFull(allocated, chunk, d.capacity);
+  }
+  job.progress.device_key = d.device_key;
+  job.progress.total = plan.read.total_bytes();
+
+  repo::PointDisk pd;
+  pd.key = d.device_key;
+  pd.label = d.label;
+  pd.capacity = d.capacity;
+  pd.snapshot = snap.id;
+  VMBACKUP_ASSIGN_OR_RETURN(pd.change_id, hv.ChangeId(vm, &snap, d.device_key));
+  r.change_id = pd.change_id;
+  std::vector<std::string> attempts;
+  VMBACKUP_ASSIGN_OR_RETURN(auto access, hv.OpenDisk(vm, &snap, d.device_key, o.transports,
+                                                     hv::OpenMode::kRead, &attempts));
+  r.transport = std::string(hv::TransportName(access->transport()));
+  pd.transport = r.transport;
+  pd.bytes_scanned = plan.read.total_bytes();
+  VMBACKUP_ASSIGN_OR_RETURN(size_t index, writer.AddDisk(pd, changed.has_value()));
+  VMBACKUP_RETURN_IF_ERROR(CopyDisk(*access, writer, index, plan, chunk, o, job.progress, r));
+  r.seconds = Since(t0);
+  return writer.SetDiskStats(index, pd.bytes_scanned, r.bytes_new);
+}
+
+}  // namespace
+
+Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
+                               catalog::Catalog* catalog, const BackupOptions& o,
+                               const ProgressFn& progress) {
+  const auto t0 = Clock::now();
+  BackupReport report;
+  const repo::RepoStats stats0 = repo.stats();
+  VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.GetVm(o.vm));
+  report.vm = vm.name;
+  bool cbt = !vm.disks.empty();
+  for (const auto& d : vm.disks) cbt = cbt && d.cbt_enabled;
+  if (!cbt) {
+    VMBACKUP_RETURN_IF_ERROR(hv.EnableChangeTracking(vm).WithContext("enable change tracking"));
+    report.notes.push_back("change tracking was off: enabled it (this backup is a full)");
+    VMBACKUP_ASSIGN_OR_RETURN(vm, hv.GetVm(o.vm));
+  }
+
+  // Snapshots left by killed runs of ours go first (VMWARE-RULES.md: snapshot hygiene).
+  VMBACKUP_ASSIGN_OR_RETURN(auto snapshots, hv.ListSnapshots(vm));
+  for (const auto& s : snapshots) {
+    if (s.name.compare(0, kSnapshotPrefix.size(), kSnapshotPrefix) != 0) continue;
+    VMBACKUP_RETURN_IF_ERROR(
+        hv.RemoveSnapshot(vm, s).WithContext("remove stale snapshot " + s.name));
+    report.notes.push_back("removed snapshot " + s.name + " left by an interrupted backup");
+  }
+
+  // The parent: the VM's newest point.
+  std::string parent;
+  VMBACKUP_ASSIGN_OR_RETURN(auto ids, repo::ListPoints(repo));
+  for (auto it = ids.rbegin(); it != ids.rend() && parent.empty(); ++it) {
+    auto p = repo::LoadPoint(repo, *it);
+    if (p && p->vm_name == vm.name) parent = *it;
+  }
+  report.parent = parent;
+
+  SnapshotGuard guard(hv, vm);
+  hv::SnapshotOptions so;
+  so.quiesce = o.quiesce;
+  so.allow_crash_consistent = o.allow_crash_consistent;
+  so.description = "vmbackup: backup in progress";
+  const std::string snap_name = std::string(kSnapshotPrefix) + UtcNowRfc3339();
+  VMBACKUP_ASSIGN_OR_RETURN(hv::SnapshotRef snap, hv.CreateSnapshot(vm, snap_name, so));
+  guard.Set(snap);
+  report.snapshot = snap.name;
+  report.consistency = std::string(hv::ConsistencyName(snap.achieved));
+  if (o.quiesce && snap.achieved == hv::Consistency::kCrash)
+    report.notes.push_back("quiescing failed: the snapshot is only crash-consistent");
+
+  repo::Point meta;
+  meta.vm_name = vm.name;
+  meta.vm_id = vm.id;
+  meta.parent = parent;
+  meta.notes = o.notes;
+  meta.consistency = report.consistency;
+  meta.snapshot = snap.id;
+  meta.config = vm.config;
+  VMBACKUP_ASSIGN_OR_RETURN(auto writer, repo::PointWriter::Start(repo, meta));
+
+  // Disks, a bounded number at once.
+  std::vector<std::unique_ptr<DiskJob>> jobs;
+  for (const auto& d : vm.disks) {
+    jobs.push_back(std::make_unique<DiskJob>());
+    jobs.back()->info = d;
+  }
+  std::atomic<bool> reading{true};
+  std::thread ticker;
+  if (progress) {
+    ticker = std::thread([&] {
+      std::vector<DiskProgress*> all;
+      for (auto& j : jobs) all.push_back(&j->progress);
+      while (reading) {
+        progress(all);
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      }
+      progress(all);
+    });
+  }
+  std::atomic<size_t> next{0};
+  auto disk_worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
+      jobs[i]->status = BackupDisk(hv, vm, snap, *writer, repo.chunk_size(), o, *jobs[i]);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::max(1, o.parallel_disks) && size_t(t) < jobs.size(); ++t)
+    pool.emplace_back(disk_worker);
+  disk_worker();
+  for (auto& th : pool) th.join();
+  reading = false;
+  if (ticker.joinable()) ticker.join();
+  for (auto& j : jobs) {
+    report.disks.push_back(j->report);
+    if (!j->status.ok()) {
+      writer->Abandon();
+      return j->status;
+    }
+  }
+  if (Cancelled(o)) return CancelledError("backup interrupted");
+
+  const repo::RepoStats stats1 = repo.stats();
+  report.hash_seconds = double(stats1.hash_ns - stats0.hash_ns) / 1e9;
+  report.compress_seconds = double(stats1.encode_ns - stats0.encode_ns) / 1e9;
+  report.pack_write_seconds = double(stats1.pack_write_ns - stats0.pack_write_ns) / 1e9;
+  report.bytes_stored = stats1.bytes_packed - stats0.bytes_packed;
+  uint64_t read = 0, fresh = 0, zero = 0, dedup = 0;
+  double read_s = 0;
+  for (const auto& d : report.disks) {
+    read += d.bytes_read;
+    fresh += d.bytes_new;
+    zero += d.bytes_zero;
+    dedup += d.bytes_deduplicated;
+    read_s += d.read_seconds;
+  }
+  writer->SetRecordExtras({{"bytes_read", read},
+                           {"bytes_new", fresh},
+                           {"bytes_zero", zero},
+                           {"bytes_deduplicated", dedup},
+                           {"bytes_stored", report.bytes_stored}},
+                          {{"total", Since(t0)},
+                           {"source_read", read_s},
+                           {"hashing", report.hash_seconds},
+                           {"compression", report.compress_seconds},
+                           {"repository_write", report.pack_write_seconds}});
+  VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, writer->Commit());
+  report.point = point.id;
+  // The snapshot goes before the report: an error removing it fails the job loudly.
+  VMBACKUP_RETURN_IF_ERROR(guard.Remove().WithContext(
+      "the restore point " + point.id + " is complete, but removing snapshot " + snap.name));
+  if (catalog) VMBACKUP_RETURN_IF_ERROR(catalog->AddPoint(point));
+  report.seconds = Since(t0);
+  return report;
+}
+
+}  // namespace vmbackup::engine

@@ -1,0 +1,352 @@
+#include "engine/restore.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "base/strings.h"
+#include "engine/backup.h"
+#include "hv/changed_areas.h"
+
+namespace vmbackup::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using WriteFn = std::function<Status(uint64_t, std::span<const uint8_t>)>;
+using ReadFn = std::function<Status(uint64_t, std::span<uint8_t>)>;
+
+constexpr uint64_t kWindow = 8 << 20;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::vector<Extent> Windows(const ExtentSet& ranges) {
+  std::vector<Extent> out;
+  for (const Extent& e : ranges)
+    for (uint64_t o = e.offset; o < e.end(); o += kWindow)
+      out.push_back({o, std::min(kWindow, e.end() - o)});
+  return out;
+}
+
+// Runs `fn(reader, window, buffer)` over the windows on several threads, each with its own
+// reader and an aligned 8 MiB buffer (O_DIRECT targets need one).
+Status ForEachWindow(
+    repo::Repository& repo, const repo::Point& point, size_t disk, const ExtentSet& ranges,
+    const RestoreOptions& o,
+    const std::function<Status(repo::PointDiskReader&, const Extent&, std::span<uint8_t>)>& fn) {
+  const std::vector<Extent> windows = Windows(ranges);
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  Status first;
+  auto work = [&] {
+    auto reader = repo::PointDiskReader::Open(repo, point, disk);
+    std::unique_ptr<uint8_t, decltype(&std::free)> buf(
+        static_cast<uint8_t*>(std::aligned_alloc(4096, kWindow)), &std::free);
+    Status s = !reader ? reader.error()
+               : !buf  ? IOError("out of memory for a restore buffer")
+                       : Status::Ok();
+    for (size_t i; s.ok() && !failed && (i = next.fetch_add(1)) < windows.size();) {
+      if (o.cancel && o.cancel->load()) {
+        s = CancelledError("restore interrupted");
+        break;
+      }
+      s = fn(**reader, windows[i], {buf.get(), size_t(windows[i].length)});
+    }
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> l(mu);
+      if (first.ok()) first = s;
+      failed = true;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::max(1, o.threads) && size_t(t) < windows.size(); ++t)
+    pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  return first;
+}
+
+// Writes `ranges` of the point's disk: with `sparse`, only the chunks that hold data (the
+// target reads zeros elsewhere); otherwise every byte, zeros included.
+Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
+               const ExtentSet& ranges, bool sparse, const WriteFn& write, const RestoreOptions& o,
+               uint64_t* written) {
+  std::atomic<uint64_t> bytes{0};
+  Status s = ForEachWindow(
+      repo, point, disk, ranges, o,
+      [&](repo::PointDiskReader& r, const Extent& w, std::span<uint8_t> buf) -> Status {
+        ExtentSet parts;
+        if (sparse) {
+          VMBACKUP_ASSIGN_OR_RETURN(parts, r.Allocated(w.offset, w.length));
+        } else {
+          parts.Add(w);
+        }
+        for (const Extent& e : parts) {
+          std::span<uint8_t> piece = buf.subspan(0, e.length);
+          VMBACKUP_RETURN_IF_ERROR(r.Read(e.offset, piece));
+          VMBACKUP_RETURN_IF_ERROR(write(e.offset, piece));
+          bytes += e.length;
+        }
+        return Status::Ok();
+      });
+  *written = bytes;
+  return s;
+}
+
+// Reads `ranges` back from the target and checks every chunk against the point's chunk id.
+Status VerifyWritten(repo::Repository& repo, const repo::Point& point, size_t disk,
+                     const ExtentSet& ranges, const ReadFn& read, const RestoreOptions& o) {
+  return ForEachWindow(
+      repo, point, disk, ranges, o,
+      [&](repo::PointDiskReader& r, const Extent& w, std::span<uint8_t> buf) -> Status {
+        VMBACKUP_RETURN_IF_ERROR(read(w.offset, buf));
+        const uint64_t cs = r.chunk_size();
+        for (uint64_t c = w.offset; c < w.end(); c = (c / cs + 1) * cs) {
+          const uint64_t chunk_start = c / cs * cs;
+          const uint64_t chunk_end = std::min(chunk_start + cs, point.disks[disk].capacity);
+          if (chunk_start < w.offset || chunk_end > w.end()) continue;  // partial: skipped
+          std::span<const uint8_t> bytes(buf.data() + (chunk_start - w.offset),
+                                         chunk_end - chunk_start);
+          VMBACKUP_ASSIGN_OR_RETURN(repo::Id want, r.ChunkIdAt(chunk_start));
+          repo::Id got =
+              IsAllZero(bytes.data(), bytes.size()) ? repo::Id{} : repo.codec().IdOf(bytes);
+          if (got != want) {
+            return CorruptionError(
+                StrFormat("verify: disk %d bytes %llu+%llu differ from the restore point",
+                          point.disks[disk].key, (unsigned long long)chunk_start,
+                          (unsigned long long)(chunk_end - chunk_start)));
+          }
+        }
+        return Status::Ok();
+      });
+}
+
+Result<size_t> PointDiskIndex(const repo::Point& point, int key) {
+  for (size_t i = 0; i < point.disks.size(); ++i)
+    if (point.disks[i].key == key) return i;
+  std::string keys;
+  for (const auto& d : point.disks) keys += (keys.empty() ? "" : ", ") + std::to_string(d.key);
+  return NotFoundError(
+      StrFormat("point %s has no disk %d (it has %s)", point.id.c_str(), key, keys.c_str()));
+}
+
+ExtentSet Whole(uint64_t capacity) {
+  ExtentSet s;
+  s.Add(0, capacity);
+  return s;
+}
+
+// Writes point disk `index` into `access` (a disk opened for writing), over `ranges`.
+Status WriteDisk(repo::Repository& repo, const repo::Point& point, size_t index,
+                 hv::DiskAccess& access, const ExtentSet& ranges, bool sparse,
+                 const RestoreOptions& o, RestoredDisk& out) {
+  const auto t0 = Clock::now();
+  std::mutex mu;  // one connection: requests in turn
+  WriteFn write = [&](uint64_t off, std::span<const uint8_t> data) {
+    std::lock_guard<std::mutex> l(mu);
+    return access.WriteAt(off, data);
+  };
+  VMBACKUP_RETURN_IF_ERROR(
+      CopyOut(repo, point, index, ranges, sparse, write, o, &out.bytes_written));
+  VMBACKUP_RETURN_IF_ERROR(access.Flush());
+  if (o.verify) {
+    ReadFn read = [&](uint64_t off, std::span<uint8_t> buf) {
+      std::lock_guard<std::mutex> l(mu);
+      return access.ReadAt(off, buf);
+    };
+    VMBACKUP_RETURN_IF_ERROR(VerifyWritten(repo, point, index, ranges, read, o));
+    out.verified = true;
+  }
+  out.seconds = Since(t0);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<RestoreReport> RestoreToFile(repo::Repository& repo, const repo::Point& point,
+                                    int device_key, const std::string& path,
+                                    const RestoreOptions& o) {
+  const auto t0 = Clock::now();
+  VMBACKUP_ASSIGN_OR_RETURN(size_t index, PointDiskIndex(point, device_key));
+  const uint64_t capacity = point.disks[index].capacity;
+  // O_DIRECT: the page cache would only slow a write-once stream down (see storage/README).
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0644);
+  if (fd < 0 && errno == EINVAL)
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return PosixError("create " + path, errno);
+  auto close_fd = std::unique_ptr<int, void (*)(int*)>(&fd, [](int* f) { ::close(*f); });
+  if (::ftruncate(fd, off_t(capacity)) != 0) return PosixError("size " + path, errno);
+  std::mutex mode_mu;
+  WriteFn write = [&](uint64_t off, std::span<const uint8_t> data) -> Status {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, off_t(off + done));
+      if (n < 0 && errno == EINVAL) {  // an unaligned tail: finish without O_DIRECT
+        std::lock_guard<std::mutex> l(mode_mu);
+        int flags = ::fcntl(fd, F_GETFL);
+        if (flags >= 0 && (flags & O_DIRECT) && ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0)
+          continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return PosixError("write " + path, errno);
+      done += size_t(n);
+    }
+    return Status::Ok();
+  };
+  RestoreReport report;
+  report.point = point.id;
+  report.target = path;
+  RestoredDisk d;
+  d.device_key = device_key;
+  d.capacity = capacity;
+  d.target = path;
+  d.mode = "sparse";
+  d.bytes_planned = capacity;
+  VMBACKUP_RETURN_IF_ERROR(
+      CopyOut(repo, point, index, Whole(capacity), true, write, o, &d.bytes_written));
+  if (::fsync(fd) != 0) return PosixError("fsync " + path, errno);
+  if (o.verify) {
+    int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (rfd < 0) return PosixError("open " + path, errno);
+    auto close_rfd = std::unique_ptr<int, void (*)(int*)>(&rfd, [](int* f) { ::close(*f); });
+    ReadFn read = [&](uint64_t off, std::span<uint8_t> buf) -> Status {
+      size_t done = 0;
+      while (done < buf.size()) {
+        ssize_t n = ::pread(rfd, buf.data() + done, buf.size() - done, off_t(off + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return PosixError("read " + path, errno);
+        if (n == 0) return CorruptionError(path + " is shorter than the disk");
+        done += size_t(n);
+      }
+      return Status::Ok();
+    };
+    VMBACKUP_RETURN_IF_ERROR(VerifyWritten(repo, point, index, Whole(capacity), read, o));
+    d.verified = true;
+  }
+  d.seconds = Since(t0);
+  report.disks.push_back(d);
+  report.seconds = Since(t0);
+  return report;
+}
+
+Result<RestoreReport> RestoreToNewVm(hv::Hypervisor& hv, repo::Repository& repo,
+                                     const repo::Point& point, const std::string& name,
+                                     const RestoreOptions& o) {
+  const auto t0 = Clock::now();
+  std::vector<uint64_t> capacities;
+  for (const auto& d : point.disks) capacities.push_back(d.capacity);
+  VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.CreateVm(name, point.config, capacities));
+  RestoreReport report;
+  report.point = point.id;
+  report.target = hv.uri() + " VM " + vm.name;
+  // Disks are written into a snapshot's layer, then the VM reverts to it (SYSTEM.md 2.2).
+  VMBACKUP_ASSIGN_OR_RETURN(
+      hv::SnapshotRef snap,
+      hv.CreateSnapshot(vm, std::string(kSnapshotPrefix) + "restore", {"vmbackup restore"}));
+  for (size_t i = 0; i < point.disks.size(); ++i) {
+    const hv::DiskInfo& target = vm.disks.at(i);
+    RestoredDisk d;
+    d.device_key = target.device_key;
+    d.capacity = target.capacity;
+    d.mode = "sparse";
+    d.bytes_planned = target.capacity;
+    std::vector<std::string> attempts;
+    VMBACKUP_ASSIGN_OR_RETURN(auto access, hv.OpenDisk(vm, &snap, target.device_key, o.transports,
+                                                       hv::OpenMode::kWrite, &attempts));
+    d.transport = std::string(hv::TransportName(access->transport()));
+    d.target = access->name();
+    VMBACKUP_RETURN_IF_ERROR(
+        WriteDisk(repo, point, i, *access, Whole(target.capacity), true, o, d));
+    report.disks.push_back(d);
+  }
+  VMBACKUP_RETURN_IF_ERROR(hv.RevertToSnapshot(vm, snap));
+  VMBACKUP_RETURN_IF_ERROR(hv.RemoveSnapshot(vm, snap));
+  report.seconds = Since(t0);
+  return report;
+}
+
+Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
+                                     const repo::Point& point, const std::string& vm_name,
+                                     const RestoreOptions& o) {
+  const auto t0 = Clock::now();
+  VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.GetVm(vm_name.empty() ? point.vm_name : vm_name));
+  if (vm.power != hv::PowerState::kOff) {
+    return InvalidArgumentError("VM " + vm.name +
+                                " is powered on: power it off to restore in place");
+  }
+  for (const auto& pd : point.disks) {
+    bool found = false;
+    for (const auto& d : vm.disks) {
+      if (d.device_key != pd.key) continue;
+      found = true;
+      if (d.capacity != pd.capacity) {
+        return InvalidArgumentError(StrFormat(
+            "disk %d of VM %s has %s, the point's has %s: restore to a new VM instead", pd.key,
+            vm.name.c_str(), HumanBytes(d.capacity).c_str(), HumanBytes(pd.capacity).c_str()));
+      }
+    }
+    if (!found) {
+      return NotFoundError(
+          StrFormat("VM %s has no disk %d: restore to a new VM instead", vm.name.c_str(), pd.key));
+    }
+  }
+  RestoreReport report;
+  report.point = point.id;
+  report.target = hv.uri() + " VM " + vm.name + " (in place)";
+  VMBACKUP_ASSIGN_OR_RETURN(
+      hv::SnapshotRef snap,
+      hv.CreateSnapshot(vm, std::string(kSnapshotPrefix) + "restore", {"vmbackup restore"}));
+  for (size_t i = 0; i < point.disks.size(); ++i) {
+    const repo::PointDisk& pd = point.disks[i];
+    RestoredDisk d;
+    d.device_key = pd.key;
+    d.capacity = pd.capacity;
+    ExtentSet ranges;
+    // What changed on the VM since the point: only that needs writing back.
+    auto changed = pd.change_id.empty()
+                       ? Result<ExtentSet>(NotFoundError("the point has no change id"))
+                       : hv::CollectChangedAreas(hv, vm, &snap, pd.key, pd.capacity, pd.change_id);
+    if (changed) {
+      ranges = changed->AlignOutward(pd.chunk_size, pd.capacity);
+      d.mode = "changed areas";
+    } else if (changed.error().code() == ErrorCode::kNotFound) {
+      ranges = Whole(pd.capacity);
+      d.mode = "whole disk";
+      d.why_whole = changed.error().message();
+      report.notes.push_back(
+          StrFormat("disk %d is written whole: change tracking cannot say "
+                    "what changed since the point (%s)",
+                    pd.key, d.why_whole.c_str()));
+    } else {
+      return changed.error().WithContext(StrFormat("disk %d: changed areas", pd.key));
+    }
+    d.bytes_planned = ranges.total_bytes();
+    std::vector<std::string> attempts;
+    VMBACKUP_ASSIGN_OR_RETURN(
+        auto access, hv.OpenDisk(vm, &snap, pd.key, o.transports, hv::OpenMode::kWrite, &attempts));
+    d.transport = std::string(hv::TransportName(access->transport()));
+    d.target = access->name();
+    Status s = WriteDisk(repo, point, i, *access, ranges, false, o, d);
+    if (!s.ok()) {
+      // The snapshot's layer is half written: it stays, so that nothing merges it into the
+      // VM's current state; the user reruns the restore (or reverts and deletes it).
+      return s.WithContext("in-place restore stopped; VM " + vm.name + " keeps snapshot " +
+                           snap.name + " (run the restore again)");
+    }
+    report.disks.push_back(d);
+  }
+  VMBACKUP_RETURN_IF_ERROR(hv.RevertToSnapshot(vm, snap));
+  VMBACKUP_RETURN_IF_ERROR(hv.RemoveSnapshot(vm, snap));
+  report.seconds = Since(t0);
+  return report;
+}
+
+}  // namespace vmbackup::engine

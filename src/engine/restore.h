@@ -1,0 +1,60 @@
+// The restore job (SYSTEM.md section 2.2): a point's disks to raw files, to a new VM, or in
+// place into the VM they came from, writing only what changed since the point.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "hv/hypervisor.h"
+#include "repo/point.h"
+
+namespace vmbackup::engine {
+
+struct RestoreOptions {
+  bool verify = false;  // re-read what was written, hash it, compare with the point's chunk ids
+  int threads = 2;
+  std::vector<hv::TransportMode> transports = {hv::TransportMode::kSan, hv::TransportMode::kHotAdd,
+                                               hv::TransportMode::kNbdSsl, hv::TransportMode::kNbd};
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct RestoredDisk {
+  int device_key = 0;
+  uint64_t capacity = 0;
+  std::string target, transport;
+  std::string mode;            // "sparse" (data only), "changed areas", "whole disk"
+  std::string why_whole;       // in place: why CBT could not narrow the write
+  uint64_t bytes_planned = 0;  // the ranges considered
+  uint64_t bytes_written = 0;
+  bool verified = false;
+  double seconds = 0;
+};
+
+struct RestoreReport {
+  std::string point, target;
+  std::vector<RestoredDisk> disks;
+  std::vector<std::string> notes;
+  double seconds = 0;
+};
+
+// Disk `device_key` of `point` to a new raw file at `path` (which must not exist): sparse,
+// only the data is written, with O_DIRECT where the file system allows.
+Result<RestoreReport> RestoreToFile(repo::Repository& repo, const repo::Point& point,
+                                    int device_key, const std::string& path,
+                                    const RestoreOptions& options);
+
+// Every disk of `point` into a new VM called `name` on `hv`.
+Result<RestoreReport> RestoreToNewVm(hv::Hypervisor& hv, repo::Repository& repo,
+                                     const repo::Point& point, const std::string& name,
+                                     const RestoreOptions& options);
+
+// Into the VM the point came from (or `vm_name`), which must be powered off: a snapshot,
+// change tracking asked what changed since the point's change ids, only those areas written
+// into the snapshot, revert to it, remove it. A disk whose change id the host no longer knows
+// is written whole, and the report says why.
+Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
+                                     const repo::Point& point, const std::string& vm_name,
+                                     const RestoreOptions& options);
+
+}  // namespace vmbackup::engine

@@ -1,0 +1,111 @@
+// The hypervisor interfaces (ARCHITECTURE.md section 3), shaped after VADP so that every
+// driver (the embedded host, libvirt, vSphere) maps onto them directly: a control plane
+// (Hypervisor: VMs, snapshots, change tracking) and a data plane (DiskAccess: one opened disk,
+// through the transport mode that connected).
+//
+// Drivers answer one call at a time as the host does; paging, changed-and-allocated
+// intersection and transport negotiation live once, in hv/changed_areas.h and the engine.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/extent_set.h"
+#include "base/result.h"
+#include "io/block_device.h"
+
+namespace vmbackup::hv {
+
+enum class PowerState { kOff, kOn };
+enum class Consistency { kCrash, kFileSystem, kApplication };
+std::string_view ConsistencyName(Consistency c);  // "crash", "filesystem", "application"
+
+struct DiskInfo {
+  int device_key = 0;  // 2000, 2001, ... as on vSphere
+  uint64_t capacity = 0;
+  std::string label, backing_path;
+  bool cbt_enabled = false;
+};
+
+struct VmInfo {
+  std::string id, name;
+  PowerState power = PowerState::kOff;
+  std::vector<DiskInfo> disks;
+  std::string config;  // the VM's configuration file, as the host keeps it
+};
+
+struct SnapshotRef {
+  std::string id, name;
+  Consistency achieved = Consistency::kCrash;
+};
+
+struct SnapshotOptions {
+  std::string description;
+  bool quiesce = false;
+  bool allow_crash_consistent = false;  // a failed quiesce then gives a crash-consistent one
+};
+
+// One answer of QueryChangedDiskAreas: it covers [start_offset, start_offset + length).
+struct ChangedAreas {
+  uint64_t start_offset = 0, length = 0;
+  std::vector<Extent> areas;
+};
+
+// VDDK's transport modes, in its order of preference.
+enum class TransportMode { kSan, kHotAdd, kNbdSsl, kNbd };
+std::string_view TransportName(TransportMode m);  // "san", "hotadd", "nbdssl", "nbd"
+// "san:hotadd:nbdssl:nbd" (any order, no repeats). kInvalidArgument naming the bad part.
+Result<std::vector<TransportMode>> ParseTransportList(std::string_view text);
+
+enum class OpenMode { kRead, kWrite };
+
+// One opened disk. Not thread-safe.
+class DiskAccess : public io::BlockWriter {
+ public:
+  virtual TransportMode transport() const = 0;
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+  virtual std::string uri() const = 0;
+
+  virtual Result<std::vector<std::string>> ListVms() = 0;
+  // kNotFound naming the VM when there is none.
+  virtual Result<VmInfo> GetVm(std::string_view name) = 0;
+  virtual Status EnableChangeTracking(const VmInfo& vm) = 0;
+
+  virtual Result<std::vector<SnapshotRef>> ListSnapshots(const VmInfo& vm) = 0;
+  virtual Result<SnapshotRef> CreateSnapshot(const VmInfo& vm, std::string_view name,
+                                             const SnapshotOptions& options) = 0;
+  virtual Status RemoveSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) = 0;
+  virtual Status RevertToSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) = 0;
+
+  // The change id of a disk at a snapshot (nullptr: the current state of a powered-off VM).
+  virtual Result<std::string> ChangeId(const VmInfo& vm, const SnapshotRef* snapshot,
+                                       int device_key) = 0;
+  // One page, vSphere semantics: areas changed since `change_id` ("*" = every allocated
+  // area), from `start_offset`. kNotFound when the change id is unknown or invalidated.
+  virtual Result<ChangedAreas> QueryChangedDiskAreas(const VmInfo& vm, const SnapshotRef* snapshot,
+                                                     int device_key, uint64_t start_offset,
+                                                     std::string_view change_id) = 0;
+
+  // Opens a disk (at a snapshot, or the current state) with the first of `modes` that
+  // works; `attempts` gets one line per mode tried and why it failed. kUnavailable when none
+  // worked.
+  virtual Result<std::unique_ptr<DiskAccess>> OpenDisk(const VmInfo& vm,
+                                                       const SnapshotRef* snapshot, int device_key,
+                                                       std::span<const TransportMode> modes,
+                                                       OpenMode mode,
+                                                       std::vector<std::string>* attempts) = 0;
+
+  // A new, powered-off VM with the given configuration and empty disks of these capacities
+  // (device keys 2000, 2001, ... in order).
+  virtual Result<VmInfo> CreateVm(std::string_view name, const std::string& config,
+                                  const std::vector<uint64_t>& capacities) = 0;
+};
+
+}  // namespace vmbackup::hv

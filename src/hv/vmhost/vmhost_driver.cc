@@ -1,0 +1,207 @@
+#include "hv/vmhost/vmhost_driver.h"
+
+#include "base/strings.h"
+#include "host/shared_disk.h"
+
+namespace vmbackup::hv {
+namespace {
+
+Consistency FromHost(host::Consistency c) {
+  switch (c) {
+    case host::Consistency::kCrash: return Consistency::kCrash;
+    case host::Consistency::kFileSystem: return Consistency::kFileSystem;
+    case host::Consistency::kApplication: return Consistency::kApplication;
+  }
+  return Consistency::kCrash;
+}
+
+SnapshotRef RefOf(const host::Snapshot& s) {
+  return {std::to_string(s.uid), s.name, FromHost(s.consistency)};
+}
+
+Result<host::SnapshotSel> SelOf(const SnapshotRef* snapshot) {
+  if (!snapshot) return host::SnapshotSel();
+  auto uid = ParseUint(snapshot->id);
+  if (!uid || *uid > UINT32_MAX) return InvalidArgumentError("bad snapshot id " + snapshot->id);
+  return host::SnapshotSel(uint32_t(*uid));
+}
+
+Result<size_t> DiskIndex(host::Vm& vm, int device_key) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto disks, vm.Disks());
+  for (const auto& d : disks)
+    if (d.device_key == device_key) return d.index;
+  return NotFoundError(StrFormat("VM %s has no disk %d", vm.name().c_str(), device_key));
+}
+
+// One disk through host::SharedDisk: the `san` transport of this host.
+class SanDisk final : public DiskAccess {
+ public:
+  SanDisk(std::unique_ptr<host::SharedDisk> disk, std::string name)
+      : disk_(std::move(disk)), name_(std::move(name)) {}
+  uint64_t size() const override { return disk_->size(); }
+  std::string name() const override { return name_; }
+  TransportMode transport() const override { return TransportMode::kSan; }
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override {
+    return disk_->Read(offset, buf);
+  }
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    return disk_->Write(offset, data);
+  }
+  Status Flush() override { return disk_->Flush(); }
+  Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override {
+    std::vector<vmdk::ChainRun> runs;
+    VMBACKUP_RETURN_IF_ERROR(disk_->Map(offset, length, &runs));
+    ExtentSet out;
+    for (const auto& r : runs)
+      if (r.state == vmdk::BlockState::kData) out.Add(r.offset, r.length);
+    return out;
+  }
+
+ private:
+  std::unique_ptr<host::SharedDisk> disk_;
+  std::string name_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<VmhostDriver>> VmhostDriver::Connect(std::string_view uri) {
+  constexpr std::string_view kScheme = "vmhost://";
+  if (uri.substr(0, kScheme.size()) != kScheme || uri.size() <= kScheme.size() + 1 ||
+      uri[kScheme.size()] != '/') {
+    return InvalidArgumentError("source '" + std::string(uri) +
+                                "' is not vmhost:///ABSOLUTE/DATASTORE/PATH");
+  }
+  std::string root(uri.substr(kScheme.size()));
+  VMBACKUP_ASSIGN_OR_RETURN(host::Datastore ds, host::Datastore::Open(root));
+  return std::unique_ptr<VmhostDriver>(new VmhostDriver(std::string(uri), std::move(ds)));
+}
+
+Result<std::unique_ptr<host::Vm>> VmhostDriver::Open(const VmInfo& vm) {
+  return ds_.OpenVm(vm.name);
+}
+
+Result<std::vector<std::string>> VmhostDriver::ListVms() { return ds_.ListVms(); }
+
+Result<VmInfo> VmhostDriver::GetVm(std::string_view name) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto vm, ds_.OpenVm(std::string(name)));
+  VmInfo info;
+  info.name = vm->name();
+  info.id = vm->vmx().uuid();
+  info.power = vm->vmx().powered_on() ? PowerState::kOn : PowerState::kOff;
+  info.config = vm->vmx().Serialize();
+  VMBACKUP_ASSIGN_OR_RETURN(auto disks, vm->Disks());
+  for (const auto& d : disks) {
+    DiskInfo di;
+    di.device_key = d.device_key;
+    di.capacity = d.capacity;
+    di.label = StrFormat("Hard disk %zu", d.index + 1);
+    di.backing_path = vm->dir() + "/" + d.leaf;
+    di.cbt_enabled = vm->vmx().cbt_enabled();
+    info.disks.push_back(di);
+  }
+  return info;
+}
+
+Status VmhostDriver::EnableChangeTracking(const VmInfo& vm) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  return v->EnableChangeTracking();
+}
+
+Result<std::vector<SnapshotRef>> VmhostDriver::ListSnapshots(const VmInfo& vm) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  std::vector<SnapshotRef> out;
+  for (const auto& s : v->snapshots().snapshots) out.push_back(RefOf(s));
+  return out;
+}
+
+Result<SnapshotRef> VmhostDriver::CreateSnapshot(const VmInfo& vm, std::string_view name,
+                                                 const SnapshotOptions& options) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  host::SnapshotOptions o;
+  o.description = options.description;
+  o.quiesce = options.quiesce;
+  o.allow_crash_fallback = options.allow_crash_consistent;
+  VMBACKUP_ASSIGN_OR_RETURN(host::Snapshot s, v->CreateSnapshot(std::string(name), o));
+  return RefOf(s);
+}
+
+Status VmhostDriver::RemoveSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {
+  VMBACKUP_ASSIGN_OR_RETURN(host::SnapshotSel sel, SelOf(&snapshot));
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  return v->DeleteSnapshot(*sel);
+}
+
+Status VmhostDriver::RevertToSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {
+  VMBACKUP_ASSIGN_OR_RETURN(host::SnapshotSel sel, SelOf(&snapshot));
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  return v->RevertToSnapshot(*sel);
+}
+
+Result<std::string> VmhostDriver::ChangeId(const VmInfo& vm, const SnapshotRef* snapshot,
+                                           int device_key) {
+  VMBACKUP_ASSIGN_OR_RETURN(host::SnapshotSel sel, SelOf(snapshot));
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  VMBACKUP_ASSIGN_OR_RETURN(size_t index, DiskIndex(*v, device_key));
+  VMBACKUP_ASSIGN_OR_RETURN(host::ChangeId id, v->GetChangeId(index, sel));
+  return id.ToString();
+}
+
+Result<ChangedAreas> VmhostDriver::QueryChangedDiskAreas(const VmInfo& vm,
+                                                         const SnapshotRef* snapshot,
+                                                         int device_key, uint64_t start_offset,
+                                                         std::string_view change_id) {
+  VMBACKUP_ASSIGN_OR_RETURN(host::SnapshotSel sel, SelOf(snapshot));
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  VMBACKUP_ASSIGN_OR_RETURN(size_t index, DiskIndex(*v, device_key));
+  VMBACKUP_ASSIGN_OR_RETURN(host::ChangedAreas a,
+                            v->QueryChangedDiskAreas(index, sel, start_offset, change_id));
+  return ChangedAreas{a.start_offset, a.length, std::move(a.areas)};
+}
+
+Result<std::unique_ptr<DiskAccess>> VmhostDriver::OpenDisk(
+    const VmInfo& vm, const SnapshotRef* snapshot, int device_key,
+    std::span<const TransportMode> modes, OpenMode mode, std::vector<std::string>* attempts) {
+  VMBACKUP_ASSIGN_OR_RETURN(host::SnapshotSel sel, SelOf(snapshot));
+  size_t index = 0;
+  {
+    VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+    VMBACKUP_ASSIGN_OR_RETURN(index, DiskIndex(*v, device_key));
+  }
+  std::vector<std::string> tried;
+  for (TransportMode m : modes) {
+    Status why;
+    if (m == TransportMode::kSan) {
+      // Writes go into a snapshot's own layer (restore, SYSTEM.md 2.2), reads anywhere.
+      host::DiskOpenMode dm =
+          mode == OpenMode::kRead ? host::DiskOpenMode::kRead : host::DiskOpenMode::kRestore;
+      auto d = host::SharedDisk::Open(ds_.root() + "/" + vm.name, index, sel, dm);
+      if (d) {
+        if (attempts) *attempts = tried;
+        return std::unique_ptr<DiskAccess>(
+            new SanDisk(std::move(*d), StrFormat("%s disk %d (san)", vm.name.c_str(), device_key)));
+      }
+      why = d.error();
+    } else if (m == TransportMode::kHotAdd) {
+      why = UnavailableError("needs a backup proxy VM on the host, which vmhost does not have");
+    } else {
+      why = UnavailableError("not wired into the vmhost driver yet");
+    }
+    tried.push_back(std::string(TransportName(m)) + ": " + why.message());
+  }
+  if (attempts) *attempts = tried;
+  std::string all;
+  for (const auto& t : tried) all += (all.empty() ? "" : "; ") + t;
+  return UnavailableError(StrFormat("no transport could open %s disk %d: %s", vm.name.c_str(),
+                                    device_key, all.c_str()));
+}
+
+Result<VmInfo> VmhostDriver::CreateVm(std::string_view name, const std::string& /*config*/,
+                                      const std::vector<uint64_t>& capacities) {
+  host::NewVmOptions o;
+  o.disk_sizes = capacities;
+  o.cbt = true;
+  VMBACKUP_RETURN_IF_ERROR(ds_.CreateVm(std::string(name), o).status());
+  return GetVm(name);
+}
+
+}  // namespace vmbackup::hv
