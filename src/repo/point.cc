@@ -253,6 +253,10 @@ Result<Point> PointWriter::Commit() {
   for (size_t i = 0; i < trees_.size(); ++i) {
     VMBACKUP_ASSIGN_OR_RETURN(point_.disks[i].tree, trees_[i]->Finish());
   }
+  // Disks in the record by device key, whatever order they were added in (disks are backed
+  // up in parallel).
+  std::stable_sort(point_.disks.begin(), point_.disks.end(),
+                   [](const PointDisk& a, const PointDisk& b) { return a.key < b.key; });
   VMBACKUP_RETURN_IF_ERROR(repo_.Flush());
   VMBACKUP_RETURN_IF_ERROR(SavePoint(repo_, point_));
   return point_;

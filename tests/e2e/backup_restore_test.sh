@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The backup and restore flows end to end on the embedded host: a full and incrementals
+# (paged CBT answers, changed-but-trimmed areas), each point restored to files and compared with
+# the disk as it was at its backup; restore to a new VM; in-place restore that writes only the
+# changed areas; CBT invalidation and --no-full-fallback; a SIGKILL in the middle of a backup.
+source "$(dirname "$0")/functions.sh"
+requires python3 qemu-img
+V=$VMBACKUP
+H=${VMHOST:-$(dirname "$VMBACKUP")/vmhost}
+export VMHOST_DATASTORE=$SCRATCH/ds VMBACKUP_REPO=$SCRATCH/repo
+SRC=vmhost://$SCRATCH/ds
+
+field() {  # FILE PYTHON-EXPRESSION over j (the JSON document)
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+snapshot_disks() {  # NAME: the VM's disks now, to NAME-0.raw and NAME-1.raw
+  "$H" disk read web 0 --offset 0 --length 64M > "$1-0.raw"
+  "$H" disk read web 1 --offset 0 --length 32M > "$1-1.raw"
+}
+snapshot_count() {  # VM: how many snapshots it has (vmhost fails loudly if it cannot tell)
+  "$H" --json snapshot list "$1" > snaps.json || fail "vmhost snapshot list $1"
+  field snaps.json 'len(j)'
+}
+check_point() {  # POINT NAME: the point's disks equal NAME-*.raw (and verify on the way)
+  "$V" restore "$1" --to-file "r-$2-0.raw" --disk 2000 --verify >/dev/null || fail "restore $2 disk 0"
+  "$V" restore "$1" --to-file "r-$2-1.raw" --disk 2001 --verify >/dev/null || fail "restore $2 disk 1"
+  cmp -s "r-$2-0.raw" "$2-0.raw" || fail "point $2: disk 2000 differs from the disk at its backup"
+  cmp -s "r-$2-1.raw" "$2-1.raw" || fail "point $2: disk 2001 differs from the disk at its backup"
+  rm -f "r-$2-"*.raw
+}
+
+"$H" init >/dev/null
+"$H" vm create web --disk 64M --disk 32M --cbt >/dev/null
+"$H" vm power-on web >/dev/null
+head -c 3M /dev/urandom > rand3m
+"$H" disk write web 0 --offset 1M --from rand3m >/dev/null
+"$H" disk write web 0 --offset 20M --pattern 0x41 --length 2M >/dev/null
+"$H" disk write web 1 --offset 0 --from rand3m >/dev/null
+"$V" init >/dev/null
+
+# 1. Full.
+snapshot_disks p1
+"$V" backup --source "$SRC" --vm web --json > b1.json || fail "full backup"
+P1=$(field b1.json 'j["point"]')
+[ "$(field b1.json 'j["disks"][0]["mode"]')" = full ] || fail "the first backup is not a full"
+[ "$(field b1.json 'j["disks"][0]["transport"]')" = san ] || fail "transport not recorded"
+[ "$(field b1.json 'j["disks"][0]["bytes_read"]')" = $((5 * 1048576)) ] || fail "a full read more than the allocated data: $(cat b1.json)"
+[ "$(snapshot_count web)" = 0 ] || fail "the backup left a snapshot"
+
+# 2. Incremental with scattered writes; the host answers 2 areas per question.
+echo 'vmhost.cbtMaxAreas = "2"' >> ds/web/web.vmx
+for i in 3 9 17 33 50 61; do
+  "$H" disk write web 0 --offset ${i}M --pattern $((i + 1)) --length 64K >/dev/null
+done
+snapshot_disks p2
+"$V" backup --source "$SRC" --vm web --json > b2.json || fail "incremental backup"
+P2=$(field b2.json 'j["point"]')
+[ "$(field b2.json 'j["disks"][0]["mode"]')" = incremental ] || fail "the second backup is not incremental"
+[ "$(field b2.json 'j["disks"][0]["bytes_read"]')" = $((6 * 65536)) ] || fail "the incremental read more than what changed: $(cat b2.json)"
+[ "$(field b2.json 'j["disks"][0]["cbt_queries"]')" -ge 4 ] || fail "CBT answers were not paged"
+[ "$(field b2.json 'j["disks"][1]["bytes_read"]')" = 0 ] || fail "an unchanged disk was read"
+[ "$(field b2.json 'j["parent"]')" = "$P1" ] || fail "the incremental's parent"
+
+check_point "$P1" p1
+check_point "$P2" p2
+"$V" verify >/dev/null || fail "verify"
+"$V" check >/dev/null || fail "check"
+
+# 3. Restore to a new VM.
+"$V" restore "$P2" --to-vm --name web2 --source "$SRC" --verify --json > r.json || fail "restore to a new VM"
+"$H" disk read web2 0 --offset 0 --length 64M | cmp -s - p2-0.raw || fail "the new VM's disk 0"
+"$H" disk read web2 1 --offset 0 --length 32M | cmp -s - p2-1.raw || fail "the new VM's disk 1"
+[ "$(snapshot_count web2)" = 0 ] || fail "restore left a snapshot on web2"
+
+# 4. In place: the VM goes back to P1, writing only what changed since (6 areas of 64K).
+"$H" disk write web 0 --offset 40M --pattern 0x77 --length 128K >/dev/null
+expect_fail_inplace=$("$V" restore "$P1" --in-place --source "$SRC" 2>&1) && fail "in-place restore of a running VM"
+echo "$expect_fail_inplace" | grep -q "powered on" || fail "in-place restore of a running VM: $expect_fail_inplace"
+"$H" vm power-off web >/dev/null
+"$V" restore "$P1" --in-place --source "$SRC" --verify --json > ip.json || fail "in-place restore"
+[ "$(field ip.json 'j["disks"][0]["mode"]')" = "changed areas" ] || fail "in-place restore did not use CBT: $(cat ip.json)"
+[ "$(field ip.json 'j["disks"][0]["bytes_written"]')" = $((8 * 65536)) ] || fail "in-place restore wrote more than the changed areas: $(cat ip.json)"
+[ "$(field ip.json 'j["disks"][1]["bytes_written"]')" = 0 ] || fail "in-place restore wrote an unchanged disk"
+"$H" disk read web 0 --offset 0 --length 64M | cmp -s - p1-0.raw || fail "in-place restore: disk 0 is not P1"
+"$H" disk read web 1 --offset 0 --length 32M | cmp -s - p1-1.raw || fail "in-place restore: disk 1 is not P1"
+
+# 5. The revert invalidated the change ids: the next backup is a full and says why;
+#    --no-full-fallback refuses instead.
+"$H" vm power-on web >/dev/null
+out=$("$V" backup --source "$SRC" --vm web --no-full-fallback 2>&1) && fail "--no-full-fallback made a full"
+echo "$out" | grep -q "needs a full backup" || fail "--no-full-fallback: $out"
+[ "$(snapshot_count web)" = 0 ] || fail "a failed backup left its snapshot"
+snapshot_disks p3
+"$V" backup --source "$SRC" --vm web --json > b3.json || fail "backup after an in-place restore"
+[ "$(field b3.json 'j["disks"][0]["mode"]')" = full ] || fail "the backup after a revert is not a full"
+field b3.json 'j["disks"][0]["full_reason"]' | grep -q "no longer knows change id" || fail "no reason for the full: $(cat b3.json)"
+check_point "$(field b3.json 'j["point"]')" p3
+
+# 6. SIGKILL in the middle of a backup (of a VM with 384 MiB of data, so the kill lands while
+#    it reads): a stale snapshot stays, the next run removes it and succeeds.
+"$H" vm create big --disk 512M --cbt >/dev/null
+"$H" vm power-on big >/dev/null
+head -c 384M /dev/urandom > rand384m
+"$H" disk write big 0 --offset 64M --from rand384m >/dev/null
+"$V" backup --source "$SRC" --vm big --no-progress >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 500); do
+  [ "$(snapshot_count big)" != 0 ] && break
+  sleep 0.01
+done
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+[ "$(snapshot_count big)" = 1 ] || fail "the killed backup left no snapshot (it ended before the kill)"
+"$V" check >/dev/null || fail "check after a SIGKILL"
+"$V" backup --source "$SRC" --vm big --json > b4.json || fail "the backup after a SIGKILL"
+field b4.json 'j["notes"][0]' | grep -q "left by an interrupted backup" || fail "stale snapshot not removed: $(cat b4.json)"
+[ "$(snapshot_count big)" = 0 ] || fail "snapshots left after the SIGKILL"
+"$V" check >/dev/null || fail "check after the next backup"
+"$V" restore "$(field b4.json 'j["point"]')" --to-file big.raw --disk 2000 >/dev/null || fail "restore big"
+"$H" disk read big 0 --offset 0 --length 512M | cmp -s - big.raw || fail "the backup after a SIGKILL differs"
+"$V" jobs --json | field /dev/stdin '[x["kind"] for x in j]' | grep -q backup || fail "jobs not recorded"
+echo "ok: backup and restore"
