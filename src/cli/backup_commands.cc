@@ -225,11 +225,15 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       };
     }
-    Status s = AsJob(o->repo, *x.repo, "backup", [&]() -> Status {
-      VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(o->repo, *x.repo));
-      VMBACKUP_ASSIGN_OR_RETURN(report, engine::RunBackup(*hv, *x.repo, cat.get(), bo, progress));
-      return Status::Ok();
-    });
+    Status s = AsJob(
+        o->repo, *x.repo, "backup",
+        [&]() -> Status {
+          VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(o->repo, *x.repo));
+          VMBACKUP_ASSIGN_OR_RETURN(report,
+                                    engine::RunBackup(*hv, *x.repo, cat.get(), bo, progress));
+          return Status::Ok();
+        },
+        &report.point);
     if (tty) std::fprintf(stderr, "\n");
     VMBACKUP_RETURN_IF_ERROR(s);
     if (o->repo.json) {
@@ -266,20 +270,25 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     o->repo.vm = point.vm_name;
     CatchSignals();
     engine::RestoreReport report;
-    Status s = AsJob(o->repo, *x.repo, "restore", [&]() -> Status {
-      if (!o->to_file.empty()) {
-        VMBACKUP_ASSIGN_OR_RETURN(report,
-                                  engine::RestoreToFile(*x.repo, point, o->disk, o->to_file, ro));
-        return Status::Ok();
-      }
-      VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
-      if (o->to_vm) {
-        VMBACKUP_ASSIGN_OR_RETURN(report, engine::RestoreToNewVm(*hv, *x.repo, point, o->name, ro));
-      } else {
-        VMBACKUP_ASSIGN_OR_RETURN(report, engine::RestoreInPlace(*hv, *x.repo, point, o->vm, ro));
-      }
-      return Status::Ok();
-    });
+    Status s = AsJob(
+        o->repo, *x.repo, "restore",
+        [&]() -> Status {
+          if (!o->to_file.empty()) {
+            VMBACKUP_ASSIGN_OR_RETURN(
+                report, engine::RestoreToFile(*x.repo, point, o->disk, o->to_file, ro));
+            return Status::Ok();
+          }
+          VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
+          if (o->to_vm) {
+            VMBACKUP_ASSIGN_OR_RETURN(report,
+                                      engine::RestoreToNewVm(*hv, *x.repo, point, o->name, ro));
+          } else {
+            VMBACKUP_ASSIGN_OR_RETURN(report,
+                                      engine::RestoreInPlace(*hv, *x.repo, point, o->vm, ro));
+          }
+          return Status::Ok();
+        },
+        &report.point);
     VMBACKUP_RETURN_IF_ERROR(s);
     if (o->repo.json) {
       std::printf("%s\n", RestoreJson(report).dump(2).c_str());

@@ -30,9 +30,10 @@ Result<repo::KeySource> Keys(const RepoOpts& o);
 Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o);
 // The repository's catalog (<repository>/catalog.db), brought up to date.
 Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r);
-// Runs `fn` as a job of `kind` recorded in the catalog's history (for VM o.vm).
+// Runs `fn` as a job of `kind` recorded in the catalog's history (for VM o.vm); `point`, when
+// given, is read after `fn` and recorded as the job's restore point.
 Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
-             const std::function<Status()>& fn);
+             const std::function<Status()>& fn, const std::string* point = nullptr);
 
 // A repository opened under a lock, taken before the index is loaded. Members go in reverse
 // order: repository, lock, then the lock's backend.
