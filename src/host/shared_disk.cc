@@ -13,18 +13,6 @@
 namespace vmbackup::host {
 namespace {
 
-// Identity of a file that WriteFileAtomic replaces: a rename gives it a new inode.
-void Identity(const std::string& path, struct timespec* mtime, ino_t* ino) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0) {
-    *mtime = st.st_mtim;
-    *ino = st.st_ino;
-  } else {
-    *mtime = {};
-    *ino = 0;
-  }
-}
-
 bool Same(const struct timespec& a, const struct timespec& b) {
   return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
@@ -79,28 +67,30 @@ Status SharedDisk::Lock(bool exclusive) {
 void SharedDisk::Unlock() { ::flock(lock_fd_, LOCK_UN); }
 
 Status SharedDisk::Refresh() {
+  // The VM's metadata is compared by content, not by mtime and inode: a snapshot created and
+  // deleted between two requests can leave both looking the same (inode numbers are reused,
+  // mtimes are coarse), and writes would then go into a delta that was merged and removed.
+  // The .vmsd's lastUID only grows, so any snapshot operation changes its text.
   std::string vmx_path = io::JoinPath(dir_, name_ + ".vmx");
   std::string vmsd_path = io::JoinPath(dir_, name_ + ".vmsd");
-  struct timespec vmx_m, vmsd_m;
-  ino_t vmx_i, vmsd_i;
-  Identity(vmx_path, &vmx_m, &vmx_i);
-  Identity(vmsd_path, &vmsd_m, &vmsd_i);
-  if (disk_handle_ && Same(vmx_m, vmx_mtime_) && vmx_i == vmx_ino_ && Same(vmsd_m, vmsd_mtime_) &&
-      vmsd_i == vmsd_ino_) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::string vmx_text, io::ReadSmallFile(vmx_path, 1 << 20));
+  std::string vmsd_text;
+  if (io::PathExists(vmsd_path)) {
+    VMBACKUP_ASSIGN_OR_RETURN(vmsd_text, io::ReadSmallFile(vmsd_path, 1 << 20));
+  }
+  if (disk_handle_ && vmx_text == vmx_text_ && vmsd_text == vmsd_text_) {
     auto now = TopLayerState();
     bool same = now.size() == top_state_.size();
     for (size_t i = 0; same && i < now.size(); ++i) {
       same = now[i].first == top_state_[i].first && Same(now[i].second, top_state_[i].second);
     }
     if (same) return Status::Ok();
-    disk_handle_.reset();  // someone else wrote this layer: drop cached grain tables
   }
-  VMBACKUP_ASSIGN_OR_RETURN(std::string vmx_text, io::ReadSmallFile(vmx_path, 1 << 20));
+  disk_handle_.reset();  // metadata or the layer changed: drop cached grain tables
   VMBACKUP_ASSIGN_OR_RETURN(Vmx vmx, Vmx::Parse(vmx_text));
   SnapshotDb vmsd;
-  if (vmsd_i != 0) {
-    VMBACKUP_ASSIGN_OR_RETURN(std::string t, io::ReadSmallFile(vmsd_path, 1 << 20));
-    VMBACKUP_ASSIGN_OR_RETURN(vmsd, SnapshotDb::Parse(t));
+  if (!vmsd_text.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(vmsd, SnapshotDb::Parse(vmsd_text));
   }
   if (mode_ == DiskOpenMode::kWrite && !vmx.powered_on()) {
     return InvalidArgumentError("VM " + name_ + " is powered off: the guest cannot write");
@@ -110,12 +100,12 @@ Status SharedDisk::Refresh() {
     return layer.error().WithContext(snap_ ? "the exported snapshot is gone"
                                            : "the exported disk is gone");
   }
-  if (!disk_handle_ || *layer != layer_) {
+  {
     vmdk::DiskOptions o;
     o.writable = mode_ != DiskOpenMode::kRead;
     o.preserve_cid = mode_ == DiskOpenMode::kRestore;  // the delta above stays valid until revert
     VMBACKUP_ASSIGN_OR_RETURN(auto h, vmdk::Disk::Open(io::JoinPath(dir_, *layer), o));
-    if (disk_handle_ && h->size() != size_) {
+    if (size_ != 0 && h->size() != size_) {
       return NotSupportedError("the exported disk changed size");
     }
     size_ = h->size();
@@ -129,10 +119,8 @@ Status SharedDisk::Refresh() {
     layer_ = *layer;
   }
   top_state_ = TopLayerState();
-  vmx_mtime_ = vmx_m;
-  vmx_ino_ = vmx_i;
-  vmsd_mtime_ = vmsd_m;
-  vmsd_ino_ = vmsd_i;
+  vmx_text_ = std::move(vmx_text);
+  vmsd_text_ = std::move(vmsd_text);
   return Status::Ok();
 }
 

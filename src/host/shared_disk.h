@@ -55,9 +55,7 @@ class SharedDisk {
   SnapshotSel snap_;
   DiskOpenMode mode_ = DiskOpenMode::kRead;
   int lock_fd_ = -1;
-  struct timespec vmx_mtime_ {
-  }, vmsd_mtime_{};
-  ino_t vmx_ino_ = 0, vmsd_ino_ = 0;
+  std::string vmx_text_, vmsd_text_;  // the metadata the open handle was made from
   std::string layer_;
   uint64_t size_ = 0;
   std::unique_ptr<vmdk::Disk> disk_handle_;
