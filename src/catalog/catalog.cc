@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS jobs(
   started TEXT NOT NULL, finished TEXT NOT NULL DEFAULT '', status TEXT NOT NULL DEFAULT 'running',
   message TEXT NOT NULL DEFAULT '', point TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS jobs_by_vm ON jobs(vm_name, id);
+CREATE TABLE IF NOT EXISTS full_needed(vm_name TEXT PRIMARY KEY, reason TEXT NOT NULL);
 )sql";
 
 Status SqlError(sqlite3* db, const std::string& what) {
@@ -285,6 +286,23 @@ Result<std::vector<DiskRow>> Catalog::Disks(const std::string& point) {
     out.push_back(d);
   }
   return out;
+}
+
+Status Catalog::MarkFullNeeded(const std::string& vm, const std::string& reason) {
+  Stmt s(db_, "INSERT OR REPLACE INTO full_needed(vm_name, reason) VALUES (?, ?)");
+  return s.Bind(1, vm).Bind(2, reason).Run("mark a full needed");
+}
+
+Result<std::string> Catalog::FullNeeded(const std::string& vm) {
+  Stmt s(db_, "SELECT reason FROM full_needed WHERE vm_name = ?");
+  if (!s.ok()) return SqlError(db_, "query full_needed");
+  s.Bind(1, vm);
+  return s.Step() == SQLITE_ROW ? s.Text(0) : std::string();
+}
+
+Status Catalog::ClearFullNeeded(const std::string& vm) {
+  Stmt s(db_, "DELETE FROM full_needed WHERE vm_name = ?");
+  return s.Bind(1, vm).Run("clear full_needed");
 }
 
 Result<int64_t> Catalog::StartJob(const std::string& kind, const std::string& vm) {

@@ -67,6 +67,11 @@ class Catalog {
   // The newest point of `vm` (empty when it has none).
   Result<std::optional<PointRow>> LatestPoint(const std::string& vm);
 
+  // A VM whose next backup must be a full (a failed CBT audit), and why; empty when none.
+  Status MarkFullNeeded(const std::string& vm, const std::string& reason);
+  Result<std::string> FullNeeded(const std::string& vm);
+  Status ClearFullNeeded(const std::string& vm);
+
   Result<int64_t> StartJob(const std::string& kind, const std::string& vm);
   Status FinishJob(int64_t id, const Status& result, const std::string& point = "");
   // Newest first; `vm` empty: every VM.

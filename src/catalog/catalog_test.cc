@@ -105,6 +105,13 @@ TEST_F(CatalogTest, JobsAndReopening) {
   EXPECT_EQ((*(*c)->Jobs("vm2", 10)).size(), 1u);
   EXPECT_EQ((*(*c)->Jobs("", 1)).size(), 1u);
 
+  EXPECT_EQ(*(*c)->FullNeeded("vm1"), "");
+  ASSERT_TRUE((*c)->MarkFullNeeded("vm1", "CBT audit failed").ok());
+  EXPECT_EQ(*(*c)->FullNeeded("vm1"), "CBT audit failed");
+  EXPECT_EQ(*(*c)->FullNeeded("vm2"), "");
+  ASSERT_TRUE((*c)->ClearFullNeeded("vm1").ok());
+  EXPECT_EQ(*(*c)->FullNeeded("vm1"), "");
+
   auto other = Catalog::Open(dir_ / "catalog.db", "another-repository");
   ASSERT_FALSE(other);
   EXPECT_NE(other.error().message().find("belongs to repository"), std::string::npos);

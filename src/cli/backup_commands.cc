@@ -24,6 +24,7 @@ struct BackupOpts {
   bool quiesce = false, allow_crash = false, full = false, no_fallback = false;
   bool to_vm = false, in_place = false, verify = false, progress = true;
   int disk = 2000, parallel_disks = 2, reads_in_flight = 4;
+  double audit_cbt = 0;
   std::string notes;
 };
 
@@ -88,6 +89,7 @@ json BackupJson(const engine::BackupReport& r) {
                      {"bytes_new", d.bytes_new},
                      {"bytes_deduplicated", d.bytes_deduplicated},
                      {"cbt_queries", d.cbt_queries},
+                     {"audited_chunks", d.audited_chunks},
                      {"seconds", d.seconds},
                      {"read_seconds", d.read_seconds},
                      {"store_seconds", d.store_seconds}});
@@ -197,6 +199,10 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
   c->add_option("--parallel-disks", o->parallel_disks, "disks read at once (default 2)");
   c->add_option("--reads-in-flight", o->reads_in_flight, "read requests per disk (default 4)");
   c->add_option("--notes", o->notes, "free-form notes kept with the point");
+  c->add_option("--audit-cbt", o->audit_cbt,
+                "re-read PERCENT of what change tracking calls unchanged and compare it with "
+                "the previous point")
+      ->check(CLI::Range(0.0, 100.0));
   c->add_flag("!--no-progress", o->progress, "no progress display on a terminal");
   Bind(c, exit_code, [o]() -> Status {
     engine::BackupOptions bo;
@@ -208,6 +214,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     bo.parallel_disks = o->parallel_disks;
     bo.reads_in_flight = o->reads_in_flight;
     bo.notes = o->notes;
+    bo.audit_cbt_percent = o->audit_cbt;
     bo.cancel = &g_cancel;
     VMBACKUP_ASSIGN_OR_RETURN(bo.transports, hv::ParseTransportList(o->transport));
     VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));

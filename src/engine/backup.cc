@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "base/strings.h"
@@ -123,6 +124,44 @@ Status CopyDisk(hv::DiskAccess& disk, repo::PointWriter& writer, size_t index,
   return first_error;
 }
 
+// The CBT audit: a random sample of the chunks change tracking did not report must read
+// exactly as they are in the parent point. kCorruption naming the first that does not.
+Status AuditUnchanged(hv::DiskAccess& disk, repo::Repository& repo, const repo::Point& parent,
+                      int device_key, const ExtentSet& changed, uint64_t chunk, double percent,
+                      std::mutex& disk_mu, DiskReport& report) {
+  size_t index = parent.disks.size();
+  for (size_t i = 0; i < parent.disks.size(); ++i)
+    if (parent.disks[i].key == device_key) index = i;
+  VMBACKUP_ASSIGN_OR_RETURN(auto reader, repo::PointDiskReader::Open(repo, parent, index));
+  const uint64_t capacity = reader->capacity(), chunks = (capacity + chunk - 1) / chunk;
+  const ExtentSet touched = changed.AlignOutward(chunk, capacity);
+  std::mt19937_64 rng(std::random_device{}());
+  const uint64_t want = std::max<uint64_t>(1, uint64_t(double(chunks) * percent / 100.0));
+  std::vector<uint8_t> buf(chunk);
+  for (uint64_t n = 0, tries = 0; n < want && tries < want * 4; ++tries) {
+    const uint64_t c = percent >= 100 ? tries : rng() % chunks;
+    if (c >= chunks) break;
+    const uint64_t off = c * chunk, len = std::min(chunk, capacity - off);
+    if (touched.Overlaps(off, len)) continue;
+    std::span<uint8_t> piece(buf.data(), len);
+    {
+      std::lock_guard<std::mutex> l(disk_mu);
+      VMBACKUP_RETURN_IF_ERROR(disk.ReadAt(off, piece));
+    }
+    VMBACKUP_ASSIGN_OR_RETURN(repo::Id want_id, reader->ChunkIdAt(off));
+    repo::Id got = IsAllZero(piece.data(), len) ? repo::Id{} : repo.codec().IdOf(piece);
+    ++n;
+    ++report.audited_chunks;
+    if (got != want_id) {
+      return CorruptionError(StrFormat(
+          "CBT audit: disk %d bytes %llu+%llu changed since point %s, but change tracking "
+          "reported them unchanged; this backup is void and the next one will be a full",
+          device_key, (unsigned long long)off, (unsigned long long)len, parent.id.c_str()));
+    }
+  }
+  return Status::Ok();
+}
+
 struct DiskJob {
   hv::DiskInfo info;
   DiskReport report;
@@ -131,7 +170,9 @@ struct DiskJob {
 };
 
 Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRef& snap,
-                  repo::PointWriter& writer, uint64_t chunk, const BackupOptions& o, DiskJob& job) {
+                  repo::Repository& repo, repo::PointWriter& writer, const BackupOptions& o,
+                  const std::string& full_needed, DiskJob& job) {
+  const uint64_t chunk = repo.chunk_size();
   const auto t0 = Clock::now();
   const hv::DiskInfo& d = job.info;
   DiskReport& r = job.report;
@@ -145,6 +186,8 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
   std::optional<ExtentSet> changed;
   if (o.force_full) {
     r.full_reason = "--full was given";
+  } else if (!full_needed.empty()) {
+    r.full_reason = full_needed;
   } else if (!parent) {
     r.full_reason = "no earlier point has this disk";
     if (writer.parent()) {
@@ -210,6 +253,11 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
   pd.transport = r.transport;
   pd.bytes_scanned = plan.read.total_bytes();
   VMBACKUP_ASSIGN_OR_RETURN(size_t index, writer.AddDisk(pd, changed.has_value()));
+  if (changed && o.audit_cbt_percent > 0) {
+    std::mutex audit_mu;
+    VMBACKUP_RETURN_IF_ERROR(AuditUnchanged(*access, repo, *writer.parent(), d.device_key, *changed,
+                                            chunk, o.audit_cbt_percent, audit_mu, r));
+  }
   VMBACKUP_RETURN_IF_ERROR(CopyDisk(*access, writer, index, plan, chunk, o, job.progress, r));
   r.seconds = Since(t0);
   return writer.SetDiskStats(index, pd.bytes_scanned, r.bytes_new);
@@ -274,6 +322,13 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   meta.config = vm.config;
   VMBACKUP_ASSIGN_OR_RETURN(auto writer, repo::PointWriter::Start(repo, meta));
 
+  // A failed CBT audit earlier asks for a full now.
+  std::string full_needed;
+  if (catalog) {
+    VMBACKUP_ASSIGN_OR_RETURN(std::string why, catalog->FullNeeded(vm.name));
+    if (!why.empty()) full_needed = "the last backup's " + why;
+  }
+
   // Disks, a bounded number at once.
   std::vector<std::unique_ptr<DiskJob>> jobs;
   for (const auto& d : vm.disks) {
@@ -296,7 +351,7 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   std::atomic<size_t> next{0};
   auto disk_worker = [&] {
     for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
-      jobs[i]->status = BackupDisk(hv, vm, snap, *writer, repo.chunk_size(), o, *jobs[i]);
+      jobs[i]->status = BackupDisk(hv, vm, snap, repo, *writer, o, full_needed, *jobs[i]);
     }
   };
   std::vector<std::thread> pool;
@@ -310,6 +365,11 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
     report.disks.push_back(j->report);
     if (!j->status.ok()) {
       writer->Abandon();
+      if (catalog && j->status.code() == ErrorCode::kCorruption &&
+          j->status.message().rfind("CBT audit", 0) == 0) {
+        catalog->MarkFullNeeded(vm.name, "CBT audit failed (" + j->status.message() + ")")
+            .IgnoreError();  // the audit's own error is the one to report
+      }
       return j->status;
     }
   }
@@ -344,7 +404,10 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   // The snapshot goes before the report: an error removing it fails the job loudly.
   VMBACKUP_RETURN_IF_ERROR(guard.Remove().WithContext(
       "the restore point " + point.id + " is complete, but removing snapshot " + snap.name));
-  if (catalog) VMBACKUP_RETURN_IF_ERROR(catalog->AddPoint(point));
+  if (catalog) {
+    VMBACKUP_RETURN_IF_ERROR(catalog->AddPoint(point));
+    if (!full_needed.empty()) VMBACKUP_RETURN_IF_ERROR(catalog->ClearFullNeeded(vm.name));
+  }
   report.seconds = Since(t0);
   return report;
 }

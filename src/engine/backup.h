@@ -30,6 +30,10 @@ struct BackupOptions {
   int reads_in_flight = 4;
   uint64_t max_read = 2 << 20;  // bytes per read request (VDDK's sweet spot)
   std::string notes;
+  // CBT audit: re-read this percentage of the chunks change tracking called unchanged and
+  // compare them with the previous point; a mismatch fails the job and makes the next
+  // backup of the VM a full (recorded in the catalog).
+  double audit_cbt_percent = 0;
   // Set by a signal handler: the job stops at the next request, cleans up, and fails with
   // kCancelled.
   const std::atomic<bool>* cancel = nullptr;
@@ -53,6 +57,7 @@ struct DiskReport {
   uint64_t bytes_new = 0;      // chunks the repository did not have yet
   uint64_t bytes_deduplicated = 0;
   int cbt_queries = 0;
+  uint64_t audited_chunks = 0;  // unchanged chunks re-read by the CBT audit
   double read_seconds = 0, store_seconds = 0, seconds = 0;
 };
 

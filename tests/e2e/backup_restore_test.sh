@@ -118,5 +118,24 @@ field b4.json 'j["notes"][0]' | grep -q "left by an interrupted backup" || fail 
 "$V" check >/dev/null || fail "check after the next backup"
 "$V" restore "$(field b4.json 'j["point"]')" --to-file big.raw --disk 2000 >/dev/null || fail "restore big"
 "$H" disk read big 0 --offset 0 --length 512M | cmp -s - big.raw || fail "the backup after a SIGKILL differs"
+# 7. CBT audit: a change that bypassed change tracking (written straight into the flat file)
+#    is caught; the job fails, leaves no snapshot, and the next backup is a full that says why.
+"$H" vm create aud --disk 16M --cbt >/dev/null
+"$H" vm power-on aud >/dev/null
+"$H" disk write aud 0 --offset 0 --from rand3m >/dev/null
+"$V" backup --source "$SRC" --vm aud --json > a1.json || fail "audit VM: full"
+"$V" backup --source "$SRC" --vm aud --audit-cbt 100 --json > a2.json || fail "a clean audit failed"
+[ "$(field a2.json 'j["disks"][0]["audited_chunks"]')" = 256 ] || fail "the audit did not read every unchanged chunk: $(cat a2.json)"
+printf 'not seen by CBT' | dd of=ds/aud/aud-flat.vmdk bs=1 seek=$((5 * 1048576)) conv=notrunc status=none
+out=$("$V" backup --source "$SRC" --vm aud --audit-cbt 100 2>&1) && fail "the audit missed a change CBT did not see"
+echo "$out" | grep -q "CBT audit: disk 2000 bytes 5242880+65536 changed" || fail "audit message: $out"
+[ "$(snapshot_count aud)" = 0 ] || fail "the failed audit left its snapshot"
+"$V" backup --source "$SRC" --vm aud --json > a3.json || fail "the backup after a failed audit"
+[ "$(field a3.json 'j["disks"][0]["mode"]')" = full ] || fail "no full after a failed audit"
+field a3.json 'j["disks"][0]["full_reason"]' | grep -q "CBT audit failed" || fail "reason: $(cat a3.json)"
+"$V" restore "$(field a3.json 'j["point"]')" --to-file aud.raw >/dev/null || fail "restore aud"
+"$H" disk read aud 0 --offset 0 --length 16M | cmp -s - aud.raw || fail "the full after the audit differs"
+"$V" backup --source "$SRC" --vm aud --json > a4.json || fail "the backup after the full"
+[ "$(field a4.json 'j["disks"][0]["mode"]')" = incremental ] || fail "the full-needed mark was not cleared"
 "$V" jobs --json | field /dev/stdin '[x["kind"] for x in j]' | grep -q backup || fail "jobs not recorded"
 echo "ok: backup and restore"
