@@ -1,6 +1,8 @@
 #include "cli/backup_commands.h"
 
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,7 +13,9 @@
 #include "cli/repo_access.h"
 #include "engine/backup.h"
 #include "engine/restore.h"
+#include "format/vmdk/convert.h"
 #include "hv/vmhost/vmhost_driver.h"
+#include "io/posix_file.h"
 
 namespace vmbackup::cli {
 namespace {
@@ -21,6 +25,7 @@ using nlohmann::json;
 struct BackupOpts {
   RepoOpts repo;
   std::string source, transport = "san:hotadd:nbdssl:nbd", to_file, name, vm;
+  std::string format = "raw", vmdk_type = "sparse";
   bool quiesce = false, allow_crash = false, full = false, no_fallback = false;
   bool to_vm = false, in_place = false, verify = false, progress = true;
   int disk = 2000, parallel_disks = 2, reads_in_flight = 4;
@@ -134,6 +139,39 @@ void PrintBackup(const engine::BackupReport& r) {
       "compression %.2f s, repository write %.2f s; repository grew by %s\n",
       r.seconds, read, r.hash_seconds, r.compress_seconds, r.pack_write_seconds,
       HumanBytes(r.bytes_stored).c_str());
+}
+
+// Runs a program (no shell) and waits for it; kIOError with its exit status on failure.
+Status RunProgram(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ);
+  if (rc != 0) return PosixError("run " + argv[0], rc);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return PosixError("wait for " + argv[0], errno);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return IOError(argv[0] + " failed (status " + std::to_string(status) + ")");
+  return Status::Ok();
+}
+
+// A restored raw file turned into the format asked for: VMDK by our own writer, qcow2 by
+// qemu-img. The raw file is removed either way.
+Status ConvertRestored(const std::string& raw, const std::string& out, const BackupOpts& o) {
+  Status s;
+  if (o.format == "vmdk") {
+    auto type = vmdk::ParseDiskType(o.vmdk_type);
+    auto src = type ? io::PosixFile::Open(raw, io::OpenMode::kReadOnly)
+                    : Result<std::unique_ptr<io::PosixFile>>(type.error());
+    s = !src ? src.error() : vmdk::ConvertDisk(**src, out, *type).status();
+  } else {
+    s = RunProgram({"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, out});
+  }
+  ::unlink(raw.c_str());
+  return s.WithContext("convert the restored disk to " + o.format);
 }
 
 json RestoreJson(const engine::RestoreReport& r) {
@@ -256,6 +294,10 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
   c->add_option("POINT", o->repo.point, "the restore point")->required();
   c->add_option("--to-file", o->to_file, "write one disk (--disk) to this new raw file");
   c->add_option("--disk", o->disk, "the disk's device key for --to-file (default 2000)");
+  c->add_option("--format", o->format, "file format for --to-file: raw (default), vmdk, qcow2")
+      ->check(CLI::IsMember({"raw", "vmdk", "qcow2"}));
+  c->add_option("--vmdk-type", o->vmdk_type,
+                "with --format vmdk: sparse (default), flat, vmfs or stream");
   c->add_flag("--to-vm", o->to_vm, "create a new VM (--name) on --source with the point's disks");
   c->add_option("--name", o->name, "the new VM's name for --to-vm");
   c->add_flag("--in-place", o->in_place,
@@ -281,8 +323,17 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
         o->repo, *x.repo, "restore",
         [&]() -> Status {
           if (!o->to_file.empty()) {
-            VMBACKUP_ASSIGN_OR_RETURN(
-                report, engine::RestoreToFile(*x.repo, point, o->disk, o->to_file, ro));
+            const bool raw = o->format == "raw";
+            if (!raw && io::PathExists(o->to_file))
+              return AlreadyExistsError(o->to_file + " exists");
+            const std::string target = raw ? o->to_file : o->to_file + ".vmbackup-raw";
+            VMBACKUP_ASSIGN_OR_RETURN(report,
+                                      engine::RestoreToFile(*x.repo, point, o->disk, target, ro));
+            if (!raw) {
+              VMBACKUP_RETURN_IF_ERROR(ConvertRestored(target, o->to_file, *o));
+              report.target = o->to_file;
+              for (auto& d : report.disks) d.target = o->to_file + " (" + o->format + ")";
+            }
             return Status::Ok();
           }
           VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));

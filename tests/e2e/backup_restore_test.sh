@@ -63,6 +63,14 @@ P2=$(field b2.json 'j["point"]')
 
 check_point "$P1" p1
 check_point "$P2" p2
+# Other file formats: VMDK (our writer) and qcow2 (qemu-img), as qemu-img reads them.
+for f in vmdk qcow2; do
+  "$V" restore "$P2" --to-file "p2.$f" --disk 2000 --format $f >/dev/null || fail "restore to $f"
+  qemu-img compare -q -f raw p2-0.raw "p2.$f" || fail "the $f restore differs"
+done
+"$V" restore "$P2" --to-file p2s.vmdk --format vmdk --vmdk-type stream >/dev/null || fail "restore to a stream vmdk"
+qemu-img compare -q -f raw p2-0.raw p2s.vmdk || fail "the streamOptimized restore differs"
+[ ! -e p2.vmdk.vmbackup-raw ] || fail "the temporary raw file was left behind"
 "$V" verify >/dev/null || fail "verify"
 "$V" check >/dev/null || fail "check"
 
@@ -102,6 +110,19 @@ check_point "$(field b3.json 'j["point"]')" p3
 "$H" vm power-on big >/dev/null
 head -c 384M /dev/urandom > rand384m
 "$H" disk write big 0 --offset 64M --from rand384m >/dev/null
+# SIGTERM first: the backup stops, removes its snapshot, and says so.
+"$V" backup --source "$SRC" --vm big --no-progress >term.out 2>&1 &
+pid=$!
+for _ in $(seq 1 500); do
+  [ "$(snapshot_count big)" != 0 ] && break
+  sleep 0.01
+done
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+[ "$rc" = 1 ] || fail "a SIGTERMed backup exited $rc: $(cat term.out)"
+grep -q "interrupted" term.out || fail "SIGTERM: $(cat term.out)"
+[ "$(snapshot_count big)" = 0 ] || fail "a SIGTERMed backup left its snapshot"
 "$V" backup --source "$SRC" --vm big --no-progress >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 500); do
