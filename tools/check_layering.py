@@ -12,14 +12,15 @@ ALLOWED = {
     "base": set(),
     "io": {"base"},
     "format/vmdk": {"io", "base"},
+    "nbd": {"io", "base"},
     "host": {"format/vmdk", "io", "base"},
     "storage": {"base"},
     "repo": {"storage", "base"},
     "catalog": {"repo", "storage", "base"},
     "hv": {"io", "base"},
-    "hv/vmhost": {"hv", "host", "format/vmdk", "io", "base"},
+    "hv/vmhost": {"hv", "host", "nbd", "format/vmdk", "io", "base"},
     "engine": {"hv", "catalog", "repo", "storage", "io", "base"},
-    "cli": {"hv/vmhost", "hv", "engine", "host", "catalog", "repo", "storage", "format/vmdk",
+    "cli": {"hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
             "io", "base"},
 }
 

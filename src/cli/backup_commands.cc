@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
@@ -47,7 +48,28 @@ void CatchSignals() {
 Result<std::unique_ptr<hv::Hypervisor>> Connect(const std::string& uri) {
   if (uri.empty()) return InvalidArgumentError("give the source with --source URI");
   if (uri.rfind("vmhost://", 0) == 0) {
-    VMBACKUP_ASSIGN_OR_RETURN(auto d, hv::VmhostDriver::Connect(uri));
+    hv::VmhostDriverOptions vo;
+    // The nbdkit plugin is installed next to the executables.
+    char exe[4096];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+      std::string self(exe, size_t(n));
+      vo.nbdkit_plugin = self.substr(0, self.rfind('/')) + "/nbdkit-vmhost-plugin.so";
+    }
+    // Test hook: nbdkit filters in the data path of the NBD modes (tests/e2e).
+    if (const char* extra = std::getenv("VMBACKUP_TEST_NBDKIT_ARGS")) {
+      std::string word;
+      for (const char* p = extra;; ++p) {
+        if (*p == ' ' || *p == 0) {
+          if (!word.empty()) vo.nbdkit_extra_args.push_back(word);
+          word.clear();
+          if (*p == 0) break;
+        } else {
+          word += *p;
+        }
+      }
+    }
+    VMBACKUP_ASSIGN_OR_RETURN(auto d, hv::VmhostDriver::Connect(uri, vo));
     return std::unique_ptr<hv::Hypervisor>(std::move(d));
   }
   if (uri.rfind("libvirt://", 0) == 0 || uri.rfind("qemu://", 0) == 0 ||

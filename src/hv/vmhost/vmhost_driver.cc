@@ -1,7 +1,20 @@
 #include "hv/vmhost/vmhost_driver.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
 #include "base/strings.h"
 #include "host/shared_disk.h"
+#include "host/transports.h"
+#include "io/posix_file.h"
+#include "nbd/nbd_disk.h"
 
 namespace vmbackup::hv {
 namespace {
@@ -62,9 +75,132 @@ class SanDisk final : public DiskAccess {
   std::string name_;
 };
 
+// 32 random bytes as hex, for a TLS pre-shared key.
+Result<std::string> RandomHexKey() {
+  unsigned char raw[32];
+  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  bool ok = fd >= 0 && ::read(fd, raw, sizeof raw) == ssize_t(sizeof raw);
+  if (fd >= 0) ::close(fd);
+  if (!ok) return IOError("read /dev/urandom");
+  std::string hex;
+  for (unsigned char c : raw) hex += StrFormat("%02x", c);
+  return hex;
+}
+
+// One disk through nbdkit and the vmhost plugin, read with libnbd: the `nbd` and `nbdssl`
+// transports. Owns the nbdkit process (started with --exit-with-parent, so a killed backup
+// leaves none behind) and its private folder.
+class NbdAccess final : public DiskAccess {
+ public:
+  NbdAccess(TransportMode mode, pid_t pid, std::string dir, std::unique_ptr<nbd::NbdDisk> disk)
+      : mode_(mode), pid_(pid), dir_(std::move(dir)), disk_(std::move(disk)) {}
+  ~NbdAccess() override {
+    disk_.reset();
+    Stop(pid_, dir_);
+  }
+  static void Stop(pid_t pid, const std::string& dir) {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+    for (const char* f : {"nbd.sock", "nbdkit.pid", "psk"}) ::unlink((dir + "/" + f).c_str());
+    ::rmdir(dir.c_str());
+  }
+  uint64_t size() const override { return disk_->size(); }
+  std::string name() const override { return disk_->name(); }
+  TransportMode transport() const override { return mode_; }
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override {
+    return disk_->ReadAt(offset, buf);
+  }
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    return disk_->WriteAt(offset, data);
+  }
+  Status Flush() override { return disk_->Flush(); }
+  Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override {
+    return disk_->AllocatedExtents(offset, length);
+  }
+
+ private:
+  TransportMode mode_;
+  pid_t pid_;
+  std::string dir_;
+  std::unique_ptr<nbd::NbdDisk> disk_;
+};
+
 }  // namespace
 
-Result<std::unique_ptr<VmhostDriver>> VmhostDriver::Connect(std::string_view uri) {
+Result<std::unique_ptr<DiskAccess>> VmhostDriver::OpenNbd(const VmInfo& vm,
+                                                          const std::string& snapshot_uid,
+                                                          size_t disk, bool tls, OpenMode mode) {
+  const TransportMode tm = tls ? TransportMode::kNbdSsl : TransportMode::kNbd;
+  if (options_.nbdkit_plugin.empty()) return UnavailableError("no nbdkit plugin was given");
+  VMBACKUP_RETURN_IF_ERROR(host::CheckTransport(
+      tls ? host::TransportMode::kNbdSsl : host::TransportMode::kNbd, options_.nbdkit_plugin));
+  if (snapshot_uid.empty()) return UnavailableError("the NBD modes serve snapshots only");
+  char tmpl[] = "/tmp/vmbackup-nbd-XXXXXX";
+  if (!::mkdtemp(tmpl)) return PosixError("create a folder for nbdkit", errno);
+  const std::string dir = tmpl, sock = dir + "/nbd.sock", pidfile = dir + "/nbdkit.pid",
+                    psk = dir + "/psk";
+  std::vector<std::string> args = {"nbdkit", "--foreground", "--exit-with-parent", "-U", sock,
+                                   "-P",     pidfile};
+  if (tls) {
+    // A fresh pre-shared key per connection, readable by this user only.
+    auto key = RandomHexKey();
+    Status s = !key ? key.error() : io::WriteFileAtomic(psk, "vmbackup:" + *key + "\n");
+    if (!s.ok()) {
+      NbdAccess::Stop(0, dir);
+      return s;
+    }
+    ::chmod(psk.c_str(), 0600);
+    args.insert(args.end(), {"--tls=require", "--tls-psk=" + psk});
+  }
+  if (mode == OpenMode::kRead) args.push_back("-r");
+  std::vector<std::string> after;
+  for (const auto& a : options_.nbdkit_extra_args)
+    (a.rfind("--", 0) == 0 ? args : after).push_back(a);
+  args.insert(args.end(), {options_.nbdkit_plugin, "datastore=" + ds_.root(), "vm=" + vm.name,
+                           "disk=" + std::to_string(disk), "snapshot=" + snapshot_uid,
+                           std::string("mode=") + (mode == OpenMode::kRead ? "read" : "restore")});
+  args.insert(args.end(), after.begin(), after.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, "nbdkit", nullptr, nullptr, argv.data(), environ);
+  if (rc != 0) {
+    NbdAccess::Stop(0, dir);
+    return PosixError("start nbdkit", rc);
+  }
+  // nbdkit writes its pid file once it listens.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!io::PathExists(pidfile)) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      NbdAccess::Stop(0, dir);
+      return UnavailableError(StrFormat("nbdkit exited (status %d) before serving", status));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      NbdAccess::Stop(pid, dir);
+      return UnavailableError("nbdkit did not start serving within 20 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::string uri = (tls ? "nbds+unix:///?socket=" : "nbd+unix:///?socket=") + sock;
+  if (tls) uri += "&tls-psk-file=" + psk;
+  nbd::NbdDisk::Options no;
+  no.allow_local_files = true;  // the URI is ours
+  no.tls_username = "vmbackup";
+  auto nbd_disk = nbd::NbdDisk::Connect(uri, no);
+  if (!nbd_disk) {
+    NbdAccess::Stop(pid, dir);
+    return nbd_disk.error();
+  }
+  return std::unique_ptr<DiskAccess>(new NbdAccess(tm, pid, dir, std::move(*nbd_disk)));
+}
+
+Result<std::unique_ptr<VmhostDriver>> VmhostDriver::Connect(std::string_view uri,
+                                                            VmhostDriverOptions options) {
   constexpr std::string_view kScheme = "vmhost://";
   if (uri.substr(0, kScheme.size()) != kScheme || uri.size() <= kScheme.size() + 1 ||
       uri[kScheme.size()] != '/') {
@@ -73,7 +209,8 @@ Result<std::unique_ptr<VmhostDriver>> VmhostDriver::Connect(std::string_view uri
   }
   std::string root(uri.substr(kScheme.size()));
   VMBACKUP_ASSIGN_OR_RETURN(host::Datastore ds, host::Datastore::Open(root));
-  return std::unique_ptr<VmhostDriver>(new VmhostDriver(std::string(uri), std::move(ds)));
+  return std::unique_ptr<VmhostDriver>(
+      new VmhostDriver(std::string(uri), std::move(ds), std::move(options)));
 }
 
 Result<std::unique_ptr<host::Vm>> VmhostDriver::Open(const VmInfo& vm) {
@@ -184,7 +321,12 @@ Result<std::unique_ptr<DiskAccess>> VmhostDriver::OpenDisk(
     } else if (m == TransportMode::kHotAdd) {
       why = UnavailableError("needs a backup proxy VM on the host, which vmhost does not have");
     } else {
-      why = UnavailableError("not wired into the vmhost driver yet");
+      auto d = OpenNbd(vm, snapshot ? snapshot->id : "", index, m == TransportMode::kNbdSsl, mode);
+      if (d) {
+        if (attempts) *attempts = tried;
+        return std::move(*d);
+      }
+      why = d.error();
     }
     tried.push_back(std::string(TransportName(m)) + ": " + why.message());
   }

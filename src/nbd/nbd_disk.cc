@@ -1,0 +1,127 @@
+#include "nbd/nbd_disk.h"
+
+#include <libnbd.h>
+
+#include "base/checked_math.h"
+#include "base/strings.h"
+
+namespace vmbackup::nbd {
+namespace {
+
+// libnbd splits nothing for us: requests above the server's maximum fail, so reads and
+// writes go in pieces of at most this.
+constexpr uint64_t kMaxRequest = 32 << 20;
+
+}  // namespace
+
+Result<std::unique_ptr<NbdDisk>> NbdDisk::Connect(const std::string& uri, const Options& options) {
+  nbd_handle* h = nbd_create();
+  if (!h) return IOError(std::string("libnbd: ") + nbd_get_error());
+  std::unique_ptr<NbdDisk> d(new NbdDisk(h, uri));
+  if (!options.tls_username.empty() &&
+      nbd_set_tls_username(h, options.tls_username.c_str()) == -1) {
+    return d->Error("set the TLS user name");
+  }
+  if (nbd_set_uri_allow_local_file(h, options.allow_local_files) == -1 ||
+      nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
+      nbd_connect_uri(h, uri.c_str()) == -1) {
+    return d->Error("connect");
+  }
+  int64_t size = nbd_get_size(h);
+  if (size < 0) return d->Error("size");
+  d->size_ = uint64_t(size);
+  d->read_only_ = nbd_is_read_only(h) == 1;
+  d->can_block_status_ = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  return d;
+}
+
+NbdDisk::~NbdDisk() {
+  if (h_) {
+    nbd_shutdown(h_, 0);
+    nbd_close(h_);
+  }
+}
+
+Status NbdDisk::Error(const std::string& what) const {
+  const char* e = nbd_get_error();
+  int errnum = nbd_get_errno();
+  std::string msg = StrFormat("NBD %s: %s", uri_.c_str(), what.c_str());
+  if (e) msg += std::string(": ") + e;
+  return errnum == EINVAL || errnum == EPROTO ? ProtocolError(msg) : IOError(msg);
+}
+
+Status NbdDisk::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
+  if (!RangeWithin(offset, buf.size(), size_))
+    return InvalidArgumentError("read past the end of " + uri_);
+  for (uint64_t done = 0; done < buf.size();) {
+    uint64_t n = std::min<uint64_t>(kMaxRequest, buf.size() - done);
+    if (nbd_pread(h_, buf.data() + done, n, offset + done, 0) == -1) {
+      return Error(StrFormat("read %llu bytes at %llu", (unsigned long long)n,
+                             (unsigned long long)(offset + done)));
+    }
+    done += n;
+  }
+  return Status::Ok();
+}
+
+Status NbdDisk::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
+  if (!RangeWithin(offset, data.size(), size_))
+    return InvalidArgumentError("write past the end of " + uri_);
+  for (uint64_t done = 0; done < data.size();) {
+    uint64_t n = std::min<uint64_t>(kMaxRequest, data.size() - done);
+    if (nbd_pwrite(h_, data.data() + done, n, offset + done, 0) == -1) {
+      return Error(StrFormat("write %llu bytes at %llu", (unsigned long long)n,
+                             (unsigned long long)(offset + done)));
+    }
+    done += n;
+  }
+  return Status::Ok();
+}
+
+Status NbdDisk::Flush() {
+  if (nbd_can_flush(h_) == 1 && nbd_flush(h_, 0) == -1) return Error("flush");
+  return Status::Ok();
+}
+
+namespace {
+struct MapState {
+  ExtentSet* out;
+  uint64_t pos;
+  bool bad = false;
+};
+
+int OnExtents(void* user, const char* context, uint64_t, uint32_t* entries, size_t n, int*) {
+  auto* st = static_cast<MapState*>(user);
+  if (std::string_view(context) != LIBNBD_CONTEXT_BASE_ALLOCATION) return 0;
+  if (n % 2 != 0) {
+    st->bad = true;
+    return 0;
+  }
+  for (size_t i = 0; i < n; i += 2) {
+    uint32_t length = entries[i], flags = entries[i + 1];
+    if (!(flags & LIBNBD_STATE_HOLE)) st->out->Add(st->pos, length);
+    st->pos += length;
+  }
+  return 0;
+}
+}  // namespace
+
+Result<ExtentSet> NbdDisk::AllocatedExtents(uint64_t offset, uint64_t length) {
+  ExtentSet out;
+  const uint64_t end = std::min(size_, offset + std::min(length, size_ - std::min(offset, size_)));
+  if (!can_block_status_) {
+    out.Add(offset, end - offset);
+    return out;
+  }
+  for (uint64_t pos = offset; pos < end;) {
+    MapState st{&out, pos};
+    uint64_t count = std::min<uint64_t>(end - pos, 1ull << 30);
+    if (nbd_block_status(h_, count, pos, nbd_extent_callback{OnExtents, &st, nullptr}, 0) == -1)
+      return Error("block status");
+    if (st.bad || st.pos <= pos) return ProtocolError("NBD " + uri_ + ": bad block status reply");
+    pos = st.pos;
+  }
+  return out.Clip(offset, end - offset);
+}
+
+}  // namespace vmbackup::nbd
