@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 
 #include "base/checked_math.h"
@@ -217,6 +218,31 @@ Status Vm::ResizeDisk(size_t disk, uint64_t new_capacity) {
                                                      1, vmx_.cbt_granularity(), d->size()));
   }
   return Status::Ok();
+}
+
+Status Vm::AdoptSettings(std::string_view other_vmx) {
+  VMBACKUP_ASSIGN_OR_RETURN(ConfigFile other, ConfigFile::Parse(other_vmx));
+  // Keys that belong to this VM and its files, never to the one the settings come from.
+  static constexpr std::string_view kOwn[] = {"displayname",
+                                              "uuid.",
+                                              "vc.uuid",
+                                              "scsi",
+                                              "ide",
+                                              "sata",
+                                              "nvme",
+                                              "ctk",
+                                              "vmhost.powerstate",
+                                              "checkpoint.",
+                                              "filesearchpath",
+                                              ".encoding"};
+  for (const auto& [key, value] : other.entries()) {
+    std::string lower;
+    for (char c : key) lower += char(std::tolower(static_cast<unsigned char>(c)));
+    bool own = false;
+    for (std::string_view p : kOwn) own = own || lower.rfind(p, 0) == 0;
+    if (!own) vmx_.config().Set(key, value);
+  }
+  return SaveVmx();
 }
 
 Status Vm::EnableChangeTracking() {

@@ -86,6 +86,9 @@ class Vm {
   Status ResizeDisk(size_t disk, uint64_t new_capacity);
 
   Status EnableChangeTracking();
+  // Takes over the settings of another VM's .vmx text (a restore to a new VM): everything but
+  // identity (name, uuids), disks and controllers, power state and change tracking switches.
+  Status AdoptSettings(std::string_view other_vmx);
   Result<ChangeId> GetChangeId(size_t disk, SnapshotSel snap);
   // vSphere semantics: areas changed since `change_id` ("*" = every allocated area) up to the
   // snapshot (or the current state of a powered-off VM), from `start_offset`, at most

@@ -32,6 +32,7 @@ check_point() {  # POINT NAME: the point's disks equal NAME-*.raw (and verify on
 "$H" init >/dev/null
 "$H" vm create web --disk 64M --disk 32M --cbt >/dev/null
 "$H" vm power-on web >/dev/null
+echo 'annotation = "the web server"' >> ds/web/web.vmx
 head -c 3M /dev/urandom > rand3m
 "$H" disk write web 0 --offset 1M --from rand3m >/dev/null
 "$H" disk write web 0 --offset 20M --pattern 0x41 --length 2M >/dev/null
@@ -79,6 +80,10 @@ qemu-img compare -q -f raw p2-0.raw p2s.vmdk || fail "the streamOptimized restor
 "$H" disk read web2 0 --offset 0 --length 64M | cmp -s - p2-0.raw || fail "the new VM's disk 0"
 "$H" disk read web2 1 --offset 0 --length 32M | cmp -s - p2-1.raw || fail "the new VM's disk 1"
 [ "$(snapshot_count web2)" = 0 ] || fail "restore left a snapshot on web2"
+grep -q '^annotation = "the web server"' ds/web2/web2.vmx || fail "the new VM did not get the configuration"
+grep -q '^displayName = "web2"' ds/web2/web2.vmx || fail "the new VM's name"
+[ "$(grep '^uuid.bios' ds/web2/web2.vmx)" != "$(grep '^uuid.bios' ds/web/web.vmx)" ] || fail "the new VM has the old uuid"
+grep -q 'web2.vmdk' ds/web2/web2.vmx || fail "the new VM's disks"
 
 # 4. In place: the VM goes back to P1, writing only what changed since (6 areas of 64K).
 "$H" disk write web 0 --offset 40M --pattern 0x77 --length 128K >/dev/null

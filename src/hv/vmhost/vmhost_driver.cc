@@ -337,12 +337,16 @@ Result<std::unique_ptr<DiskAccess>> VmhostDriver::OpenDisk(
                                     device_key, all.c_str()));
 }
 
-Result<VmInfo> VmhostDriver::CreateVm(std::string_view name, const std::string& /*config*/,
+Result<VmInfo> VmhostDriver::CreateVm(std::string_view name, const std::string& config,
                                       const std::vector<uint64_t>& capacities) {
   host::NewVmOptions o;
   o.disk_sizes = capacities;
   o.cbt = true;
-  VMBACKUP_RETURN_IF_ERROR(ds_.CreateVm(std::string(name), o).status());
+  {
+    VMBACKUP_ASSIGN_OR_RETURN(auto vm, ds_.CreateVm(std::string(name), o));
+    if (!config.empty())
+      VMBACKUP_RETURN_IF_ERROR(vm->AdoptSettings(config).WithContext("the point's configuration"));
+  }
   return GetVm(name);
 }
 
