@@ -109,6 +109,40 @@ snapshot_disks p3
 field b3.json 'j["disks"][0]["full_reason"]' | grep -q "no longer knows change id" || fail "no reason for the full: $(cat b3.json)"
 check_point "$(field b3.json 'j["point"]')" p3
 
+# 5b. A hard power-off invalidates change tracking: in-place restore then writes the whole
+#     disk and says why; a resized disk makes the next backup a full that says so; quiesced
+#     backups record the consistency achieved, and a failing freeze is an error unless
+#     --allow-crash-consistent.
+"$H" vm power-off web --hard >/dev/null
+"$V" restore "$P1" --in-place --source "$SRC" --verify --json > ip2.json || fail "in-place restore without CBT"
+[ "$(field ip2.json 'j["disks"][0]["mode"]')" = "whole disk" ] || fail "in-place restore without CBT: $(cat ip2.json)"
+field ip2.json 'j["notes"][0]' | grep -q "written whole" || fail "no note for the whole-disk write: $(cat ip2.json)"
+"$H" disk read web 0 --offset 0 --length 64M | cmp -s - p1-0.raw || fail "whole-disk in-place restore differs"
+"$H" disk resize web 1 --size 48M >/dev/null || fail "resize"
+"$H" vm power-on web >/dev/null
+printf '#!/bin/sh
+exit 0
+' > ok-hook.sh
+printf '#!/bin/sh
+echo "cannot freeze" >&2
+exit 3
+' > bad-hook.sh
+chmod +x ok-hook.sh bad-hook.sh
+printf 'vmhost.freezeHook = "%s"
+vmhost.thawHook = "%s"
+' "$SCRATCH/ok-hook.sh" "$SCRATCH/ok-hook.sh" >> ds/web/web.vmx
+"$V" backup --source "$SRC" --vm web --quiesce --json > q.json || fail "quiesced backup"
+[ "$(field q.json 'j["consistency"]')" = filesystem ] || fail "consistency: $(cat q.json)"
+field q.json '[d["full_reason"] for d in j["disks"] if d["key"] == 2001][0]' | grep -q "resized from 32.0 MiB to 48.0 MiB" \
+  || fail "no resize reason: $(cat q.json)"
+sed -i "s|ok-hook.sh\"$|ok-hook.sh\"|; s|vmhost.freezeHook = .*|vmhost.freezeHook = \"$SCRATCH/bad-hook.sh\"|" ds/web/web.vmx
+out=$("$V" backup --source "$SRC" --vm web --quiesce 2>&1) && fail "a failing freeze was ignored"
+echo "$out" | grep -q "cannot freeze" || fail "failing freeze: $out"
+[ "$(snapshot_count web)" = 0 ] || fail "a failed quiesce left a snapshot"
+"$V" backup --source "$SRC" --vm web --quiesce --allow-crash-consistent --json > q2.json || fail "--allow-crash-consistent"
+[ "$(field q2.json 'j["consistency"]')" = crash ] || fail "consistency after a failed freeze: $(cat q2.json)"
+field q2.json 'j["notes"]' | grep -q "only crash-consistent" || fail "no note on the failed quiesce: $(cat q2.json)"
+
 # 6. SIGKILL in the middle of a backup (of a VM with 384 MiB of data, so the kill lands while
 #    it reads): a stale snapshot stays, the next run removes it and succeeds.
 "$H" vm create big --disk 512M --cbt >/dev/null
