@@ -17,7 +17,7 @@ namespace vmbackup::cli {
 
 struct RepoOpts {
   std::string repo, key_file, passphrase_file, chunk_size = "64K", point, vm;
-  bool json = false, encrypt = false, dry_run = false;
+  bool json = false, encrypt = false, dry_run = false, repair = false;
   repo::KeepPolicy keep;
   std::string grace = "1h", since, until;
   int limit = 50;

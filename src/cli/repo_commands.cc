@@ -185,7 +185,25 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
 
   c = app.add_subcommand("check", "check the repository's structure (references, index, packs)");
   common(c);
+  c->add_flag("--repair", o->repair,
+              "first rebuild the index from the pack trailers (exclusive lock)");
+  c->add_option("--lock-wait", o->lock_wait, "seconds to wait for other users of the repository");
   Bind(c, exit_code, [o]() -> Status {
+    if (o->repair) {
+      VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(*o, true, "check --repair"));
+      repo::RepairReport rr;
+      VMBACKUP_RETURN_IF_ERROR(AsJob(*o, *x.repo, "repair", [&]() -> Status {
+        VMBACKUP_ASSIGN_OR_RETURN(rr, repo::RepairIndex(*x.repo));
+        return Status::Ok();
+      }));
+      std::fprintf(stderr,
+                   "repair: read %llu pack trailers, listed %llu blobs again, removed %zu "
+                   "damaged index files\n",
+                   (unsigned long long)rr.packs_read, (unsigned long long)rr.entries_added,
+                   rr.index_files_removed.size());
+      for (const auto& u : rr.unreadable_packs)
+        std::fprintf(stderr, "repair: LOST: %s\n", u.c_str());
+    }
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
     VMBACKUP_ASSIGN_OR_RETURN(repo::CheckReport report, repo::Check(*r));
     if (o->json) {

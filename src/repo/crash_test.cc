@@ -145,7 +145,10 @@ TEST(CrashTest, KilledWritersNeverDamageEarlierPoints) {
   auto backend = storage::LocalBackend::Open(dir);
   auto lock = RepoLock::Acquire(**backend, {true, "after the crashes", 0});
   ASSERT_TRUE(lock) << lock.error().ToString();
-  EXPECT_EQ((*lock)->broken().size(), 1u);
+  // At least the last child's lock; a child killed while taking its lock may have left its
+  // own next to the one it was about to break.
+  EXPECT_GE((*lock)->broken().size(), 1u);
+  EXPECT_EQ(ListLocks(**backend)->size(), 1u);
   auto repo = OpenRepo(dir);
   ASSERT_TRUE(WritePoint(**repo, 999999).ok());
   GcOptions o;

@@ -132,4 +132,41 @@ Result<CheckReport> Check(Repository& repo) {
   return report;
 }
 
+Result<RepairReport> RepairIndex(Repository& repo) {
+  RepairReport report;
+  storage::Backend& b = repo.backend();
+  VMBACKUP_ASSIGN_OR_RETURN(auto packs, b.List(storage::ObjectType::kPack));
+  std::vector<PackEntry> missing;
+  for (const auto& p : packs) {
+    auto id = Id::FromHex(p.name);
+    if (!id) continue;
+    auto entries = ReadPackEntries(b, repo.codec(), *id);
+    ++report.packs_read;
+    if (!entries) {
+      report.unreadable_packs.push_back(entries.error().message());
+      continue;
+    }
+    for (const PackEntry& e : *entries) {
+      auto loc = repo.index().Find(e.id);
+      if (!loc) missing.push_back(e);
+    }
+  }
+  // New index files first, so a crash never leaves a blob unlisted that was listed before.
+  constexpr size_t kPerFile = 100000;
+  for (size_t first = 0; first < missing.size(); first += kPerFile) {
+    std::vector<PackEntry> part(missing.begin() + long(first),
+                                missing.begin() + long(std::min(missing.size(), first + kPerFile)));
+    std::vector<uint8_t> file = Index::EncodeFile(repo.codec(), part);
+    Status s = b.Save({storage::ObjectType::kIndex, Sha256(file).Hex()}, file);
+    if (!s.ok() && s.code() != ErrorCode::kAlreadyExists) return s.WithContext("save an index");
+    report.entries_added += part.size();
+  }
+  for (const std::string& name : repo.damaged_index_files()) {
+    Status s = b.Delete({storage::ObjectType::kIndex, name});
+    if (!s.ok() && s.code() != ErrorCode::kNotFound) return s.WithContext("remove index " + name);
+    report.index_files_removed.push_back(name);
+  }
+  return report;
+}
+
 }  // namespace vmbackup::repo

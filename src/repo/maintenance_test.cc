@@ -153,6 +153,22 @@ TEST_F(MaintenanceTest, DeletedPackAndTruncatedIndex) {
   ASSERT_TRUE(v2);
   ASSERT_EQ(v2->damaged.size(), 1u);  // the tree pages are unknown: the whole disk
   EXPECT_EQ(v2->damaged[0].length, disk_.size());
+
+  // Repair rebuilds the index from the pack trailers: the full point is whole again; the
+  // incremental still misses the chunk whose pack was deleted, and says so.
+  auto r = RepairIndex(*repo_);
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_GT(r->entries_added, 16u);
+  EXPECT_EQ(r->index_files_removed.size(), files->size());
+  EXPECT_TRUE(r->unreadable_packs.empty());
+  Reopen();
+  EXPECT_TRUE(repo_->index_problems().empty());
+  auto v3 = Verify(*repo_, {full_});
+  ASSERT_TRUE(v3);
+  EXPECT_TRUE(v3->damaged.empty());
+  auto v4 = Verify(*repo_, {inc_});
+  ASSERT_EQ(v4->damaged.size(), 1u);
+  EXPECT_EQ(v4->damaged[0].offset, 5 * kChunk);
 }
 
 }  // namespace

@@ -159,6 +159,7 @@ Status Repository::LoadIndex() {
     if (!entries || Sha256(*data).Hex() != f.name) {
       // A damaged index file must not lock users out of everything else: its blobs read as
       // missing until `check` has reported it and the index is rebuilt from the packs.
+      damaged_index_files_.push_back(f.name);
       index_problems_.push_back(
           "index " + f.name + ": " +
           (entries ? std::string("content does not match its name") : entries.error().message()));

@@ -72,6 +72,8 @@ class Repository {
   // Index files that could not be read when the repository was opened (their blobs are
   // unknown until the index is repaired); `check` reports them.
   const std::vector<std::string>& index_problems() const { return index_problems_; }
+  // The names of those index files.
+  const std::vector<std::string>& damaged_index_files() const { return damaged_index_files_; }
 
  private:
   Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec)
@@ -97,7 +99,7 @@ class Repository {
   std::condition_variable saved_;
   RepoStats stats_;
   std::atomic<uint64_t> hash_ns_{0}, encode_ns_{0}, pack_write_ns_{0};
-  std::vector<std::string> index_problems_;
+  std::vector<std::string> index_problems_, damaged_index_files_;
 };
 
 }  // namespace vmbackup::repo

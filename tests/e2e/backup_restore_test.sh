@@ -197,5 +197,11 @@ field a3.json 'j["disks"][0]["full_reason"]' | grep -q "CBT audit failed" || fai
 "$H" disk read aud 0 --offset 0 --length 16M | cmp -s - aud.raw || fail "the full after the audit differs"
 "$V" backup --source "$SRC" --vm aud --json > a4.json || fail "the backup after the full"
 [ "$(field a4.json 'j["disks"][0]["mode"]')" = incremental ] || fail "the full-needed mark was not cleared"
+# 8. A damaged index: check says so, check --repair rebuilds it from the packs.
+for f in repo/index/*; do truncate -s 20 "$f"; done
+"$V" check >/dev/null 2>&1 && fail "check missed a damaged index"
+"$V" check --repair >/dev/null 2>repair.txt || fail "check --repair: $(cat repair.txt)"
+grep -q "removed [1-9][0-9]* damaged index files" repair.txt || fail "repair: $(cat repair.txt)"
+"$V" verify >/dev/null || fail "verify after the repair"
 "$V" jobs --json | field /dev/stdin '[x["kind"] for x in j]' | grep -q backup || fail "jobs not recorded"
 echo "ok: backup and restore"
