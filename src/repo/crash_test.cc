@@ -72,8 +72,8 @@ Status WritePoint(Repository& repo, uint64_t seed, const std::string& vm = "cras
   auto repo = OpenRepo(dir);
   if (!repo) _exit(4);
   for (uint64_t n = 0;; ++n) {
-    if (!WritePoint(**repo, seed + n).ok()) _exit(5);
-    if (maintain && n % 2 == 1) {
+    // Maintenance first and every other point, so a kill lands in it even on a slow build.
+    if (maintain && n % 2 == 0) {
       KeepPolicy keep;
       keep.last = 3;
       if (!Prune(**repo, keep, "", false).ok()) _exit(6);
@@ -84,6 +84,7 @@ Status WritePoint(Repository& repo, uint64_t seed, const std::string& vm = "cras
       repo = OpenRepo(dir);  // gc leaves the in-memory index stale
       if (!repo) _exit(8);
     }
+    if (!WritePoint(**repo, seed + n).ok()) _exit(5);
   }
 }
 
@@ -105,7 +106,7 @@ TEST(CrashTest, KilledWritersNeverDamageEarlierPoints) {
     pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) Writer(dir, uint64_t(trial) * 1000, maintain);
-    usleep(useconds_t(5000 + rng() % 120000));
+    usleep(useconds_t((maintain ? 40000 : 5000) + rng() % 120000));
     kill(child, SIGKILL);
     int status = 0;
     waitpid(child, &status, 0);
