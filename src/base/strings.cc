@@ -76,7 +76,8 @@ Result<int64_t> ParseDuration(std::string_view text) {
     }
     t.remove_suffix(1);
   }
-  Result<uint64_t> n = t.empty() || t[0] < '0' || t[0] > '9' ? InvalidArgumentError("") : ParseUint(t);
+  Result<uint64_t> n =
+      t.empty() || t[0] < '0' || t[0] > '9' ? InvalidArgumentError("") : ParseUint(t);
   if (unit == 0 || !n || *n > uint64_t(INT64_MAX / unit)) {
     return InvalidArgumentError(
         StrFormat("invalid duration '%.*s': expected a number with an optional s, m, h, d or w",
