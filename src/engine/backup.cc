@@ -128,7 +128,7 @@ Status CopyDisk(hv::DiskAccess& disk, repo::PointWriter& writer, size_t index,
 // exactly as they are in the parent point. kCorruption naming the first that does not.
 Status AuditUnchanged(hv::DiskAccess& disk, repo::Repository& repo, const repo::Point& parent,
                       int device_key, const ExtentSet& changed, uint64_t chunk, double percent,
-                      std::mutex& disk_mu, DiskReport& report) {
+                      DiskReport& report) {
   size_t index = parent.disks.size();
   for (size_t i = 0; i < parent.disks.size(); ++i)
     if (parent.disks[i].key == device_key) index = i;
@@ -144,10 +144,7 @@ Status AuditUnchanged(hv::DiskAccess& disk, repo::Repository& repo, const repo::
     const uint64_t off = c * chunk, len = std::min(chunk, capacity - off);
     if (touched.Overlaps(off, len)) continue;
     std::span<uint8_t> piece(buf.data(), len);
-    {
-      std::lock_guard<std::mutex> l(disk_mu);
-      VMBACKUP_RETURN_IF_ERROR(disk.ReadAt(off, piece));
-    }
+    VMBACKUP_RETURN_IF_ERROR(disk.ReadAt(off, piece));  // before CopyDisk: no other reader
     VMBACKUP_ASSIGN_OR_RETURN(repo::Id want_id, reader->ChunkIdAt(off));
     repo::Id got = IsAllZero(piece.data(), len) ? repo::Id{} : repo.codec().IdOf(piece);
     ++n;
@@ -254,9 +251,8 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
   pd.bytes_scanned = plan.read.total_bytes();
   VMBACKUP_ASSIGN_OR_RETURN(size_t index, writer.AddDisk(pd, changed.has_value()));
   if (changed && o.audit_cbt_percent > 0) {
-    std::mutex audit_mu;
     VMBACKUP_RETURN_IF_ERROR(AuditUnchanged(*access, repo, *writer.parent(), d.device_key, *changed,
-                                            chunk, o.audit_cbt_percent, audit_mu, r));
+                                            chunk, o.audit_cbt_percent, r));
   }
   VMBACKUP_RETURN_IF_ERROR(CopyDisk(*access, writer, index, plan, chunk, o, job.progress, r));
   r.seconds = Since(t0);
