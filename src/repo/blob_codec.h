@@ -1,6 +1,7 @@
 // BlobCodec: turns plaintext into stored blobs and back (docs/repository-format.md section 3):
-// zstd when it saves at least 1/16, AES-256-GCM when the repository is encrypted, and the
-// content id (SHA-256, or HMAC-SHA256 with the id key). Thread-safe (no mutable state).
+// zstd when it saves at least 1/16, AES-256-GCM when the repository is encrypted, else (format
+// version 2) an XXH3-64 checksum of the plaintext seeded by the blob's aad; and the content id
+// (SHA-256, or HMAC-SHA256 with the id key). Thread-safe (no mutable state).
 #pragma once
 
 #include <array>
@@ -20,11 +21,13 @@ struct MasterKey {
 
 inline constexpr uint8_t kBlobCompressed = 0x1;
 inline constexpr uint8_t kBlobEncrypted = 0x2;
+inline constexpr uint8_t kBlobChecksummed = 0x4;
 
 class BlobCodec {
  public:
-  explicit BlobCodec(std::optional<MasterKey> key, int zstd_level = 1)
-      : key_(std::move(key)), level_(zstd_level) {}
+  // `checksums`: unencrypted blobs get a checksum (format version 2; version 1 has none).
+  explicit BlobCodec(std::optional<MasterKey> key, bool checksums = true, int zstd_level = 1)
+      : key_(std::move(key)), checksums_(checksums), level_(zstd_level) {}
 
   bool encrypted() const { return key_.has_value(); }
   Id IdOf(std::span<const uint8_t> plaintext) const;
@@ -35,9 +38,33 @@ class BlobCodec {
   // allocate more. kCorruption on any damage.
   Result<std::vector<uint8_t>> Decode(std::span<const uint8_t> stored, std::span<const uint8_t> aad,
                                       size_t max_raw) const;
+  // Decodes into `out`, which must be exactly the plaintext's size (from the index):
+  // kCorruption when the blob decodes to any other size, or is damaged. Restores decode
+  // straight into the disk buffer this way. `*bound` tells whether the blob proved that `out`
+  // is the plaintext stored under `aad` (a GCM tag or a checksum matched; aad holds the id), so
+  // that recomputing the id adds nothing; a version 1 unencrypted blob proves nothing.
+  Status DecodeInto(std::span<const uint8_t> stored, std::span<const uint8_t> aad,
+                    std::span<uint8_t> out, bool* bound = nullptr) const;
 
  private:
+  struct Opened {
+    std::span<const uint8_t> payload;  // in `stored`, or in the caller's scratch buffer
+    bool compressed = false;
+    std::optional<uint64_t> checksum;  // what the plaintext must hash to, when it has one
+    bool authenticated = false;        // a GCM tag matched
+  };
+  // Checks the flags, splits off the checksum and decrypts.
+  Result<Opened> Open(std::span<const uint8_t> stored, std::span<const uint8_t> aad,
+                      std::vector<uint8_t>& scratch) const;
+  // Decompresses or copies the payload into `out` (exactly its size) and checks the checksum.
+  static Status Finish(const Opened& o, std::span<const uint8_t> aad, std::span<uint8_t> out,
+                       bool* bound);
+  static uint64_t Checksum(std::span<const uint8_t> plaintext, std::span<const uint8_t> aad);
+  // One zstd frame of exactly out.size() bytes into `out`.
+  static Status Decompress(std::span<const uint8_t> data, std::span<uint8_t> out);
+
   std::optional<MasterKey> key_;
+  bool checksums_;
   int level_;
 };
 

@@ -276,33 +276,45 @@ Status PointDiskReader::Read(uint64_t offset, std::span<uint8_t> buf) {
   if (buf.empty()) return Status::Ok();
   const uint64_t cs = disk_.chunk_size;
   const uint64_t first = offset / cs, last = (offset + buf.size() - 1) / cs;
-  // Every stored chunk of the range is fetched and decoded at once (LoadMany).
-  std::vector<uint64_t> indices;
+  // Every stored chunk of the range is fetched and decoded at once, straight into `buf` when
+  // the range covers it whole, else into `partial_` (at most the first and the last chunk).
+  // Zero chunks are zeroed in `buf`.
   std::vector<Id> ids;
+  std::vector<std::span<uint8_t>> outs;
+  struct Partial {
+    uint64_t chunk_start;
+    size_t slot;  // in partial_
+  };
+  std::vector<Partial> partials;
   for (uint64_t c = first; c <= last; ++c) {
     VMBACKUP_ASSIGN_OR_RETURN(Id id, tree_.ChunkAt(c));
-    if (!id.is_zero()) {
-      indices.push_back(c);
-      ids.push_back(id);
+    const uint64_t chunk_start = c * cs, chunk_len = std::min(cs, disk_.capacity - chunk_start);
+    const uint64_t from = std::max(offset, chunk_start),
+                   to = std::min(offset + buf.size(), chunk_start + chunk_len);
+    if (id.is_zero()) {
+      std::memset(buf.data() + (from - offset), 0, to - from);
+      continue;
+    }
+    ids.push_back(id);
+    if (from == chunk_start && to == chunk_start + chunk_len) {
+      outs.emplace_back(buf.data() + (from - offset), chunk_len);
+    } else {
+      partials.push_back({chunk_start, partials.size()});
+      partial_[partials.back().slot].resize(chunk_len);
+      outs.emplace_back(partial_[partials.back().slot]);
     }
   }
-  std::memset(buf.data(), 0, buf.size());
   if (ids.empty()) return Status::Ok();
-  auto data = repo_.LoadMany(BlobType::kChunk, ids);
-  if (!data) {
-    return data.error().WithContext(
+  Status s = repo_.LoadInto(BlobType::kChunk, ids, outs);
+  if (!s.ok()) {
+    return s.WithContext(
         StrFormat("disk %d bytes %llu+%zu", disk_.key, (unsigned long long)offset, buf.size()));
   }
-  for (size_t k = 0; k < indices.size(); ++k) {
-    const uint64_t c = indices[k], chunk_start = c * cs;
-    const std::vector<uint8_t>& chunk = (*data)[k];
-    if (chunk.size() != std::min(cs, disk_.capacity - chunk_start)) {
-      return CorruptionError(
-          StrFormat("chunk at %llu has the wrong size", (unsigned long long)chunk_start));
-    }
-    uint64_t from = std::max(offset, chunk_start),
-             to = std::min(offset + buf.size(), chunk_start + chunk.size());
-    std::memcpy(buf.data() + (from - offset), chunk.data() + (from - chunk_start), to - from);
+  for (const Partial& p : partials) {
+    const std::vector<uint8_t>& chunk = partial_[p.slot];
+    const uint64_t from = std::max(offset, p.chunk_start),
+                   to = std::min(offset + buf.size(), p.chunk_start + chunk.size());
+    std::memcpy(buf.data() + (from - offset), chunk.data() + (from - p.chunk_start), to - from);
   }
   return Status::Ok();
 }

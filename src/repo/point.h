@@ -106,6 +106,7 @@ class PointDiskReader {
   Repository& repo_;
   PointDisk disk_;
   TreeReader tree_;
+  std::vector<uint8_t> partial_[2];  // the chunks a Read covers in part (its first, its last)
 };
 
 }  // namespace vmbackup::repo

@@ -77,20 +77,64 @@ TEST(BlobCodec, PlainCompressesOnlyWhenItPays) {
   BlobCodec codec(std::nullopt);
   auto text = Text(65536), random = Random(65536);
   auto t = codec.Encode(text, {});
-  EXPECT_EQ(t[0], kBlobCompressed);
+  EXPECT_EQ(t[0], kBlobCompressed | kBlobChecksummed);
   EXPECT_LT(t.size(), 4096u);
   auto r = codec.Encode(random, {});
-  EXPECT_EQ(r[0], 0);
-  EXPECT_EQ(r.size(), random.size() + 1);
+  EXPECT_EQ(r[0], kBlobChecksummed);
+  EXPECT_EQ(r.size(), random.size() + 1 + 8);
   EXPECT_EQ(*codec.Decode(t, {}, 65536), text);
   EXPECT_EQ(*codec.Decode(r, {}, 65536), random);
   EXPECT_EQ(codec.IdOf(text), Sha256(text));
   // Bounds: a frame that claims more than the index allows is refused before allocating.
   EXPECT_EQ(codec.Decode(t, {}, 1000).error().code(), ErrorCode::kCorruption);
-  auto bad = t;
-  bad[bad.size() / 2] ^= 0x55;
-  auto d = codec.Decode(bad, {}, 65536);
-  EXPECT_TRUE(!d || *d != text);  // zstd has no checksum here; the id check above it catches it
+}
+
+// Version 2 blobs carry a checksum: a flipped byte anywhere fails the decode, even where
+// neither zstd nor the format would notice (an uncompressed payload), and so does a blob
+// decoded under another aad (another id).
+TEST(BlobCodec, ChecksumCatchesEveryDamage) {
+  BlobCodec codec(std::nullopt);
+  auto random = Random(65536), text = Text(65536);
+  for (const auto& plain : {random, text}) {
+    auto blob = codec.Encode(plain, Str("chunk A"));
+    std::vector<uint8_t> out(plain.size());
+    bool bound = false;
+    ASSERT_TRUE(codec.DecodeInto(blob, Str("chunk A"), out, &bound).ok());
+    EXPECT_TRUE(bound);
+    EXPECT_EQ(out, plain);
+    for (size_t at : {size_t(1), blob.size() / 2, blob.size() - 3}) {
+      auto bad = blob;
+      bad[at] ^= 0x10;
+      Status s = codec.DecodeInto(bad, Str("chunk A"), out);
+      EXPECT_EQ(s.code(), ErrorCode::kCorruption) << "byte " << at;
+    }
+    EXPECT_EQ(codec.DecodeInto(blob, Str("chunk B"), out).code(), ErrorCode::kCorruption);
+    EXPECT_EQ(codec.Decode(blob, Str("chunk B"), 65536).error().code(), ErrorCode::kCorruption);
+    std::vector<uint8_t> small(plain.size() - 1);  // the index promised another size
+    EXPECT_EQ(codec.DecodeInto(blob, Str("chunk A"), small).code(), ErrorCode::kCorruption);
+  }
+  // Too short to hold its checksum, and a checksum flag on an encrypted blob.
+  EXPECT_EQ(codec.Decode(std::vector<uint8_t>{kBlobChecksummed, 1, 2}, {}, 10).error().code(),
+            ErrorCode::kCorruption);
+  BlobCodec encrypted(*MasterKey::FromBytes(RandomBytes(64)));
+  auto sealed = encrypted.Encode(text, Str("a"));
+  EXPECT_EQ(sealed[0] & kBlobChecksummed, 0);  // a plaintext checksum would leak content
+  sealed[0] |= kBlobChecksummed;
+  EXPECT_EQ(encrypted.Decode(sealed, Str("a"), 65536).error().code(), ErrorCode::kCorruption);
+}
+
+// Version 1 blobs have no checksum: they decode, but prove nothing (the reader re-hashes).
+TEST(BlobCodec, VersionOneBlobsHaveNoChecksum) {
+  BlobCodec v1(std::nullopt, /*checksums=*/false), v2(std::nullopt);
+  auto random = Random(65536);
+  auto blob = v1.Encode(random, Str("x"));
+  EXPECT_EQ(blob[0], 0);
+  EXPECT_EQ(blob.size(), random.size() + 1);
+  std::vector<uint8_t> out(random.size());
+  bool bound = true;
+  ASSERT_TRUE(v2.DecodeInto(blob, Str("x"), out, &bound).ok());
+  EXPECT_FALSE(bound);
+  EXPECT_EQ(out, random);
 }
 
 TEST(BlobCodec, EncryptedRoundTripKeyedIdsAndNoPlaintext) {
@@ -101,6 +145,12 @@ TEST(BlobCodec, EncryptedRoundTripKeyedIdsAndNoPlaintext) {
   auto blob = codec.Encode(text, Str("aad"));
   EXPECT_EQ(blob[0], kBlobCompressed | kBlobEncrypted);
   EXPECT_EQ(*codec.Decode(blob, Str("aad"), 65536), text);
+  std::vector<uint8_t> out(text.size());
+  bool bound = false;
+  ASSERT_TRUE(codec.DecodeInto(blob, Str("aad"), out, &bound).ok());
+  EXPECT_TRUE(bound);  // the GCM tag, over the aad, proves it
+  EXPECT_EQ(out, text);
+  EXPECT_EQ(codec.DecodeInto(blob, Str("other aad"), out).code(), ErrorCode::kCorruption);
   EXPECT_EQ(other.Decode(blob, Str("aad"), 65536).error().code(), ErrorCode::kCorruption);
   EXPECT_EQ(plain.Decode(blob, Str("aad"), 65536).error().code(), ErrorCode::kCorruption);
   EXPECT_NE(codec.IdOf(text), Sha256(text));

@@ -74,7 +74,7 @@ Status Repository::Init(storage::Backend& backend, const InitOptions& o) {
   if (o.chunk_size < 4096 || o.chunk_size > (4u << 20) || (o.chunk_size & (o.chunk_size - 1))) {
     return InvalidArgumentError("chunk size must be a power of two from 4K to 4M");
   }
-  json config = {{"format", "vmbackup-repository"}, {"version", 1},
+  json config = {{"format", "vmbackup-repository"}, {"version", kFormatVersion},
                  {"id", ToHex(RandomBytes(16))},    {"chunk_size", o.chunk_size},
                  {"compression", "zstd"},           {"created", UtcNowRfc3339()}};
   if (!o.encrypt) {
@@ -120,10 +120,12 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ba
   if (config.is_discarded() || !config.is_object()) return CorruptionError("config is not JSON");
   if (config.value("format", "") != "vmbackup-repository")
     return CorruptionError("config: not a vmbackup repository");
-  if (config.value("version", 0) != 1) {
-    return NotSupportedError("repository format version " +
-                             std::to_string(config.value("version", 0)) +
-                             " (this vmbackup reads version 1)");
+  const int version = config.value("version", 0);
+  if (version < 1 || version > kFormatVersion) {
+    return NotSupportedError(
+        StrFormat("repository format version %d (this vmbackup reads "
+                  "versions 1 to %d)",
+                  version, kFormatVersion));
   }
   uint64_t chunk_size = config.value("chunk_size", 0ull);
   if (chunk_size < 4096 || chunk_size > (4u << 20) || (chunk_size & (chunk_size - 1))) {
@@ -144,7 +146,9 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ba
   } else if (config.value("encryption", "") != "none") {
     return NotSupportedError("config: unknown encryption '" + config.value("encryption", "") + "'");
   }
-  std::unique_ptr<Repository> repo(new Repository(std::move(backend), BlobCodec(master)));
+  // Version 1 readers know no checksum flag: a version 1 repository gets version 1 blobs.
+  std::unique_ptr<Repository> repo(
+      new Repository(std::move(backend), BlobCodec(master, /*checksums=*/version >= 2)));
   repo->id_ = config.value("id", "");
   repo->chunk_size_ = chunk_size;
   VMBACKUP_RETURN_IF_ERROR(repo->LoadIndex());
@@ -274,26 +278,33 @@ Result<std::vector<uint8_t>> Repository::Load(BlobType type, const Id& id) {
   return plain;
 }
 
-Result<std::vector<std::vector<uint8_t>>> Repository::LoadMany(BlobType type,
-                                                               std::span<const Id> ids,
-                                                               int threads) {
+Result<uint32_t> Repository::RawSize(const Id& id) const {
+  std::optional<BlobLocation> loc = index_.Find(id);
+  if (!loc) return NotFoundError("blob " + id.Hex() + " is not in the index");
+  return loc->raw_length;
+}
+
+Status Repository::LoadInto(BlobType type, std::span<const Id> ids,
+                            std::span<const std::span<uint8_t>> outs) {
+  if (ids.size() != outs.size()) return InvalidArgumentError("LoadInto: one buffer per id");
   struct Item {
     size_t index;
     BlobLocation loc;
   };
   std::vector<Item> items;
   items.reserve(ids.size());
+  std::vector<BlobLocation> locs(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     std::optional<BlobLocation> loc = index_.Find(ids[i]);
-    if (!loc) return Load(type, ids[i]).status();  // the precise error
+    if (!loc || loc->type != type) return Load(type, ids[i]).status();  // the precise error
     items.push_back({i, *loc});
+    locs[i] = *loc;
   }
   std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
     return a.loc.pack != b.loc.pack ? a.loc.pack < b.loc.pack : a.loc.offset < b.loc.offset;
   });
-  // Runs of adjacent blobs (at most 8 MiB each) are read with one request each. Worker
-  // threads take whole runs: each reads its run and decodes (decrypts, decompresses,
-  // re-hashes) the blobs in it, so reading and decoding overlap.
+  // Runs of adjacent blobs (at most 8 MiB each) are read with one request each, into a buffer
+  // each thread keeps; the thread then decodes the run's blobs into their buffers.
   struct Run {
     size_t first, last;  // items[first, last)
   };
@@ -311,41 +322,33 @@ Result<std::vector<std::vector<uint8_t>>> Repository::LoadMany(BlobType type,
     runs.push_back({a, b});
     a = b;
   }
-  std::vector<std::vector<uint8_t>> out(ids.size());
   std::vector<Status> errors(ids.size());
-  std::vector<BlobLocation> locs(ids.size());
-  for (const Item& it : items) locs[it.index] = it.loc;
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t r; (r = next.fetch_add(1)) < runs.size();) {
-      const Item& head = items[runs[r].first];
-      const Item& tail = items[runs[r].last - 1];
-      uint64_t end = tail.loc.offset + tail.loc.stored_length;
-      auto run = backend_->LoadRange({storage::ObjectType::kPack, head.loc.pack.Hex()},
-                                     head.loc.offset, end - head.loc.offset);
-      for (size_t k = runs[r].first; k < runs[r].last; ++k) {
-        const size_t i = items[k].index;
-        if (!run) {
-          errors[i] = run.error();
-          continue;
-        }
-        std::span<const uint8_t> stored(run->data() + (items[k].loc.offset - head.loc.offset),
-                                        items[k].loc.stored_length);
-        auto plain = codec_.Decode(stored, BlobAad(type, ids[i]), locs[i].raw_length);
-        if (!plain) {
-          errors[i] = plain.error();
-        } else if (plain->size() != locs[i].raw_length || codec_.IdOf(*plain) != ids[i]) {
+  workers_.ParallelFor(runs.size(), [&](size_t r) {
+    thread_local std::vector<uint8_t> buffer;
+    const Item& head = items[runs[r].first];
+    const Item& tail = items[runs[r].last - 1];
+    const uint64_t length = tail.loc.offset + tail.loc.stored_length - head.loc.offset;
+    if (buffer.size() < length) buffer.resize(length);
+    Status read = backend_->ReadRange({storage::ObjectType::kPack, head.loc.pack.Hex()},
+                                      head.loc.offset, {buffer.data(), length});
+    for (size_t k = runs[r].first; k < runs[r].last; ++k) {
+      const Item& it = items[k];
+      const size_t i = it.index;
+      if (!read.ok()) {
+        errors[i] = read;
+      } else if (outs[i].size() != it.loc.raw_length) {
+        errors[i] = CorruptionError(StrFormat("the index says %u bytes, %zu were expected",
+                                              it.loc.raw_length, outs[i].size()));
+      } else {
+        std::span<const uint8_t> stored(buffer.data() + (it.loc.offset - head.loc.offset),
+                                        it.loc.stored_length);
+        bool bound = false;  // a checksum or a GCM tag tied the plaintext to its id
+        errors[i] = codec_.DecodeInto(stored, BlobAad(type, ids[i]), outs[i], &bound);
+        if (errors[i].ok() && !bound && codec_.IdOf(outs[i]) != ids[i])
           errors[i] = CorruptionError("content does not match its id");
-        } else {
-          out[i] = std::move(*plain);
-        }
       }
     }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads && size_t(t) < runs.size(); ++t) pool.emplace_back(work);
-  work();
-  for (auto& th : pool) th.join();
+  });
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!errors[i].ok()) {
       return errors[i].WithContext(StrFormat("blob %s in pack %s at %llu", ids[i].Hex().c_str(),
@@ -353,7 +356,7 @@ Result<std::vector<std::vector<uint8_t>>> Repository::LoadMany(BlobType type,
                                              (unsigned long long)locs[i].offset));
     }
   }
-  return out;
+  return Status::Ok();
 }
 
 RepoStats Repository::stats() const {

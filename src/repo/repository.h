@@ -4,14 +4,17 @@
 // in commit order (packs, then the index files that cover them). Thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "base/worker_pool.h"
 #include "repo/blob_codec.h"
 #include "repo/pack.h"
 #include "storage/backend.h"
@@ -38,6 +41,8 @@ struct RepoStats {
 
 class Repository {
  public:
+  // The format version Init writes (docs/repository-format.md section 10); Open reads 1 to it.
+  static constexpr int kFormatVersion = 2;
   static constexpr uint64_t kPackTarget = 16 << 20;
 
   // Writes the config of a new repository into an empty backend.
@@ -62,11 +67,14 @@ class Repository {
   // Loads, decrypts, decompresses and re-hashes a blob: kCorruption when any of it fails,
   // never wrong bytes. kNotFound for an id the index does not know.
   Result<std::vector<uint8_t>> Load(BlobType type, const Id& id);
-  // Loads several blobs at once, in the order of `ids`: adjacent blobs of one pack come in one
-  // read, and decoding (decrypt, decompress, re-hash) runs on up to `threads` threads. Fails
-  // with the first damaged blob's error, like Load.
-  Result<std::vector<std::vector<uint8_t>>> LoadMany(BlobType type, std::span<const Id> ids,
-                                                     int threads = 2);
+  // Loads several blobs at once, blob ids[i] into outs[i], which must be exactly its size
+  // (kCorruption when the index says otherwise). Adjacent blobs of one pack come in one read;
+  // runs are read and decoded (decrypt, decompress, re-hash) on the repository's workers and
+  // the calling thread, straight into `outs`. Fails with the first damaged blob's error, like
+  // Load; `outs` may then hold anything.
+  Status LoadInto(BlobType type, std::span<const Id> ids, std::span<const std::span<uint8_t>> outs);
+  // The plaintext size of a blob the index knows (kNotFound otherwise).
+  Result<uint32_t> RawSize(const Id& id) const;
 
   RepoStats stats() const;
   // Index files that could not be read when the repository was opened (their blobs are
@@ -100,6 +108,7 @@ class Repository {
   RepoStats stats_;
   std::atomic<uint64_t> hash_ns_{0}, encode_ns_{0}, pack_write_ns_{0};
   std::vector<std::string> index_problems_, damaged_index_files_;
+  WorkerPool workers_{int(std::max(1u, std::thread::hardware_concurrency()))};
 };
 
 }  // namespace vmbackup::repo

@@ -304,5 +304,97 @@ TEST(Repository, DamageIsReportedNeverWrongBytes) {
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), disk.begin() + kChunk));
 }
 
+// Reads of any offset and length: chunks covered in part at either end, zero chunks, a range
+// inside one chunk, the partial last chunk.
+TEST(Repository, ReadsAtAnyOffsetAndLength) {
+  auto repo = NewRepo(std::make_unique<storage::MemBackend>());
+  ASSERT_TRUE(repo);
+  const uint64_t size = 3 * 1024 * 1024 + 4321;
+  auto disk = MixedDisk(size, 6);
+  auto p = Backup(*repo, disk, "", AllChunks(size));
+  ASSERT_TRUE(p) << p.error().ToString();
+  auto r = PointDiskReader::Open(*repo, *p, 0);
+  ASSERT_TRUE(r);
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 200; ++i) {
+    uint64_t offset = rng() % size,
+             length = 1 + rng() % std::min<uint64_t>(size - offset, 5 * kChunk);
+    std::vector<uint8_t> buf(length, 0xee);
+    Status s = (*r)->Read(offset, buf);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(std::equal(buf.begin(), buf.end(), disk.begin() + long(offset)))
+        << offset << "+" << length;
+  }
+  std::vector<uint8_t> past(11);
+  EXPECT_EQ((*r)->Read(size - 10, past).code(), ErrorCode::kInvalidArgument);
+}
+
+// LoadInto decodes into the caller's buffers and refuses a buffer of another size than the
+// index gives (the caller's metadata and the index disagree: corruption).
+TEST(Repository, LoadIntoChecksSizes) {
+  auto repo = NewRepo(std::make_unique<storage::MemBackend>());
+  ASSERT_TRUE(repo);
+  auto a = MixedDisk(kChunk, 1), b = MixedDisk(4 * kChunk, 2);
+  b.resize(kChunk / 2);
+  auto ia = repo->Store(BlobType::kChunk, a), ib = repo->Store(BlobType::kChunk, b);
+  ASSERT_TRUE(ia && ib);
+  ASSERT_TRUE(repo->Flush().ok());
+  std::vector<uint8_t> oa(a.size()), ob(b.size());
+  std::vector<Id> ids = {*ib, *ia};
+  std::vector<std::span<uint8_t>> outs = {ob, oa};
+  ASSERT_TRUE(repo->LoadInto(BlobType::kChunk, ids, outs).ok());
+  EXPECT_EQ(oa, a);
+  EXPECT_EQ(ob, b);
+  std::vector<uint8_t> wrong(kChunk);
+  outs = {wrong, oa};
+  Status s = repo->LoadInto(BlobType::kChunk, ids, outs);
+  EXPECT_EQ(s.code(), ErrorCode::kCorruption) << s.ToString();
+  EXPECT_NE(s.message().find(ib->Hex()), std::string::npos);
+  EXPECT_EQ(repo->LoadInto(BlobType::kTree, ids, outs).code(), ErrorCode::kCorruption);
+  EXPECT_EQ(*repo->RawSize(*ib), b.size());
+}
+
+// A version 1 repository (no checksums) opens, reads and takes new points in version 1 blobs,
+// which an older vmbackup still reads; a newer version is refused.
+TEST(Repository, VersionOneStaysVersionOne) {
+  auto mem = std::make_unique<storage::MemBackend>();
+  storage::MemBackend* backend = mem.get();
+  ASSERT_TRUE(Repository::Init(*backend, {}).ok());
+  const storage::ObjectRef config{storage::ObjectType::kConfig, "config"};
+  auto SetVersion = [&](int version) {
+    auto text = backend->Load(config);
+    ASSERT_TRUE(text);
+    std::string s(text->begin(), text->end());
+    size_t at = s.find("\"version\": 2");
+    ASSERT_NE(at, std::string::npos) << s;
+    s.replace(at, 12, "\"version\": " + std::to_string(version));
+    ASSERT_TRUE(backend->Delete(config).ok());
+    ASSERT_TRUE(backend->Save(config, {reinterpret_cast<const uint8_t*>(s.data()), s.size()}).ok());
+  };
+  SetVersion(1);
+  auto repo = Repository::Open(std::move(mem), {});
+  ASSERT_TRUE(repo) << repo.error().ToString();
+  auto disk = MixedDisk(1 << 20, 3);
+  auto p = Backup(**repo, disk, "", AllChunks(disk.size()));
+  ASSERT_TRUE(p) << p.error().ToString();
+  EXPECT_EQ(Restore(**repo, *p), disk);
+  TreeReader tree(**repo, p->disks[0].tree, 16);
+  auto loc = (*repo)->index().Find(*tree.ChunkAt(0));
+  ASSERT_TRUE(loc);
+  auto blob = backend->LoadRange({storage::ObjectType::kPack, loc->pack.Hex()}, loc->offset,
+                                 loc->stored_length);
+  ASSERT_TRUE(blob);
+  EXPECT_EQ((*blob)[0] & kBlobChecksummed, 0);
+  EXPECT_EQ(blob->size(), kChunk + 1);  // random data: flags and payload only
+
+  auto other = std::make_unique<storage::MemBackend>();
+  backend = other.get();
+  ASSERT_TRUE(Repository::Init(*backend, {}).ok());
+  SetVersion(3);
+  auto newer = Repository::Open(std::move(other), {});
+  ASSERT_FALSE(newer);
+  EXPECT_EQ(newer.error().code(), ErrorCode::kNotSupported);
+}
+
 }  // namespace
 }  // namespace vmbackup::repo

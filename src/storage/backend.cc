@@ -1,5 +1,8 @@
 #include "storage/backend.h"
 
+#include "base/checked_math.h"
+#include "base/strings.h"
+
 namespace vmbackup::storage {
 
 std::string_view ObjectTypeName(ObjectType t) {
@@ -13,6 +16,20 @@ std::string_view ObjectTypeName(ObjectType t) {
     case ObjectType::kLock: return "locks";
   }
   return "?";
+}
+
+Result<std::vector<uint8_t>> Backend::LoadRange(const ObjectRef& ref, uint64_t offset,
+                                                uint64_t length) {
+  VMBACKUP_ASSIGN_OR_RETURN(ObjectInfo info, Stat(ref));
+  if (!RangeWithin(offset, length, info.size)) {
+    return CorruptionError(StrFormat("%s/%s: %llu bytes at %llu asked, the object has %llu",
+                                     std::string(ObjectTypeName(ref.type)).c_str(),
+                                     ref.name.c_str(), (unsigned long long)length,
+                                     (unsigned long long)offset, (unsigned long long)info.size));
+  }
+  std::vector<uint8_t> data(length);
+  VMBACKUP_RETURN_IF_ERROR(ReadRange(ref, offset, data));
+  return data;
 }
 
 Status ValidateObjectName(std::string_view name) {

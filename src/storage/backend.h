@@ -43,9 +43,14 @@ class Backend {
   virtual Result<std::vector<uint8_t>> Load(const ObjectRef& ref) = 0;
 
   // `length` bytes from `offset`. kNotFound when absent; kCorruption when the object is shorter
-  // than the range asked for (the caller's metadata promised more than is there).
+  // than the range asked for (the caller's metadata promised more than is there). The default
+  // asks Stat for the size before it allocates, then reads with ReadRange.
   virtual Result<std::vector<uint8_t>> LoadRange(const ObjectRef& ref, uint64_t offset,
-                                                 uint64_t length) = 0;
+                                                 uint64_t length);
+
+  // `out.size()` bytes from `offset` into `out`, with the errors of LoadRange. Restores read
+  // packs this way into buffers they reuse.
+  virtual Status ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) = 0;
 
   // kNotFound when absent.
   virtual Result<ObjectInfo> Stat(const ObjectRef& ref) = 0;

@@ -117,34 +117,6 @@ Result<bool> WriteDirect(int fd, std::span<const uint8_t> data, const std::strin
   return true;
 }
 
-// Large ranges are read around the page cache too (a restore reads each pack range once), into
-// a reused aligned buffer. Returns false when the file system refuses direct I/O.
-Result<bool> ReadDirect(const std::string& path, uint64_t offset, std::span<uint8_t> out) {
-  thread_local std::unique_ptr<uint8_t, decltype(&std::free)> bounce(nullptr, &std::free);
-  thread_local size_t bounce_size = 0;
-  const uint64_t first = offset / kDirectAlign * kDirectAlign;
-  const uint64_t end = (offset + out.size() + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-  if (bounce_size < end - first) {
-    bounce.reset(static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, end - first)));
-    bounce_size = bounce ? end - first : 0;
-    if (!bounce) return false;
-  }
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
-  if (fd.get() < 0)
-    return errno == EINVAL ? Result<bool>(false) : PosixError("open " + path, errno);
-  uint64_t done = 0;
-  while (first + done < offset + out.size()) {
-    ssize_t n = ::pread(fd.get(), bounce.get() + done, end - first - done, off_t(first + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EINVAL && done == 0) return false;
-    if (n < 0) return PosixError("read " + path, errno);
-    if (n == 0) return CorruptionError(path + ": shorter than expected");
-    done += uint64_t(n);
-  }
-  std::memcpy(out.data(), bounce.get() + (offset - first), out.size());
-  return true;
-}
-
 Result<std::vector<std::string>> ListDir(const std::string& path) {
   DIR* d = ::opendir(path.c_str());
   if (!d) {
@@ -288,22 +260,19 @@ void LocalBackend::Forget(const std::string& path) {
   }
 }
 
-Result<std::vector<uint8_t>> LocalBackend::LoadRange(const ObjectRef& ref, uint64_t offset,
-                                                     uint64_t length) {
+Status LocalBackend::ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
   VMBACKUP_ASSIGN_OR_RETURN(auto file, Acquire(path));
   auto [fd, size] = file;
   Fd guard(fd);
-  if (!RangeWithin(offset, length, size)) {
-    return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the file has %llu",
-                                     path.c_str(), (unsigned long long)length,
-                                     (unsigned long long)offset, (unsigned long long)size));
+  if (!RangeWithin(offset, out.size(), size)) {
+    return CorruptionError(StrFormat("%s: %zu bytes at %llu asked, the file has %llu", path.c_str(),
+                                     out.size(), (unsigned long long)offset,
+                                     (unsigned long long)size));
   }
-  std::vector<uint8_t> data(length);
-  Result<bool> direct = length >= kDirectMin ? ReadDirect(path, offset, data) : false;
-  if (!direct) return direct.error();
-  if (!*direct) VMBACKUP_RETURN_IF_ERROR(ReadAll(fd, offset, data, path));
-  return data;
+  // Read through the page cache: a repository in the cache restores at memory speed, and on a
+  // cold one the kernel's read-ahead did as well here as direct reads.
+  return ReadAll(fd, offset, out, path);
 }
 
 Result<ObjectInfo> LocalBackend::Stat(const ObjectRef& ref) {

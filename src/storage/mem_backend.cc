@@ -1,5 +1,6 @@
 #include "storage/mem_backend.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "base/checked_math.h"
@@ -28,8 +29,8 @@ Result<std::vector<uint8_t>> MemBackend::Load(const ObjectRef& ref) {
   return it->second.data;
 }
 
-Result<std::vector<uint8_t>> MemBackend::LoadRange(const ObjectRef& ref, uint64_t offset,
-                                                   uint64_t length) {
+Status MemBackend::ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) {
+  const uint64_t length = out.size();
   std::lock_guard<std::mutex> l(mu_);
   auto it = objects_.find({ref.type, ref.name});
   if (it == objects_.end()) return NotFoundError(Describe(ref) + " not found");
@@ -38,8 +39,8 @@ Result<std::vector<uint8_t>> MemBackend::LoadRange(const ObjectRef& ref, uint64_
                                      Describe(ref).c_str(), (unsigned long long)length,
                                      (unsigned long long)offset, it->second.data.size()));
   }
-  auto begin = it->second.data.begin() + long(offset);
-  return std::vector<uint8_t>(begin, begin + long(length));
+  std::copy_n(it->second.data.begin() + long(offset), length, out.begin());
+  return Status::Ok();
 }
 
 Result<ObjectInfo> MemBackend::Stat(const ObjectRef& ref) {

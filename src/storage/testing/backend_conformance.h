@@ -70,6 +70,14 @@ TYPED_TEST_P(BackendConformance, Ranges) {
   EXPECT_EQ(b.LoadRange(ref, 4096, 0)->size(), 0u);
   EXPECT_EQ(b.LoadRange(ref, 4000, 97).error().code(), ErrorCode::kCorruption);
   EXPECT_EQ(b.LoadRange(ref, UINT64_MAX, 2).error().code(), ErrorCode::kCorruption);
+  // ReadRange fills exactly the caller's buffer and leaves the bytes around it alone.
+  std::vector<uint8_t> buf(70, 0xee);
+  ASSERT_TRUE(b.ReadRange(ref, 4000, std::span<uint8_t>(buf).subspan(5, 60)).ok());
+  EXPECT_TRUE(std::equal(buf.begin() + 5, buf.begin() + 65, data.begin() + 4000));
+  EXPECT_EQ(buf[4], 0xee);
+  EXPECT_EQ(buf[65], 0xee);
+  EXPECT_EQ(b.ReadRange(ref, 4030, buf).code(), ErrorCode::kCorruption);  // 4 bytes past the end
+  EXPECT_EQ(b.ReadRange({ObjectType::kPack, "absent"}, 0, buf).code(), ErrorCode::kNotFound);
 }
 
 TYPED_TEST_P(BackendConformance, EmptyAndLargeObjects) {
