@@ -156,6 +156,7 @@ RestoreFigures Restore(repo::Repository& repo, const repo::Point& point, int thr
   const uint64_t size = point.disks[0].capacity, window = 8 << 20;
   std::atomic<uint64_t> next{0};
   std::vector<std::thread> pool;
+  static const bool prefetch = std::getenv("REPO_BENCH_NO_PREFETCH") == nullptr;
   auto t0 = Clock::now();
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
@@ -164,6 +165,7 @@ RestoreFigures Restore(repo::Repository& repo, const repo::Point& point, int thr
       std::unique_ptr<uint8_t, decltype(&std::free)> wbuf(
           static_cast<uint8_t*>(std::aligned_alloc(4096, window)), &std::free);
       for (uint64_t pos; (pos = next.fetch_add(window)) < size;) {
+        if (prefetch) (void)(*r)->Prefetch(pos + uint64_t(threads) * window, window);
         auto alloc = (*r)->Allocated(pos, window);
         if (!alloc) Die(alloc.error());
         for (const Extent& e : *alloc) {

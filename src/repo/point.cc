@@ -319,6 +319,20 @@ Status PointDiskReader::Read(uint64_t offset, std::span<uint8_t> buf) {
   return Status::Ok();
 }
 
+Status PointDiskReader::Prefetch(uint64_t offset, uint64_t length) {
+  if (offset >= disk_.capacity) return Status::Ok();
+  const uint64_t cs = disk_.chunk_size;
+  const uint64_t end = offset + std::min(length, disk_.capacity - offset);
+  std::vector<Id> ids;
+  VMBACKUP_RETURN_IF_ERROR(
+      tree_.ForEachChunk(offset / cs, DivRoundUp(end, cs), [&](uint64_t, const Id& id) {
+        ids.push_back(id);
+        return Status::Ok();
+      }));
+  repo_.Prefetch(ids);
+  return Status::Ok();
+}
+
 Result<Id> PointDiskReader::ChunkIdAt(uint64_t offset) {
   if (offset >= disk_.capacity) return InvalidArgumentError("offset past the end of the disk");
   return tree_.ChunkAt(offset / disk_.chunk_size);

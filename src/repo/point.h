@@ -90,6 +90,9 @@ class PointDiskReader {
                                                        size_t disk);
   uint64_t capacity() const { return disk_.capacity; }
   Status Read(uint64_t offset, std::span<uint8_t> buf);
+  // Asks the repository to start fetching the chunks of this range (a hint: a restore calls
+  // it for the window after the one it reads, so that reads overlap).
+  Status Prefetch(uint64_t offset, uint64_t length);
   // The chunk-aligned ranges that hold data (every other byte reads as zero).
   Result<ExtentSet> Allocated(uint64_t offset, uint64_t length);
   // The id of the chunk holding byte `offset` (zero for an all-zero chunk): what a restored

@@ -278,6 +278,27 @@ Result<std::vector<uint8_t>> Repository::Load(BlobType type, const Id& id) {
   return plain;
 }
 
+void Repository::Prefetch(std::span<const Id> ids) {
+  std::vector<BlobLocation> locs;
+  locs.reserve(ids.size());
+  for (const Id& id : ids) {
+    if (std::optional<BlobLocation> loc = index_.Find(id)) locs.push_back(*loc);
+  }
+  std::sort(locs.begin(), locs.end(), [](const BlobLocation& a, const BlobLocation& b) {
+    return a.pack != b.pack ? a.pack < b.pack : a.offset < b.offset;
+  });
+  constexpr uint64_t kGap = 1 << 20;
+  for (size_t a = 0; a < locs.size();) {
+    uint64_t end = locs[a].offset + locs[a].stored_length;
+    size_t b = a + 1;
+    for (; b < locs.size() && locs[b].pack == locs[a].pack && locs[b].offset <= end + kGap; ++b)
+      end = std::max(end, locs[b].offset + locs[b].stored_length);
+    backend_->Prefetch({storage::ObjectType::kPack, locs[a].pack.Hex()}, locs[a].offset,
+                       end - locs[a].offset);
+    a = b;
+  }
+}
+
 Result<uint32_t> Repository::RawSize(const Id& id) const {
   std::optional<BlobLocation> loc = index_.Find(id);
   if (!loc) return NotFoundError("blob " + id.Hex() + " is not in the index");

@@ -73,6 +73,9 @@ class Repository {
   // the calling thread, straight into `outs`. Fails with the first damaged blob's error, like
   // Load; `outs` may then hold anything.
   Status LoadInto(BlobType type, std::span<const Id> ids, std::span<const std::span<uint8_t>> outs);
+  // Tells the backend these blobs will be loaded soon (ids the index does not know are
+  // skipped): adjacent ones, and ones less than 1 MiB apart in a pack, as one range.
+  void Prefetch(std::span<const Id> ids);
   // The plaintext size of a blob the index knows (kNotFound otherwise).
   Result<uint32_t> RawSize(const Id& id) const;
 

@@ -1,11 +1,16 @@
 // Round trips of disks through restore points, over real Repository objects on the memory and
 // local-folder backends; encryption and damage.
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "base/testing/temp_dir.h"
 #include "repo/point.h"
@@ -261,14 +266,32 @@ TEST(Repository, PassphraseKey) {
   EXPECT_TRUE(Repository::Open(std::move(mem), o.key));
 }
 
-TEST(Repository, DamageIsReportedNeverWrongBytes) {
+// A repository in a local folder holding one full point of a mixed disk.
+struct LocalPoint {
+  LocalPoint(uint64_t size, uint64_t seed) : disk(MixedDisk(size, seed)) {
+    auto backend = storage::LocalBackend::Create(dir / "repo");
+    EXPECT_TRUE(backend);
+    if (!backend) return;
+    repo = NewRepo(std::move(*backend));
+    auto p = Backup(*repo, disk, "", AllChunks(disk.size()));
+    EXPECT_TRUE(p);
+    if (p) point = *p;
+  }
+  std::string PackPath(const Id& pack) {
+    return dir / ("repo/packs/" + pack.Hex().substr(0, 2) + "/" + pack.Hex());
+  }
   testing::TempDir dir;
-  auto backend = storage::LocalBackend::Create(dir / "repo");
-  ASSERT_TRUE(backend);
-  auto repo = NewRepo(std::move(*backend));
-  auto disk = MixedDisk(2 << 20, 4);
-  auto p = Backup(*repo, disk, "", AllChunks(disk.size()));
-  ASSERT_TRUE(p);
+  std::vector<uint8_t> disk;
+  std::unique_ptr<Repository> repo;
+  Point point;
+};
+
+TEST(Repository, DamageIsReportedNeverWrongBytes) {
+  LocalPoint lp(2 << 20, 4);
+  ASSERT_TRUE(lp.repo && !lp.point.disks.empty());
+  auto& repo = lp.repo;
+  auto& disk = lp.disk;
+  auto p = &lp.point;
   auto packs = repo->backend().List(storage::ObjectType::kPack);
   ASSERT_TRUE(packs);
   ASSERT_EQ(packs->size(), 2u);  // chunks, then tree pages
@@ -291,7 +314,7 @@ TEST(Repository, DamageIsReportedNeverWrongBytes) {
   Id first = *tree.ChunkAt(0);
   auto loc = repo->index().Find(first);
   ASSERT_TRUE(loc);
-  std::string path = dir / ("repo/packs/" + loc->pack.Hex().substr(0, 2) + "/" + loc->pack.Hex());
+  std::string path = lp.PackPath(loc->pack);
   auto bytes = testing::ReadBytes(path);
   bytes[loc->offset + 100] ^= 0x01;
   testing::WriteBytes(path, bytes);
@@ -394,6 +417,54 @@ TEST(Repository, VersionOneStaysVersionOne) {
   auto newer = Repository::Open(std::move(other), {});
   ASSERT_FALSE(newer);
   EXPECT_EQ(newer.error().code(), ErrorCode::kNotSupported);
+}
+
+// How many of the pages of [offset, offset + length) of a file are in the page cache.
+size_t ResidentPages(const std::string& path, uint64_t offset, uint64_t length) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return 0;
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t first = offset / page * page, end = offset + length;
+  void* map = ::mmap(nullptr, end - first, PROT_READ, MAP_SHARED, fd, off_t(first));
+  ::close(fd);
+  if (map == MAP_FAILED) return 0;
+  std::vector<unsigned char> in((end - first + page - 1) / page);
+  size_t resident = 0;
+  if (::mincore(map, end - first, in.data()) == 0)
+    for (unsigned char c : in) resident += c & 1;
+  ::munmap(map, end - first);
+  return resident;
+}
+
+// Prefetch brings a range's packs into the page cache ahead of the reads (packs are written
+// around the cache, so they start out of it).
+TEST(Repository, PrefetchReadsAhead) {
+  LocalPoint lp(4 << 20, 8);
+  ASSERT_FALSE(lp.point.disks.empty());
+  auto r = PointDiskReader::Open(*lp.repo, lp.point, 0);
+  ASSERT_TRUE(r);
+  auto loc = lp.repo->index().Find(*(*r)->ChunkIdAt(kChunk));
+  ASSERT_TRUE(loc);
+  std::string path = lp.PackPath(loc->pack);
+  int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+  if (ResidentPages(path, loc->offset, loc->stored_length) != 0)
+    GTEST_SKIP() << "this file system keeps the pack cached";
+  ASSERT_TRUE((*r)->Prefetch(0, 4 * kChunk).ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const size_t pages = (loc->stored_length + 4095) / 4096;
+  while (ResidentPages(path, loc->offset, loc->stored_length) < pages &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_GE(ResidentPages(path, loc->offset, loc->stored_length), pages);
+  // Hints past the end, or over nothing, are harmless.
+  EXPECT_TRUE((*r)->Prefetch(lp.disk.size() + kChunk, kChunk).ok());
+  EXPECT_TRUE((*r)->Prefetch(lp.disk.size() - 1, 100 * kChunk).ok());
+  std::vector<uint8_t> all(lp.disk.size());
+  ASSERT_TRUE((*r)->Read(0, all).ok());
+  EXPECT_EQ(all, lp.disk);
 }
 
 }  // namespace

@@ -52,6 +52,10 @@ class Backend {
   // packs this way into buffers they reuse.
   virtual Status ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) = 0;
 
+  // A hint that these bytes will be read soon: a backend may start fetching them (restores
+  // overlap reads this way). Errors are ignored; the default does nothing.
+  virtual void Prefetch(const ObjectRef& /*ref*/, uint64_t /*offset*/, uint64_t /*length*/) {}
+
   // kNotFound when absent.
   virtual Result<ObjectInfo> Stat(const ObjectRef& ref) = 0;
 
