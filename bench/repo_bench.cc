@@ -294,7 +294,12 @@ int main(int argc, char** argv) {
     full_id = full.id;
     after_full = DirBytes(dir);
     if (std::getenv("REPO_BENCH_FULL_ONLY")) {  // for profiling the ingest alone
-      std::printf("full ingest: %.3f s  %.2f GB/s\n", full_s, double(size) / 1e9 / full_s);
+      repo::RepoStats st = (*repo)->stats();
+      std::printf(
+          "full ingest: %.3f s  %.2f GB/s  (thread-seconds: hashing %.3f, compressing "
+          "%.3f, writing packs %.3f)\n",
+          full_s, double(size) / 1e9 / full_s, double(st.hash_ns) / 1e9, double(st.encode_ns) / 1e9,
+          double(st.pack_write_ns) / 1e9);
       return 0;
     }
   }

@@ -36,11 +36,6 @@ void PackBuilder::Recycle(std::vector<uint8_t>&& bytes) {
   if (spares_.size() < 4) spares_.push_back(std::move(bytes));
 }
 
-void PackBuilder::Finished::Seal() {
-  id = Sha256(bytes);
-  for (PackEntry& e : entries) e.loc.pack = id;
-}
-
 void PackBuilder::Add(BlobType type, const Id& id, std::span<const uint8_t> stored,
                       uint32_t raw_length) {
   PackEntry e;
@@ -53,7 +48,7 @@ void PackBuilder::Add(BlobType type, const Id& id, std::span<const uint8_t> stor
   entries_.push_back(e);
 }
 
-PackBuilder::Finished PackBuilder::Finish(bool seal) {
+PackBuilder::Finished PackBuilder::Finish() {
   std::vector<uint8_t> trailer(entries_.size() * kPackEntrySize);
   for (size_t i = 0; i < entries_.size(); ++i) {
     uint8_t* p = trailer.data() + i * kPackEntrySize;
@@ -71,9 +66,10 @@ PackBuilder::Finished PackBuilder::Finish(bool seal) {
   std::memcpy(tail + 4, kPackEndMagic, 8);
   data_.insert(data_.end(), tail, tail + 12);
   Finished f;
+  f.id = Sha256(blob);
   f.bytes = std::move(data_);
   f.entries = std::move(entries_);
-  if (seal) f.Seal();
+  for (PackEntry& e : f.entries) e.loc.pack = f.id;
   // The next pack goes into a recycled buffer when there is one: fresh memory is slow to get
   // (page faults, and on a VM the host's), and growing a buffer copies it.
   if (!spares_.empty()) {

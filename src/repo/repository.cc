@@ -218,24 +218,45 @@ Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, 
 }
 
 Status Repository::SavePack(std::unique_lock<std::mutex>& lock) {
-  if (builder_.count() == 0) return Status::Ok();
-  PackBuilder::Finished f = builder_.Finish(/*seal=*/false);
+  if (builder_.count() == 0) return save_error_;
+  queued_.push_back(builder_.Finish());
   ++saves_in_flight_;
-  lock.unlock();
-  const uint64_t t0 = NowNs();
-  f.Seal();  // hashing 16 MiB takes a while: other writers keep storing meanwhile
-  Status s = backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes);
-  pack_write_ns_ += NowNs() - t0;
-  lock.lock();
-  --saves_in_flight_;
-  builder_.Recycle(std::move(f.bytes));
-  if (s.ok()) {
-    unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
-  } else if (save_error_.ok()) {
-    save_error_ = s;  // the blobs of a lost pack must not be indexed: Flush reports it
+  if (!pack_writer_.joinable()) pack_writer_ = std::thread([this] { PackWriterMain(); });
+  queued_cv_.notify_one();
+  saved_.wait(lock, [&] { return saves_in_flight_ <= kMaxQueuedPacks; });
+  return save_error_;
+}
+
+void Repository::PackWriterMain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    queued_cv_.wait(lock, [&] { return stopping_ || !queued_.empty(); });
+    if (queued_.empty()) return;  // stopping, and every queued pack written
+    PackBuilder::Finished f = std::move(queued_.front());
+    queued_.pop_front();
+    lock.unlock();
+    const uint64_t t0 = NowNs();
+    Status s = backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes);
+    pack_write_ns_ += NowNs() - t0;
+    lock.lock();
+    --saves_in_flight_;
+    builder_.Recycle(std::move(f.bytes));
+    if (s.ok()) {
+      unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
+    } else if (save_error_.ok()) {
+      save_error_ = s;  // the blobs of a lost pack must not be indexed: Flush reports it
+    }
+    saved_.notify_all();
   }
-  saved_.notify_all();
-  return s;
+}
+
+Repository::~Repository() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  queued_cv_.notify_all();
+  if (pack_writer_.joinable()) pack_writer_.join();
 }
 
 Status Repository::Flush() {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,6 +53,9 @@ class Repository {
   static Result<std::unique_ptr<Repository>> Open(std::unique_ptr<storage::Backend> backend,
                                                   const KeySource& key);
 
+  // Writes the packs still queued first (they stay unindexed unless Flush ran: gc's to remove).
+  ~Repository();
+
   uint64_t chunk_size() const { return chunk_size_; }
   const std::string& id() const { return id_; }
   bool encrypted() const { return codec_.encrypted(); }
@@ -91,10 +95,14 @@ class Repository {
       : backend_(std::move(b)), codec_(std::move(codec)), builder_(codec_) {
     builder_.Reserve(kPackTarget + (1 << 20));
   }
+  static constexpr int kMaxQueuedPacks = 2;
   Status LoadIndex();
-  // Finishes the open pack and saves it outside the lock (other writers keep going); Flush
-  // waits for saves in flight. Called and returns with `lock` held.
+  // Finishes the open pack and queues it for the pack writer thread, so that the callers keep
+  // hashing and compressing while it is written; waits while kMaxQueuedPacks are queued or
+  // being written (memory stays bounded). Flush waits for the queue to drain. Returns the
+  // first failed save. Called and returns with `lock` held.
   Status SavePack(std::unique_lock<std::mutex>& lock);
+  void PackWriterMain();
 
   std::unique_ptr<storage::Backend> backend_;
   BlobCodec codec_;
@@ -103,11 +111,14 @@ class Repository {
   Index index_;
   mutable std::mutex mu_;
   PackBuilder builder_;
-  std::unordered_set<Id, IdHash> pending_;  // stored, not yet in an index file
-  std::vector<PackEntry> unindexed_;        // in saved packs, not yet in an index file
-  int saves_in_flight_ = 0;
+  std::unordered_set<Id, IdHash> pending_;    // stored, not yet in an index file
+  std::vector<PackEntry> unindexed_;          // in saved packs, not yet in an index file
+  std::deque<PackBuilder::Finished> queued_;  // finished packs for the writer thread
+  int saves_in_flight_ = 0;                   // queued or being written
+  bool stopping_ = false;
   Status save_error_;
-  std::condition_variable saved_;
+  std::condition_variable saved_, queued_cv_;
+  std::thread pack_writer_;  // started with the first pack
   RepoStats stats_;
   std::atomic<uint64_t> hash_ns_{0}, encode_ns_{0}, pack_write_ns_{0};
   std::vector<std::string> index_problems_, damaged_index_files_;

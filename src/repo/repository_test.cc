@@ -4,15 +4,18 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <functional>
 #include <map>
 #include <random>
 #include <thread>
 
 #include "base/testing/temp_dir.h"
+#include "repo/maintenance.h"
 #include "repo/point.h"
 #include "storage/local_backend.h"
 #include "storage/mem_backend.h"
@@ -465,6 +468,39 @@ TEST(Repository, PrefetchReadsAhead) {
   std::vector<uint8_t> all(lp.disk.size());
   ASSERT_TRUE((*r)->Read(0, all).ok());
   EXPECT_EQ(all, lp.disk);
+}
+
+// Packs are written by a background thread: a pack the file system refuses (here a file size
+// limit, as on a full disk) fails the commit with the system's error, and what was committed
+// before stays whole.
+TEST(Repository, AFailedPackWriteFailsTheCommitAndLosesNothing) {
+  LocalPoint lp(1 << 20, 12);
+  ASSERT_FALSE(lp.point.disks.empty());
+  std::mt19937_64 rng(3);
+  std::vector<uint8_t> big(48 << 20);
+  for (auto& b : big) b = uint8_t(rng());
+  struct rlimit old;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = 4 << 20;  // packs are 16 MiB
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto failed = Backup(*lp.repo, big, lp.point.id, AllChunks(big.size()));
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().ToString().find("too large"), std::string::npos)
+      << failed.error().ToString();
+  lp.repo.reset();  // waits for the packs still queued
+  auto reopened = Repository::Open(std::move(*storage::LocalBackend::Open(lp.dir / "repo")), {});
+  ASSERT_TRUE(reopened);
+  auto points = ListPoints(**reopened);
+  ASSERT_TRUE(points);
+  EXPECT_EQ(points->size(), 1u);
+  EXPECT_EQ(Restore(**reopened, lp.point), lp.disk);
+  auto check = Check(**reopened);
+  ASSERT_TRUE(check);
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
 }
 
 }  // namespace
