@@ -234,20 +234,24 @@ void Repository::PackWriterMain() {
     if (queued_.empty()) return;  // stopping, and every queued pack written
     PackBuilder::Finished f = std::move(queued_.front());
     queued_.pop_front();
-    lock.unlock();
-    const uint64_t t0 = NowNs();
-    Status s = backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes);
-    pack_write_ns_ += NowNs() - t0;
-    lock.lock();
-    --saves_in_flight_;
-    builder_.Recycle(std::move(f.bytes));
-    if (s.ok()) {
-      unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
-    } else if (save_error_.ok()) {
-      save_error_ = s;  // the blobs of a lost pack must not be indexed: Flush reports it
-    }
-    saved_.notify_all();
+    WritePack(std::move(f), lock);
   }
+}
+
+void Repository::WritePack(PackBuilder::Finished f, std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  const uint64_t t0 = NowNs();
+  Status s = backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes);
+  pack_write_ns_ += NowNs() - t0;
+  lock.lock();
+  --saves_in_flight_;
+  builder_.Recycle(std::move(f.bytes));
+  if (s.ok()) {
+    unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
+  } else if (save_error_.ok()) {
+    save_error_ = s;  // the blobs of a lost pack must not be indexed: Flush reports it
+  }
+  saved_.notify_all();
 }
 
 Repository::~Repository() {
@@ -261,7 +265,12 @@ Repository::~Repository() {
 
 Status Repository::Flush() {
   std::unique_lock<std::mutex> l(mu_);
-  VMBACKUP_RETURN_IF_ERROR(SavePack(l));
+  // The open pack is written here rather than queued: a tree writer reading back a page it
+  // stored flushes often, and a hand-off to the writer thread for each cost more than the write.
+  if (builder_.count() > 0) {
+    ++saves_in_flight_;
+    WritePack(builder_.Finish(), l);
+  }
   saved_.wait(l, [&] { return saves_in_flight_ == 0; });
   VMBACKUP_RETURN_IF_ERROR(save_error_);
   if (unindexed_.empty()) return Status::Ok();

@@ -103,6 +103,9 @@ class Repository {
   // first failed save. Called and returns with `lock` held.
   Status SavePack(std::unique_lock<std::mutex>& lock);
   void PackWriterMain();
+  // Saves a finished pack (counted in saves_in_flight_) outside the lock and records the
+  // outcome. Called and returns with `lock` held.
+  void WritePack(PackBuilder::Finished f, std::unique_lock<std::mutex>& lock);
 
   std::unique_ptr<storage::Backend> backend_;
   BlobCodec codec_;

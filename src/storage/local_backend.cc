@@ -260,16 +260,35 @@ void LocalBackend::Forget(const std::string& path) {
   }
 }
 
+namespace {
+
+Status RangeError(const std::string& path, uint64_t offset, uint64_t length, uint64_t size) {
+  return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the file has %llu", path.c_str(),
+                                   (unsigned long long)length, (unsigned long long)offset,
+                                   (unsigned long long)size));
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> LocalBackend::LoadRange(const ObjectRef& ref, uint64_t offset,
+                                                     uint64_t length) {
+  // Sized from the open-file cache (no stat per read) before allocating.
+  VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
+  VMBACKUP_ASSIGN_OR_RETURN(auto file, Acquire(path));
+  ::close(file.first);
+  if (!RangeWithin(offset, length, file.second))
+    return RangeError(path, offset, length, file.second);
+  std::vector<uint8_t> data(length);
+  VMBACKUP_RETURN_IF_ERROR(ReadRange(ref, offset, data));
+  return data;
+}
+
 Status LocalBackend::ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
   VMBACKUP_ASSIGN_OR_RETURN(auto file, Acquire(path));
   auto [fd, size] = file;
   Fd guard(fd);
-  if (!RangeWithin(offset, out.size(), size)) {
-    return CorruptionError(StrFormat("%s: %zu bytes at %llu asked, the file has %llu", path.c_str(),
-                                     out.size(), (unsigned long long)offset,
-                                     (unsigned long long)size));
-  }
+  if (!RangeWithin(offset, out.size(), size)) return RangeError(path, offset, out.size(), size);
   // Read through the page cache: a repository in the cache restores at memory speed, and on a
   // cold one the kernel's read-ahead did as well here as direct reads.
   return ReadAll(fd, offset, out, path);

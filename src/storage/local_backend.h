@@ -24,6 +24,8 @@ class LocalBackend final : public Backend {
 
   Status Save(const ObjectRef& ref, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Load(const ObjectRef& ref) override;
+  Result<std::vector<uint8_t>> LoadRange(const ObjectRef& ref, uint64_t offset,
+                                         uint64_t length) override;
   Status ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) override;
   void Prefetch(const ObjectRef& ref, uint64_t offset, uint64_t length) override;
   Result<ObjectInfo> Stat(const ObjectRef& ref) override;
