@@ -5,6 +5,7 @@
 // peak memory. Usage: repo_bench REPO_DIR OUT_FILE [GiB] [threads]
 // REPO_DIR on a disk file system shows the real thing: packs go to it with O_DIRECT. On tmpfs,
 // every byte written costs fresh memory, which is slow on a VM.
+// REPO_BENCH_ENCRYPT=1 makes an encrypted repository (key file OUT_FILE.key).
 // REPO_BENCH_FULL_ONLY=1 stops after the full ingest (for profiling it); REPO_BENCH_REUSE=1
 // with a REPO_DIR left by an earlier run restores its incremental point alone (for profiling
 // the restore). The repository is read into the page cache before the restore (the issue's
@@ -276,6 +277,12 @@ int main(int argc, char** argv) {
   }
   const bool reuse = std::getenv("REPO_BENCH_REUSE") != nullptr;
   repo::InitOptions io;
+  const bool encrypt = std::getenv("REPO_BENCH_ENCRYPT") != nullptr;
+  if (encrypt) {  // AES-256-GCM with a key file beside the output file
+    io.encrypt = true;
+    io.key.key_file = out + ".key";
+    if (!reuse) ::unlink(io.key.key_file.c_str());
+  }
   auto backend = reuse ? storage::LocalBackend::Open(dir) : storage::LocalBackend::Create(dir);
   if (!backend) Die(backend.error());
   if (!reuse && !repo::Repository::Init(**backend, io).ok()) Die(InternalError("init"));
@@ -338,8 +345,9 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &ru);
   double gb = double(size) / 1e9;
   uint64_t changed_bytes = changes * 65536;
-  std::printf("repository benchmark: %llu GiB image, chunk %llu, %d threads\n",
-              (unsigned long long)gib, (unsigned long long)cs, threads);
+  std::printf("repository benchmark: %llu GiB image, chunk %llu, %d threads%s\n",
+              (unsigned long long)gib, (unsigned long long)cs, threads,
+              encrypt ? ", encrypted" : "");
   if (!reuse) {
     std::printf("  full ingest:        %7.3f s  %6.2f GB/s  repository %llu MB\n", full_s,
                 gb / full_s, (unsigned long long)(after_full / 1000000));

@@ -111,7 +111,9 @@ Result<BlobCodec::Opened> BlobCodec::Open(std::span<const uint8_t> stored,
     o.payload = o.payload.first(o.payload.size() - 8);
   }
   if (flags & kBlobEncrypted) {
-    VMBACKUP_ASSIGN_OR_RETURN(scratch, AesGcmOpen(key_->enc, o.payload, aad));
+    VMBACKUP_ASSIGN_OR_RETURN(size_t n, AesGcmPlainSize(o.payload));
+    scratch.resize(n);  // reused by DecodeInto: no allocation per blob
+    VMBACKUP_RETURN_IF_ERROR(AesGcmOpenInto(key_->enc, o.payload, aad, scratch));
     o.payload = scratch;
     o.authenticated = true;
   }

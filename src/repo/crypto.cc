@@ -79,13 +79,25 @@ Result<std::vector<uint8_t>> AesGcmSeal(std::span<const uint8_t, 32> key,
   return out;
 }
 
+Result<size_t> AesGcmPlainSize(std::span<const uint8_t> sealed) {
+  if (sealed.size() < kGcmNonceSize + kGcmTagSize)
+    return CorruptionError("encrypted blob too short");
+  return sealed.size() - kGcmNonceSize - kGcmTagSize;
+}
+
 Result<std::vector<uint8_t>> AesGcmOpen(std::span<const uint8_t, 32> key,
                                         std::span<const uint8_t> sealed,
                                         std::span<const uint8_t> aad) {
-  if (sealed.size() < kGcmNonceSize + kGcmTagSize)
-    return CorruptionError("encrypted blob too short");
-  size_t n = sealed.size() - kGcmNonceSize - kGcmTagSize;
+  VMBACKUP_ASSIGN_OR_RETURN(size_t n, AesGcmPlainSize(sealed));
   std::vector<uint8_t> out(n);
+  VMBACKUP_RETURN_IF_ERROR(AesGcmOpenInto(key, sealed, aad, out));
+  return out;
+}
+
+Status AesGcmOpenInto(std::span<const uint8_t, 32> key, std::span<const uint8_t> sealed,
+                      std::span<const uint8_t> aad, std::span<uint8_t> out) {
+  VMBACKUP_ASSIGN_OR_RETURN(size_t n, AesGcmPlainSize(sealed));
+  if (out.size() != n) return InvalidArgumentError("AES-GCM: the output buffer has the wrong size");
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   std::array<uint8_t, kGcmTagSize> tag;
@@ -100,7 +112,7 @@ Result<std::vector<uint8_t>> AesGcmOpen(std::span<const uint8_t, 32> key,
   if (EVP_DecryptFinal_ex(ctx.get(), out.data() + len, &len) != 1) {
     return CorruptionError("authentication failed (wrong key, or the data was altered)");
   }
-  return out;
+  return Status::Ok();
 }
 
 Result<std::vector<uint8_t>> Scrypt(std::string_view passphrase, std::span<const uint8_t> salt,

@@ -40,6 +40,12 @@ Result<std::vector<uint8_t>> AesGcmSeal(std::span<const uint8_t, 32> key,
 Result<std::vector<uint8_t>> AesGcmOpen(std::span<const uint8_t, 32> key,
                                         std::span<const uint8_t> sealed,
                                         std::span<const uint8_t> aad);
+// The same into `out`, which must hold exactly the plaintext (sealed size - nonce - tag);
+// `out` holds garbage after a failure. Restores decrypt into reused buffers this way.
+Status AesGcmOpenInto(std::span<const uint8_t, 32> key, std::span<const uint8_t> sealed,
+                      std::span<const uint8_t> aad, std::span<uint8_t> out);
+// The plaintext size of a sealed message (kCorruption when too short to be one).
+Result<size_t> AesGcmPlainSize(std::span<const uint8_t> sealed);
 
 // scrypt (RFC 7914) into `out_size` bytes.
 Result<std::vector<uint8_t>> Scrypt(std::string_view passphrase, std::span<const uint8_t> salt,

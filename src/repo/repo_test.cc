@@ -58,6 +58,21 @@ TEST(Crypto, AesGcmDetectsTamperingWrongKeyAndAad) {
   EXPECT_NE(*again, *sealed);  // a fresh nonce every time
 }
 
+TEST(Crypto, AesGcmOpenIntoFillsExactlyItsBuffer) {
+  std::array<uint8_t, 32> key{};
+  key[5] = 7;
+  auto sealed = AesGcmSeal(key, Str("secret disk bytes"), Str("aad"));
+  ASSERT_TRUE(sealed);
+  EXPECT_EQ(*AesGcmPlainSize(*sealed), 17u);
+  std::vector<uint8_t> out(17), longer(18);
+  ASSERT_TRUE(AesGcmOpenInto(key, *sealed, Str("aad"), out).ok());
+  EXPECT_EQ(std::string(out.begin(), out.end()), "secret disk bytes");
+  EXPECT_EQ(AesGcmOpenInto(key, *sealed, Str("aad"), longer).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(AesGcmOpenInto(key, *sealed, Str("bad"), out).code(), ErrorCode::kCorruption);
+  EXPECT_EQ(AesGcmPlainSize(std::span<const uint8_t>(sealed->data(), 27)).error().code(),
+            ErrorCode::kCorruption);
+}
+
 std::vector<uint8_t> Text(size_t n) {
   std::string line = "2026-11-22 host kernel: all is well\n";
   std::vector<uint8_t> v;
