@@ -15,13 +15,17 @@ WorkerPool::~WorkerPool() {
   for (auto& t : threads_) t.join();
 }
 
-bool WorkerPool::Take(Loop** loop, size_t* index) {
-  if (queue_.empty()) return false;
-  Loop* front = queue_.front();
-  *loop = front;
-  *index = front->next++;
-  if (front->next == front->count) queue_.pop_front();
-  return true;
+size_t WorkerPool::Take(Loop* loop) {
+  const size_t index = loop->next++;
+  if (loop->next == loop->count) {
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (*it == loop) {
+        queue_.erase(it);
+        break;
+      }
+    }
+  }
+  return index;
 }
 
 void WorkerPool::Run(Loop* loop, size_t index) {
@@ -35,9 +39,8 @@ void WorkerPool::WorkerMain() {
   for (;;) {
     work_.wait(l, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and nothing left
-    Loop* loop;
-    size_t index;
-    Take(&loop, &index);
+    Loop* loop = queue_.front();
+    const size_t index = Take(loop);
     l.unlock();
     Run(loop, index);
     l.lock();
@@ -58,15 +61,7 @@ void WorkerPool::ParallelFor(size_t count, const std::function<void(size_t)>& fn
   work_.notify_all();
   // The caller works on its own loop until every index is handed out, then waits.
   while (loop.next < loop.count) {
-    size_t index = loop.next++;
-    if (loop.next == loop.count) {
-      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-        if (*it == &loop) {
-          queue_.erase(it);
-          break;
-        }
-      }
-    }
+    const size_t index = Take(&loop);
     l.unlock();
     Run(&loop, index);
     l.lock();

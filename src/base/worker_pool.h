@@ -26,8 +26,6 @@ class WorkerPool {
   // workers. `fn` must not throw.
   void ParallelFor(size_t count, const std::function<void(size_t)>& fn);
 
-  int workers() const { return int(threads_.size()); }
-
  private:
   struct Loop {
     size_t count = 0;
@@ -36,10 +34,10 @@ class WorkerPool {
     size_t done = 0;  // calls returned
     std::condition_variable finished;
   };
-  // Hands out the next index of the oldest loop with indices left; false when none has.
-  // Called with mu_ held. A loop leaves the queue when its last index is handed out, so no
-  // worker touches it after its caller has seen every call return.
-  bool Take(Loop** loop, size_t* index);
+  // Hands out the next index of `loop`, which must have one left. Called with mu_ held. A
+  // loop leaves the queue when its last index is handed out, so no worker touches it after
+  // its caller has seen every call return.
+  size_t Take(Loop* loop);
   void Run(Loop* loop, size_t index);
   void WorkerMain();
 

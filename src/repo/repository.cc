@@ -329,12 +329,6 @@ void Repository::Prefetch(std::span<const Id> ids) {
   }
 }
 
-Result<uint32_t> Repository::RawSize(const Id& id) const {
-  std::optional<BlobLocation> loc = index_.Find(id);
-  if (!loc) return NotFoundError("blob " + id.Hex() + " is not in the index");
-  return loc->raw_length;
-}
-
 Status Repository::LoadInto(BlobType type, std::span<const Id> ids,
                             std::span<const std::span<uint8_t>> outs) {
   if (ids.size() != outs.size()) return InvalidArgumentError("LoadInto: one buffer per id");

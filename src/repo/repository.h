@@ -80,8 +80,6 @@ class Repository {
   // Tells the backend these blobs will be loaded soon (ids the index does not know are
   // skipped): adjacent ones, and ones less than 1 MiB apart in a pack, as one range.
   void Prefetch(std::span<const Id> ids);
-  // The plaintext size of a blob the index knows (kNotFound otherwise).
-  Result<uint32_t> RawSize(const Id& id) const;
 
   RepoStats stats() const;
   // Index files that could not be read when the repository was opened (their blobs are

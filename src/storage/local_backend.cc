@@ -65,6 +65,12 @@ Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& path) 
   return Status::Ok();
 }
 
+Status RangeError(const std::string& path, uint64_t offset, uint64_t length, uint64_t size) {
+  return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the file has %llu", path.c_str(),
+                                   (unsigned long long)length, (unsigned long long)offset,
+                                   (unsigned long long)size));
+}
+
 Status ReadAll(int fd, uint64_t offset, std::span<uint8_t> buf, const std::string& path) {
   size_t done = 0;
   while (done < buf.size()) {
@@ -259,16 +265,6 @@ void LocalBackend::Forget(const std::string& path) {
     }
   }
 }
-
-namespace {
-
-Status RangeError(const std::string& path, uint64_t offset, uint64_t length, uint64_t size) {
-  return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the file has %llu", path.c_str(),
-                                   (unsigned long long)length, (unsigned long long)offset,
-                                   (unsigned long long)size));
-}
-
-}  // namespace
 
 Result<std::vector<uint8_t>> LocalBackend::LoadRange(const ObjectRef& ref, uint64_t offset,
                                                      uint64_t length) {
