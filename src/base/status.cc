@@ -19,6 +19,10 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kPermissionDenied: return "permission denied";
     case ErrorCode::kInternal: return "internal error";
+    case ErrorCode::kFailedPrecondition: return "failed precondition";
+    case ErrorCode::kLocked: return "locked";
+    case ErrorCode::kUnauthenticated: return "unauthenticated";
+    case ErrorCode::kNoRepository: return "no repository";
   }
   return "unknown";
 }
@@ -50,6 +54,12 @@ Status UnavailableError(std::string m) { return {ErrorCode::kUnavailable, std::m
 Status CancelledError(std::string m) { return {ErrorCode::kCancelled, std::move(m)}; }
 Status PermissionDeniedError(std::string m) { return {ErrorCode::kPermissionDenied, std::move(m)}; }
 Status InternalError(std::string m) { return {ErrorCode::kInternal, std::move(m)}; }
+Status FailedPreconditionError(std::string m) {
+  return {ErrorCode::kFailedPrecondition, std::move(m)};
+}
+Status LockedError(std::string m) { return {ErrorCode::kLocked, std::move(m)}; }
+Status UnauthenticatedError(std::string m) { return {ErrorCode::kUnauthenticated, std::move(m)}; }
+Status NoRepositoryError(std::string m) { return {ErrorCode::kNoRepository, std::move(m)}; }
 
 Status PosixError(std::string_view context, int err) {
   std::string m(context);
@@ -62,7 +72,9 @@ Status PosixError(std::string_view context, int err) {
     case EPERM:
     case EROFS: return PermissionDeniedError(std::move(m));
     case EEXIST: return AlreadyExistsError(std::move(m));
-    case EINVAL: return InvalidArgumentError(std::move(m));
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG: return IOError(std::move(m));
     case EAGAIN:
     case EINTR: return UnavailableError(std::move(m));
     default: return IOError(std::move(m));

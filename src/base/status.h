@@ -15,17 +15,21 @@ namespace vmbackup {
 
 enum class ErrorCode {
   kOk = 0,
-  kInvalidArgument,   // the caller asked for something malformed
-  kNotFound,          // a named object (file, VM, point) does not exist
-  kAlreadyExists,     // creating something that is there already
-  kCorruption,        // bytes read from disk or the wire break the format
-  kNotSupported,      // a valid feature this build does not implement
-  kIOError,           // the operating system failed an I/O call
-  kProtocol,          // a peer broke a protocol contract
-  kUnavailable,       // transient; the only retryable code
-  kCancelled,         // stopped on request (signal, user)
-  kPermissionDenied,  // the OS or a peer refused access
-  kInternal,          // a bug in vmbackup
+  kInvalidArgument,     // the caller asked for something malformed
+  kNotFound,            // a named object (file, VM, point) does not exist
+  kAlreadyExists,       // creating something that is there already
+  kCorruption,          // bytes read from disk or the wire break the format
+  kNotSupported,        // a valid feature this build does not implement
+  kIOError,             // the operating system failed an I/O call
+  kProtocol,            // a peer broke a protocol contract
+  kUnavailable,         // transient; the only retryable code
+  kCancelled,           // stopped on request (signal, user)
+  kPermissionDenied,    // the OS or a peer refused access
+  kInternal,            // a bug in vmbackup
+  kFailedPrecondition,  // the system is not in a state the operation needs (VM powered on)
+  kLocked,              // another process holds what the operation needs (a lock, a job)
+  kUnauthenticated,     // a key or credential is missing or wrong
+  kNoRepository,        // the repository named does not exist
 };
 
 // Short lower-case name of a code ("corruption"), for messages and JSON.
@@ -68,6 +72,10 @@ Status UnavailableError(std::string message);
 Status CancelledError(std::string message);
 Status PermissionDeniedError(std::string message);
 Status InternalError(std::string message);
+Status FailedPreconditionError(std::string message);
+Status LockedError(std::string message);
+Status UnauthenticatedError(std::string message);
+Status NoRepositoryError(std::string message);
 
 // The one place errno becomes a Status: "context: strerror(errno)", with a code chosen from
 // errno (ENOENT -> kNotFound, EACCES/EPERM -> kPermissionDenied, EEXIST -> kAlreadyExists, ...).

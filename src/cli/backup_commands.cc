@@ -235,11 +235,7 @@ void PrintRestore(const engine::RestoreReport& r) {
 void AddBackupCommands(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<BackupOpts>();
   auto common = [o](CLI::App* c) {
-    c->add_option("--repo", o->repo.repo, "repository folder (or VMBACKUP_REPO)");
-    c->add_option("--key-file", o->repo.key_file, "key file of an encrypted repository");
-    c->add_option("--passphrase-file", o->repo.passphrase_file,
-                  "file holding the passphrase (or VMBACKUP_PASSPHRASE)");
-    c->add_flag("--json", o->repo.json, "machine-readable output");
+    AddRepoOptions(c, o->repo);
     c->add_option("--transport", o->transport,
                   "transport modes to try, in order (default san:hotadd:nbdssl:nbd)");
     c->add_option("--lock-wait", o->repo.lock_wait,

@@ -16,7 +16,14 @@ namespace vmbackup::cli {
 
 int ReportError(const Status& s) {
   std::fprintf(stderr, "vmbackup: %s\n", s.message().c_str());
-  return s.code() == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  switch (s.code()) {
+    case ErrorCode::kInvalidArgument: return kExitUsage;
+    case ErrorCode::kLocked: return kExitLocked;
+    case ErrorCode::kNoRepository: return kExitNoRepository;
+    case ErrorCode::kUnauthenticated: return kExitWrongKey;
+    case ErrorCode::kCancelled: return kExitInterrupted;
+    default: return kExitFailure;
+  }
 }
 
 StreamSink::StreamSink(int fd) : fd_(fd) {

@@ -19,6 +19,10 @@ namespace vmbackup::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // the operation failed; stderr says why
 inline constexpr int kExitUsage = 2;    // bad command line
+inline constexpr int kExitLocked = 3;   // the repository or the VM is in use by another job
+inline constexpr int kExitNoRepository = 10;
+inline constexpr int kExitWrongKey = 11;  // no key, or a wrong one
+inline constexpr int kExitInterrupted = 130;
 
 // Prints "vmbackup: <message>" to stderr and returns the exit code for `s`.
 int ReportError(const Status& s);

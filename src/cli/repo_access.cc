@@ -1,13 +1,29 @@
 #include "cli/repo_access.h"
 
+#include <fcntl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
+#include "base/strings.h"
 #include "cli/output.h"
 #include "io/posix_file.h"
 #include "storage/local_backend.h"
 
 namespace vmbackup::cli {
+
+void AddRepoOptions(CLI::App* c, RepoOpts& o) {
+  c->add_option("--repo", o.repo, "repository folder (or VMBACKUP_REPO)");
+  c->add_option("--key-file", o.key_file, "key file of an encrypted repository");
+  c->add_option("--passphrase-file", o.passphrase_file,
+                "file holding the passphrase (or VMBACKUP_PASSPHRASE)");
+  c->add_option("--password-command", o.password_command,
+                "command that prints the passphrase (run by /bin/sh)");
+  c->add_flag("--json", o.json, "machine-readable output");
+}
 
 std::string RepoDir(const RepoOpts& o) {
   if (!o.repo.empty()) return o.repo;
@@ -15,16 +31,89 @@ std::string RepoDir(const RepoOpts& o) {
   return env ? env : "";
 }
 
+namespace {
+
+std::string StripNewline(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// Runs `command` through /bin/sh with stdout captured (restic's --password-command); its
+// stderr and stdin stay the user's, so it may prompt.
+Result<std::string> RunPasswordCommand(const std::string& command) {
+  FILE* p = ::popen(command.c_str(), "r");
+  if (!p) return PosixError("run --password-command", errno);
+  std::string out;
+  char buf[512];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0 && out.size() < 4096) out.append(buf, n);
+  int status = ::pclose(p);
+  if (status != 0)
+    return FailedPreconditionError(StrFormat("--password-command exited with status %d", status));
+  return StripNewline(out);
+}
+
+// Reads a passphrase from the terminal without echo.
+Result<std::string> Prompt(const std::string& question) {
+  int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return PosixError("open the terminal", errno);
+  struct termios old;
+  bool restore = ::tcgetattr(fd, &old) == 0;
+  if (restore) {
+    struct termios quiet = old;
+    quiet.c_lflag &= ~tcflag_t(ECHO);
+    ::tcsetattr(fd, TCSAFLUSH, &quiet);
+  }
+  (void)!::write(fd, question.data(), question.size());
+  std::string line;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
+  if (restore) ::tcsetattr(fd, TCSAFLUSH, &old);
+  (void)!::write(fd, "\n", 1);
+  ::close(fd);
+  return StripNewline(line);
+}
+
+}  // namespace
+
 Result<repo::KeySource> Keys(const RepoOpts& o) {
+  const int given =
+      int(!o.key_file.empty()) + int(!o.passphrase_file.empty()) + int(!o.password_command.empty());
+  if (given > 1) {
+    return InvalidArgumentError(
+        "give only one of --key-file, --passphrase-file and --password-command");
+  }
   repo::KeySource k;
-  k.key_file = o.key_file;
+  if (!o.key_file.empty()) {
+    k.key_file = o.key_file;
+    return k;
+  }
   if (!o.passphrase_file.empty()) {
     VMBACKUP_ASSIGN_OR_RETURN(std::string p, io::ReadSmallFile(o.passphrase_file, 4096));
-    while (!p.empty() && (p.back() == '\n' || p.back() == '\r')) p.pop_back();
-    k.passphrase = p;
+    k.passphrase = StripNewline(p);
+    if (k.passphrase->empty())
+      return InvalidArgumentError("the passphrase file " + o.passphrase_file + " is empty");
+  } else if (!o.password_command.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(k.passphrase, RunPasswordCommand(o.password_command));
+    if (k.passphrase->empty())
+      return InvalidArgumentError("--password-command printed an empty passphrase");
   } else if (const char* env = std::getenv("VMBACKUP_PASSPHRASE")) {
     k.passphrase = env;
+    if (k.passphrase->empty()) return InvalidArgumentError("VMBACKUP_PASSPHRASE is empty");
   }
+  return k;
+}
+
+Result<repo::KeySource> KeysOrPrompt(const RepoOpts& o, bool new_key) {
+  VMBACKUP_ASSIGN_OR_RETURN(repo::KeySource k, Keys(o));
+  if (!k.empty() || !::isatty(0)) return k;
+  VMBACKUP_ASSIGN_OR_RETURN(std::string p, Prompt("passphrase: "));
+  if (p.empty()) return InvalidArgumentError("the passphrase is empty");
+  if (new_key) {
+    VMBACKUP_ASSIGN_OR_RETURN(std::string again, Prompt("the same passphrase again: "));
+    if (again != p) return InvalidArgumentError("the passphrases differ");
+  }
+  k.passphrase = p;
   return k;
 }
 
@@ -34,7 +123,14 @@ Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o) {
     return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
   VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Open(dir));
   VMBACKUP_ASSIGN_OR_RETURN(repo::KeySource keys, Keys(o));
-  return repo::Repository::Open(std::move(backend), keys);
+  auto r = repo::Repository::Open(std::move(backend), keys);
+  // An encrypted repository opened with no key from a terminal: ask for the passphrase.
+  if (!r && r.error().code() == ErrorCode::kUnauthenticated && keys.empty() && ::isatty(0)) {
+    VMBACKUP_ASSIGN_OR_RETURN(keys, KeysOrPrompt(o, false));
+    VMBACKUP_ASSIGN_OR_RETURN(backend, storage::LocalBackend::Open(dir));
+    return repo::Repository::Open(std::move(backend), keys);
+  }
+  return r;
 }
 
 Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r) {

@@ -16,7 +16,7 @@
 namespace vmbackup::cli {
 
 struct RepoOpts {
-  std::string repo, key_file, passphrase_file, chunk_size = "64K", point, vm;
+  std::string repo, key_file, passphrase_file, password_command, chunk_size = "64K", point, vm;
   bool json = false, encrypt = false, dry_run = false, repair = false;
   repo::KeepPolicy keep;
   std::string grace = "1h", since, until;
@@ -24,9 +24,17 @@ struct RepoOpts {
   double repack_below = 0.5, lock_wait = 0;
 };
 
+// The options every repository command takes: --repo, the key options, --no-lock, --json.
+void AddRepoOptions(CLI::App* cmd, RepoOpts& o);
+
 // --repo, or VMBACKUP_REPO; empty when neither is given.
 std::string RepoDir(const RepoOpts& o);
+// The key given: --key-file, --passphrase-file, --password-command or VMBACKUP_PASSPHRASE (at
+// most one of the options; an empty passphrase is refused). Empty when none is given.
 Result<repo::KeySource> Keys(const RepoOpts& o);
+// The same, but with none given and a terminal on stdin, asks for a passphrase (twice when
+// `new_key`).
+Result<repo::KeySource> KeysOrPrompt(const RepoOpts& o, bool new_key);
 Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o);
 // The repository's catalog (<repository>/catalog.db), brought up to date.
 Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r);

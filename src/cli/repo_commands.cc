@@ -1,5 +1,7 @@
 #include "cli/repo_commands.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -26,13 +28,7 @@ using nlohmann::json;
 
 void AddRepoCommands(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<RepoOpts>();
-  auto common = [o](CLI::App* c) {
-    c->add_option("--repo", o->repo, "repository folder (or VMBACKUP_REPO)");
-    c->add_option("--key-file", o->key_file, "key file of an encrypted repository");
-    c->add_option("--passphrase-file", o->passphrase_file,
-                  "file holding the passphrase (or VMBACKUP_PASSPHRASE)");
-    c->add_flag("--json", o->json, "machine-readable output");
-  };
+  auto common = [o](CLI::App* c) { AddRepoOptions(c, *o); };
 
   CLI::App* c = app.add_subcommand("init", "create a repository");
   common(c);
@@ -46,13 +42,31 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     repo::InitOptions io;
     VMBACKUP_ASSIGN_OR_RETURN(io.chunk_size, ParseSize(o->chunk_size));
     io.encrypt = o->encrypt;
-    VMBACKUP_ASSIGN_OR_RETURN(io.key, Keys(*o));
-    if (!io.encrypt && (!io.key.key_file.empty() || io.key.passphrase)) {
-      return InvalidArgumentError("a key was given without --encrypt");
+    if (io.encrypt) {
+      VMBACKUP_ASSIGN_OR_RETURN(io.key, KeysOrPrompt(*o, /*new_key=*/true));
+    } else {
+      VMBACKUP_ASSIGN_OR_RETURN(io.key, Keys(*o));
+      if (!io.key.key_file.empty() || !o->passphrase_file.empty() || !o->password_command.empty())
+        return InvalidArgumentError("a key was given without --encrypt");
+      io.key = {};  // VMBACKUP_PASSPHRASE alone does not ask for encryption
     }
-    VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Create(dir));
-    VMBACKUP_RETURN_IF_ERROR(repo::Repository::Init(*backend, io));
-    VMBACKUP_ASSIGN_OR_RETURN(auto r, repo::Repository::Open(std::move(backend), io.key));
+    // A failed init leaves nothing behind: not the folder, not its sub-folders, not a key file.
+    const bool dir_existed = io::PathExists(dir);
+    const bool key_existed = io.key.key_file.empty() || io::PathExists(io.key.key_file);
+    std::unique_ptr<repo::Repository> r;
+    Status made = [&]() -> Status {
+      VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Create(dir));
+      VMBACKUP_RETURN_IF_ERROR(repo::Repository::Init(*backend, io));
+      VMBACKUP_ASSIGN_OR_RETURN(r, repo::Repository::Open(std::move(backend), io.key));
+      return Status::Ok();
+    }();
+    if (!made.ok()) {
+      if (made.code() != ErrorCode::kAlreadyExists) {
+        storage::LocalBackend::RemoveNew(dir, /*remove_folder=*/!dir_existed);
+        if (!key_existed) ::unlink(io.key.key_file.c_str());
+      }
+      return made;
+    }
     if (o->json) {
       std::printf("%s\n", json{{"repository", dir},
                                {"id", r->id()},
@@ -239,7 +253,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   c->add_option("--lock-wait", o->lock_wait, "seconds to wait for other users of the repository");
   Bind(c, exit_code, [o]() -> Status {
     // A wrong policy is refused before anything is locked or recorded.
-    if (o->keep.empty()) return repo::PlanPrune({}, o->keep).status();
+    VMBACKUP_RETURN_IF_ERROR(repo::PlanPrune({}, o->keep).status());
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(*o, true, "prune"));
     repo::PruneReport r;
     auto run = [&]() -> Status {

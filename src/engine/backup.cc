@@ -213,7 +213,7 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
     }
   }
   if (!changed && writer.parent() && !o.force_full && o.no_full_fallback) {
-    return InvalidArgumentError(
+    return FailedPreconditionError(
         StrFormat("disk %d needs a full backup (%s) and "
                   "--no-full-fallback was given",
                   d.device_key, r.full_reason.c_str()));

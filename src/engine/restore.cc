@@ -284,8 +284,8 @@ Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
   const auto t0 = Clock::now();
   VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.GetVm(vm_name.empty() ? point.vm_name : vm_name));
   if (vm.power != hv::PowerState::kOff) {
-    return InvalidArgumentError("VM " + vm.name +
-                                " is powered on: power it off to restore in place");
+    return FailedPreconditionError("VM " + vm.name +
+                                   " is powered on: power it off to restore in place");
   }
   for (const auto& pd : point.disks) {
     bool found = false;
@@ -293,7 +293,7 @@ Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
       if (d.device_key != pd.key) continue;
       found = true;
       if (d.capacity != pd.capacity) {
-        return InvalidArgumentError(StrFormat(
+        return FailedPreconditionError(StrFormat(
             "disk %d of VM %s has %s, the point's has %s: restore to a new VM instead", pd.key,
             vm.name.c_str(), HumanBytes(d.capacity).c_str(), HumanBytes(pd.capacity).c_str()));
       }

@@ -98,7 +98,7 @@ Status Datastore::DeleteVm(const std::string& name) {
   {
     VMBACKUP_ASSIGN_OR_RETURN(auto vm, OpenVm(name));
     if (vm->vmx().powered_on())
-      return InvalidArgumentError("VM " + name + " is powered on; power it off first");
+      return FailedPreconditionError("VM " + name + " is powered on; power it off first");
     dir = vm->dir();
     // The .vmx goes first (under the lock): from then on the VM no longer exists.
     std::string vmx = io::JoinPath(dir, name + ".vmx");

@@ -93,7 +93,7 @@ Status SharedDisk::Refresh() {
     VMBACKUP_ASSIGN_OR_RETURN(vmsd, SnapshotDb::Parse(vmsd_text));
   }
   if (mode_ == DiskOpenMode::kWrite && !vmx.powered_on()) {
-    return InvalidArgumentError("VM " + name_ + " is powered off: the guest cannot write");
+    return FailedPreconditionError("VM " + name_ + " is powered off: the guest cannot write");
   }
   Result<std::string> layer = LayerFileFor(vmx, vmsd, name_, disk_, snap_);
   if (!layer) {

@@ -171,8 +171,8 @@ Status Vm::Read(size_t disk, SnapshotSel snap, uint64_t offset, std::span<uint8_
 
 Status Vm::Write(size_t disk, uint64_t offset, std::span<const uint8_t> data) {
   if (!vmx_.powered_on())
-    return InvalidArgumentError("VM " + name_ +
-                                " is powered off: power it on to write as the guest");
+    return FailedPreconditionError("VM " + name_ +
+                                   " is powered off: power it on to write as the guest");
   VMBACKUP_ASSIGN_OR_RETURN(std::string leaf, LayerFor(disk, std::nullopt));
   vmdk::DiskOptions o;
   o.writable = true;
@@ -202,13 +202,13 @@ Result<std::unique_ptr<ChangeTrackFile>> Vm::OpenCtk(const std::string& layer_fi
 
 Status Vm::ResizeDisk(size_t disk, uint64_t new_capacity) {
   if (!vmsd_.snapshots.empty()) {
-    return InvalidArgumentError("VM " + name_ +
-                                " has snapshots: delete them before resizing a disk");
+    return FailedPreconditionError("VM " + name_ +
+                                   " has snapshots: delete them before resizing a disk");
   }
   VMBACKUP_ASSIGN_OR_RETURN(std::string leaf, LayerFor(disk, std::nullopt));
   if (leaf != DiskStem(name_, disk) + ".vmdk") {
-    return InvalidArgumentError("disk " + std::to_string(disk) + " still runs on delta " + leaf +
-                                ": consolidate first");
+    return FailedPreconditionError("disk " + std::to_string(disk) + " still runs on delta " + leaf +
+                                   ": consolidate first");
   }
   VMBACKUP_RETURN_IF_ERROR(vmdk::GrowFlatDisk(Path(leaf), new_capacity));
   if (vmx_.cbt_enabled()) {
@@ -289,7 +289,7 @@ Status Vm::InvalidateChangeTracking() {
 
 Result<ChangeId> Vm::GetChangeId(size_t disk, SnapshotSel snap) {
   if (!vmx_.cbt_enabled())
-    return InvalidArgumentError("change tracking is not enabled on VM " + name_);
+    return FailedPreconditionError("change tracking is not enabled on VM " + name_);
   VMBACKUP_ASSIGN_OR_RETURN(std::string layer, LayerFor(disk, snap));
   VMBACKUP_ASSIGN_OR_RETURN(auto ctk, OpenCtk(layer, false));
   return ctk->change_id();
@@ -321,9 +321,9 @@ Result<ChangedAreas> Vm::QueryAllocatedBlocks(size_t disk, SnapshotSel snap,
 Result<ChangedAreas> Vm::QueryChangedDiskAreas(size_t disk, SnapshotSel snap, uint64_t start_offset,
                                                std::string_view change_id) {
   if (!vmx_.cbt_enabled())
-    return InvalidArgumentError("change tracking is not enabled on VM " + name_);
+    return FailedPreconditionError("change tracking is not enabled on VM " + name_);
   if (!snap && vmx_.powered_on()) {
-    return InvalidArgumentError(
+    return FailedPreconditionError(
         "the current state of a running VM cannot be queried: take a snapshot");
   }
   if (change_id == "*") return QueryAllocatedBlocks(disk, snap, start_offset);

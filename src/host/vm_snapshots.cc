@@ -94,8 +94,8 @@ Status Vm::RunHook(const std::string& hook, const char* what) {
 
 Result<Snapshot> Vm::CreateSnapshot(const std::string& name, const SnapshotOptions& options) {
   if (vmsd_.snapshots.size() >= kMaxSnapshots) {
-    return InvalidArgumentError(StrFormat("VM %s already has %zu snapshots, the most allowed",
-                                          name_.c_str(), kMaxSnapshots));
+    return FailedPreconditionError(StrFormat("VM %s already has %zu snapshots, the most allowed",
+                                             name_.c_str(), kMaxSnapshots));
   }
   if (name.empty()) return InvalidArgumentError("a snapshot needs a name");
   VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, VmxDisks());

@@ -6,11 +6,11 @@
 #include <cerrno>
 #include <chrono>
 #include <ctime>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
+#include <stdexcept>
 
+#include "base/process.h"
 #include "base/strings.h"
 #include "repo/crypto.h"
 
@@ -18,37 +18,6 @@ namespace vmbackup::repo {
 namespace {
 
 using nlohmann::json;
-
-std::string HostName() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
-
-// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot. 0 when the
-// process does not exist (or /proc is not there).
-uint64_t ProcessStart(int64_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = text.rfind(')');  // the command name may hold spaces and parentheses
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(text.substr(paren + 1));
-  std::string field;
-  for (int i = 3; i <= 22 && (fields >> field); ++i) {
-    if (i == 22) {
-      auto v = ParseUint(field);
-      return v ? *v : 0;
-    }
-  }
-  return 0;
-}
-
-bool ProcessAlive(int64_t pid, uint64_t start) {
-  if (pid <= 0) return false;
-  if (::kill(pid_t(pid), 0) != 0 && errno == ESRCH) return false;
-  uint64_t now_start = ProcessStart(pid);
-  return now_start == 0 || start == 0 || now_start == start;  // a reused pid is another process
-}
 
 std::vector<uint8_t> Encode(const LockInfo& l) {
   std::string text = json{{"host", l.host},           {"pid", l.pid},         {"start", l.start},
@@ -73,19 +42,24 @@ Result<std::vector<LockInfo>> ListLocks(storage::Backend& backend) {
     if (!data && data.error().code() == ErrorCode::kNotFound) continue;  // released meanwhile
     LockInfo l;
     l.name = o.name;
-    json j = data ? json::parse(data->begin(), data->end(), nullptr, false) : json();
-    if (j.is_object()) {
-      try {
-        l.host = j.value("host", "");
-        l.pid = j.value("pid", int64_t(0));
-        l.start = j.value("start", uint64_t(0));
-        l.exclusive = j.value("exclusive", false);
-        l.purpose = j.value("purpose", "");
-        l.time = j.value("time", int64_t(0));
-      } catch (const json::exception&) {
-        l = LockInfo();  // a damaged lock is stale: time 0
-        l.name = o.name;
-      }
+    if (!data) {
+      l.damage = data.error().message();
+      out.push_back(l);
+      continue;
+    }
+    json j = json::parse(data->begin(), data->end(), nullptr, false);
+    try {
+      if (!j.is_object()) throw std::runtime_error("not a JSON object");
+      l.host = j.at("host").get<std::string>();
+      l.pid = j.at("pid").get<int64_t>();
+      l.start = j.value("start", uint64_t(0));
+      l.exclusive = j.at("exclusive").get<bool>();
+      l.purpose = j.value("purpose", "");
+      l.time = j.at("time").get<int64_t>();
+    } catch (const std::exception& e) {
+      l = LockInfo();  // a damaged lock is stale: time 0
+      l.name = o.name;
+      l.damage = std::string("not a lock record (") + e.what() + ")";
     }
     out.push_back(l);
   }
@@ -98,6 +72,7 @@ bool IsStale(const LockInfo& l, int64_t now) {
 }
 
 std::string DescribeLock(const LockInfo& l) {
+  if (!l.damage.empty()) return "damaged lock object locks/" + l.name + ": " + l.damage;
   char when[32] = "?";
   time_t t = time_t(l.time);
   struct tm tm;
@@ -141,8 +116,8 @@ Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(storage::Backend& backend,
     if (!conflict) break;
     backend.Delete({storage::ObjectType::kLock, lock->info_.name}).IgnoreError();  // retried
     if (std::chrono::steady_clock::now() >= deadline) {
-      return UnavailableError("the repository " + backend.location() +
-                              " is in use: " + DescribeLock(*conflict));
+      return LockedError("the repository " + backend.location() +
+                         " is in use: " + DescribeLock(*conflict));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100 + jitter() % 400));
   }

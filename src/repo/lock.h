@@ -28,13 +28,13 @@ struct LockInfo {
   bool exclusive = false;
   std::string purpose;  // "backup vm1", "gc", ...
   int64_t time = 0;     // when it was last refreshed (Unix seconds)
+  std::string damage;   // why the lock object could not be read (then it is stale)
 };
 
 inline constexpr int64_t kLockStaleSeconds = 30 * 60;
 inline constexpr int64_t kLockRefreshSeconds = 5 * 60;
 
-// Every lock that could be read; unreadable lock objects come back with an empty host and
-// time 0 (hence stale).
+// Every lock object; unreadable ones come back with `damage` set, time 0 (hence stale).
 Result<std::vector<LockInfo>> ListLocks(storage::Backend& backend);
 // True when the lock's process is gone (same host) or it is older than kLockStaleSeconds.
 bool IsStale(const LockInfo& lock, int64_t now);

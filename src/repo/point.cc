@@ -73,15 +73,18 @@ Result<Point> FromJson(const json& j) {
     p.snapshot = j.value("snapshot", "");
     if (j.contains("stats") && j["stats"].is_object()) p.stats = j["stats"];
     if (j.contains("timings") && j["timings"].is_object()) p.timings = j["timings"];
-    VMBACKUP_ASSIGN_OR_RETURN(auto cfg, FromHex(j.value("config", "")));
-    p.config.assign(cfg.begin(), cfg.end());
+    auto cfg = FromHex(j.value("config", ""));
+    if (!cfg) return CorruptionError("point record: config: " + cfg.error().message());
+    p.config.assign(cfg->begin(), cfg->end());
     for (const json& d : j.at("disks")) {
       PointDisk pd;
       pd.key = d.at("key").get<int>();
       pd.label = d.value("label", "");
       pd.capacity = d.at("capacity").get<uint64_t>();
       pd.chunk_size = d.at("chunk_size").get<uint64_t>();
-      VMBACKUP_ASSIGN_OR_RETURN(pd.tree.root, Id::FromHex(d.at("root").get<std::string>()));
+      auto root = Id::FromHex(d.at("root").get<std::string>());
+      if (!root) return CorruptionError("point record: root: " + root.error().message());
+      pd.tree.root = *root;
       pd.tree.depth = d.at("depth").get<int>();
       pd.change_id = d.value("change_id", "");
       pd.snapshot = d.value("snapshot", "");
@@ -247,7 +250,7 @@ void PointWriter::Abandon() {
 
 Result<Point> PointWriter::Commit() {
   std::lock_guard<std::mutex> l(mu_);
-  if (abandoned_) return InvalidArgumentError("the point was abandoned");
+  if (abandoned_) return FailedPreconditionError("the point was abandoned");
   // Commit order: chunk packs and their index, then tree pages (packs + index), then the point.
   VMBACKUP_RETURN_IF_ERROR(repo_.Flush());
   for (size_t i = 0; i < trees_.size(); ++i) {

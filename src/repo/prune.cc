@@ -14,7 +14,7 @@ Result<struct tm> PointTime(const std::string& id) {
   struct tm tm = {};
   const char* end = id.size() >= 15 ? strptime(id.c_str(), "%Y%m%dT%H%M%S", &tm) : nullptr;
   if (end == nullptr || end != id.c_str() + 15)
-    return InvalidArgumentError("point id " + id + " does not start with its time");
+    return CorruptionError("point id " + id + " does not start with its time");
   return tm;
 }
 
@@ -28,6 +28,11 @@ std::string Bucket(const struct tm& tm, const char* format) {
 
 Result<std::vector<PruneDecision>> PlanPrune(std::vector<PointSummary> points,
                                              const KeepPolicy& policy) {
+  for (int n :
+       {policy.last, policy.hourly, policy.daily, policy.weekly, policy.monthly, policy.yearly}) {
+    if (n < 0)
+      return InvalidArgumentError(StrFormat("a --keep-* count must not be negative (%d)", n));
+  }
   if (policy.empty()) {
     return InvalidArgumentError(
         "no keep rule given (--keep-last, --keep-hourly, --keep-daily, --keep-weekly, "

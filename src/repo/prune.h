@@ -13,7 +13,9 @@ namespace vmbackup::repo {
 
 struct KeepPolicy {
   int last = 0, hourly = 0, daily = 0, weekly = 0, monthly = 0, yearly = 0;
-  bool empty() const { return last + hourly + daily + weekly + monthly + yearly == 0; }
+  bool empty() const {
+    return last == 0 && hourly == 0 && daily == 0 && weekly == 0 && monthly == 0 && yearly == 0;
+  }
 };
 
 struct PointSummary {

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/strings.h"
+#include "repo/keys.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -20,91 +21,66 @@ namespace {
 using nlohmann::json;
 
 const storage::ObjectRef kConfigRef{storage::ObjectType::kConfig, "config"};
-constexpr const char* kKeyCheck = "vmbackup key check";
 
-std::span<const uint8_t> Text(const char* s) {
-  return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
+std::span<const uint8_t> Text(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-Result<std::vector<uint8_t>> ReadKeyFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return PosixError("open key file " + path, errno);
-  char buf[1024];
-  ssize_t n = ::read(fd, buf, sizeof buf);
-  ::close(fd);
-  if (n < 0) return PosixError("read key file " + path, errno);
-  auto key = FromHex(std::string_view(buf, size_t(n)));
-  if (!key || key->size() != 64) {
-    return InvalidArgumentError("key file " + path + " must hold 64 bytes as 128 hex digits");
+bool ValidChunkSize(uint64_t c) { return c >= 4096 && c <= (4u << 20) && (c & (c - 1)) == 0; }
+
+// True when the stored object starts with a blob whose flags say "encrypted" (an index file
+// after its magic, a point record at once).
+bool LooksEncrypted(const std::vector<uint8_t>& data, size_t blob_at) {
+  return data.size() > blob_at && (data[blob_at] & kBlobEncrypted) != 0;
+}
+
+// A config that says "unencrypted" must describe a repository with nothing encrypted in it:
+// otherwise someone switched encryption off by editing it (the config of an encrypted
+// repository is authenticated, but an attacker can remove that too).
+Status CheckReallyPlain(storage::Backend& backend) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto keys, backend.List(storage::ObjectType::kKey));
+  const std::string tampered =
+      "the config says the repository is unencrypted, but it holds encrypted ";
+  if (!keys.empty()) return CorruptionError(tampered + "keys: refusing to store plaintext");
+  for (auto [type, blob_at] : {std::pair{storage::ObjectType::kIndex, size_t(8)},
+                               std::pair{storage::ObjectType::kPoint, size_t(0)}}) {
+    VMBACKUP_ASSIGN_OR_RETURN(auto objects, backend.List(type));
+    for (size_t i = 0; i < objects.size() && i < 2; ++i) {
+      auto data = backend.Load({type, objects[i].name});
+      if (data && LooksEncrypted(*data, blob_at)) {
+        return CorruptionError(tampered + std::string(storage::ObjectTypeName(type)) +
+                               ": refusing to store plaintext");
+      }
+    }
   }
-  return *key;
-}
-
-Status WriteNewKeyFile(const std::string& path, std::span<const uint8_t> key) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return PosixError("create key file " + path, errno);
-  std::string hex = ToHex(key) + "\n";
-  bool ok = ::write(fd, hex.data(), hex.size()) == ssize_t(hex.size()) && ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
-  if (!ok) return PosixError("write key file " + path, err);
   return Status::Ok();
-}
-
-Result<std::vector<uint8_t>> DeriveKey(const json& kdf, const KeySource& key) {
-  std::string type = kdf.value("type", "");
-  if (type == "keyfile") {
-    if (key.key_file.empty())
-      return PermissionDeniedError("the repository is encrypted: give its --key-file");
-    return ReadKeyFile(key.key_file);
-  }
-  if (type == "scrypt") {
-    if (!key.passphrase)
-      return PermissionDeniedError("the repository is encrypted: give its passphrase");
-    VMBACKUP_ASSIGN_OR_RETURN(auto salt, FromHex(kdf.value("salt", "")));
-    return Scrypt(*key.passphrase, salt, kdf.value("n", 0ull), kdf.value("r", 0ull),
-                  kdf.value("p", 0ull), 64);
-  }
-  return CorruptionError("config: unknown kdf type '" + type + "'");
 }
 
 }  // namespace
 
 Status Repository::Init(storage::Backend& backend, const InitOptions& o) {
-  if (o.chunk_size < 4096 || o.chunk_size > (4u << 20) || (o.chunk_size & (o.chunk_size - 1))) {
+  if (!ValidChunkSize(o.chunk_size)) {
     return InvalidArgumentError("chunk size must be a power of two from 4K to 4M");
   }
   json config = {{"format", "vmbackup-repository"}, {"version", kFormatVersion},
                  {"id", ToHex(RandomBytes(16))},    {"chunk_size", o.chunk_size},
                  {"compression", "zstd"},           {"created", UtcNowRfc3339()}};
   if (!o.encrypt) {
+    if (!o.key.empty()) return InvalidArgumentError("a key was given without --encrypt");
     config["encryption"] = "none";
   } else {
-    config["encryption"] = "aes-256-gcm";
-    std::vector<uint8_t> master;
-    if (o.key.passphrase) {
-      json kdf = {
-          {"type", "scrypt"}, {"n", 32768}, {"r", 8}, {"p", 1}, {"salt", ToHex(RandomBytes(32))}};
-      VMBACKUP_ASSIGN_OR_RETURN(master, DeriveKey(kdf, o.key));
-      config["kdf"] = kdf;
-    } else if (!o.key.key_file.empty()) {
-      if (::access(o.key.key_file.c_str(), F_OK) == 0) {
-        VMBACKUP_ASSIGN_OR_RETURN(master, ReadKeyFile(o.key.key_file));
-      } else {
-        master = RandomBytes(64);
-        VMBACKUP_RETURN_IF_ERROR(WriteNewKeyFile(o.key.key_file, master));
-      }
-      config["kdf"] = {{"type", "keyfile"}};
-    } else {
+    if (o.key.empty())
       return InvalidArgumentError("--encrypt needs --key-file FILE or a passphrase");
-    }
+    config["encryption"] = "aes-256-gcm";
+    // The key object first: a config without a key would be a repository nobody can open.
+    const std::vector<uint8_t> master = NewMasterKey();
+    VMBACKUP_RETURN_IF_ERROR(
+        AddKeyObject(backend, config["id"].get<std::string>(), master, o.key).status());
     VMBACKUP_ASSIGN_OR_RETURN(MasterKey key, MasterKey::FromBytes(master));
-    BlobCodec codec(key);
-    Id check = Sha256(Text(kKeyCheck));
-    config["key_check"] = ToHex(codec.Encode(check.bytes, Text(kKeyCheck), false));
+    config["config_mac"] = ConfigMac(key, config);
   }
   std::string text = config.dump(2) + "\n";
-  return backend.Save(kConfigRef, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  return backend.Save(kConfigRef, Text(text));
 }
 
 Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Backend> backend,
@@ -112,47 +88,98 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ba
   auto raw = backend->Load(kConfigRef);
   if (!raw) {
     if (raw.error().code() == ErrorCode::kNotFound) {
-      return NotFoundError(backend->location() + " is not a vmbackup repository (no config)");
+      return NoRepositoryError(backend->location() + " is not a vmbackup repository (no config)");
     }
     return raw.error();
   }
   json config = json::parse(raw->begin(), raw->end(), nullptr, false);
   if (config.is_discarded() || !config.is_object()) return CorruptionError("config is not JSON");
-  if (config.value("format", "") != "vmbackup-repository")
-    return CorruptionError("config: not a vmbackup repository");
-  const int version = config.value("version", 0);
+  int version = 0;
+  uint64_t chunk_size = 0;
+  std::string encryption, repo_id;
+  try {
+    if (config.value("format", "") != "vmbackup-repository")
+      return CorruptionError("config: not a vmbackup repository");
+    version = config.at("version").get<int>();
+    chunk_size = config.at("chunk_size").get<uint64_t>();
+    encryption = config.at("encryption").get<std::string>();
+    repo_id = config.at("id").get<std::string>();
+  } catch (const json::exception& e) {
+    return CorruptionError(std::string("config: a field is missing or of the wrong type (") +
+                           e.what() + ")");
+  }
   if (version < 1 || version > kFormatVersion) {
     return NotSupportedError(
-        StrFormat("repository format version %d (this vmbackup reads "
-                  "versions 1 to %d)",
-                  version, kFormatVersion));
+        StrFormat("repository format version %d (this vmbackup reads versions 1 to %d)", version,
+                  kFormatVersion));
   }
-  uint64_t chunk_size = config.value("chunk_size", 0ull);
-  if (chunk_size < 4096 || chunk_size > (4u << 20) || (chunk_size & (chunk_size - 1))) {
-    return CorruptionError("config: bad chunk_size");
-  }
+  if (!ValidChunkSize(chunk_size)) return CorruptionError("config: bad chunk_size");
   std::optional<MasterKey> master;
-  if (config.value("encryption", "") == "aes-256-gcm") {
-    VMBACKUP_ASSIGN_OR_RETURN(auto bytes, DeriveKey(config.value("kdf", json::object()), key));
-    VMBACKUP_ASSIGN_OR_RETURN(master, MasterKey::FromBytes(bytes));
-    BlobCodec probe(master);
-    VMBACKUP_ASSIGN_OR_RETURN(auto check, FromHex(config.value("key_check", "")));
-    auto plain = probe.Decode(check, Text(kKeyCheck), 32);
-    const Id expected = Sha256(Text(kKeyCheck));
-    if (!plain || plain->size() != 32 ||
-        !std::equal(plain->begin(), plain->end(), expected.bytes.begin())) {
-      return PermissionDeniedError("wrong key for repository " + backend->location());
+  std::vector<uint8_t> master_bytes;
+  std::string key_name;
+  if (encryption == "aes-256-gcm") {
+    VMBACKUP_ASSIGN_OR_RETURN(Unlocked u, UnlockMasterKey(*backend, config, key));
+    VMBACKUP_ASSIGN_OR_RETURN(master, MasterKey::FromBytes(u.master));
+    master_bytes = std::move(u.master);
+    key_name = u.key_name;
+    // Version 3 configs are authenticated; a version 2 one is bound to the key by key_check.
+    const bool has_mac = config.contains("config_mac");
+    if ((version >= 3 || has_mac) &&
+        (!has_mac || !config["config_mac"].is_string() ||
+         config["config_mac"].get<std::string>() != ConfigMac(*master, config))) {
+      return CorruptionError("config: its authentication code does not match: it was altered");
     }
-  } else if (config.value("encryption", "") != "none") {
-    return NotSupportedError("config: unknown encryption '" + config.value("encryption", "") + "'");
+  } else if (encryption == "none") {
+    if (!key.empty()) {
+      return UnauthenticatedError(
+          "a key was given, but the config of " + backend->location() +
+          " says it is not encrypted: refusing (if it was encrypted, its config was altered)");
+    }
+    VMBACKUP_RETURN_IF_ERROR(CheckReallyPlain(*backend));
+  } else {
+    return NotSupportedError("config: unknown encryption '" + encryption + "'");
   }
   // Version 1 readers know no checksum flag: a version 1 repository gets version 1 blobs.
   std::unique_ptr<Repository> repo(
       new Repository(std::move(backend), BlobCodec(master, /*checksums=*/version >= 2)));
-  repo->id_ = config.value("id", "");
+  repo->id_ = repo_id;
+  repo->version_ = version;
   repo->chunk_size_ = chunk_size;
+  repo->config_ = std::move(config);
+  repo->master_bytes_ = std::move(master_bytes);
+  repo->key_name_ = key_name;
   VMBACKUP_RETURN_IF_ERROR(repo->LoadIndex());
   return repo;
+}
+
+Result<std::vector<KeyInfo>> Repository::ListKeys() {
+  if (!encrypted()) return FailedPreconditionError("the repository is not encrypted");
+  return ListKeyObjects(*backend_, config_);
+}
+
+Result<std::string> Repository::AddKey(const KeySource& key) {
+  if (!encrypted()) return FailedPreconditionError("the repository is not encrypted");
+  return AddKeyObject(*backend_, id_, master_bytes_, key);
+}
+
+Status Repository::RemoveKey(const std::string& name) {
+  if (!encrypted()) return FailedPreconditionError("the repository is not encrypted");
+  if (name == "config") {
+    return FailedPreconditionError(
+        "the first key of a format version 2 repository lives in its config and cannot be "
+        "removed");
+  }
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(name));
+  if (name == key_name_) {
+    return FailedPreconditionError("key " + name +
+                                   " is the one that opened the repository: open it with "
+                                   "another key to remove this one");
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(auto keys, ListKeys());
+  bool found = false;
+  for (const auto& k : keys) found = found || k.name == name;
+  if (!found) return NotFoundError("no key " + name);
+  return backend_->Delete({storage::ObjectType::kKey, name});
 }
 
 Status Repository::LoadIndex() {

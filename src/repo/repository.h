@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -17,15 +18,11 @@
 
 #include "base/worker_pool.h"
 #include "repo/blob_codec.h"
+#include "repo/keys.h"
 #include "repo/pack.h"
 #include "storage/backend.h"
 
 namespace vmbackup::repo {
-
-struct KeySource {
-  std::string key_file;                   // 64 bytes as hex; created by Init when missing
-  std::optional<std::string> passphrase;  // scrypt
-};
 
 struct InitOptions {
   uint64_t chunk_size = 65536;
@@ -43,13 +40,14 @@ struct RepoStats {
 class Repository {
  public:
   // The format version Init writes (docs/repository-format.md section 10); Open reads 1 to it.
-  static constexpr int kFormatVersion = 2;
+  static constexpr int kFormatVersion = 3;
   static constexpr uint64_t kPackTarget = 16 << 20;
 
   // Writes the config of a new repository into an empty backend.
   static Status Init(storage::Backend& backend, const InitOptions& options);
-  // Reads the config, checks the key, loads the index. Errors: kNotFound (no repository),
-  // kPermissionDenied (a wrong or missing key), kCorruption (a damaged config or index).
+  // Reads the config, checks the key, loads the index. Errors: kNoRepository, kUnauthenticated
+  // (a wrong or missing key, or a key for a plain repository), kCorruption (a damaged or
+  // altered config).
   static Result<std::unique_ptr<Repository>> Open(std::unique_ptr<storage::Backend> backend,
                                                   const KeySource& key);
 
@@ -58,6 +56,7 @@ class Repository {
 
   uint64_t chunk_size() const { return chunk_size_; }
   const std::string& id() const { return id_; }
+  int version() const { return version_; }
   bool encrypted() const { return codec_.encrypted(); }
   const BlobCodec& codec() const { return codec_; }
   storage::Backend& backend() { return *backend_; }
@@ -82,6 +81,13 @@ class Repository {
   void Prefetch(std::span<const Id> ids);
 
   RepoStats stats() const;
+
+  // Key management (encrypted repositories; keys.h). The key that opened the repository
+  // cannot be removed through it.
+  Result<std::vector<KeyInfo>> ListKeys();
+  Result<std::string> AddKey(const KeySource& key);
+  Status RemoveKey(const std::string& name);
+  const std::string& key_name() const { return key_name_; }
   // Index files that could not be read when the repository was opened (their blobs are
   // unknown until the index is repaired); `check` reports them.
   const std::vector<std::string>& index_problems() const { return index_problems_; }
@@ -108,7 +114,11 @@ class Repository {
   std::unique_ptr<storage::Backend> backend_;
   BlobCodec codec_;
   std::string id_;
+  int version_ = 0;
   uint64_t chunk_size_ = 0;
+  nlohmann::json config_;
+  std::vector<uint8_t> master_bytes_;  // encrypted repositories: for new key objects
+  std::string key_name_;
   Index index_;
   mutable std::mutex mu_;
   PackBuilder builder_;

@@ -250,10 +250,10 @@ TEST(Repository, EncryptionKeysAndNoPlaintext) {
   KeySource wrong{dir / "other", std::nullopt};
   auto refused = Repository::Open(std::move(*storage::LocalBackend::Open(dir / "repo")), wrong);
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().code(), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kUnauthenticated);
   auto none = Repository::Open(std::move(*storage::LocalBackend::Open(dir / "repo")), KeySource{});
   ASSERT_FALSE(none);
-  EXPECT_EQ(none.error().code(), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(none.error().code(), ErrorCode::kUnauthenticated);
 }
 
 TEST(Repository, PassphraseKey) {
@@ -263,9 +263,12 @@ TEST(Repository, PassphraseKey) {
   auto mem = std::make_unique<storage::MemBackend>();
   storage::MemBackend* raw = mem.get();
   ASSERT_TRUE(Repository::Init(*raw, o).ok());
-  auto cfg = raw->Load({storage::ObjectType::kConfig, "config"});
-  ASSERT_TRUE(cfg);
-  EXPECT_NE(std::string(cfg->begin(), cfg->end()).find("scrypt"), std::string::npos);
+  auto keys = raw->List(storage::ObjectType::kKey);
+  ASSERT_TRUE(keys);
+  ASSERT_EQ(keys->size(), 1u);
+  auto key = raw->Load({storage::ObjectType::kKey, (*keys)[0].name});
+  ASSERT_TRUE(key);
+  EXPECT_NE(std::string(key->begin(), key->end()).find("scrypt"), std::string::npos);
   EXPECT_TRUE(Repository::Open(std::move(mem), o.key));
 }
 
@@ -390,7 +393,7 @@ TEST(Repository, VersionOneStaysVersionOne) {
     auto text = backend->Load(config);
     ASSERT_TRUE(text);
     std::string s(text->begin(), text->end());
-    size_t at = s.find("\"version\": 2");
+    size_t at = s.find("\"version\": 3");
     ASSERT_NE(at, std::string::npos) << s;
     s.replace(at, 12, "\"version\": " + std::to_string(version));
     ASSERT_TRUE(backend->Delete(config).ok());
@@ -415,7 +418,7 @@ TEST(Repository, VersionOneStaysVersionOne) {
   auto other = std::make_unique<storage::MemBackend>();
   backend = other.get();
   ASSERT_TRUE(Repository::Init(*backend, {}).ok());
-  SetVersion(3);
+  SetVersion(4);
   auto newer = Repository::Open(std::move(other), {});
   ASSERT_FALSE(newer);
   EXPECT_EQ(newer.error().code(), ErrorCode::kNotSupported);

@@ -53,7 +53,7 @@ TEST_F(LockTest, SharedLocksCoexistAndExclusiveWaitsForThem) {
   ASSERT_TRUE(s1 && s2);
   auto x = RepoLock::Acquire(*b, {true, "gc", 0});
   ASSERT_FALSE(x);
-  EXPECT_EQ(x.error().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(x.error().code(), ErrorCode::kLocked);
   EXPECT_NE(x.error().message().find("shared lock of backup vm"), std::string::npos)
       << x.error().message();
   EXPECT_EQ(ListLocks(*b)->size(), 2u);  // the failed attempt left nothing behind
@@ -157,6 +157,20 @@ TEST(PlanPruneTest, RefusesAnEmptyPolicyAndBadIds) {
   KeepPolicy p;
   p.last = 1;
   EXPECT_FALSE(PlanPrune({{"not-a-time", "vm", false}}, p));
+  // A negative count is an error, never a rule that keeps nothing (it removed every point).
+  for (int KeepPolicy::*field : {&KeepPolicy::last, &KeepPolicy::hourly, &KeepPolicy::daily,
+                                 &KeepPolicy::weekly, &KeepPolicy::monthly, &KeepPolicy::yearly}) {
+    KeepPolicy bad;
+    bad.daily = 3;
+    bad.*field = -1;
+    auto r = PlanPrune({At("20261120T010000")}, bad);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  }
+  KeepPolicy cancels;  // -1 + 1 summed to "empty" once
+  cancels.last = -1;
+  cancels.daily = 1;
+  EXPECT_FALSE(PlanPrune({At("20261120T010000")}, cancels));
 }
 
 // A repository with a full point and an incremental of one changed chunk.

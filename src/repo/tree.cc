@@ -79,7 +79,7 @@ Result<const std::vector<Id>*> TreeReader::Page(int level, uint64_t page) {
   if (it != cache_.end() && it->second.first == page) return &it->second.second;
   Id id;
   if (level == root_.depth - 1) {
-    if (page != 0) return InvalidArgumentError("page past the root");
+    if (page != 0) return CorruptionError("tree: page past the root");
     id = root_.root;
   } else {
     VMBACKUP_ASSIGN_OR_RETURN(const std::vector<Id>* parent, Page(level + 1, page / kTreeFanout));

@@ -37,7 +37,7 @@ TEST(LocalBackend, CreateOpenAndLayout) {
   std::string repo = dir / "repo";
   ASSERT_TRUE(LocalBackend::Create(repo));
   EXPECT_EQ(LocalBackend::Create(repo).error().code(), ErrorCode::kAlreadyExists);
-  EXPECT_EQ(LocalBackend::Open(dir / "nothing").error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(LocalBackend::Open(dir / "nothing").error().code(), ErrorCode::kNoRepository);
   auto b = LocalBackend::Open(repo);
   ASSERT_TRUE(b);
   std::vector<uint8_t> data = {1, 2, 3};

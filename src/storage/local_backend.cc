@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <memory>
 #include <random>
 
@@ -150,12 +151,19 @@ Result<std::unique_ptr<LocalBackend>> LocalBackend::Create(const std::string& di
   return std::unique_ptr<LocalBackend>(new LocalBackend(dir));
 }
 
+void LocalBackend::RemoveNew(const std::string& dir, bool remove_folder) {
+  std::error_code ignored;
+  std::filesystem::remove_all(Join(dir, "tmp"), ignored);
+  for (ObjectType t : kAllTypes) std::filesystem::remove_all(Join(dir, ObjectTypeName(t)), ignored);
+  if (remove_folder) ::rmdir(dir.c_str());
+}
+
 Result<std::unique_ptr<LocalBackend>> LocalBackend::Open(const std::string& dir) {
   struct stat st;
   for (std::string_view sub : {std::string_view("tmp"), ObjectTypeName(ObjectType::kConfig),
                                ObjectTypeName(ObjectType::kPack)}) {
     if (::stat(Join(dir, sub).c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return NotFoundError(dir + " is not a repository (no " + std::string(sub) + " folder)");
+      return NoRepositoryError(dir + " is not a repository (no " + std::string(sub) + " folder)");
     }
   }
   for (ObjectType t : kAllTypes) VMBACKUP_RETURN_IF_ERROR(MakeDir(Join(dir, ObjectTypeName(t))));

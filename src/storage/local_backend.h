@@ -18,6 +18,9 @@ class LocalBackend final : public Backend {
  public:
   // Creates DIR (which must be absent or empty) and its folders.
   static Result<std::unique_ptr<LocalBackend>> Create(const std::string& dir);
+  // Undoes a Create whose repository could not be finished: removes the folders Create made
+  // and what they hold, and DIR itself when `remove_folder`. Errors are ignored.
+  static void RemoveNew(const std::string& dir, bool remove_folder);
   // Opens an existing repository folder. kNotFound when DIR has no repository folders.
   static Result<std::unique_ptr<LocalBackend>> Open(const std::string& dir);
   ~LocalBackend() override;

@@ -152,6 +152,9 @@ head -c 384M /dev/urandom > rand384m
 # Each signal is sent once the backup's snapshot exists; a backup that still finished first (a
 # fast machine) is tried again, up to 3 times.
 start_and_signal() {  # SIGNAL OUT: starts a backup of big, signals it mid-run; sets rc
+  # Fresh data each time, so that every attempt has 384 MiB to store (not an instant no-op).
+  head -c 384M /dev/urandom > rand384m
+  "$H" disk write big 0 --offset 64M --from rand384m >/dev/null
   "$V" backup --source "$SRC" --vm big --no-progress >"$2" 2>&1 &
   pid=$!
   for _ in $(seq 1 500); do
@@ -167,7 +170,7 @@ for _ in 1 2 3; do
   start_and_signal TERM term.out
   [ "$rc" = 0 ] || break
 done
-[ "$rc" = 1 ] || fail "a SIGTERMed backup exited $rc: $(cat term.out)"
+[ "$rc" = 130 ] || fail "a SIGTERMed backup exited $rc: $(cat term.out)"
 grep -q "interrupted" term.out || fail "SIGTERM: $(cat term.out)"
 [ "$(snapshot_count big)" = 0 ] || fail "a SIGTERMed backup left its snapshot"
 for _ in 1 2 3; do

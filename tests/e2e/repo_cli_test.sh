@@ -16,7 +16,7 @@ VMBACKUP_REPO=plain "$V" list >/dev/null || fail "VMBACKUP_REPO is not used"
 expect_error 1 "is not empty" -- "$V" init --repo plain
 expect_error 2 "chunk size must be a power of two" -- "$V" init --repo odd --chunk-size 100K
 expect_error 1 "no restore point nope" -- "$V" show --repo plain nope
-expect_error 1 "is not a repository" -- "$V" list --repo "$SCRATCH"
+expect_error 10 "is not a repository" -- "$V" list --repo "$SCRATCH"
 expect_error 2 "no repository" -- env -u VMBACKUP_REPO "$V" list
 
 "$V" init --repo enc --encrypt --key-file key >/dev/null
@@ -24,14 +24,14 @@ expect_error 2 "no repository" -- env -u VMBACKUP_REPO "$V" list
 [ "$(stat -c %a key)" = 600 ] || fail "the key file is readable by others"
 "$V" list --repo enc --key-file key >/dev/null || fail "the right key is refused"
 head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n' > other
-expect_error 1 "wrong key for repository" -- "$V" list --repo enc --key-file other
-expect_error 1 "give its --key-file" -- "$V" list --repo enc
+expect_error 11 "wrong key for repository" -- "$V" list --repo enc --key-file other
+expect_error 11 "give its --key-file" -- "$V" list --repo enc
 grep -q '"encryption": "aes-256-gcm"' enc/config/config || fail "config does not say encrypted"
 
 echo "correct horse battery" > pass
 "$V" init --repo pp --encrypt --passphrase-file pass >/dev/null
 VMBACKUP_PASSPHRASE="correct horse battery" "$V" list --repo pp >/dev/null || fail "passphrase from the environment"
-expect_error 1 "wrong key" -- env VMBACKUP_PASSPHRASE=wrong "$V" list --repo pp
+expect_error 11 "wrong key" -- env VMBACKUP_PASSPHRASE=wrong "$V" list --repo pp
 "$V" verify --repo plain | grep -q "verified 0 points" || fail "verify of an empty repository"
 "$V" check --repo plain | grep -q "checked 0 packs" || fail "check of an empty repository"
 
@@ -43,7 +43,7 @@ host=$(hostname)
 sleep 300 & holder=$!
 printf '{"host":"%s","pid":%d,"exclusive":false,"purpose":"backup vm7","time":%d}' \
   "$host" "$holder" "$(date +%s)" > plain/locks/live
-expect_error 1 "shared lock of backup vm7" -- "$V" gc --repo plain
+expect_error 3 "shared lock of backup vm7" -- "$V" gc --repo plain
 kill $holder; wait $holder 2>/dev/null || true
 "$V" gc --repo plain >out.txt 2>err.txt || fail "a dead process's lock blocks gc: $(cat err.txt)"
 grep -q "removed a stale shared lock of backup vm7" err.txt || fail "the stale lock was not reported"
