@@ -19,7 +19,7 @@ using storage::ObjectType;
 constexpr size_t kEntriesPerIndexFile = 100000;
 
 struct PackUse {
-  bool exists = false, indexed = false;
+  bool exists = false, indexed = false, unreadable = false;
   uint64_t size = 0, live_bytes = 0, blob_bytes = 0;
   int64_t mtime = 0;
   std::vector<PackEntry> entries, live;
@@ -103,6 +103,38 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
     }
   });
 
+  // A pack no index lists is garbage only when nothing live is in it: a lost index file leaves
+  // the packs it covered unindexed while points still need them (check --repair lists them
+  // again from their trailers). So every unindexed pack's trailer is read first.
+  std::unordered_set<Id, IdHash> in_unindexed;
+  for (auto& [id, u] : packs) {
+    if (!u.exists || u.indexed) continue;
+    auto entries = ReadPackEntries(backend, repo.codec(), id);
+    if (!entries) {
+      u.unreadable = true;  // what it holds is unknown: it stays
+      ++report.packs_unreadable;
+      continue;
+    }
+    uint64_t needed = 0;
+    for (const PackEntry& e : *entries) {
+      in_unindexed.insert(e.id);
+      if (!live.count(e.id)) continue;
+      auto loc = repo.index().Find(e.id);  // a listed copy in a pack that exists will do
+      if (!loc || !packs.count(loc->pack) || !packs[loc->pack].exists) ++needed;
+    }
+    if (needed) {
+      return CorruptionError(StrFormat(
+          "gc stops before deleting anything: pack %s holds %llu blobs that restore points use, "
+          "but no index lists it (an index file is missing or damaged): run 'vmbackup check "
+          "--repair' first",
+          id.Hex().c_str(), (unsigned long long)needed));
+    }
+  }
+  // Live blobs that are nowhere: gc cannot lose them again, but says so.
+  for (const Id& id : live) {
+    if (!repo.index().Find(id) && !in_unindexed.count(id)) ++report.live_blobs_missing;
+  }
+
   // Decide per pack.
   std::vector<PackEntry> keep;
   std::vector<Id> to_delete, to_repack;
@@ -112,6 +144,7 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
       continue;
     }
     ++report.packs;
+    if (u.unreadable) continue;  // neither indexed nor readable: left for the user to look at
     if (now - u.mtime < o.grace_seconds) {
       ++report.packs_young;
       keep.insert(keep.end(), u.entries.begin(), u.entries.end());

@@ -31,11 +31,14 @@ struct GcReport {
   uint64_t bytes_freed = 0;     // pack bytes removed, less what repacking wrote
   uint64_t bytes_repacked = 0;  // live bytes copied into new packs
   uint64_t index_files_written = 0, index_files_deleted = 0;
+  uint64_t packs_unreadable = 0;    // unindexed packs whose trailer cannot be read: kept
+  uint64_t live_blobs_missing = 0;  // blobs points need that no pack holds (verify names them)
 };
 
 // The caller holds an exclusive lock. The Repository's in-memory index is stale afterwards:
 // open the repository again before using it for anything else. Refuses to run (kCorruption)
-// when an index file or a point cannot be read, since what they reference is then unknown.
+// when an index file or a point cannot be read, since what they reference is then unknown,
+// and when a pack no index lists holds a blob a point needs (run check --repair first).
 Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& options);
 
 }  // namespace vmbackup::repo

@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/checked_math.h"
 #include "base/strings.h"
@@ -74,6 +75,38 @@ Result<CheckReport> Check(Repository& repo) {
       report.problems.push_back("blob " + id.Hex() + ": lies past the end of pack " + pack);
     }
   });
+  // Every point's pages load and every chunk it names is indexed; what the points need is
+  // kept, so that a pack no index lists can be told apart from garbage.
+  std::unordered_set<Id, IdHash> needed;
+  VMBACKUP_ASSIGN_OR_RETURN(auto ids, ListPoints(repo));
+  for (const std::string& id : ids) {
+    auto p = LoadPoint(repo, id);
+    if (!p) {
+      report.problems.push_back(p.error().message() + " (vmbackup forget " + id +
+                                " removes the record)");
+      continue;
+    }
+    ++report.points;
+    for (const PointDisk& d : p->disks) {
+      const uint64_t chunks = DivRoundUp(d.capacity, d.chunk_size);
+      uint64_t missing = 0;
+      Status walk = ForEachTreeBlob(repo, d.tree, chunks, [&](BlobType type, const Id& blob) {
+        needed.insert(blob);
+        if (type == BlobType::kChunk) {
+          auto loc = repo.index().Find(blob);
+          if (!loc || loc->type != BlobType::kChunk || !pack_size.count(loc->pack.Hex())) ++missing;
+        }
+        return true;  // each point's own count of missing chunks: shared pages walked again
+      });
+      if (!walk.ok()) {
+        report.problems.push_back(
+            StrFormat("point %s disk %d: %s", id.c_str(), d.key, walk.message().c_str()));
+      } else if (missing) {
+        report.problems.push_back(StrFormat("point %s disk %d: %llu chunks are missing", id.c_str(),
+                                            d.key, (unsigned long long)missing));
+      }
+    }
+  }
   // Every pack's trailer agrees with the index.
   for (const auto& [name, size] : pack_size) {
     auto pack_id = Id::FromHex(name);
@@ -87,8 +120,21 @@ Result<CheckReport> Check(Repository& repo) {
       continue;
     }
     if (!indexed_packs.count(name)) {
-      report.notes.push_back("pack " + name +
-                             " is in no index (left by an interrupted backup; gc removes it)");
+      uint64_t used = 0;
+      for (const PackEntry& e : *entries) {
+        auto loc = repo.index().Find(e.id);  // a copy elsewhere that is listed will do
+        used += needed.count(e.id) && (!loc || !pack_size.count(loc->pack.Hex()));
+      }
+      if (used) {
+        report.problems.push_back(StrFormat(
+            "pack %s holds %llu blobs that restore points need, but no index lists it: run "
+            "'vmbackup check --repair' (gc refuses to run until then)",
+            name.c_str(), (unsigned long long)used));
+      } else {
+        report.notes.push_back("pack " + name +
+                               " is in no index and holds nothing a restore point needs (left by "
+                               "an interrupted backup; gc removes it)");
+      }
       continue;
     }
     for (const PackEntry& e : *entries) {
@@ -99,33 +145,6 @@ Result<CheckReport> Check(Repository& repo) {
       } else if (loc->pack == *pack_id && loc->offset != e.loc.offset) {
         report.problems.push_back("blob " + e.id.Hex() + ": index and pack " + name +
                                   " disagree on its offset");
-      }
-    }
-  }
-  // Every point's pages load and every chunk it names is indexed.
-  VMBACKUP_ASSIGN_OR_RETURN(auto ids, ListPoints(repo));
-  for (const std::string& id : ids) {
-    auto p = LoadPoint(repo, id);
-    if (!p) {
-      report.problems.push_back(p.error().message());
-      continue;
-    }
-    ++report.points;
-    for (const PointDisk& d : p->disks) {
-      const uint64_t chunks = DivRoundUp(d.capacity, d.chunk_size);
-      TreeReader tree(repo, d.tree, chunks);
-      uint64_t missing = 0;
-      Status walk = tree.ForEachChunk(0, chunks, [&](uint64_t, const Id& chunk) {
-        auto loc = repo.index().Find(chunk);
-        if (!loc || loc->type != BlobType::kChunk || !pack_size.count(loc->pack.Hex())) ++missing;
-        return Status::Ok();
-      });
-      if (!walk.ok()) {
-        report.problems.push_back(
-            StrFormat("point %s disk %d: %s", id.c_str(), d.key, walk.message().c_str()));
-      } else if (missing) {
-        report.problems.push_back(StrFormat("point %s disk %d: %llu chunks are missing", id.c_str(),
-                                            d.key, (unsigned long long)missing));
       }
     }
   }

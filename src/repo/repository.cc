@@ -316,7 +316,9 @@ Result<std::vector<uint8_t>> Repository::Load(BlobType type, const Id& id) {
   std::optional<BlobLocation> loc = index_.Find(id);
   if (!loc) {
     if (Has(id)) return InternalError("blob " + id.Hex() + " is stored but not flushed yet");
-    return NotFoundError("blob " + id.Hex() + " is not in the index");
+    return NotFoundError("blob " + id.Hex() +
+                         " is not in the index (if an index file was lost or damaged, "
+                         "'vmbackup check --repair' lists its packs again)");
   }
   if (loc->type != type)
     return CorruptionError("blob " + id.Hex() + " has the wrong type in the index");

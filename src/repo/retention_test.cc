@@ -339,5 +339,47 @@ TEST_F(GcTest, StopsBeforeDeletingWhenAPointCannotBeRead) {
   EXPECT_EQ(Count(storage::ObjectType::kPack), packs);
 }
 
+// A lost index file must not turn the packs it listed into garbage: check names the problem
+// and sends the user to check --repair, gc refuses, and after the repair everything reads.
+TEST_F(GcTest, ALostIndexFileMakesNoPackGarbage) {
+  auto files = repo_->backend().List(storage::ObjectType::kIndex);
+  ASSERT_TRUE(files);
+  // The index files of the first point's chunks (its first Flush) go.
+  std::sort(files->begin(), files->end(),
+            [](const auto& a, const auto& b) { return a.mtime < b.mtime; });
+  size_t removed = 0;
+  for (const auto& f : *files) {
+    auto data = repo_->backend().Load({storage::ObjectType::kIndex, f.name});
+    auto entries = Index::DecodeFile(repo_->codec(), *data);
+    ASSERT_TRUE(entries);
+    if (!entries->empty() && (*entries)[0].loc.type == BlobType::kChunk) {
+      ASSERT_TRUE(repo_->backend().Delete({storage::ObjectType::kIndex, f.name}).ok());
+      ++removed;
+      break;
+    }
+  }
+  ASSERT_EQ(removed, 1u);
+  Reopen();
+  auto c = Check(*repo_);
+  ASSERT_TRUE(c);
+  bool told = false;
+  for (const auto& p : c->problems) told = told || p.find("check --repair") != std::string::npos;
+  EXPECT_TRUE(told) << (c->problems.empty() ? "no problem" : c->problems[0]);
+  for (const auto& n : c->notes) EXPECT_EQ(n.find("gc removes it"), std::string::npos) << n;
+  size_t packs = Count(storage::ObjectType::kPack);
+  auto r = CollectGarbage(*repo_, Later());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("check --repair"), std::string::npos) << r.error().message();
+  EXPECT_EQ(Count(storage::ObjectType::kPack), packs);
+  ASSERT_TRUE(RepairIndex(*repo_));
+  Reopen();
+  EXPECT_EQ(ReadPoint(full_), full_disk_);
+  EXPECT_EQ(ReadPoint(inc_), disk_);
+  ExpectHealthy();
+  auto after = CollectGarbage(*repo_, Later());
+  ASSERT_TRUE(after) << after.error().ToString();
+  EXPECT_EQ(after->packs_deleted, 0u);
+}
+
 }  // namespace
 }  // namespace vmbackup::repo
