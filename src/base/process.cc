@@ -59,3 +59,43 @@ bool OwnerAlive(const std::string& tag) {
 }
 
 }  // namespace vmbackup
+
+namespace vmbackup {
+namespace {
+
+std::string HostHash() {
+  const std::string h = HostName();
+  uint32_t x = 2166136261u;  // FNV-1a: a short tag, not a secret
+  for (char c : h) x = (x ^ uint8_t(c)) * 16777619u;
+  return StrFormat("%08x", x);
+}
+
+}  // namespace
+
+std::string OwnerFileTag() {
+  const int64_t pid = ::getpid();
+  return StrFormat("%s-%lld-%llu", HostHash().c_str(), (long long)pid,
+                   (unsigned long long)ProcessStart(pid));
+}
+
+bool FileTagOwnerAlive(std::string_view name) {
+  std::vector<std::string> parts;
+  std::string cur;
+  for (char c : name) {
+    if (c == '-' || c == '.') {
+      parts.push_back(cur);
+      cur.clear();
+      if (parts.size() == 3) break;
+    } else {
+      cur += c;
+    }
+  }
+  if (parts.size() < 3) parts.push_back(cur);
+  if (parts.size() < 3 || parts[0] != HostHash()) return true;
+  auto pid = ParseUint(parts[1]);
+  auto start = ParseUint(parts[2]);
+  if (!pid || !start) return true;
+  return ProcessAlive(int64_t(*pid), *start);
+}
+
+}  // namespace vmbackup

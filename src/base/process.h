@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace vmbackup {
 
@@ -20,5 +21,11 @@ bool ProcessAlive(int64_t pid, uint64_t start);
 // here can tell).
 std::string OwnerTag();
 bool OwnerAlive(const std::string& tag);
+
+// The same for file names: "<8 hex of the host name>-<pid>-<start>" (only [0-9a-f-]).
+// FileTagOwnerAlive() reads such a tag at the start of `name` (followed by '-' or '.' or the
+// end); names without one, and tags of other hosts, count as alive.
+std::string OwnerFileTag();
+bool FileTagOwnerAlive(std::string_view name);
 
 }  // namespace vmbackup

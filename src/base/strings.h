@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -31,6 +32,8 @@ std::string HumanBytes(uint64_t bytes);
 size_t FindInvalidUtf8(std::string_view text);
 
 std::string_view Trim(std::string_view s);
+// "a-b--c" split at '-' -> {"a", "b", "", "c"}.
+std::vector<std::string> Split(std::string_view s, char sep);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
 // The current UTC time as RFC 3339 ("2026-11-22T07:00:00Z").

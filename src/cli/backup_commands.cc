@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
+#include "cli/output.h"
+#include "cli/partial_file.h"
 #include "cli/repo_access.h"
 #include "engine/backup.h"
 #include "engine/restore.h"
@@ -103,7 +105,7 @@ void DrawProgress(const std::vector<engine::DiskProgress*>& disks, double second
 json BackupJson(const engine::BackupReport& r) {
   json disks = json::array();
   for (const auto& d : r.disks) {
-    disks.push_back({{"key", d.device_key},
+    disks.push_back({{"device_key", d.device_key},
                      {"label", d.label},
                      {"mode", d.mode},
                      {"full_reason", d.full_reason},
@@ -121,7 +123,7 @@ json BackupJson(const engine::BackupReport& r) {
                      {"read_seconds", d.read_seconds},
                      {"store_seconds", d.store_seconds}});
   }
-  return {{"point", r.point},
+  return {{"id", r.point},
           {"vm", r.vm},
           {"parent", r.parent},
           {"snapshot", r.snapshot},
@@ -192,14 +194,14 @@ Status ConvertRestored(const std::string& raw, const std::string& out, const Bac
   } else {
     s = RunProgram({"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, out});
   }
-  ::unlink(raw.c_str());
+  ::unlink(raw.c_str());  // early: it may be as large as the disk
   return s.WithContext("convert the restored disk to " + o.format);
 }
 
 json RestoreJson(const engine::RestoreReport& r) {
   json disks = json::array();
   for (const auto& d : r.disks) {
-    disks.push_back({{"key", d.device_key},
+    disks.push_back({{"device_key", d.device_key},
                      {"capacity", d.capacity},
                      {"target", d.target},
                      {"transport", d.transport},
@@ -217,11 +219,11 @@ json RestoreJson(const engine::RestoreReport& r) {
           {"seconds", r.seconds}};
 }
 
-void PrintRestore(const engine::RestoreReport& r) {
-  std::printf("restored point %s to %s\n", r.point.c_str(), r.target.c_str());
-  for (const auto& n : r.notes) std::printf("  note: %s\n", n.c_str());
+void PrintRestore(FILE* out, const engine::RestoreReport& r) {
+  std::fprintf(out, "restored point %s to %s\n", r.point.c_str(), r.target.c_str());
+  for (const auto& n : r.notes) std::fprintf(out, "  note: %s\n", n.c_str());
   for (const auto& d : r.disks) {
-    std::printf("  disk %d (%s) -> %s%s: %s, wrote %s of %s considered%s; %.2f s (%s)\n",
+    std::fprintf(out, "  disk %d (%s) -> %s%s: %s, wrote %s of %s considered%s; %.2f s (%s)\n",
                 d.device_key, HumanBytes(d.capacity).c_str(), d.target.c_str(),
                 d.transport.empty() ? "" : (" via " + d.transport).c_str(), d.mode.c_str(),
                 HumanBytes(d.bytes_written).c_str(), HumanBytes(d.bytes_planned).c_str(),
@@ -340,18 +342,28 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     Status s = AsJob(
         o->repo, *x.repo, "restore",
         [&]() -> Status {
+          if (o->to_file == "-") {
+            if (o->format != "raw") return InvalidArgumentError("standard output takes --format raw");
+            StreamSink out(1);
+            VMBACKUP_ASSIGN_OR_RETURN(
+                report, engine::RestoreToStream(
+                            *x.repo, point, o->disk, [&](auto d) { return out.Write(d); },
+                            [&](uint64_t n) { return out.WriteZeros(n); }, ro));
+            return out.Finish();
+          }
           if (!o->to_file.empty()) {
+            // Written under a temporary name and renamed at the end: an interrupted or failed
+            // restore leaves nothing under the final name (and the next one removes the rest).
+            VMBACKUP_ASSIGN_OR_RETURN(PartialFile out, PartialFile::Start(o->to_file));
             const bool raw = o->format == "raw";
-            if (!raw && io::PathExists(o->to_file))
-              return AlreadyExistsError(o->to_file + " exists");
-            const std::string target = raw ? o->to_file : o->to_file + ".vmbackup-raw";
+            const std::string target = raw ? out.path() : out.Helper("raw");
             VMBACKUP_ASSIGN_OR_RETURN(report,
                                       engine::RestoreToFile(*x.repo, point, o->disk, target, ro));
-            if (!raw) {
-              VMBACKUP_RETURN_IF_ERROR(ConvertRestored(target, o->to_file, *o));
-              report.target = o->to_file;
-              for (auto& d : report.disks) d.target = o->to_file + " (" + o->format + ")";
-            }
+            if (!raw) VMBACKUP_RETURN_IF_ERROR(ConvertRestored(target, out.path(), *o));
+            VMBACKUP_RETURN_IF_ERROR(out.Commit());
+            report.target = o->to_file;
+            for (auto& d : report.disks)
+              d.target = o->to_file + (raw ? "" : " (" + o->format + ")");
             return Status::Ok();
           }
           VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
@@ -366,10 +378,11 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
         },
         &report.point);
     VMBACKUP_RETURN_IF_ERROR(s);
+    FILE* out = o->to_file == "-" ? stderr : stdout;  // the disk itself went to stdout
     if (o->repo.json) {
-      std::printf("%s\n", RestoreJson(report).dump(2).c_str());
+      std::fprintf(out, "%s\n", RestoreJson(report).dump(2).c_str());
     } else {
-      PrintRestore(report);
+      PrintRestore(out, report);
     }
     return Status::Ok();
   });

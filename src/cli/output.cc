@@ -106,6 +106,10 @@ Status CopyDiskRange(vmdk::Disk& disk, uint64_t offset, uint64_t length, StreamS
 }
 
 int RunApp(CLI::App& app, int argc, char** argv, const int& exit_code, const char* prog) {
+  // Everything the tools create (repository objects, restored images, the files qemu-img writes
+  // for them, the catalog) is private to the user whatever the umask, as restic does; the code
+  // asks for 0600/0700 too, this covers the programs it runs.
+  ::umask(077);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

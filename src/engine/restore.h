@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,13 @@ struct RestoreReport {
 Result<RestoreReport> RestoreToFile(repo::Repository& repo, const repo::Point& point,
                                     int device_key, const std::string& path,
                                     const RestoreOptions& options);
+
+// Disk `device_key` of `point` as one byte stream, in order: `write` gets the data and
+// `zeros` the lengths of runs of zeros (a sink may seek over them). For standard output.
+Result<RestoreReport> RestoreToStream(
+    repo::Repository& repo, const repo::Point& point, int device_key,
+    const std::function<Status(std::span<const uint8_t>)>& write,
+    const std::function<Status(uint64_t)>& zeros, const RestoreOptions& options);
 
 // Every disk of `point` into a new VM called `name` on `hv`.
 Result<RestoreReport> RestoreToNewVm(hv::Hypervisor& hv, repo::Repository& repo,

@@ -33,7 +33,7 @@ Status Datastore::Init(const std::string& root) {
   for (size_t i = 0; i <= root.size(); ++i) {
     if (i == root.size() || root[i] == '/') {
       path = root.substr(0, i);
-      if (!path.empty() && ::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+      if (!path.empty() && ::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
         return PosixError("create " + path, errno);
       }
     }
@@ -69,7 +69,7 @@ Result<std::unique_ptr<Vm>> Datastore::CreateVm(const std::string& name, const N
     return InvalidArgumentError("a VM needs at least one disk (--disk SIZE)");
   if (o.disk_sizes.size() > 15) return InvalidArgumentError("at most 15 disks per VM");
   std::string dir = io::JoinPath(root_, name);
-  if (::mkdir(dir.c_str(), 0755) != 0) {
+  if (::mkdir(dir.c_str(), 0700) != 0) {
     if (errno == EEXIST) return AlreadyExistsError("VM " + name + " already exists");
     return PosixError("create " + dir, errno);
   }

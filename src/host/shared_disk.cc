@@ -44,7 +44,7 @@ Result<std::unique_ptr<SharedDisk>> SharedDisk::Open(const std::string& vm_dir, 
   if (!io::PathExists(io::JoinPath(vm_dir, d->name_ + ".vmx"))) {
     return NotFoundError("no VM '" + d->name_ + "' in " + io::DirName(vm_dir));
   }
-  d->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  d->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (d->lock_fd_ < 0) return PosixError("open " + lock, errno);
   VMBACKUP_RETURN_IF_ERROR(d->Lock(false));
   d->Unlock();

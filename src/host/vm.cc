@@ -1,5 +1,6 @@
 #include "host/vm.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -27,13 +28,28 @@ Result<std::unique_ptr<Vm>> Vm::Open(const std::string& dir) {
   // The lock is a file held with flock: the kernel drops it when a process dies, so a killed
   // vmhost never leaves the VM locked.
   std::string lock = vm->Path(".vmhost.lock");
-  vm->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  vm->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (vm->lock_fd_ < 0) return PosixError("open " + lock, errno);
   while (::flock(vm->lock_fd_, LOCK_EX) != 0) {
     if (errno != EINTR) return PosixError("lock " + lock, errno);
   }
+  vm->RemoveStaleTemporaries();
   VMBACKUP_RETURN_IF_ERROR(vm->Load());
   return vm;
+}
+
+void Vm::RemoveStaleTemporaries() {
+  // Metadata is replaced through "<file>.tmp" under the VM lock, which this process holds now:
+  // any such file left is from a process that died mid-write.
+  DIR* d = ::opendir(dir_.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0) stale.push_back(n);
+  }
+  ::closedir(d);
+  for (const std::string& n : stale) ::unlink(Path(n).c_str());
 }
 
 Vm::~Vm() {

@@ -100,6 +100,7 @@ class Vm {
 
  private:
   Vm() = default;
+  void RemoveStaleTemporaries();
   Status Load();
   Status SaveVmx();
   Status SaveVmsd();

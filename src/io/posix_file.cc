@@ -25,7 +25,7 @@ Result<std::unique_ptr<PosixFile>> PosixFile::Open(const std::string& path, Open
   }
   int fd;
   do {
-    fd = ::open(path.c_str(), flags, 0644);
+    fd = ::open(path.c_str(), flags, 0600);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return PosixError("open " + path, errno);
   struct stat st;
@@ -143,9 +143,13 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents) {
   std::string tmp = path + ".tmp";
   {
     VMBACKUP_ASSIGN_OR_RETURN(auto f, PosixFile::Open(tmp, OpenMode::kCreateTruncate));
-    VMBACKUP_RETURN_IF_ERROR(
-        f->WriteAt(0, {reinterpret_cast<const uint8_t*>(contents.data()), contents.size()}));
-    VMBACKUP_RETURN_IF_ERROR(f->Flush());
+    Status s =
+        f->WriteAt(0, {reinterpret_cast<const uint8_t*>(contents.data()), contents.size()});
+    if (s.ok()) s = f->Flush();
+    if (!s.ok()) {
+      ::unlink(tmp.c_str());  // a full disk leaves no half-written file behind
+      return s;
+    }
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     Status s = PosixError("rename " + tmp + " to " + path, errno);

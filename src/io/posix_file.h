@@ -51,7 +51,8 @@ class PosixFile final : public BlockWriter {
 // Reads a whole small file; files larger than `max_size` are kInvalidArgument.
 Result<std::string> ReadSmallFile(const std::string& path, uint64_t max_size);
 
-// Replaces `path` atomically with `contents`: temp file, fsync, rename, fsync the folder.
+// Replaces `path` atomically with `contents`: temp file (`path`.tmp, removed on failure),
+// fsync, rename, fsync the folder.
 Status WriteFileAtomic(const std::string& path, std::string_view contents);
 
 bool PathExists(const std::string& path);

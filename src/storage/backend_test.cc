@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <utime.h>
 
+#include "base/process.h"
 #include "base/testing/temp_dir.h"
 #include "storage/local_backend.h"
 #include "storage/mem_backend.h"
@@ -62,6 +64,39 @@ TEST(LocalBackend, OpenRemovesStaleTemporaryFiles) {
   struct stat st;
   EXPECT_NE(::stat((repo + "/tmp/old").c_str(), &st), 0);
   EXPECT_EQ(::stat((repo + "/tmp/new").c_str(), &st), 0);
+  // A fresh file of a writer on this host that is gone goes at once; a live writer's stays.
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  const std::string live = OwnerFileTag();
+  std::string dead = live.substr(0, live.find('-')) + "-" + std::to_string(child) + "-1-0-x";
+  ::waitpid(child, nullptr, 0);
+  vmbackup::testing::WriteText(repo + "/tmp/" + dead, "killed");
+  vmbackup::testing::WriteText(repo + "/tmp/" + live + "-0-y", "alive");
+  ASSERT_TRUE(LocalBackend::Open(repo));
+  EXPECT_NE(::stat((repo + "/tmp/" + dead).c_str(), &st), 0);
+  EXPECT_EQ(::stat((repo + "/tmp/" + live + "-0-y").c_str(), &st), 0);
+}
+
+// Objects and folders are private to their owner whatever the umask (restic does the same).
+TEST(LocalBackend, FilesArePrivate) {
+  vmbackup::testing::TempDir dir;
+  mode_t old = ::umask(022);
+  auto b = LocalBackend::Create(dir / "repo");
+  ASSERT_TRUE(b);
+  std::vector<uint8_t> small = {1}, large(2 << 20, 1);
+  ASSERT_TRUE((*b)->Save({ObjectType::kPack, "aa01"}, large).ok());
+  ASSERT_TRUE((*b)->Save({ObjectType::kPoint, "p"}, small).ok());
+  ::umask(old);
+  struct stat st;
+  for (const char* f : {"/packs/aa/aa01", "/points/p"}) {
+    ASSERT_EQ(::stat((dir / "repo" + f).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+  }
+  for (const char* d : {"", "/packs", "/packs/aa", "/points", "/tmp", "/index"}) {
+    ASSERT_EQ(::stat((dir / "repo" + d).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u) << d;
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <random>
 
 #include "base/checked_math.h"
+#include "base/process.h"
 #include "base/strings.h"
 
 namespace vmbackup::storage {
@@ -26,7 +27,7 @@ constexpr ObjectType kAllTypes[] = {ObjectType::kConfig, ObjectType::kKey,  Obje
 std::string Join(const std::string& a, std::string_view b) { return a + "/" + std::string(b); }
 
 Status MakeDir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
     return PosixError("create " + path, errno);
   return Status::Ok();
 }
@@ -166,12 +167,18 @@ Result<std::unique_ptr<LocalBackend>> LocalBackend::Open(const std::string& dir)
       return NoRepositoryError(dir + " is not a repository (no " + std::string(sub) + " folder)");
     }
   }
-  for (ObjectType t : kAllTypes) VMBACKUP_RETURN_IF_ERROR(MakeDir(Join(dir, ObjectTypeName(t))));
-  // Temporary files of writers that died more than a day ago.
-  VMBACKUP_ASSIGN_OR_RETURN(auto tmp, ListDir(Join(dir, "tmp")));
-  for (const std::string& n : tmp) {
+  // Folders of object types newer than the repository (a read-only one is read as it is).
+  for (ObjectType t : kAllTypes) {
+    const std::string sub = Join(dir, ObjectTypeName(t));
+    if (::stat(sub.c_str(), &st) != 0) MakeDir(sub).IgnoreError();  // Save reports it if needed
+  }
+  // Temporary files of writers that died: their owner (this host) is gone, or they are older
+  // than a day (another host's, on a shared folder).
+  auto tmp = ListDir(Join(dir, "tmp"));
+  for (const std::string& n : tmp ? *tmp : std::vector<std::string>{}) {
     std::string p = Join(Join(dir, "tmp"), n);
-    if (::stat(p.c_str(), &st) == 0 && st.st_mtime < ::time(nullptr) - 86400) ::unlink(p.c_str());
+    if (::stat(p.c_str(), &st) != 0) continue;
+    if (st.st_mtime < ::time(nullptr) - 86400 || !FileTagOwnerAlive(n)) ::unlink(p.c_str());
   }
   return std::unique_ptr<LocalBackend>(new LocalBackend(dir));
 }
@@ -190,11 +197,11 @@ Status LocalBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
   std::string folder = path.substr(0, path.rfind('/'));
   if (ref.type == ObjectType::kPack) VMBACKUP_RETURN_IF_ERROR(MakeDir(folder));
-  std::string tmp = Join(Join(dir_, "tmp"), StrFormat("%d-%llu-%08x", int(::getpid()),
+  std::string tmp = Join(Join(dir_, "tmp"), OwnerFileTag() + StrFormat("-%llu-%08x",
                                                       (unsigned long long)counter_.fetch_add(1),
                                                       uint32_t(std::random_device()())));
   {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (fd.get() < 0) return PosixError("create " + tmp, errno);
     Result<bool> direct = data.size() >= kDirectMin ? WriteDirect(fd.get(), data, tmp) : false;
     Status s = !direct ? direct.error() : *direct ? Status::Ok() : WriteAll(fd.get(), data, tmp);

@@ -2,7 +2,8 @@
 //   DIR/<type>/<name>, and DIR/packs/<first two characters>/<name> for packs.
 // Save writes DIR/tmp/<unique>, fsyncs it, links it into place (a link fails on an existing
 // name, so nothing is ever overwritten), removes the temporary name and fsyncs the folder.
-// A crash leaves at most a file in DIR/tmp, which Open removes when it is older than a day.
+// A crash leaves at most a file in DIR/tmp, named after its writer (base/process.h); the next
+// Open removes it once that process is gone, or when it is older than a day (other hosts).
 #pragma once
 
 #include <atomic>

@@ -35,7 +35,7 @@ EOF
 "$VMBACKUP" backup --source "$SRC" --vm g --no-progress --json > b4.json || fail "the last backup"
 
 for n in 1 2 3 4; do
-  p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['point'])" "b$n.json")
+  p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "b$n.json")
   "$VMBACKUP" restore "$p" --to-file "p$n.raw" --disk 2000 >/dev/null || fail "restore point $n"
 done
 python3 - <<'PY' || fail "a point does not match its snapshot"

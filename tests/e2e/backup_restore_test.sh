@@ -42,7 +42,7 @@ head -c 3M /dev/urandom > rand3m
 # 1. Full.
 snapshot_disks p1
 "$V" backup --source "$SRC" --vm web --json > b1.json || fail "full backup"
-P1=$(field b1.json 'j["point"]')
+P1=$(field b1.json 'j["id"]')
 [ "$(field b1.json 'j["disks"][0]["mode"]')" = full ] || fail "the first backup is not a full"
 [ "$(field b1.json 'j["disks"][0]["transport"]')" = san ] || fail "transport not recorded"
 [ "$(field b1.json 'j["disks"][0]["bytes_read"]')" = $((5 * 1048576)) ] || fail "a full read more than the allocated data: $(cat b1.json)"
@@ -55,7 +55,7 @@ for i in 3 9 17 33 50 61; do
 done
 snapshot_disks p2
 "$V" backup --source "$SRC" --vm web --json > b2.json || fail "incremental backup"
-P2=$(field b2.json 'j["point"]')
+P2=$(field b2.json 'j["id"]')
 [ "$(field b2.json 'j["disks"][0]["mode"]')" = incremental ] || fail "the second backup is not incremental"
 [ "$(field b2.json 'j["disks"][0]["bytes_read"]')" = $((6 * 65536)) ] || fail "the incremental read more than what changed: $(cat b2.json)"
 [ "$(field b2.json 'j["disks"][0]["cbt_queries"]')" -ge 4 ] || fail "CBT answers were not paged"
@@ -107,7 +107,7 @@ snapshot_disks p3
 "$V" backup --source "$SRC" --vm web --json > b3.json || fail "backup after an in-place restore"
 [ "$(field b3.json 'j["disks"][0]["mode"]')" = full ] || fail "the backup after a revert is not a full"
 field b3.json 'j["disks"][0]["full_reason"]' | grep -q "no longer knows change id" || fail "no reason for the full: $(cat b3.json)"
-check_point "$(field b3.json 'j["point"]')" p3
+check_point "$(field b3.json 'j["id"]')" p3
 
 # 5b. A hard power-off invalidates change tracking: in-place restore then writes the whole
 #     disk and says why; a resized disk makes the next backup a full that says so; quiesced
@@ -133,7 +133,7 @@ vmhost.thawHook = "%s"
 ' "$SCRATCH/ok-hook.sh" "$SCRATCH/ok-hook.sh" >> ds/web/web.vmx
 "$V" backup --source "$SRC" --vm web --quiesce --json > q.json || fail "quiesced backup"
 [ "$(field q.json 'j["consistency"]')" = filesystem ] || fail "consistency: $(cat q.json)"
-field q.json '[d["full_reason"] for d in j["disks"] if d["key"] == 2001][0]' | grep -q "resized from 32.0 MiB to 48.0 MiB" \
+field q.json '[d["full_reason"] for d in j["disks"] if d["device_key"] == 2001][0]' | grep -q "resized from 32.0 MiB to 48.0 MiB" \
   || fail "no resize reason: $(cat q.json)"
 sed -i "s|ok-hook.sh\"$|ok-hook.sh\"|; s|vmhost.freezeHook = .*|vmhost.freezeHook = \"$SCRATCH/bad-hook.sh\"|" ds/web/web.vmx
 out=$("$V" backup --source "$SRC" --vm web --quiesce 2>&1) && fail "a failing freeze was ignored"
@@ -183,7 +183,7 @@ done
 field b4.json 'j["notes"][0]' | grep -q "left by an interrupted backup" || fail "stale snapshot not removed: $(cat b4.json)"
 [ "$(snapshot_count big)" = 0 ] || fail "snapshots left after the SIGKILL"
 "$V" check >/dev/null || fail "check after the next backup"
-"$V" restore "$(field b4.json 'j["point"]')" --to-file big.raw --disk 2000 >/dev/null || fail "restore big"
+"$V" restore "$(field b4.json 'j["id"]')" --to-file big.raw --disk 2000 >/dev/null || fail "restore big"
 "$H" disk read big 0 --offset 0 --length 512M | cmp -s - big.raw || fail "the backup after a SIGKILL differs"
 # 7. CBT audit: a change that bypassed change tracking (written straight into the flat file)
 #    is caught; the job fails, leaves no snapshot, and the next backup is a full that says why.
@@ -200,7 +200,7 @@ echo "$out" | grep -q "CBT audit: disk 2000 bytes 5242880+65536 changed" || fail
 "$V" backup --source "$SRC" --vm aud --json > a3.json || fail "the backup after a failed audit"
 [ "$(field a3.json 'j["disks"][0]["mode"]')" = full ] || fail "no full after a failed audit"
 field a3.json 'j["disks"][0]["full_reason"]' | grep -q "CBT audit failed" || fail "reason: $(cat a3.json)"
-"$V" restore "$(field a3.json 'j["point"]')" --to-file aud.raw >/dev/null || fail "restore aud"
+"$V" restore "$(field a3.json 'j["id"]')" --to-file aud.raw >/dev/null || fail "restore aud"
 "$H" disk read aud 0 --offset 0 --length 16M | cmp -s - aud.raw || fail "the full after the audit differs"
 "$V" backup --source "$SRC" --vm aud --json > a4.json || fail "the backup after the full"
 [ "$(field a4.json 'j["disks"][0]["mode"]')" = incremental ] || fail "the full-needed mark was not cleared"

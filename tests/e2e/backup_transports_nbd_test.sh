@@ -33,13 +33,13 @@ head -c 2M /dev/urandom > r2m
 [ "$(field b2.json 'j["disks"][0]["transport"]')" = nbdssl ] || fail "transport: $(cat b2.json)"
 [ "$(field b2.json 'j["disks"][0]["mode"]')" = incremental ] || fail "mode: $(cat b2.json)"
 [ "$(field b2.json 'j["disks"][0]["bytes_read"]')" = $((192 * 1024)) ] || fail "read: $(cat b2.json)"
-"$V" restore "$(field b2.json 'j["point"]')" --to-file d0-2.raw >/dev/null || fail "restore"
+"$V" restore "$(field b2.json 'j["id"]')" --to-file d0-2.raw >/dev/null || fail "restore"
 "$H" disk read n 0 --offset 0 --length 32M | cmp -s - d0-2.raw || fail "the nbdssl point differs"
 [ "$(nbdkits)" = 0 ] || fail "nbdkit left running"
 
 # In place, writing through NBD into the snapshot.
 "$H" vm power-off n >/dev/null
-"$V" restore "$(field b1.json 'j["point"]')" --in-place --source "$SRC" --transport nbd --verify --json > ip.json \
+"$V" restore "$(field b1.json 'j["id"]')" --in-place --source "$SRC" --transport nbd --verify --json > ip.json \
   || fail "in-place restore over nbd"
 [ "$(field ip.json 'j["disks"][0]["transport"]')" = nbd ] || fail "restore transport: $(cat ip.json)"
 [ "$(field ip.json 'j["disks"][0]["bytes_written"]')" = $((192 * 1024)) ] || fail "restore wrote: $(cat ip.json)"

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Paths to lost or exposed data, each closed: private file modes, restores that never leave a
+# partial file under the final name, negative keep counts, empty or doubled keys, and an
+# encrypted repository whose config was edited to say "unencrypted".
+source "$(dirname "$0")/functions.sh"
+requires python3 qemu-img
+V=$VMBACKUP
+H=${VMHOST:-$(dirname "$VMBACKUP")/vmhost}
+export VMHOST_DATASTORE=$SCRATCH/ds VMBACKUP_REPO=$SCRATCH/repo
+SRC=vmhost://$SCRATCH/ds
+umask 022
+
+field() {  # FILE PYTHON-EXPRESSION over j (the JSON document)
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+expect_error() {  # WANT_EXIT FRAGMENT -- COMMAND...
+  local want=$1 fragment=$2 rc=0
+  shift 3
+  "$@" >out.txt 2>err.txt || rc=$?
+  [ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want: $(cat err.txt)"
+  grep -qF -- "$fragment" err.txt || fail "'$*': stderr lacks '$fragment': $(cat err.txt)"
+}
+
+"$H" init >/dev/null
+"$H" vm create web --disk 256M --cbt >/dev/null
+"$H" vm power-on web >/dev/null
+head -c 200M /dev/urandom > rand
+"$H" disk write web 0 --offset 0 --from rand >/dev/null
+"$V" init >/dev/null
+"$V" backup --source "$SRC" --vm web --json > b1.json || fail "backup"
+P1=$(field b1.json 'j["id"]')
+
+# 1. File modes: the repository and every restored image are private (umask 022 here).
+bad=$(find repo -type f ! -perm 600 -o -type d ! -perm 700 | grep -v '^repo$' || true)
+[ -z "$bad" ] || fail "repository entries readable by others: $bad"
+[ "$(stat -c %a repo)" = 700 ] || fail "the repository folder is $(stat -c %a repo)"
+for f in raw vmdk qcow2; do
+  "$V" restore "$P1" --to-file "r.$f" --format $f >/dev/null || fail "restore to $f"
+  [ "$(stat -c %a "r.$f")" = 600 ] || fail "a restored $f image is mode $(stat -c %a "r.$f")"
+done
+[ -z "$(ls -A | grep vmbackup-partial || true)" ] || fail "temporaries left: $(ls -A)"
+rm -f r.*
+
+# 2. Interrupted and failed restores leave nothing under the final name; a killed one's
+#    temporary folder is removed by the next restore into the same folder.
+"$V" restore "$P1" --to-file int.raw >/dev/null 2>err.txt &
+pid=$!
+for _ in $(seq 1 400); do
+  ls -A | grep -q vmbackup-partial && break
+  sleep 0.005
+done
+kill -INT $pid
+rc=0
+wait $pid || rc=$?
+if [ "$rc" = 0 ]; then
+  echo "note: the restore finished before SIGINT landed" >&2
+  rm -f int.raw
+else
+  [ "$rc" = 130 ] || fail "an interrupted restore exited $rc: $(cat err.txt)"
+  [ ! -e int.raw ] || fail "an interrupted restore left int.raw"
+fi
+[ -z "$(ls -A | grep vmbackup-partial || true)" ] || fail "an interrupted restore left $(ls -A)"
+"$V" restore "$P1" --to-file killed.raw >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 400); do
+  ls -A | grep -q vmbackup-partial && break
+  sleep 0.005
+done
+kill -KILL $pid
+wait $pid 2>/dev/null || true
+"$V" restore "$P1" --to-file other.raw >/dev/null || fail "restore after a killed one"
+[ -z "$(ls -A | grep vmbackup-partial || true)" ] || fail "the killed restore's temporary stayed: $(ls -A)"
+cmp -s other.raw <("$H" disk read web 0 --offset 0 --length 256M) || fail "restore differs"
+rm -f killed.raw other.raw
+cp -a repo repo.good
+for p in $(find repo/packs -type f | head -3); do
+  printf 'XXXXXXXX' | dd of="$p" bs=1 seek=4096 conv=notrunc status=none
+done
+expect_error 1 "" -- "$V" restore "$P1" --to-file damaged.raw
+[ ! -e damaged.raw ] || fail "a failed restore left damaged.raw"
+expect_error 1 "" -- "$V" restore "$P1" --to-file damaged.qcow2 --format qcow2
+[ -z "$(ls -A | grep -E 'damaged|vmbackup' || true)" ] || fail "a failed restore left $(ls -A)"
+rm -rf repo && mv repo.good repo
+# Standard output.
+"$V" restore "$P1" --to-file - > stdout.raw || fail "restore to standard output"
+cmp -s stdout.raw <("$H" disk read web 0 --offset 0 --length 256M) || fail "the stream differs"
+"$V" restore "$P1" --to-file - | cmp -s - stdout.raw || fail "the piped stream differs"
+rm -f stdout.raw
+
+# 3. Negative keep counts are refused, and remove nothing.
+expect_error 2 "must not be negative" -- "$V" prune --keep-last -1
+[ "$("$V" list --json | field /dev/stdin 'len(j)')" = 1 ] || fail "prune with -1 removed points"
+
+# 4. Keys: an empty passphrase and two key sources at once are refused.
+: > empty
+expect_error 2 "is empty" -- "$V" init --repo e1 --encrypt --passphrase-file empty
+[ ! -e e1 ] || fail "a failed init left e1 behind"
+expect_error 2 "VMBACKUP_PASSPHRASE is empty" -- env VMBACKUP_PASSPHRASE= "$V" init --repo e2 --encrypt
+[ ! -e e2 ] || fail "a failed init left e2 behind"
+echo secret > pass
+"$V" init --repo enc --encrypt --passphrase-file pass >/dev/null
+expect_error 2 "only one of" -- "$V" list --repo enc --passphrase-file pass --key-file pass
+"$V" list --repo enc --password-command 'cat pass' >/dev/null || fail "--password-command"
+
+# 5. An encrypted repository whose config is edited to "unencrypted" stores no plaintext.
+"$V" backup --repo enc --passphrase-file pass --source "$SRC" --vm web >/dev/null || fail "encrypted backup"
+python3 - enc/config/config <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["encryption"] = "none"
+for k in ("config_mac", "kdf", "key_check"):
+    c.pop(k, None)
+open(sys.argv[1], "w").write(json.dumps(c))
+PY
+expect_error 11 "refusing" -- "$V" backup --repo enc --passphrase-file pass --source "$SRC" --vm web
+expect_error 1 "refusing to store plaintext" -- "$V" backup --repo enc --source "$SRC" --vm web
+echo "ok: data safety"
