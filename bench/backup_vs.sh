@@ -17,7 +17,7 @@ base=${1:-/var/tmp}
 work=$(mktemp -d "$base/vmbackup-bench-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-export VMHOST_DATASTORE=$work/ds VMBACKUP_REPO=$work/repo RESTIC_PASSWORD=bench
+export VMHOST_DATASTORE=$work/ds VMBACKUP_REPO=$work/repo RESTIC_PASSWORD=bench VMBACKUP_CACHE_DIR=$work/cache
 export BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }

@@ -2,21 +2,24 @@
 
 #include <sqlite3.h>
 
+#include <cstdio>
 #include <set>
 
+#include "base/process.h"
 #include "base/strings.h"
+#include "repo/marks.h"
 
 namespace vmbackup::catalog {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS points(
   id TEXT PRIMARY KEY, vm_name TEXT NOT NULL, vm_id TEXT NOT NULL, created TEXT NOT NULL,
   parent TEXT NOT NULL, consistency TEXT NOT NULL, snapshot TEXT NOT NULL,
-  protected INTEGER NOT NULL, notes TEXT NOT NULL);
+  protected INTEGER NOT NULL, notes TEXT NOT NULL, vanished INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS points_by_vm ON points(vm_name, id);
 CREATE TABLE IF NOT EXISTS disks(
   point TEXT NOT NULL REFERENCES points(id) ON DELETE CASCADE, key INTEGER NOT NULL,
@@ -26,9 +29,9 @@ CREATE TABLE IF NOT EXISTS disks(
 CREATE TABLE IF NOT EXISTS jobs(
   id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, vm_name TEXT NOT NULL,
   started TEXT NOT NULL, finished TEXT NOT NULL DEFAULT '', status TEXT NOT NULL DEFAULT 'running',
-  message TEXT NOT NULL DEFAULT '', point TEXT NOT NULL DEFAULT '');
+  message TEXT NOT NULL DEFAULT '', point TEXT NOT NULL DEFAULT '',
+  owner TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS jobs_by_vm ON jobs(vm_name, id);
-CREATE TABLE IF NOT EXISTS full_needed(vm_name TEXT PRIMARY KEY, reason TEXT NOT NULL);
 )sql";
 
 Status SqlError(sqlite3* db, const std::string& what) {
@@ -112,9 +115,19 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path,
   }
   std::unique_ptr<Catalog> c(new Catalog(db));
   sqlite3_busy_timeout(db, 30000);  // other vmbackup processes write it too
-  VMBACKUP_RETURN_IF_ERROR(c->Exec("PRAGMA journal_mode=WAL"));
-  VMBACKUP_RETURN_IF_ERROR(c->Exec("PRAGMA foreign_keys=ON"));
-  VMBACKUP_RETURN_IF_ERROR(c->Exec(kSchema));
+  // A file SQLite cannot read as a database (or a damaged one) is corruption: the caller
+  // rebuilds the catalog.
+  auto setup = [&](const char* sql) -> Status {
+    Status st = c->Exec(sql);
+    const int code = sqlite3_errcode(db) & 0xff;
+    if (!st.ok() && (code == SQLITE_NOTADB || code == SQLITE_CORRUPT))
+      return CorruptionError(st.message());
+    return st;
+  };
+  VMBACKUP_RETURN_IF_ERROR(setup("PRAGMA journal_mode=WAL"));
+  VMBACKUP_RETURN_IF_ERROR(setup("PRAGMA foreign_keys=ON"));
+  VMBACKUP_RETURN_IF_ERROR(setup("PRAGMA quick_check"));
+  VMBACKUP_RETURN_IF_ERROR(setup(kSchema));
   Stmt get(db, "SELECT key, value FROM meta");
   std::string repo, version;
   while (get.ok() && get.Step() == SQLITE_ROW) {
@@ -122,11 +135,11 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path,
     if (get.Text(0) == "schema") version = get.Text(1);
   }
   if (!version.empty() && version != std::to_string(kSchemaVersion)) {
-    return NotSupportedError("catalog " + path + " has schema version " + version);
+    return CorruptionError("catalog " + path + " has schema version " + version);
   }
   if (!repo.empty() && repo != repository_id) {
-    return InvalidArgumentError("catalog " + path + " belongs to repository " + repo + ", not " +
-                                repository_id);
+    return CorruptionError("catalog " + path + " belongs to repository " + repo + ", not " +
+                           repository_id);
   }
   if (repo.empty()) {
     Stmt put(db, "INSERT OR REPLACE INTO meta(key, value) VALUES ('repository', ?), ('schema', ?)");
@@ -135,6 +148,25 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path,
                                  .Run("record the repository"));
   }
   return c;
+}
+
+Result<std::unique_ptr<Catalog>> Catalog::OpenOrRebuild(const std::string& path,
+                                                        const std::string& repository_id,
+                                                        std::string* note) {
+  auto c = Open(path, repository_id);
+  if (c || c.error().code() != ErrorCode::kCorruption) return c;
+  // The catalog is a cache: a damaged one is set aside (for a look) and made anew, and the next
+  // Sync fills it from the repository. Only the job history is lost.
+  const std::string aside = path + ".damaged";
+  if (std::rename(path.c_str(), aside.c_str()) != 0)
+    return c.error().WithContext("set the damaged catalog aside");
+  std::remove((path + "-wal").c_str());
+  std::remove((path + "-shm").c_str());
+  if (note) {
+    *note = "the catalog " + path + " could not be read (" + c.error().message() +
+            "): rebuilt it from the repository; the old file is " + aside;
+  }
+  return Open(path, repository_id);
 }
 
 Catalog::~Catalog() { sqlite3_close(db_); }
@@ -212,17 +244,28 @@ Result<SyncStats> Catalog::Sync(repo::Repository& repo) {
   std::set<std::string> known;
   std::set<std::string> known_protected;
   {
-    Stmt all(db_, "SELECT id, protected FROM points");
+    Stmt all(db_, "SELECT id, protected FROM points");  // vanished ones included
     if (!all.ok()) return SqlError(db_, "list points");
     while (all.Step() == SQLITE_ROW) {
       known.insert(all.Text(0));
       if (all.Int(1)) known_protected.insert(all.Text(0));
     }
   }
+  // A point that went away with a tombstone was pruned or forgotten: its row goes. One that
+  // went away without was lost: its row stays, marked, so that check and gc can say so.
+  std::set<std::string> forgotten;
+  if (!known.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(forgotten, repo::ForgottenPoints(repo));
+  }
   for (const auto& id : known) {
-    if (!ids.count(id)) {
+    if (ids.count(id)) continue;
+    if (forgotten.count(id)) {
       VMBACKUP_RETURN_IF_ERROR(RemovePoint(id));
       ++stats.removed;
+    } else {
+      Stmt up(db_, "UPDATE points SET vanished = 1 WHERE id = ? AND vanished = 0");
+      VMBACKUP_RETURN_IF_ERROR(up.Bind(1, id).Run("mark point " + id + " as lost"));
+      ++stats.vanished;
     }
   }
   for (const auto& id : ids) {
@@ -243,9 +286,10 @@ Result<SyncStats> Catalog::Sync(repo::Repository& repo) {
 }
 
 Result<std::vector<PointRow>> Catalog::Points(const PointQuery& q) {
-  std::string sql = std::string(kPointColumns) +
-                    "WHERE (?1 = '' OR p.vm_name = ?1) AND (?2 = '' OR p.id >= ?2) "
-                    "AND (?3 = '' OR p.id < ?3) ORDER BY p.id DESC";
+  std::string sql =
+      std::string(kPointColumns) +
+      "WHERE p.vanished = 0 AND (?1 = '' OR p.vm_name = ?1) AND (?2 = '' OR p.id >= ?2) "
+      "AND (?3 = '' OR p.id < ?3) ORDER BY p.id DESC";
   Stmt s(db_, sql.c_str());
   if (!s.ok()) return SqlError(db_, "query points");
   s.Bind(1, q.vm).Bind(2, IdPrefix(q.since)).Bind(3, IdPrefix(q.until));
@@ -257,7 +301,8 @@ Result<std::vector<PointRow>> Catalog::Points(const PointQuery& q) {
 }
 
 Result<std::optional<PointRow>> Catalog::LatestPoint(const std::string& vm) {
-  std::string sql = std::string(kPointColumns) + "WHERE p.vm_name = ? ORDER BY p.id DESC LIMIT 1";
+  std::string sql = std::string(kPointColumns) +
+                    "WHERE p.vanished = 0 AND p.vm_name = ? ORDER BY p.id DESC LIMIT 1";
   Stmt s(db_, sql.c_str());
   if (!s.ok()) return SqlError(db_, "query the latest point");
   s.Bind(1, vm);
@@ -288,26 +333,34 @@ Result<std::vector<DiskRow>> Catalog::Disks(const std::string& point) {
   return out;
 }
 
-Status Catalog::MarkFullNeeded(const std::string& vm, const std::string& reason) {
-  Stmt s(db_, "INSERT OR REPLACE INTO full_needed(vm_name, reason) VALUES (?, ?)");
-  return s.Bind(1, vm).Bind(2, reason).Run("mark a full needed");
+Result<std::vector<std::string>> Catalog::Vanished() {
+  Stmt s(db_, "SELECT id FROM points WHERE vanished = 1 ORDER BY id");
+  if (!s.ok()) return SqlError(db_, "query lost points");
+  std::vector<std::string> out;
+  while (s.Step() == SQLITE_ROW) out.push_back(s.Text(0));
+  return out;
 }
 
-Result<std::string> Catalog::FullNeeded(const std::string& vm) {
-  Stmt s(db_, "SELECT reason FROM full_needed WHERE vm_name = ?");
-  if (!s.ok()) return SqlError(db_, "query full_needed");
-  s.Bind(1, vm);
-  return s.Step() == SQLITE_ROW ? s.Text(0) : std::string();
+Result<std::set<std::string>> Catalog::KnownPoints() {
+  Stmt s(db_, "SELECT id FROM points UNION SELECT point FROM jobs WHERE point != ''");
+  if (!s.ok()) return SqlError(db_, "query known points");
+  std::set<std::string> out;
+  while (s.Step() == SQLITE_ROW) out.insert(s.Text(0));
+  return out;
 }
 
-Status Catalog::ClearFullNeeded(const std::string& vm) {
-  Stmt s(db_, "DELETE FROM full_needed WHERE vm_name = ?");
-  return s.Bind(1, vm).Run("clear full_needed");
+Result<std::vector<std::string>> Catalog::Vms() {
+  Stmt s(db_, "SELECT DISTINCT vm_name FROM points WHERE vanished = 0 ORDER BY vm_name");
+  if (!s.ok()) return SqlError(db_, "query VMs");
+  std::vector<std::string> out;
+  while (s.Step() == SQLITE_ROW) out.push_back(s.Text(0));
+  return out;
 }
 
 Result<int64_t> Catalog::StartJob(const std::string& kind, const std::string& vm) {
-  Stmt s(db_, "INSERT INTO jobs(kind, vm_name, started) VALUES (?, ?, ?)");
-  VMBACKUP_RETURN_IF_ERROR(s.Bind(1, kind).Bind(2, vm).Bind(3, UtcNowRfc3339()).Run("start a job"));
+  Stmt s(db_, "INSERT INTO jobs(kind, vm_name, started, owner) VALUES (?, ?, ?, ?)");
+  VMBACKUP_RETURN_IF_ERROR(
+      s.Bind(1, kind).Bind(2, vm).Bind(3, UtcNowRfc3339()).Bind(4, OwnerTag()).Run("start a job"));
   return int64_t(sqlite3_last_insert_rowid(db_));
 }
 
@@ -322,6 +375,20 @@ Status Catalog::FinishJob(int64_t id, const Status& result, const std::string& p
 }
 
 Result<std::vector<Job>> Catalog::Jobs(const std::string& vm, int limit) {
+  {
+    // A job still "running" whose process is gone was killed: say so, once and for all.
+    Stmt running(db_, "SELECT id, owner FROM jobs WHERE status = 'running'");
+    if (!running.ok()) return SqlError(db_, "query running jobs");
+    std::vector<int64_t> dead;
+    while (running.Step() == SQLITE_ROW)
+      if (!OwnerAlive(running.Text(1))) dead.push_back(running.Int(0));
+    for (int64_t id : dead) {
+      Stmt up(db_,
+              "UPDATE jobs SET status = 'killed', message = 'the process ended without finishing "
+              "the job (killed, or the machine stopped)' WHERE id = ? AND status = 'running'");
+      VMBACKUP_RETURN_IF_ERROR(up.Bind(1, id).Run("mark a killed job"));
+    }
+  }
   Stmt s(db_,
          "SELECT id, kind, vm_name, started, finished, status, message, point FROM jobs "
          "WHERE (?1 = '' OR vm_name = ?1) ORDER BY id DESC LIMIT ?2");

@@ -3,12 +3,16 @@
 // it without decrypting every point record.
 //
 // The repository stays the truth about points: Sync() adds the records of points the catalog
-// does not know and drops the rows of points that are gone, so a lost or stale catalog heals
-// itself. Only the job history lives nowhere else.
+// does not know and drops the rows of points that were pruned or forgotten (they leave a
+// tombstone), so a lost or stale catalog heals itself; a point that vanished without one is kept
+// as lost. Only the job history lives nowhere else. The catalog lives outside the repository,
+// in a per-user cache folder (cli/repo_access.h), so that a repository can be read-only and an
+// encrypted one holds nothing readable.
 #pragma once
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,14 +49,20 @@ struct Job {
 
 struct SyncStats {
   int added = 0, removed = 0;
+  int vanished = 0;  // points gone from the repository without a tombstone (lost, not pruned)
 };
 
 class Catalog {
  public:
-  // Opens the catalog at `path`, creating it. kInvalidArgument when it belongs to another
-  // repository than `repository_id`.
+  // Opens the catalog at `path`, creating it. kCorruption when the file is damaged, of another
+  // schema, or belongs to another repository than `repository_id`.
   static Result<std::unique_ptr<Catalog>> Open(const std::string& path,
                                                const std::string& repository_id);
+  // The same, but a catalog that cannot be used is set aside (`path`.damaged) and made anew;
+  // `*note` then says so, for the user.
+  static Result<std::unique_ptr<Catalog>> OpenOrRebuild(const std::string& path,
+                                                        const std::string& repository_id,
+                                                        std::string* note);
   ~Catalog();
   Catalog(const Catalog&) = delete;
   Catalog& operator=(const Catalog&) = delete;
@@ -61,17 +71,19 @@ class Catalog {
   Status AddPoint(const repo::Point& point);
   Status RemovePoint(const std::string& id);
 
-  // Newest first.
+  // Newest first; lost points (see Vanished) are not listed.
   Result<std::vector<PointRow>> Points(const PointQuery& query);
+  // Points the catalog knew that left the repository without a tombstone: lost records.
+  Result<std::vector<std::string>> Vanished();
+  // Every point id the catalog has seen: its points, lost ones included, and the points of jobs.
+  Result<std::set<std::string>> KnownPoints();
+  // The names of the VMs that have points.
+  Result<std::vector<std::string>> Vms();
   Result<std::vector<DiskRow>> Disks(const std::string& point);
   // The newest point of `vm` (empty when it has none).
   Result<std::optional<PointRow>> LatestPoint(const std::string& vm);
 
-  // A VM whose next backup must be a full (a failed CBT audit), and why; empty when none.
-  Status MarkFullNeeded(const std::string& vm, const std::string& reason);
-  Result<std::string> FullNeeded(const std::string& vm);
-  Status ClearFullNeeded(const std::string& vm);
-
+  // Jobs record their process; one still "running" whose process is gone reads as "killed".
   Result<int64_t> StartJob(const std::string& kind, const std::string& vm);
   Status FinishJob(int64_t id, const Status& result, const std::string& point = "");
   // Newest first; `vm` empty: every VM.

@@ -1,9 +1,11 @@
 #include "catalog/catalog.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/testing/temp_dir.h"
+#include "repo/marks.h"
 #include "storage/mem_backend.h"
 
 namespace vmbackup::catalog {
@@ -64,14 +66,27 @@ TEST_F(CatalogTest, SyncFollowsTheRepository) {
   EXPECT_EQ(disks[0].change_id, "52 aa/7");
   EXPECT_EQ(disks[0].label, "Hard disk 1");
 
-  // Protection and removal in the repository reach the catalog at the next sync.
+  // Protection and removal in the repository reach the catalog at the next sync. A point that
+  // was forgotten (a tombstone) goes; one that vanished is kept as lost.
   ASSERT_TRUE(repo::ProtectPoint(*repo_, a.id).ok());
-  ASSERT_TRUE(repo_->backend().Delete({storage::ObjectType::kPoint, b.id}).ok());
+  ASSERT_TRUE(repo::ForgetPoint(*repo_, b.id, "forget").ok());
+  ASSERT_TRUE(repo_->backend().Delete({storage::ObjectType::kPoint, c.id}).ok());
   s = catalog_->Sync(*repo_);
   EXPECT_EQ(s->removed, 1);
+  EXPECT_EQ(s->vanished, 1);
   EXPECT_TRUE((*catalog_->Points({"vm2", "", ""})).empty());
-  EXPECT_TRUE((*catalog_->Points({"vm1", "", ""}))[1].is_protected);
+  auto left = *catalog_->Points({"vm1", "", ""});
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].id, a.id);
+  EXPECT_TRUE(left[0].is_protected);
   EXPECT_TRUE((*catalog_->Disks(b.id)).empty());  // the disks went with the point
+  EXPECT_EQ(*catalog_->Vanished(), std::vector<std::string>{c.id});
+  EXPECT_TRUE(catalog_->KnownPoints()->count(c.id));
+  EXPECT_EQ(catalog_->Sync(*repo_)->vanished, 1);  // still lost, still said
+  // Acknowledged with a tombstone (vmbackup forget), the lost point's row goes.
+  ASSERT_TRUE(repo::ForgetPoint(*repo_, c.id, "forget").ok());
+  EXPECT_EQ(catalog_->Sync(*repo_)->removed, 1);
+  EXPECT_TRUE(catalog_->Vanished()->empty());
 }
 
 TEST_F(CatalogTest, TimeBounds) {
@@ -98,30 +113,54 @@ TEST_F(CatalogTest, JobsAndReopening) {
   auto jobs = *(*c)->Jobs("", 10);
   ASSERT_EQ(jobs.size(), 3u);
   EXPECT_EQ(jobs[0].id, *j3);
-  EXPECT_EQ(jobs[0].status, "running");  // never finished (a killed process)
+  EXPECT_EQ(jobs[0].status, "running");  // this process is alive: still running
   EXPECT_EQ(jobs[1].status, "I/O error");
   EXPECT_EQ(jobs[1].message, "disk read failed");
   EXPECT_EQ(jobs[2].point, "P1");
   EXPECT_EQ((*(*c)->Jobs("vm2", 10)).size(), 1u);
   EXPECT_EQ((*(*c)->Jobs("", 1)).size(), 1u);
 
-  EXPECT_EQ(*(*c)->FullNeeded("vm1"), "");
-  ASSERT_TRUE((*c)->MarkFullNeeded("vm1", "CBT audit failed").ok());
-  EXPECT_EQ(*(*c)->FullNeeded("vm1"), "CBT audit failed");
-  EXPECT_EQ(*(*c)->FullNeeded("vm2"), "");
-  ASSERT_TRUE((*c)->ClearFullNeeded("vm1").ok());
-  EXPECT_EQ(*(*c)->FullNeeded("vm1"), "");
-
   auto other = Catalog::Open(dir_ / "catalog.db", "another-repository");
   ASSERT_FALSE(other);
   EXPECT_NE(other.error().message().find("belongs to repository"), std::string::npos);
 }
 
-TEST_F(CatalogTest, GarbageFileIsAClearError) {
+// A job whose process died without finishing it reads as killed, not running forever.
+TEST_F(CatalogTest, KilledJobsAreSaidToBeKilled) {
+  catalog_.reset();
+  pid_t child = ::fork();
+  if (child == 0) {
+    auto c = Catalog::Open(dir_ / "catalog.db", repo_->id());
+    if (c) (void)(*c)->StartJob("backup", "vm1");
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  ::waitpid(child, nullptr, 0);
+  auto c = Catalog::Open(dir_ / "catalog.db", repo_->id());
+  ASSERT_TRUE(c);
+  auto jobs = (*c)->Jobs("", 10);
+  ASSERT_TRUE(jobs);
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].status, "killed");
+}
+
+TEST_F(CatalogTest, ADamagedCatalogIsRebuilt) {
   testing::WriteText(dir_ / "junk.db", std::string(4096, 'x'));
   auto c = Catalog::Open(dir_ / "junk.db", repo_->id());
   ASSERT_FALSE(c);
-  EXPECT_NE(c.error().message().find("catalog"), std::string::npos);
+  EXPECT_EQ(c.error().code(), ErrorCode::kCorruption);
+  repo::Point a = Write("vm1", "x");
+  std::string note;
+  auto rebuilt = Catalog::OpenOrRebuild(dir_ / "junk.db", repo_->id(), &note);
+  ASSERT_TRUE(rebuilt) << rebuilt.error().ToString();
+  EXPECT_NE(note.find("rebuilt"), std::string::npos) << note;
+  ASSERT_TRUE((*rebuilt)->Sync(*repo_));
+  EXPECT_EQ((*(*rebuilt)->Points({})).size(), 1u);
+  EXPECT_EQ(testing::ReadBytes(dir_ / "junk.db.damaged").size(), 4096u);
+  // A catalog of another repository is rebuilt too (the cache belongs to one repository).
+  rebuilt->reset();
+  auto other = Catalog::OpenOrRebuild(dir_ / "junk.db", "another", &note);
+  ASSERT_TRUE(other);
 }
 
 }  // namespace

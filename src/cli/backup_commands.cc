@@ -224,11 +224,11 @@ void PrintRestore(FILE* out, const engine::RestoreReport& r) {
   for (const auto& n : r.notes) std::fprintf(out, "  note: %s\n", n.c_str());
   for (const auto& d : r.disks) {
     std::fprintf(out, "  disk %d (%s) -> %s%s: %s, wrote %s of %s considered%s; %.2f s (%s)\n",
-                d.device_key, HumanBytes(d.capacity).c_str(), d.target.c_str(),
-                d.transport.empty() ? "" : (" via " + d.transport).c_str(), d.mode.c_str(),
-                HumanBytes(d.bytes_written).c_str(), HumanBytes(d.bytes_planned).c_str(),
-                d.verified ? ", verified" : "", d.seconds,
-                Rate(d.bytes_written, d.seconds).c_str());
+                 d.device_key, HumanBytes(d.capacity).c_str(), d.target.c_str(),
+                 d.transport.empty() ? "" : (" via " + d.transport).c_str(), d.mode.c_str(),
+                 HumanBytes(d.bytes_written).c_str(), HumanBytes(d.bytes_planned).c_str(),
+                 d.verified ? ", verified" : "", d.seconds,
+                 Rate(d.bytes_written, d.seconds).c_str());
   }
 }
 
@@ -277,7 +277,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(bo.transports, hv::ParseTransportList(o->transport));
     VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
     o->repo.vm = o->vm;
-    VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "backup " + o->vm));
+    // The lock object is plain text even in an encrypted repository: it names no VM.
+    VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "backup"));
     CatchSignals();
     engine::BackupReport report;
     const bool tty = o->progress && !o->repo.json && ::isatty(2);
@@ -322,7 +323,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
   c->add_option("--name", o->name, "the new VM's name for --to-vm");
   c->add_flag("--in-place", o->in_place,
               "write back into the VM the point came from (powered off), only what changed");
-  c->add_option("--vm", o->vm, "with --in-place: another VM than the point's");
+  c->add_option("--vm", o->vm,
+                "with POINT latest: that VM's newest point; with --in-place: the VM to write");
   c->add_option("--source", o->source, "the host for --to-vm and --in-place");
   c->add_flag("--verify", o->verify, "re-read what was written and check it against the point");
   Bind(c, exit_code, [o]() -> Status {
@@ -335,7 +337,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     ro.cancel = &g_cancel;
     VMBACKUP_ASSIGN_OR_RETURN(ro.transports, hv::ParseTransportList(o->transport));
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "restore"));
-    VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*x.repo, o->repo.point));
+    VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*x.repo, o->repo.point, o->vm));
+    VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*x.repo, id));
     o->repo.vm = point.vm_name;
     CatchSignals();
     engine::RestoreReport report;
@@ -343,7 +346,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
         o->repo, *x.repo, "restore",
         [&]() -> Status {
           if (o->to_file == "-") {
-            if (o->format != "raw") return InvalidArgumentError("standard output takes --format raw");
+            if (o->format != "raw")
+              return InvalidArgumentError("standard output takes --format raw");
             StreamSink out(1);
             VMBACKUP_ASSIGN_OR_RETURN(
                 report, engine::RestoreToStream(

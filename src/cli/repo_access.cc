@@ -1,16 +1,19 @@
 #include "cli/repo_access.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include "base/strings.h"
 #include "cli/output.h"
 #include "io/posix_file.h"
+#include "repo/point.h"
 #include "storage/local_backend.h"
 
 namespace vmbackup::cli {
@@ -23,6 +26,8 @@ void AddRepoOptions(CLI::App* c, RepoOpts& o) {
   c->add_option("--password-command", o.password_command,
                 "command that prints the passphrase (run by /bin/sh)");
   c->add_flag("--json", o.json, "machine-readable output");
+  c->add_flag("--no-lock", o.no_lock,
+              "take no lock (a read-only repository); for commands that only read");
 }
 
 std::string RepoDir(const RepoOpts& o) {
@@ -133,9 +138,57 @@ Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o) {
   return r;
 }
 
+std::string CacheDir() {
+  if (const char* d = std::getenv("VMBACKUP_CACHE_DIR"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/vmbackup";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/vmbackup";
+  return "";
+}
+
+namespace {
+
+// Makes `path` and its parents as private folders; false when it cannot.
+bool MakePrivateDirs(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return false;
+  ::chmod(path.c_str(), 0700);
+  return ::access(path.c_str(), W_OK) == 0;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto cat, catalog::Catalog::Open(RepoDir(o) + "/catalog.db", r.id()));
-  VMBACKUP_RETURN_IF_ERROR(cat->Sync(r).status());
+  // Versions before the cache folder kept the catalog inside the repository, where it showed
+  // VM names in the clear: it goes (when the repository can be written).
+  const std::string dir = RepoDir(o);
+  const std::string old = dir + "/catalog.db";
+  if (io::PathExists(old) && ::access(dir.c_str(), W_OK) == 0) {
+    for (const char* suffix : {"", "-wal", "-shm"}) ::unlink((old + suffix).c_str());
+    std::fprintf(stderr,
+                 "vmbackup: removed the old catalog.db from the repository (the catalog "
+                 "now lives in the cache folder)\n");
+  }
+  const std::string cache = CacheDir();
+  std::string path = ":memory:";
+  if (!cache.empty() && MakePrivateDirs(cache + "/" + r.id())) {
+    path = cache + "/" + r.id() + "/catalog.db";
+  } else {
+    std::fprintf(stderr,
+                 "vmbackup: no writable cache folder (%s): the catalog is kept in memory for "
+                 "this command only (set VMBACKUP_CACHE_DIR)\n",
+                 cache.empty() ? "HOME is not set" : cache.c_str());
+  }
+  std::string note;
+  VMBACKUP_ASSIGN_OR_RETURN(auto cat, catalog::Catalog::OpenOrRebuild(path, r.id(), &note));
+  if (!note.empty()) std::fprintf(stderr, "vmbackup: %s\n", note.c_str());
+  VMBACKUP_ASSIGN_OR_RETURN(catalog::SyncStats stats, cat->Sync(r));
+  if (stats.vanished) {
+    std::fprintf(stderr,
+                 "vmbackup: %d restore points are gone from the repository without being pruned "
+                 "or forgotten (see 'vmbackup check')\n",
+                 stats.vanished);
+  }
   return cat;
 }
 
@@ -154,6 +207,12 @@ Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::stri
   if (dir.empty())
     return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
   LockedRepo x;
+  if (o.no_lock) {
+    if (exclusive)
+      return InvalidArgumentError(purpose + " needs the exclusive lock: drop --no-lock");
+    VMBACKUP_ASSIGN_OR_RETURN(x.repo, OpenRepo(o));
+    return x;
+  }
   VMBACKUP_ASSIGN_OR_RETURN(x.lock_backend, storage::LocalBackend::Open(dir));
   VMBACKUP_ASSIGN_OR_RETURN(
       x.lock, repo::RepoLock::Acquire(*x.lock_backend, {exclusive, purpose, o.lock_wait}));
@@ -161,6 +220,34 @@ Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::stri
     std::fprintf(stderr, "vmbackup: removed a stale %s\n", repo::DescribeLock(b).c_str());
   VMBACKUP_ASSIGN_OR_RETURN(x.repo, OpenRepo(o));
   return x;
+}
+
+Result<std::string> ResolvePoint(repo::Repository& r, const std::string& text,
+                                 const std::string& vm) {
+  if (text.empty()) return InvalidArgumentError("no restore point given");
+  VMBACKUP_ASSIGN_OR_RETURN(auto ids, repo::ListPoints(r));
+  if (text == "latest") {
+    for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+      if (vm.empty()) return *it;
+      auto p = repo::LoadPoint(r, *it);
+      if (p && p->vm_name == vm) return *it;
+    }
+    return NotFoundError(vm.empty() ? "the repository has no restore point"
+                                    : "VM " + vm + " has no restore point");
+  }
+  std::vector<std::string> found;
+  for (const auto& id : ids) {
+    if (id == text) return id;
+    if (id.compare(0, text.size(), text) == 0) found.push_back(id);
+  }
+  if (found.empty()) return NotFoundError("no restore point " + text);
+  if (found.size() > 1) {
+    std::string list;
+    for (size_t i = 0; i < found.size() && i < 10; ++i) list += "\n  " + found[i];
+    if (found.size() > 10) list += StrFormat("\n  ... and %zu more", found.size() - 10);
+    return InvalidArgumentError("restore point '" + text + "' is ambiguous; it may be:" + list);
+  }
+  return found[0];
 }
 
 int ExitCodeOf(const Status& s) { return s.ok() ? kExitOk : ReportError(s); }

@@ -17,7 +17,9 @@ namespace vmbackup::cli {
 
 struct RepoOpts {
   std::string repo, key_file, passphrase_file, password_command, chunk_size = "64K", point, vm;
-  bool json = false, encrypt = false, dry_run = false, repair = false;
+  bool json = false, encrypt = false, dry_run = false, repair = false, no_lock = false;
+  bool remove = false, damaged = false;
+  std::vector<std::string> points;
   repo::KeepPolicy keep;
   std::string grace = "1h", since, until;
   int limit = 50;
@@ -36,7 +38,11 @@ Result<repo::KeySource> Keys(const RepoOpts& o);
 // `new_key`).
 Result<repo::KeySource> KeysOrPrompt(const RepoOpts& o, bool new_key);
 Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o);
-// The repository's catalog (<repository>/catalog.db), brought up to date.
+// The per-user cache folder: VMBACKUP_CACHE_DIR, else $XDG_CACHE_HOME/vmbackup, else
+// ~/.cache/vmbackup.
+std::string CacheDir();
+// The repository's catalog (<cache folder>/<repository id>/catalog.db, mode 0600), brought up to
+// date; a damaged one is rebuilt, and without a writable cache folder it lives in memory.
 Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r);
 // Runs `fn` as a job of `kind` recorded in the catalog's history (for VM o.vm); `point`, when
 // given, is read after `fn` and recorded as the job's restore point.
@@ -50,8 +56,15 @@ struct LockedRepo {
   std::unique_ptr<repo::RepoLock> lock;
   std::unique_ptr<repo::Repository> repo;
 };
-// Stale locks removed on the way are reported on stderr.
+// Stale locks removed on the way are reported on stderr. With --no-lock a shared lock is not
+// taken (an exclusive one cannot be skipped).
 Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::string& purpose);
+
+// The point a user named: a whole id, a unique prefix of one (like git and restic), or "latest"
+// (of `vm` when given). kNotFound for none, kInvalidArgument for an ambiguous prefix (naming the
+// candidates).
+Result<std::string> ResolvePoint(repo::Repository& r, const std::string& text,
+                                 const std::string& vm = "");
 
 // Makes `fn` the callback of `cmd`; its status becomes the exit code.
 int ExitCodeOf(const Status& s);

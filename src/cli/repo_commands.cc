@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "repo/gc.h"
 #include "repo/lock.h"
 #include "repo/maintenance.h"
+#include "repo/marks.h"
 #include "repo/point.h"
 #include "repo/prune.h"
 #include "storage/local_backend.h"
@@ -152,9 +154,11 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   c = app.add_subcommand("show", "one restore point in detail");
   common(c);
   c->add_option("POINT", o->point)->required();
+  c->add_option("--vm", o->vm, "with POINT latest: that VM's newest point");
   Bind(c, exit_code, [o]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
-    VMBACKUP_ASSIGN_OR_RETURN(repo::Point p, repo::LoadPoint(*r, o->point));
+    VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r, o->point, o->vm));
+    VMBACKUP_ASSIGN_OR_RETURN(repo::Point p, repo::LoadPoint(*r, id));
     std::printf("%s\n", repo::PointToJson(p).dump(2).c_str());
     return Status::Ok();
   });
@@ -162,10 +166,14 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   c = app.add_subcommand("verify", "re-read and re-hash every chunk of the points (all, or one)");
   common(c);
   c->add_option("POINT", o->point, "only this point");
+  c->add_option("--vm", o->vm, "with POINT latest: that VM's newest point");
   Bind(c, exit_code, [o]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
     std::vector<std::string> ids;
-    if (!o->point.empty()) ids.push_back(o->point);
+    if (!o->point.empty()) {
+      VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r, o->point, o->vm));
+      ids.push_back(id);
+    }
     VMBACKUP_ASSIGN_OR_RETURN(repo::VerifyReport v, repo::Verify(*r, ids));
     json damaged = json::array();
     for (const auto& d : v.damaged) {
@@ -219,7 +227,9 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
         std::fprintf(stderr, "repair: LOST: %s\n", u.c_str());
     }
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
-    VMBACKUP_ASSIGN_OR_RETURN(repo::CheckReport report, repo::Check(*r));
+    VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *r));
+    VMBACKUP_ASSIGN_OR_RETURN(auto known, cat->KnownPoints());
+    VMBACKUP_ASSIGN_OR_RETURN(repo::CheckReport report, repo::Check(*r, known));
     if (o->json) {
       std::printf("%s\n", json{{"packs", report.packs},
                                {"index_entries", report.index_entries},
@@ -306,6 +316,10 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     g.repack_below = o->repack_below;
     g.dry_run = o->dry_run;
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(*o, true, "gc"));
+    {
+      VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *x.repo));
+      VMBACKUP_ASSIGN_OR_RETURN(g.known_points, cat->KnownPoints());
+    }
     repo::GcReport r;
     auto run = [&]() -> Status {
       VMBACKUP_ASSIGN_OR_RETURN(r, repo::CollectGarbage(*x.repo, g));
@@ -338,12 +352,71 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     return Status::Ok();
   });
 
-  c = app.add_subcommand("protect", "keep a restore point from prune");
+  c = app.add_subcommand("protect", "keep a restore point from prune (or, with --remove, no more)");
   common(c);
   c->add_option("POINT", o->point)->required();
+  c->add_option("--vm", o->vm, "with POINT latest: that VM's newest point");
+  c->add_flag("--remove", o->remove, "take the protection away");
   Bind(c, exit_code, [o]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
-    return repo::ProtectPoint(*r, o->point);
+    VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r, o->point, o->vm));
+    VMBACKUP_RETURN_IF_ERROR(o->remove ? repo::UnprotectPoint(*r, id) : repo::ProtectPoint(*r, id));
+    std::printf("%s %s\n", o->remove ? "unprotected" : "protected", id.c_str());
+    return Status::Ok();
+  });
+
+  c = app.add_subcommand("forget",
+                         "remove restore points by name (their data goes at the next gc)");
+  common(c);
+  c->add_option("POINT", o->points, "points to remove (ids, unique prefixes, or latest)");
+  c->add_option("--vm", o->vm, "with POINT latest: that VM's newest point");
+  c->add_flag("--damaged", o->damaged, "every point record that cannot be read");
+  c->add_flag("--dry-run", o->dry_run, "show what would be removed, remove nothing");
+  c->add_option("--lock-wait", o->lock_wait, "seconds to wait for other users of the repository");
+  Bind(c, exit_code, [o]() -> Status {
+    if (o->points.empty() && !o->damaged)
+      return InvalidArgumentError("name the points to forget, or give --damaged");
+    VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(*o, true, "forget"));
+    VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *x.repo));
+    VMBACKUP_ASSIGN_OR_RETURN(auto known, cat->KnownPoints());
+    VMBACKUP_ASSIGN_OR_RETURN(auto vanished, repo::VanishedPoints(*x.repo, known));
+    // What goes: named points (a lost one is acknowledged: only its tombstone is written), and
+    // with --damaged every record that cannot be read.
+    std::vector<std::pair<std::string, std::string>> victims;  // id, what it is
+    for (const std::string& name : o->points) {
+      if (std::find(vanished.begin(), vanished.end(), name) != vanished.end()) {
+        victims.push_back({name, "lost"});
+        continue;
+      }
+      VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*x.repo, name, o->vm));
+      victims.push_back({id, repo::LoadPoint(*x.repo, id) ? "point" : "damaged"});
+    }
+    if (o->damaged) {
+      VMBACKUP_ASSIGN_OR_RETURN(auto ids, repo::ListPoints(*x.repo));
+      for (const auto& id : ids) {
+        auto p = repo::LoadPoint(*x.repo, id);
+        if (!p && p.error().code() != ErrorCode::kNotFound) victims.push_back({id, "damaged"});
+      }
+    }
+    json out = json::array();
+    auto run = [&]() -> Status {
+      for (const auto& [id, what] : victims) {
+        if (!o->dry_run) VMBACKUP_RETURN_IF_ERROR(repo::ForgetPoint(*x.repo, id, "forget"));
+        out.push_back({{"id", id}, {"was", what}});
+        if (!o->json) {
+          std::printf("%s %s (%s)\n", o->dry_run ? "would forget" : "forgot", id.c_str(),
+                      what == "lost" ? "lost record: acknowledged" : what.c_str());
+        }
+      }
+      return Status::Ok();
+    };
+    VMBACKUP_RETURN_IF_ERROR(o->dry_run ? run() : AsJob(*o, *x.repo, "forget", run));
+    if (o->json)
+      std::printf("%s\n", json{{"dry_run", o->dry_run}, {"points", out}}.dump(2).c_str());
+    if (victims.empty() && !o->json) std::printf("nothing to forget\n");
+    if (!o->dry_run && !victims.empty() && !o->json)
+      std::printf("run gc to reclaim the space only they used\n");
+    return Status::Ok();
   });
 }
 

@@ -1,5 +1,6 @@
 #include "engine/backup.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -8,6 +9,7 @@
 
 #include "base/strings.h"
 #include "hv/changed_areas.h"
+#include "repo/marks.h"
 
 namespace vmbackup::engine {
 namespace {
@@ -318,12 +320,16 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   meta.config = vm.config;
   VMBACKUP_ASSIGN_OR_RETURN(auto writer, repo::PointWriter::Start(repo, meta));
 
-  // A failed CBT audit earlier asks for a full now.
-  std::string full_needed;
-  if (catalog) {
-    VMBACKUP_ASSIGN_OR_RETURN(std::string why, catalog->FullNeeded(vm.name));
-    if (!why.empty()) full_needed = "the last backup's " + why;
-  }
+  // Marks in the repository ask for fulls: a failed CBT audit, an in-place restore.
+  VMBACKUP_ASSIGN_OR_RETURN(std::vector<repo::FullNeeded> marks,
+                            repo::FullNeededMarks(repo, vm.name));
+  auto full_needed = [&](int key) -> std::string {
+    for (const auto& m : marks) {
+      if (m.disks.empty() || std::find(m.disks.begin(), m.disks.end(), key) != m.disks.end())
+        return m.reason;
+    }
+    return "";
+  };
 
   // Disks, a bounded number at once.
   std::vector<std::unique_ptr<DiskJob>> jobs;
@@ -347,7 +353,8 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   std::atomic<size_t> next{0};
   auto disk_worker = [&] {
     for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
-      jobs[i]->status = BackupDisk(hv, vm, snap, repo, *writer, o, full_needed, *jobs[i]);
+      jobs[i]->status = BackupDisk(hv, vm, snap, repo, *writer, o,
+                                   full_needed(jobs[i]->info.device_key), *jobs[i]);
     }
   };
   std::vector<std::thread> pool;
@@ -361,9 +368,11 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
     report.disks.push_back(j->report);
     if (!j->status.ok()) {
       writer->Abandon();
-      if (catalog && j->status.code() == ErrorCode::kCorruption &&
+      if (j->status.code() == ErrorCode::kCorruption &&
           j->status.message().rfind("CBT audit", 0) == 0) {
-        catalog->MarkFullNeeded(vm.name, "CBT audit failed (" + j->status.message() + ")")
+        repo::MarkFullNeeded(
+            repo, vm.name, repo::FullReason::kCbtAudit,
+            {"the last backup's CBT audit failed (" + j->status.message() + ")", {}})
             .IgnoreError();  // the audit's own error is the one to report
       }
       return j->status;
@@ -400,10 +409,8 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   // The snapshot goes before the report: an error removing it fails the job loudly.
   VMBACKUP_RETURN_IF_ERROR(guard.Remove().WithContext(
       "the restore point " + point.id + " is complete, but removing snapshot " + snap.name));
-  if (catalog) {
-    VMBACKUP_RETURN_IF_ERROR(catalog->AddPoint(point));
-    if (!full_needed.empty()) VMBACKUP_RETURN_IF_ERROR(catalog->ClearFullNeeded(vm.name));
-  }
+  if (!marks.empty()) VMBACKUP_RETURN_IF_ERROR(repo::ClearFullNeeded(repo, vm.name));
+  if (catalog) VMBACKUP_RETURN_IF_ERROR(catalog->AddPoint(point));
   report.seconds = Since(t0);
   return report;
 }

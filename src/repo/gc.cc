@@ -7,6 +7,7 @@
 
 #include "base/checked_math.h"
 #include "base/strings.h"
+#include "repo/maintenance.h"
 #include "repo/point.h"
 #include "repo/tree.h"
 
@@ -30,7 +31,10 @@ Result<std::unordered_set<Id, IdHash>> MarkLive(Repository& repo, GcReport& repo
   VMBACKUP_ASSIGN_OR_RETURN(auto ids, ListPoints(repo));
   for (const auto& id : ids) {
     auto point = LoadPoint(repo, id);
-    if (!point) return point.error().WithContext("gc stops before deleting anything");
+    if (!point) {
+      return point.error().WithContext("gc stops before deleting anything ('vmbackup forget " + id +
+                                       "' removes a damaged point record)");
+    }
     ++report.points;
     for (const PointDisk& d : point->disks) {
       Status s =
@@ -78,6 +82,18 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
   }
   storage::Backend& backend = repo.backend();
   const int64_t now = o.now ? o.now : int64_t(::time(nullptr));
+  // A point record that vanished took the knowledge of what it needs with it: gc could free
+  // data nobody can tell is still wanted. The user acknowledges the loss first.
+  VMBACKUP_ASSIGN_OR_RETURN(auto vanished, VanishedPoints(repo, o.known_points));
+  if (!vanished.empty()) {
+    return FailedPreconditionError(StrFormat(
+        "gc stops before deleting anything: restore point %s%s is gone from the repository but "
+        "was never pruned or forgotten; run 'vmbackup check', then 'vmbackup forget %s' to "
+        "acknowledge the loss",
+        vanished[0].c_str(),
+        vanished.size() > 1 ? StrFormat(" (and %zu more)", vanished.size() - 1).c_str() : "",
+        vanished[0].c_str()));
+  }
   VMBACKUP_ASSIGN_OR_RETURN(auto old_index_files, backend.List(ObjectType::kIndex));
   VMBACKUP_ASSIGN_OR_RETURN(auto live, MarkLive(repo, report));
   report.live_blobs = live.size();

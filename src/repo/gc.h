@@ -11,6 +11,7 @@
 // point readable; at worst packs no index lists, which the next gc removes.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct GcOptions {
   int64_t now = 0;            // Unix seconds; 0 = the clock (tests move it)
   double repack_below = 0.5;  // live fraction of a pack under which it is repacked
   bool dry_run = false;
+  std::set<std::string> known_points;  // ids known elsewhere (catalog): see VanishedPoints
 };
 
 struct GcReport {

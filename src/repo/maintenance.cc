@@ -7,6 +7,7 @@
 
 #include "base/checked_math.h"
 #include "base/strings.h"
+#include "repo/marks.h"
 
 namespace vmbackup::repo {
 
@@ -54,8 +55,35 @@ Result<VerifyReport> Verify(Repository& repo, std::vector<std::string> ids) {
   return report;
 }
 
-Result<CheckReport> Check(Repository& repo) {
+Result<std::vector<std::string>> VanishedPoints(Repository& repo,
+                                                const std::set<std::string>& known) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto ids, ListPoints(repo));
+  const std::set<std::string> present(ids.begin(), ids.end());
+  std::set<std::string> referred = known;
+  // Prune wrote no tombstones before format version 3: parents pruned then would look lost.
+  if (repo.version() >= 3) {
+    for (const std::string& id : ids) {
+      auto p = LoadPoint(repo, id);
+      if (p && !p->parent.empty()) referred.insert(p->parent);
+    }
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(auto forgotten, ForgottenPoints(repo));
+  std::vector<std::string> out;
+  for (const std::string& id : referred) {
+    if (!present.count(id) && !forgotten.count(id)) out.push_back(id);
+  }
+  return out;
+}
+
+Result<CheckReport> Check(Repository& repo, const std::set<std::string>& known) {
   CheckReport report;
+  VMBACKUP_ASSIGN_OR_RETURN(auto vanished, VanishedPoints(repo, known));
+  for (const std::string& id : vanished) {
+    report.problems.push_back("restore point " + id +
+                              " is gone from the repository, but was never pruned or forgotten "
+                              "(its record was lost): 'vmbackup forget " +
+                              id + "' acknowledges it");
+  }
   for (const std::string& p : repo.index_problems()) report.problems.push_back(p);
   storage::Backend& b = repo.backend();
   VMBACKUP_ASSIGN_OR_RETURN(auto packs, b.List(storage::ObjectType::kPack));

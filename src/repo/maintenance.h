@@ -2,6 +2,7 @@
 // structure: every reference resolves, the index agrees with the packs).
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,14 @@ struct CheckReport {
   std::vector<std::string> notes;     // harmless findings (unreferenced packs left by a crash)
 };
 
-Result<CheckReport> Check(Repository& repo);
+// `known`: point ids known from elsewhere (the catalog, the job history); any that the
+// repository lacks without a tombstone is a problem (a lost point record).
+Result<CheckReport> Check(Repository& repo, const std::set<std::string>& known = {});
+
+// Points referred to (as a parent by another point, in repositories of format version 3, or in
+// `known`) that the repository lacks and no tombstone acknowledges: lost point records.
+Result<std::vector<std::string>> VanishedPoints(Repository& repo,
+                                                const std::set<std::string>& known);
 
 struct RepairReport {
   uint64_t packs_read = 0, entries_added = 0;

@@ -155,6 +155,12 @@ Status ProtectPoint(Repository& repo, const std::string& id) {
   return s.code() == ErrorCode::kAlreadyExists ? Status::Ok() : s;
 }
 
+Status UnprotectPoint(Repository& repo, const std::string& id) {
+  VMBACKUP_RETURN_IF_ERROR(LoadPoint(repo, id).status());
+  Status s = repo.backend().Delete({storage::ObjectType::kPoint, id + ".protected"});
+  return s.code() == ErrorCode::kNotFound ? Status::Ok() : s;
+}
+
 Result<std::unique_ptr<PointWriter>> PointWriter::Start(Repository& repo, Point meta) {
   std::unique_ptr<PointWriter> w(new PointWriter(repo, std::move(meta)));
   if (!w->point_.parent.empty()) {

@@ -45,6 +45,7 @@ Result<Point> LoadPoint(Repository& repo, const std::string& id);
 // Ids of every point, sorted (oldest first).
 Result<std::vector<std::string>> ListPoints(Repository& repo);
 Status ProtectPoint(Repository& repo, const std::string& id);
+Status UnprotectPoint(Repository& repo, const std::string& id);
 
 // Writes a point. Disks written through it inherit the parent point's tree for the same device
 // key and capacity, so only what is written is new. WriteChunk and MarkZero are thread-safe.

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "base/strings.h"
+#include "repo/marks.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -95,9 +96,8 @@ Result<PruneReport> Prune(Repository& repo, const KeepPolicy& policy, const std:
   if (dry_run) return report;
   for (const PruneDecision& d : report.decisions) {
     if (d.keep) continue;
-    Status s = repo.backend().Delete({storage::ObjectType::kPoint, d.id});
-    if (!s.ok() && s.code() != ErrorCode::kNotFound)
-      return s.WithContext("remove restore point " + d.id);
+    Status s = ForgetPoint(repo, d.id, "prune");
+    if (!s.ok()) return s.WithContext("remove restore point " + d.id);
     ++report.removed;
   }
   return report;

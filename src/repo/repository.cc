@@ -30,8 +30,12 @@ bool ValidChunkSize(uint64_t c) { return c >= 4096 && c <= (4u << 20) && (c & (c
 
 // True when the stored object starts with a blob whose flags say "encrypted" (an index file
 // after its magic, a point record at once).
+// A damaged object (garbage) must not pass for an encrypted one: only the flag bits a blob may
+// have, "encrypted" without "checksummed", and room for a nonce and a tag.
 bool LooksEncrypted(const std::vector<uint8_t>& data, size_t blob_at) {
-  return data.size() > blob_at && (data[blob_at] & kBlobEncrypted) != 0;
+  if (data.size() < blob_at + 1 + kGcmNonceSize + kGcmTagSize) return false;
+  const uint8_t flags = data[blob_at];
+  return (flags & ~uint8_t(kBlobCompressed | kBlobEncrypted)) == 0 && (flags & kBlobEncrypted);
 }
 
 // A config that says "unencrypted" must describe a repository with nothing encrypted in it:
@@ -268,7 +272,7 @@ void Repository::PackWriterMain() {
 void Repository::WritePack(PackBuilder::Finished f, std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   const uint64_t t0 = NowNs();
-  Status s = backend_->Save({storage::ObjectType::kPack, f.id.Hex()}, f.bytes);
+  Status s = SavePackObject(f);
   pack_write_ns_ += NowNs() - t0;
   lock.lock();
   --saves_in_flight_;
@@ -279,6 +283,19 @@ void Repository::WritePack(PackBuilder::Finished f, std::unique_lock<std::mutex>
     save_error_ = s;  // the blobs of a lost pack must not be indexed: Flush reports it
   }
   saved_.notify_all();
+}
+
+Status Repository::SavePackObject(const PackBuilder::Finished& f) {
+  const storage::ObjectRef ref{storage::ObjectType::kPack, f.id.Hex()};
+  Status s = backend_->Save(ref, f.bytes);
+  if (s.code() != ErrorCode::kAlreadyExists) return s;
+  // The same blobs in the same order make the same pack (its name is the hash of its trailer):
+  // a killed backup's pack, say. Identical bytes will do. Different ones can only be a damaged
+  // copy (encrypted packs never repeat: nonces are random), which the good one replaces.
+  auto existing = backend_->Load(ref);
+  if (existing && *existing == f.bytes) return Status::Ok();
+  VMBACKUP_RETURN_IF_ERROR(backend_->Delete(ref).WithContext("replace damaged pack " + ref.name));
+  return backend_->Save(ref, f.bytes);
 }
 
 Repository::~Repository() {

@@ -110,6 +110,8 @@ class Repository {
   // Saves a finished pack (counted in saves_in_flight_) outside the lock and records the
   // outcome. Called and returns with `lock` held.
   void WritePack(PackBuilder::Finished f, std::unique_lock<std::mutex>& lock);
+  // Saves a pack; one that exists already under its name is checked (and replaced if damaged).
+  Status SavePackObject(const PackBuilder::Finished& f);
 
   std::unique_ptr<storage::Backend> backend_;
   BlobCodec codec_;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <random>
@@ -422,6 +423,49 @@ TEST(Repository, VersionOneStaysVersionOne) {
   auto newer = Repository::Open(std::move(other), {});
   ASSERT_FALSE(newer);
   EXPECT_EQ(newer.error().code(), ErrorCode::kNotSupported);
+}
+
+// A backup killed after its packs were written, before their index: the next backup of the
+// same data makes the same packs (same names). An identical one is taken as it is, a damaged
+// one is replaced, and the point reads back either way.
+TEST(Repository, APackLeftByAKilledBackupIsReusedOrReplaced) {
+  for (bool damage : {false, true}) {
+    testing::TempDir dir;
+    auto backend = storage::LocalBackend::Create(dir / "repo");
+    ASSERT_TRUE(backend);
+    auto repo = NewRepo(std::move(*backend));
+    auto disk = MixedDisk(48 << 20, 11);  // more than one pack: the first is written
+    {
+      Point meta;
+      auto w = PointWriter::Start(*repo, meta);
+      ASSERT_TRUE(w);
+      PointDisk d;
+      d.key = 2000;
+      d.capacity = disk.size();
+      size_t i = *(*w)->AddDisk(d);
+      for (uint64_t c : AllChunks(disk.size()))
+        ASSERT_TRUE((*w)->WriteChunk(i, c * kChunk, {disk.data() + c * kChunk, kChunk}).ok());
+      (*w)->Abandon();
+    }
+    repo.reset();  // the queued and open packs are written, never indexed
+    std::string leftover;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "repo/packs"))
+      if (e.is_regular_file()) leftover = e.path();
+    ASSERT_FALSE(leftover.empty());
+    if (damage) {
+      auto bytes = testing::ReadBytes(leftover);
+      bytes[100] ^= 0xff;
+      testing::WriteBytes(leftover, bytes);
+    }
+    auto again = Repository::Open(std::move(*storage::LocalBackend::Open(dir / "repo")), {});
+    ASSERT_TRUE(again);
+    auto p = Backup(**again, disk, "", AllChunks(disk.size()));
+    ASSERT_TRUE(p) << p.error().ToString();
+    EXPECT_EQ(Restore(**again, *p), disk);
+    auto v = Verify(**again, {});
+    ASSERT_TRUE(v);
+    EXPECT_TRUE(v->damaged.empty());
+  }
 }
 
 // How many of the pages of [offset, offset + length) of a file are in the page cache.

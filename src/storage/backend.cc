@@ -14,6 +14,9 @@ std::string_view ObjectTypeName(ObjectType t) {
     case ObjectType::kTree: return "trees";
     case ObjectType::kPoint: return "points";
     case ObjectType::kLock: return "locks";
+    case ObjectType::kMark: return "marks";
+    case ObjectType::kForgotten: return "forgotten";
+    case ObjectType::kDamage: return "damage";
   }
   return "?";
 }

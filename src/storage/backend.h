@@ -17,7 +17,18 @@
 namespace vmbackup::storage {
 
 // The kinds of objects; each lives in its own namespace (a folder, a key prefix).
-enum class ObjectType { kConfig, kKey, kPack, kIndex, kTree, kPoint, kLock };
+enum class ObjectType {
+  kConfig,
+  kKey,
+  kPack,
+  kIndex,
+  kTree,
+  kPoint,
+  kLock,
+  kMark,       // notes for the next job of a VM ("the next backup must be a full")
+  kForgotten,  // tombstones of removed point records
+  kDamage,     // blob copies found damaged or missing
+};
 std::string_view ObjectTypeName(ObjectType t);  // "config", "keys", "packs", ...
 
 struct ObjectRef {

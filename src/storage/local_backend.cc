@@ -22,7 +22,8 @@ namespace {
 
 constexpr ObjectType kAllTypes[] = {ObjectType::kConfig, ObjectType::kKey,  ObjectType::kPack,
                                     ObjectType::kIndex,  ObjectType::kTree, ObjectType::kPoint,
-                                    ObjectType::kLock};
+                                    ObjectType::kLock,   ObjectType::kMark, ObjectType::kForgotten,
+                                    ObjectType::kDamage};
 
 std::string Join(const std::string& a, std::string_view b) { return a + "/" + std::string(b); }
 
@@ -197,9 +198,10 @@ Status LocalBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
   std::string folder = path.substr(0, path.rfind('/'));
   if (ref.type == ObjectType::kPack) VMBACKUP_RETURN_IF_ERROR(MakeDir(folder));
-  std::string tmp = Join(Join(dir_, "tmp"), OwnerFileTag() + StrFormat("-%llu-%08x",
-                                                      (unsigned long long)counter_.fetch_add(1),
-                                                      uint32_t(std::random_device()())));
+  std::string tmp =
+      Join(Join(dir_, "tmp"),
+           OwnerFileTag() + StrFormat("-%llu-%08x", (unsigned long long)counter_.fetch_add(1),
+                                      uint32_t(std::random_device()())));
   {
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (fd.get() < 0) return PosixError("create " + tmp, errno);

@@ -18,7 +18,7 @@ expect_error() {  # WANT_EXIT FRAGMENT -- COMMAND...
   shift 3
   "$@" >out.txt 2>err.txt || rc=$?
   [ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want: $(cat err.txt)"
-  grep -qF -- "$fragment" err.txt || fail "'$*': stderr lacks '$fragment': $(cat err.txt)"
+  cat out.txt err.txt | grep -qF -- "$fragment" || fail "'$*': output lacks '$fragment': $(cat out.txt err.txt)"
 }
 
 "$H" init >/dev/null
@@ -114,4 +114,63 @@ open(sys.argv[1], "w").write(json.dumps(c))
 PY
 expect_error 11 "refusing" -- "$V" backup --repo enc --passphrase-file pass --source "$SRC" --vm web
 expect_error 1 "refusing to store plaintext" -- "$V" backup --repo enc --source "$SRC" --vm web
+
+# 6. A point record that disappears is not silently dropped: list notices, check reports it,
+#    gc refuses until `forget` acknowledges it. A damaged record is removed with forget --damaged.
+"$H" disk write web 0 --offset 1M --pattern 0x33 --length 64K >/dev/null
+"$V" backup --source "$SRC" --vm web --json > b2.json || fail "second backup"
+P2=$(field b2.json 'j["id"]')
+"$H" disk write web 0 --offset 2M --pattern 0x34 --length 64K >/dev/null
+"$V" backup --source "$SRC" --vm web --json > b3.json || fail "third backup"
+P3=$(field b3.json 'j["id"]')
+"$V" list >/dev/null
+rm "repo/points/$P2"
+"$V" list --json > l.json 2>err.txt
+grep -q "gone from the repository" err.txt || fail "list did not notice the lost point: $(cat err.txt)"
+expect_error 1 "restore point $P2 is gone" -- "$V" check
+expect_error 1 "vmbackup forget $P2" -- "$V" gc
+rm -rf "$VMBACKUP_CACHE_DIR"  # without the catalog, P3's parent link still tells
+expect_error 1 "restore point $P2 is gone" -- "$V" check
+"$V" forget "$P2" | grep -q "acknowledged" || fail "forget of a lost point"
+"$V" check >/dev/null || fail "check after acknowledging the loss"
+"$V" gc --json >/dev/null || fail "gc after acknowledging the loss"
+echo garbage > "repo/points/$P3"
+expect_error 1 "vmbackup forget $P3" -- "$V" gc
+"$V" forget --damaged | grep -q "forgot $P3 (damaged)" || fail "forget --damaged"
+"$V" gc >/dev/null || fail "gc after forget --damaged"
+[ "$("$V" list --json | field /dev/stdin '[p["id"] for p in j]')" = "['$P1']" ] || fail "list after forget"
+
+# 7. The catalog is a cache outside the repository: a damaged one is rebuilt, and the mark
+#    "the next backup must be a full" (a failed CBT audit) lives in the repository.
+cat_db=$(ls "$VMBACKUP_CACHE_DIR"/*/catalog.db)
+[ ! -e repo/catalog.db ] || fail "a catalog inside the repository"
+echo "not a database" > "$cat_db"
+"$V" list >/dev/null 2>err.txt || fail "a damaged catalog blocks list: $(cat err.txt)"
+grep -q "rebuilt it from the repository" err.txt || fail "the rebuild was not told: $(cat err.txt)"
+printf 'not seen by CBT' | dd of=ds/web/web-flat.vmdk bs=1 seek=$((100 * 1048576)) conv=notrunc status=none
+"$V" backup --source "$SRC" --vm web --audit-cbt 100 >/dev/null 2>&1 && fail "the audit missed a change"
+rm -rf "$VMBACKUP_CACHE_DIR"
+"$V" backup --source "$SRC" --vm web --json > b4.json || fail "backup after the failed audit"
+[ "$(field b4.json 'j["disks"][0]["mode"]')" = full ] || fail "the full-needed mark was lost with the catalog"
+field b4.json 'j["disks"][0]["full_reason"]' | grep -q "CBT audit failed" || fail "reason: $(cat b4.json)"
+
+# 8. An encrypted repository shows no VM name, label or change id anywhere in its folder
+#    (needles long enough that random ciphertext cannot hold them by chance).
+for needle in '"name":"web"' 'Hard disk 1' 'change_id' 'backup web'; do
+  grep -rqaF "$needle" enc && fail "the encrypted repository shows '$needle' in the clear"
+done
+
+# 9. A read-only repository (a read-only mount) is listed, shown, verified, checked and
+#    restored from with --no-lock.
+mkdir ro
+unshare -m bash -euc '
+  mount --bind repo ro && mount -o remount,ro,bind ro
+  V=$1
+  "$V" list --repo ro --no-lock >/dev/null
+  "$V" show --repo ro --no-lock latest >/dev/null
+  "$V" verify --repo ro --no-lock >/dev/null
+  "$V" check --repo ro --no-lock >/dev/null
+  "$V" restore --repo ro --no-lock latest --to-file ro.raw >/dev/null
+' _ "$V" 2>err.txt || fail "a read-only repository: $(cat err.txt)"
+[ -s ro.raw ] || fail "no restore from the read-only repository"
 echo "ok: data safety"

@@ -30,6 +30,8 @@ fail() {
 SCRATCH=$(mktemp -d /tmp/vmbackup-e2e-XXXXXX)
 trap 'rm -rf "$SCRATCH"' EXIT
 cd "$SCRATCH"
+# The catalog cache of the test's repositories stays in its scratch folder.
+export VMBACKUP_CACHE_DIR=$SCRATCH/.cache
 
 # check_cat FILE: `vmbackup vmdk cat` equals `qemu-img convert -O raw`.
 check_cat() {
