@@ -30,7 +30,7 @@ struct BackupOpts {
   std::string source, transport = "san:hotadd:nbdssl:nbd", to_file, name, vm;
   std::string format = "raw", vmdk_type = "sparse";
   bool quiesce = false, allow_crash = false, full = false, no_fallback = false;
-  bool to_vm = false, in_place = false, verify = false, progress = true;
+  bool to_vm = false, in_place = false, verify = false, progress = true, ignore_damage = false;
   int disk = 2000, parallel_disks = 2, reads_in_flight = 4;
   double audit_cbt = 0;
   std::string notes;
@@ -119,6 +119,7 @@ json BackupJson(const engine::BackupReport& r) {
                      {"bytes_deduplicated", d.bytes_deduplicated},
                      {"cbt_queries", d.cbt_queries},
                      {"audited_chunks", d.audited_chunks},
+                     {"damaged_reread", d.damaged_reread},
                      {"seconds", d.seconds},
                      {"read_seconds", d.read_seconds},
                      {"store_seconds", d.store_seconds}});
@@ -155,6 +156,10 @@ void PrintBackup(const engine::BackupReport& r) {
         HumanBytes(d.bytes_zero).c_str(), HumanBytes(d.bytes_new).c_str(),
         HumanBytes(d.bytes_deduplicated).c_str(), d.cbt_queries, d.seconds,
         Rate(d.bytes_read, d.seconds).c_str());
+    if (d.damaged_reread) {
+      std::printf("    read again %s that CBT calls unchanged but the repository holds damaged\n",
+                  HumanBytes(d.damaged_reread).c_str());
+    }
   }
   double read = 0;
   for (const auto& d : r.disks) read += d.read_seconds;
@@ -198,6 +203,12 @@ Status ConvertRestored(const std::string& raw, const std::string& out, const Bac
   return s.WithContext("convert the restored disk to " + o.format);
 }
 
+json DamagedJson(const ExtentSet& damaged) {
+  json out = json::array();
+  for (const Extent& e : damaged) out.push_back({{"offset", e.offset}, {"length", e.length}});
+  return out;
+}
+
 json RestoreJson(const engine::RestoreReport& r) {
   json disks = json::array();
   for (const auto& d : r.disks) {
@@ -210,6 +221,7 @@ json RestoreJson(const engine::RestoreReport& r) {
                      {"bytes_planned", d.bytes_planned},
                      {"bytes_written", d.bytes_written},
                      {"verified", d.verified},
+                     {"damaged", DamagedJson(d.damaged)},
                      {"seconds", d.seconds}});
   }
   return {{"point", r.point},
@@ -229,6 +241,10 @@ void PrintRestore(FILE* out, const engine::RestoreReport& r) {
                  HumanBytes(d.bytes_written).c_str(), HumanBytes(d.bytes_planned).c_str(),
                  d.verified ? ", verified" : "", d.seconds,
                  Rate(d.bytes_written, d.seconds).c_str());
+    for (const Extent& e : d.damaged) {
+      std::fprintf(out, "    DAMAGED, not restored: bytes %llu+%llu\n",
+                   (unsigned long long)e.offset, (unsigned long long)e.length);
+    }
   }
 }
 
@@ -327,6 +343,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
                 "with POINT latest: that VM's newest point; with --in-place: the VM to write");
   c->add_option("--source", o->source, "the host for --to-vm and --in-place");
   c->add_flag("--verify", o->verify, "re-read what was written and check it against the point");
+  c->add_flag("--ignore-damage", o->ignore_damage,
+              "write what the repository can give; list damaged ranges instead of failing");
   Bind(c, exit_code, [o]() -> Status {
     int targets = int(!o->to_file.empty()) + int(o->to_vm) + int(o->in_place);
     if (targets != 1)
@@ -334,6 +352,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     if (o->to_vm && o->name.empty()) return InvalidArgumentError("--to-vm needs --name NEW_VM");
     engine::RestoreOptions ro;
     ro.verify = o->verify;
+    ro.ignore_damage = o->ignore_damage;
     ro.cancel = &g_cancel;
     VMBACKUP_ASSIGN_OR_RETURN(ro.transports, hv::ParseTransportList(o->transport));
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "restore"));
@@ -383,6 +402,14 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
         &report.point);
     VMBACKUP_RETURN_IF_ERROR(s);
     FILE* out = o->to_file == "-" ? stderr : stdout;  // the disk itself went to stdout
+    uint64_t damaged = 0;
+    for (const auto& d : report.disks) damaged += d.damaged.total_bytes();
+    if (damaged) {
+      std::fprintf(stderr,
+                   "vmbackup: WARNING: %s of the point could not be read from the repository "
+                   "and was not restored (listed below); everything else was\n",
+                   HumanBytes(damaged).c_str());
+    }
     if (o->repo.json) {
       std::fprintf(out, "%s\n", RestoreJson(report).dump(2).c_str());
     } else {

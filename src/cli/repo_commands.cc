@@ -198,6 +198,11 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
         std::printf("DAMAGED: point %s disk %d bytes %llu+%llu: %s\n", d.point.c_str(), d.disk_key,
                     (unsigned long long)d.offset, (unsigned long long)d.length, d.error.c_str());
       }
+      if (!v.damaged.empty()) {
+        std::printf(
+            "the damage is recorded in the repository: the next backup that reads the same data "
+            "stores good copies ('vmbackup restore --ignore-damage' restores the rest now)\n");
+      }
     }
     if (!v.damaged.empty()) {
       return CorruptionError(StrFormat("%zu damaged ranges", v.damaged.size()));
@@ -220,9 +225,9 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       }));
       std::fprintf(stderr,
                    "repair: read %llu pack trailers, listed %llu blobs again, removed %zu "
-                   "damaged index files\n",
+                   "damaged index files, dropped %llu damaged copies from the index\n",
                    (unsigned long long)rr.packs_read, (unsigned long long)rr.entries_added,
-                   rr.index_files_removed.size());
+                   rr.index_files_removed.size(), (unsigned long long)rr.damaged_copies_dropped);
       for (const auto& u : rr.unreadable_packs)
         std::fprintf(stderr, "repair: LOST: %s\n", u.c_str());
     }

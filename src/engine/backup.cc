@@ -214,6 +214,25 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
       return c.error().WithContext(StrFormat("disk %d: changed areas", d.device_key));
     }
   }
+  if (changed && repo.HasDamage()) {
+    // The new point shares the parent's unchanged chunks and pages. Chunks known to be damaged
+    // are read again (the point gets what the disk holds, and the repository a good copy when
+    // it is the same data); a damaged page makes this disk a full.
+    const uint64_t chunks = (d.capacity + chunk - 1) / chunk;
+    repo::TreeReader tree(repo, parent->tree, chunks);
+    ExtentSet bad;
+    Status walk = tree.ForEachChunk(0, chunks, [&](uint64_t i, const repo::Id& id) {
+      if (repo.IsDamaged(id)) bad.Add(i * chunk, std::min(chunk, d.capacity - i * chunk));
+      return Status::Ok();
+    });
+    if (!walk.ok()) {
+      changed.reset();
+      r.full_reason = "the previous point's tree is damaged (" + walk.message() + ")";
+    } else if (!bad.empty()) {
+      changed->Add(bad);
+      r.damaged_reread = bad.total_bytes();
+    }
+  }
   if (!changed && writer.parent() && !o.force_full && o.no_full_fallback) {
     return FailedPreconditionError(
         StrFormat("disk %d needs a full backup (%s) and "

@@ -58,6 +58,7 @@ struct DiskReport {
   uint64_t bytes_deduplicated = 0;
   int cbt_queries = 0;
   uint64_t audited_chunks = 0;  // unchanged chunks re-read by the CBT audit
+  uint64_t damaged_reread = 0;  // unchanged, but damaged in the repository: read again
   double read_seconds = 0, store_seconds = 0, seconds = 0;
 };
 

@@ -79,12 +79,39 @@ Status ForEachWindow(
   return first;
 }
 
+bool IsDamage(const Status& s) {
+  return s.code() == ErrorCode::kCorruption || s.code() == ErrorCode::kNotFound;
+}
+
 // Writes `ranges` of the point's disk: with `sparse`, only the chunks that hold data (the
-// target reads zeros elsewhere); otherwise every byte, zeros included.
+// target reads zeros elsewhere); otherwise every byte, zeros included. With
+// o.ignore_damage, chunks that cannot be read from the repository are not written and are
+// added to `*damaged` instead of failing the restore.
 Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
                const ExtentSet& ranges, bool sparse, const WriteFn& write, const RestoreOptions& o,
-               uint64_t* written) {
+               uint64_t* written, ExtentSet* damaged) {
   std::atomic<uint64_t> bytes{0};
+  std::mutex damaged_mu;
+  // One range chunk by chunk, after it failed as a whole: what reads is written.
+  auto salvage = [&](repo::PointDiskReader& r, const Extent& e, std::span<uint8_t> buf) -> Status {
+    const uint64_t cs = r.chunk_size();
+    for (uint64_t c = e.offset; c < e.end();) {
+      const uint64_t len = std::min(e.end(), (c / cs + 1) * cs) - c;
+      std::span<uint8_t> piece = buf.subspan(c - e.offset, len);
+      Status s = r.Read(c, piece);
+      if (s.ok()) {
+        VMBACKUP_RETURN_IF_ERROR(write(c, piece));
+        bytes += len;
+      } else if (IsDamage(s)) {
+        std::lock_guard<std::mutex> l(damaged_mu);
+        damaged->Add(c, len);
+      } else {
+        return s;
+      }
+      c += len;
+    }
+    return Status::Ok();
+  };
   Status s = ForEachWindow(
       repo, point, disk, ranges, o, /*prefetch=*/true,
       [&](repo::PointDiskReader& r, const Extent& w, std::span<uint8_t> buf) -> Status {
@@ -96,7 +123,12 @@ Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
         }
         for (const Extent& e : parts) {
           std::span<uint8_t> piece = buf.subspan(0, e.length);
-          VMBACKUP_RETURN_IF_ERROR(r.Read(e.offset, piece));
+          Status s = r.Read(e.offset, piece);
+          if (!s.ok() && o.ignore_damage && damaged && IsDamage(s)) {
+            VMBACKUP_RETURN_IF_ERROR(salvage(r, e, piece));
+            continue;
+          }
+          VMBACKUP_RETURN_IF_ERROR(s);
           VMBACKUP_RETURN_IF_ERROR(write(e.offset, piece));
           bytes += e.length;
         }
@@ -106,9 +138,11 @@ Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
   return s;
 }
 
-// Reads `ranges` back from the target and checks every chunk against the point's chunk id.
+// Reads `ranges` back from the target and checks every chunk against the point's chunk id
+// (chunks in `skip`, left unwritten as damaged, are not checked).
 Status VerifyWritten(repo::Repository& repo, const repo::Point& point, size_t disk,
-                     const ExtentSet& ranges, const ReadFn& read, const RestoreOptions& o) {
+                     const ExtentSet& ranges, const ReadFn& read, const RestoreOptions& o,
+                     const ExtentSet& skip = {}) {
   return ForEachWindow(
       repo, point, disk, ranges, o, /*prefetch=*/false,
       [&](repo::PointDiskReader& r, const Extent& w, std::span<uint8_t> buf) -> Status {
@@ -118,6 +152,7 @@ Status VerifyWritten(repo::Repository& repo, const repo::Point& point, size_t di
           const uint64_t chunk_start = c / cs * cs;
           const uint64_t chunk_end = std::min(chunk_start + cs, point.disks[disk].capacity);
           if (chunk_start < w.offset || chunk_end > w.end()) continue;  // partial: skipped
+          if (skip.Overlaps(chunk_start, chunk_end - chunk_start)) continue;
           std::span<const uint8_t> bytes(buf.data() + (chunk_start - w.offset),
                                          chunk_end - chunk_start);
           VMBACKUP_ASSIGN_OR_RETURN(repo::Id want, r.ChunkIdAt(chunk_start));
@@ -160,14 +195,14 @@ Status WriteDisk(repo::Repository& repo, const repo::Point& point, size_t index,
     return access.WriteAt(off, data);
   };
   VMBACKUP_RETURN_IF_ERROR(
-      CopyOut(repo, point, index, ranges, sparse, write, o, &out.bytes_written));
+      CopyOut(repo, point, index, ranges, sparse, write, o, &out.bytes_written, &out.damaged));
   VMBACKUP_RETURN_IF_ERROR(access.Flush());
   if (o.verify) {
     ReadFn read = [&](uint64_t off, std::span<uint8_t> buf) {
       std::lock_guard<std::mutex> l(mu);
       return access.ReadAt(off, buf);
     };
-    VMBACKUP_RETURN_IF_ERROR(VerifyWritten(repo, point, index, ranges, read, o));
+    VMBACKUP_RETURN_IF_ERROR(VerifyWritten(repo, point, index, ranges, read, o, out.damaged));
     out.verified = true;
   }
   out.seconds = Since(t0);
@@ -216,7 +251,7 @@ Result<RestoreReport> RestoreToFile(repo::Repository& repo, const repo::Point& p
   d.mode = "sparse";
   d.bytes_planned = capacity;
   VMBACKUP_RETURN_IF_ERROR(
-      CopyOut(repo, point, index, Whole(capacity), true, write, o, &d.bytes_written));
+      CopyOut(repo, point, index, Whole(capacity), true, write, o, &d.bytes_written, &d.damaged));
   if (::fsync(fd) != 0) return PosixError("fsync " + path, errno);
   if (o.verify) {
     int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -233,7 +268,8 @@ Result<RestoreReport> RestoreToFile(repo::Repository& repo, const repo::Point& p
       }
       return Status::Ok();
     };
-    VMBACKUP_RETURN_IF_ERROR(VerifyWritten(repo, point, index, Whole(capacity), read, o));
+    VMBACKUP_RETURN_IF_ERROR(
+        VerifyWritten(repo, point, index, Whole(capacity), read, o, d.damaged));
     d.verified = true;
   }
   d.seconds = Since(t0);
@@ -268,7 +304,29 @@ Result<RestoreReport> RestoreToStream(repo::Repository& repo, const repo::Point&
     for (const Extent& e : data) {
       if (e.offset > pos) VMBACKUP_RETURN_IF_ERROR(zeros(e.offset - pos));
       std::span<uint8_t> piece(buf.data(), e.length);
-      VMBACKUP_RETURN_IF_ERROR(reader->Read(e.offset, piece));
+      Status s = reader->Read(e.offset, piece);
+      if (!s.ok() && o.ignore_damage && IsDamage(s)) {
+        // Chunk by chunk: what cannot be read becomes zeros in the stream, and is listed.
+        const uint64_t cs = reader->chunk_size();
+        for (uint64_t c = e.offset; c < e.end();) {
+          const uint64_t n = std::min(e.end(), (c / cs + 1) * cs) - c;
+          std::span<uint8_t> part(buf.data(), n);
+          Status cs_status = reader->Read(c, part);
+          if (cs_status.ok()) {
+            VMBACKUP_RETURN_IF_ERROR(write(part));
+            d.bytes_written += n;
+          } else if (IsDamage(cs_status)) {
+            d.damaged.Add(c, n);
+            VMBACKUP_RETURN_IF_ERROR(zeros(n));
+          } else {
+            return cs_status;
+          }
+          c += n;
+        }
+        pos = e.end();
+        continue;
+      }
+      VMBACKUP_RETURN_IF_ERROR(s);
       VMBACKUP_RETURN_IF_ERROR(write(piece));
       d.bytes_written += e.length;
       pos = e.end();

@@ -14,6 +14,9 @@ namespace vmbackup::engine {
 
 struct RestoreOptions {
   bool verify = false;  // re-read what was written, hash it, compare with the point's chunk ids
+  // Chunks that cannot be read from the repository (damaged, missing) are left unwritten and
+  // listed in the report, instead of failing the restore.
+  bool ignore_damage = false;
   int threads = 2;
   std::vector<hv::TransportMode> transports = {hv::TransportMode::kSan, hv::TransportMode::kHotAdd,
                                                hv::TransportMode::kNbdSsl, hv::TransportMode::kNbd};
@@ -30,6 +33,7 @@ struct RestoredDisk {
   uint64_t bytes_written = 0;
   bool verified = false;
   double seconds = 0;
+  ExtentSet damaged;  // with ignore_damage: ranges the repository could not give, not written
 };
 
 struct RestoreReport {
@@ -47,10 +51,11 @@ Result<RestoreReport> RestoreToFile(repo::Repository& repo, const repo::Point& p
 
 // Disk `device_key` of `point` as one byte stream, in order: `write` gets the data and
 // `zeros` the lengths of runs of zeros (a sink may seek over them). For standard output.
-Result<RestoreReport> RestoreToStream(
-    repo::Repository& repo, const repo::Point& point, int device_key,
-    const std::function<Status(std::span<const uint8_t>)>& write,
-    const std::function<Status(uint64_t)>& zeros, const RestoreOptions& options);
+Result<RestoreReport> RestoreToStream(repo::Repository& repo, const repo::Point& point,
+                                      int device_key,
+                                      const std::function<Status(std::span<const uint8_t>)>& write,
+                                      const std::function<Status(uint64_t)>& zeros,
+                                      const RestoreOptions& options);
 
 // Every disk of `point` into a new VM called `name` on `hv`.
 Result<RestoreReport> RestoreToNewVm(hv::Hypervisor& hv, repo::Repository& repo,

@@ -133,6 +133,7 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
     }
     uint64_t needed = 0;
     for (const PackEntry& e : *entries) {
+      if (repo.IsDamagedCopy(e.id, id)) continue;  // known bad: nothing to recover from it
       in_unindexed.insert(e.id);
       if (!live.count(e.id)) continue;
       auto loc = repo.index().Find(e.id);  // a listed copy in a pack that exists will do
@@ -223,9 +224,20 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
   }
   // 4. The dead packs (old packs no index lists, left by a crash, among them) and the repacked.
   to_delete.insert(to_delete.end(), to_repack.begin(), to_repack.end());
+  std::set<std::string> gone;
   for (const Id& id : to_delete) {
     Status s = backend.Delete({ObjectType::kPack, id.Hex()});
     if (!s.ok() && s.code() != ErrorCode::kNotFound) return s.WithContext("gc: delete a pack");
+    gone.insert(id.Hex().substr(0, 32));
+  }
+  // 5. Damage records of copies whose pack is gone: nothing left for them to keep out.
+  for (const auto& [id, u] : packs) {
+    if (!u.exists) gone.insert(id.Hex().substr(0, 32));
+  }
+  auto records = backend.List(ObjectType::kDamage);
+  for (const auto& r : records ? *records : std::vector<storage::ObjectInfo>{}) {
+    if (r.name.size() > 65 && gone.count(r.name.substr(65)))
+      backend.Delete({ObjectType::kDamage, r.name}).IgnoreError();  // only a note; next gc
   }
   return report;
 }

@@ -194,6 +194,7 @@ Result<RepairReport> RepairIndex(Repository& repo) {
       continue;
     }
     for (const PackEntry& e : *entries) {
+      if (repo.IsDamagedCopy(e.id, *id)) continue;  // never listed again
       auto loc = repo.index().Find(e.id);
       if (!loc) missing.push_back(e);
     }
@@ -212,6 +213,26 @@ Result<RepairReport> RepairIndex(Repository& repo) {
     Status s = b.Delete({storage::ObjectType::kIndex, name});
     if (!s.ok() && s.code() != ErrorCode::kNotFound) return s.WithContext("remove index " + name);
     report.index_files_removed.push_back(name);
+  }
+  // Index files that list copies recorded as damaged are written again without them (the new
+  // file first): the damaged copies are dropped for good, and a backup stores good ones.
+  VMBACKUP_ASSIGN_OR_RETURN(auto files, b.List(storage::ObjectType::kIndex));
+  for (const auto& f : files) {
+    auto data = b.Load({storage::ObjectType::kIndex, f.name});
+    if (!data) continue;
+    auto entries = Index::DecodeFile(repo.codec(), *data);
+    if (!entries) continue;
+    std::vector<PackEntry> good;
+    for (const PackEntry& e : *entries)
+      if (!repo.IsDamagedCopy(e.id, e.loc.pack)) good.push_back(e);
+    if (good.size() == entries->size()) continue;
+    if (!good.empty()) {
+      std::vector<uint8_t> file = Index::EncodeFile(repo.codec(), good);
+      Status s = b.Save({storage::ObjectType::kIndex, Sha256(file).Hex()}, file);
+      if (!s.ok() && s.code() != ErrorCode::kAlreadyExists) return s.WithContext("save an index");
+    }
+    VMBACKUP_RETURN_IF_ERROR(b.Delete({storage::ObjectType::kIndex, f.name}));
+    report.damaged_copies_dropped += entries->size() - good.size();
   }
   return report;
 }

@@ -45,11 +45,14 @@ struct RepairReport {
   uint64_t packs_read = 0, entries_added = 0;
   std::vector<std::string> index_files_removed;  // damaged ones, after their replacement
   std::vector<std::string> unreadable_packs;     // trailers that cannot be read: blobs lost
+  uint64_t damaged_copies_dropped = 0;           // index entries of copies recorded as damaged
 };
 
 // Rebuilds the index from the pack trailers (docs/repository-format.md section 4): every blob
 // of a pack that no readable index file lists is written to a new index file, then the damaged
-// index files are removed. The caller holds an exclusive lock and reopens the repository after.
+// index files are removed, and the copies recorded as damaged are dropped from the index (so
+// the next backup stores good ones). The caller holds an exclusive lock and reopens the
+// repository after.
 Result<RepairReport> RepairIndex(Repository& repo);
 
 }  // namespace vmbackup::repo

@@ -115,6 +115,69 @@ TEST_F(MaintenanceTest, FlippedByteNamesExactlyTheDamagedPointsAndRange) {
   EXPECT_EQ((*r)->Read(3 * kChunk, buf).code(), ErrorCode::kCorruption);
 }
 
+// What verify finds damaged is recorded in the repository and left out of the index: the next
+// point that holds the same data stores a good copy (dedup no longer trusts the bad one), after
+// which every point reads again. check --repair drops the damaged copies from the index files.
+TEST_F(MaintenanceTest, DamageIsRecordedAndHealedByTheNextBackupOfTheSameData) {
+  Id shared = ChunkOf(full_, 3);
+  auto loc = repo_->index().Find(shared);
+  ASSERT_TRUE(loc);
+  auto bytes = testing::ReadBytes(PackPath(loc->pack));
+  bytes[loc->offset + 10] ^= 1;
+  testing::WriteBytes(PackPath(loc->pack), bytes);
+  Reopen();
+  EXPECT_TRUE(repo_->Has(shared));  // not known yet: dedup would trust it
+  ASSERT_EQ(Verify(*repo_, {})->damaged.size(), 2u);
+  EXPECT_FALSE(repo_->Has(shared));
+  EXPECT_EQ(repo_->backend().List(storage::ObjectType::kDamage)->size(), 1u);
+  Reopen();  // the record persists
+  EXPECT_TRUE(repo_->IsDamaged(shared));
+  EXPECT_FALSE(repo_->Has(shared));
+  auto r = repo_->Load(BlobType::kChunk, shared);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("next backup"), std::string::npos) << r.error().message();
+
+  // A full backup of the same disk stores a good copy of the chunk instead of referencing the
+  // bad one; the old points read again.
+  std::string healed = Write("", 16);
+  Reopen();
+  EXPECT_FALSE(repo_->IsDamaged(shared));
+  auto v = Verify(*repo_, {});
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->damaged.empty()) << v->damaged[0].error;
+  // check --repair drops the damaged copy from the index files for good.
+  auto rr = RepairIndex(*repo_);
+  ASSERT_TRUE(rr) << rr.error().ToString();
+  EXPECT_EQ(rr->damaged_copies_dropped, 1u);
+  Reopen();
+  for (const auto& p : {full_, inc_, healed}) {
+    auto one = Verify(*repo_, {p});
+    ASSERT_TRUE(one);
+    EXPECT_TRUE(one->damaged.empty()) << p;
+  }
+  auto c = Check(*repo_);
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->problems.empty()) << c->problems[0];
+}
+
+// A missing pack is damage too: recorded, and healed the same way.
+TEST_F(MaintenanceTest, AMissingPackIsHealedByTheNextBackup) {
+  Id changed = ChunkOf(inc_, 5);
+  auto loc = repo_->index().Find(changed);
+  ASSERT_TRUE(loc);
+  ASSERT_EQ(::unlink(PackPath(loc->pack).c_str()), 0);
+  Reopen();
+  ASSERT_EQ(Verify(*repo_, {inc_})->damaged.size(), 1u);
+  Reopen();
+  EXPECT_FALSE(repo_->Has(changed));
+  std::string again = Write(full_, 16);  // the disk still holds the changed chunk
+  EXPECT_EQ(ChunkOf(again, 5), changed) << "the new point has other data";
+  Reopen();
+  auto v = Verify(*repo_, {inc_});
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->damaged.empty()) << v->damaged[0].error;
+}
+
 TEST_F(MaintenanceTest, DeletedPackAndTruncatedIndex) {
   Id changed = ChunkOf(inc_, 5);  // only in the incremental point, in its own pack
   auto loc = repo_->index().Find(changed);

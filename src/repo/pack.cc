@@ -123,6 +123,11 @@ void Index::Add(const Id& id, const BlobLocation& loc) {
   map_.emplace(id, loc);
 }
 
+void Index::Remove(const Id& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  map_.erase(id);
+}
+
 std::optional<BlobLocation> Index::Find(const Id& id) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = map_.find(id);

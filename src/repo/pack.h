@@ -69,7 +69,9 @@ Result<std::vector<PackEntry>> ReadPackEntries(storage::Backend& backend, const 
 // The repository's index: blob id -> location. Thread-safe.
 class Index {
  public:
+  // Keeps the first location given for an id.
   void Add(const Id& id, const BlobLocation& loc);
+  void Remove(const Id& id);
   std::optional<BlobLocation> Find(const Id& id) const;
   size_t size() const;
   void ForEach(const std::function<void(const Id&, const BlobLocation&)>& fn) const;

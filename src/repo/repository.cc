@@ -152,6 +152,7 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ba
   repo->config_ = std::move(config);
   repo->master_bytes_ = std::move(master_bytes);
   repo->key_name_ = key_name;
+  VMBACKUP_RETURN_IF_ERROR(repo->LoadDamage());
   VMBACKUP_RETURN_IF_ERROR(repo->LoadIndex());
   return repo;
 }
@@ -200,9 +201,93 @@ Status Repository::LoadIndex() {
           (entries ? std::string("content does not match its name") : entries.error().message()));
       continue;
     }
-    for (const PackEntry& e : *entries) index_.Add(e.id, e.loc);
+    for (const PackEntry& e : *entries) {
+      if (IsDamagedCopy(e.id, e.loc.pack)) {
+        std::lock_guard<std::mutex> l(damage_mu_);
+        damaged_.emplace(e.id, "recorded as damaged in pack " + e.loc.pack.Hex());
+        continue;
+      }
+      index_.Add(e.id, e.loc);
+    }
+  }
+  // A good copy elsewhere makes a blob whole again.
+  std::lock_guard<std::mutex> l(damage_mu_);
+  for (auto it = damaged_.begin(); it != damaged_.end();) {
+    it = index_.Find(it->first) ? damaged_.erase(it) : std::next(it);
   }
   return Status::Ok();
+}
+
+namespace {
+constexpr size_t kPackPrefix = 32;  // hex digits of the pack id in a damage record's name
+std::vector<uint8_t> DamageAad(const std::string& name) {
+  std::string s = "vmbackup damage " + name;
+  return {s.begin(), s.end()};
+}
+}  // namespace
+
+Status Repository::LoadDamage() {
+  VMBACKUP_ASSIGN_OR_RETURN(auto objects, backend_->List(storage::ObjectType::kDamage));
+  std::lock_guard<std::mutex> l(damage_mu_);
+  for (const auto& o : objects) {
+    if (o.name.size() != 64 + 1 + kPackPrefix || o.name[64] != '-') continue;
+    auto id = Id::FromHex(o.name.substr(0, 64));
+    if (id) damaged_copies_.insert({*id, o.name.substr(65)});
+  }
+  return Status::Ok();
+}
+
+bool Repository::IsDamagedCopy(const Id& id, const Id& pack) const {
+  std::lock_guard<std::mutex> l(damage_mu_);
+  return !damaged_copies_.empty() &&
+         damaged_copies_.count({id, pack.Hex().substr(0, kPackPrefix)}) != 0;
+}
+
+bool Repository::IsDamaged(const Id& id) const {
+  std::lock_guard<std::mutex> l(damage_mu_);
+  return damaged_.count(id) != 0;
+}
+
+bool Repository::HasDamage() const {
+  std::lock_guard<std::mutex> l(damage_mu_);
+  return !damaged_.empty();
+}
+
+void Repository::RecordDamage(BlobType type, const Id& id, const std::string& error) {
+  std::optional<BlobLocation> loc = index_.Find(id);
+  if (!loc) return;
+  const std::string name = id.Hex() + "-" + loc->pack.Hex().substr(0, kPackPrefix);
+  {
+    std::lock_guard<std::mutex> l(damage_mu_);
+    if (!damaged_copies_.insert({id, name.substr(65)}).second) return;
+    damaged_[id] = error;
+  }
+  // Out of the index: the next backup that produces this blob stores a good copy.
+  index_.Remove(id);
+  std::string text =
+      nlohmann::json{
+          {"blob", id.Hex()},        {"type", type == BlobType::kChunk ? "chunk" : "tree"},
+          {"pack", loc->pack.Hex()}, {"offset", loc->offset},
+          {"error", error},          {"time", UtcNowRfc3339()}}
+          .dump();
+  std::vector<uint8_t> blob = codec_.Encode(Text(text), DamageAad(name));
+  // Best effort: a read-only repository cannot keep the record (verify says so in its report).
+  backend_->Save({storage::ObjectType::kDamage, name}, blob).IgnoreError();
+}
+
+Status Repository::MissingBlob(const Id& id) const {
+  {
+    std::lock_guard<std::mutex> l(damage_mu_);
+    auto it = damaged_.find(id);
+    if (it != damaged_.end()) {
+      return CorruptionError("blob " + id.Hex() + " is damaged (" + it->second +
+                             "); no good copy exists yet: the next backup that reads the same "
+                             "data stores one");
+    }
+  }
+  return NotFoundError("blob " + id.Hex() +
+                       " is not in the index (if an index file was lost or damaged, "
+                       "'vmbackup check --repair' lists its packs again)");
 }
 
 bool Repository::Has(const Id& id) const {
@@ -285,7 +370,29 @@ void Repository::WritePack(PackBuilder::Finished f, std::unique_lock<std::mutex>
   saved_.notify_all();
 }
 
+bool Repository::IsDamage(const Status& s) {
+  // Bytes that fail their checks, or a pack that is gone; not an I/O error that may pass.
+  return s.code() == ErrorCode::kCorruption || s.code() == ErrorCode::kNotFound;
+}
+
 Status Repository::SavePackObject(const PackBuilder::Finished& f) {
+  Status s = SavePackBytes(f);
+  if (!s.ok()) return s;
+  // A pack written now under a name that damage records name (the same blobs make the same
+  // pack: a missing pack comes back this way) is good: its copies are no longer damaged.
+  for (const PackEntry& e : f.entries) {
+    if (!IsDamagedCopy(e.id, f.id)) continue;
+    const std::string tail = f.id.Hex().substr(0, kPackPrefix);
+    {
+      std::lock_guard<std::mutex> l(damage_mu_);
+      damaged_copies_.erase({e.id, tail});
+    }
+    backend_->Delete({storage::ObjectType::kDamage, e.id.Hex() + "-" + tail}).IgnoreError();
+  }
+  return Status::Ok();
+}
+
+Status Repository::SavePackBytes(const PackBuilder::Finished& f) {
   const storage::ObjectRef ref{storage::ObjectType::kPack, f.id.Hex()};
   Status s = backend_->Save(ref, f.bytes);
   if (s.code() != ErrorCode::kAlreadyExists) return s;
@@ -333,9 +440,7 @@ Result<std::vector<uint8_t>> Repository::Load(BlobType type, const Id& id) {
   std::optional<BlobLocation> loc = index_.Find(id);
   if (!loc) {
     if (Has(id)) return InternalError("blob " + id.Hex() + " is stored but not flushed yet");
-    return NotFoundError("blob " + id.Hex() +
-                         " is not in the index (if an index file was lost or damaged, "
-                         "'vmbackup check --repair' lists its packs again)");
+    return MissingBlob(id);
   }
   if (loc->type != type)
     return CorruptionError("blob " + id.Hex() + " has the wrong type in the index");
@@ -343,13 +448,18 @@ Result<std::vector<uint8_t>> Repository::Load(BlobType type, const Id& id) {
     return s.WithContext(StrFormat("blob %s in pack %s at %llu", id.Hex().c_str(),
                                    loc->pack.Hex().c_str(), (unsigned long long)loc->offset));
   };
+  auto damage = [&](const Status& s) {
+    Status err = context(s);
+    if (IsDamage(err)) RecordDamage(type, id, err.message());
+    return err;
+  };
   auto stored = backend_->LoadRange({storage::ObjectType::kPack, loc->pack.Hex()}, loc->offset,
                                     loc->stored_length);
-  if (!stored) return context(stored.error());
+  if (!stored) return damage(stored.error());
   auto plain = codec_.Decode(*stored, BlobAad(type, id), loc->raw_length);
-  if (!plain) return context(plain.error());
+  if (!plain) return damage(plain.error());
   if (plain->size() != loc->raw_length || codec_.IdOf(*plain) != id) {
-    return context(CorruptionError("content does not match its id"));
+    return damage(CorruptionError("content does not match its id"));
   }
   return plain;
 }
@@ -440,14 +550,16 @@ Status Repository::LoadInto(BlobType type, std::span<const Id> ids,
       }
     }
   });
+  Status first;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (!errors[i].ok()) {
-      return errors[i].WithContext(StrFormat("blob %s in pack %s at %llu", ids[i].Hex().c_str(),
-                                             locs[i].pack.Hex().c_str(),
-                                             (unsigned long long)locs[i].offset));
-    }
+    if (errors[i].ok()) continue;
+    Status s = errors[i].WithContext(StrFormat("blob %s in pack %s at %llu", ids[i].Hex().c_str(),
+                                               locs[i].pack.Hex().c_str(),
+                                               (unsigned long long)locs[i].offset));
+    if (IsDamage(s)) RecordDamage(type, ids[i], s.message());
+    if (first.ok()) first = s;
   }
-  return Status::Ok();
+  return first;
 }
 
 RepoStats Repository::stats() const {

@@ -11,8 +11,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -88,6 +90,18 @@ class Repository {
   Result<std::string> AddKey(const KeySource& key);
   Status RemoveKey(const std::string& name);
   const std::string& key_name() const { return key_name_; }
+  // Damage (docs/repository-format.md section 5a). A copy of a blob found damaged, or whose
+  // pack is missing, is recorded in the repository (damage/ objects) and left out of the index:
+  // Has() then says no, so the next backup that produces the blob stores a good copy, which
+  // reads from then on. Loads record what they find (kCorruption, or a missing pack) by
+  // themselves; recording fails quietly on a read-only repository.
+  void RecordDamage(BlobType type, const Id& id, const std::string& error);
+  // A blob whose every known copy is damaged (none is indexed).
+  bool IsDamaged(const Id& id) const;
+  bool HasDamage() const;
+  // A copy (blob, pack) recorded as damaged: index repair must not list it again.
+  bool IsDamagedCopy(const Id& id, const Id& pack) const;
+
   // Index files that could not be read when the repository was opened (their blobs are
   // unknown until the index is repaired); `check` reports them.
   const std::vector<std::string>& index_problems() const { return index_problems_; }
@@ -101,6 +115,10 @@ class Repository {
   }
   static constexpr int kMaxQueuedPacks = 2;
   Status LoadIndex();
+  Status LoadDamage();
+  // The error for a blob the index lacks: "damaged" when a damaged copy is known.
+  Status MissingBlob(const Id& id) const;
+  static bool IsDamage(const Status& s);
   // Finishes the open pack and queues it for the pack writer thread, so that the callers keep
   // hashing and compressing while it is written; waits while kMaxQueuedPacks are queued or
   // being written (memory stays bounded). Flush waits for the queue to drain. Returns the
@@ -112,6 +130,7 @@ class Repository {
   void WritePack(PackBuilder::Finished f, std::unique_lock<std::mutex>& lock);
   // Saves a pack; one that exists already under its name is checked (and replaced if damaged).
   Status SavePackObject(const PackBuilder::Finished& f);
+  Status SavePackBytes(const PackBuilder::Finished& f);
 
   std::unique_ptr<storage::Backend> backend_;
   BlobCodec codec_;
@@ -135,6 +154,9 @@ class Repository {
   RepoStats stats_;
   std::atomic<uint64_t> hash_ns_{0}, encode_ns_{0}, pack_write_ns_{0};
   std::vector<std::string> index_problems_, damaged_index_files_;
+  mutable std::mutex damage_mu_;
+  std::set<std::pair<Id, std::string>> damaged_copies_;  // (blob, first 32 hex of its pack)
+  std::unordered_map<Id, std::string, IdHash> damaged_;  // no good copy: what went wrong
   WorkerPool workers_{int(std::max(1u, std::thread::hardware_concurrency()))};
 };
 
