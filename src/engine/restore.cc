@@ -123,12 +123,12 @@ Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
         }
         for (const Extent& e : parts) {
           std::span<uint8_t> piece = buf.subspan(0, e.length);
-          Status s = r.Read(e.offset, piece);
-          if (!s.ok() && o.ignore_damage && damaged && IsDamage(s)) {
+          Status read = r.Read(e.offset, piece);
+          if (!read.ok() && o.ignore_damage && damaged && IsDamage(read)) {
             VMBACKUP_RETURN_IF_ERROR(salvage(r, e, piece));
             continue;
           }
-          VMBACKUP_RETURN_IF_ERROR(s);
+          VMBACKUP_RETURN_IF_ERROR(read);
           VMBACKUP_RETURN_IF_ERROR(write(e.offset, piece));
           bytes += e.length;
         }

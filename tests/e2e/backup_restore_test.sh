@@ -157,9 +157,10 @@ start_and_signal() {  # SIGNAL OUT: starts a backup of big, signals it mid-run; 
   "$H" disk write big 0 --offset 64M --from rand384m >/dev/null
   "$V" backup --source "$SRC" --vm big --no-progress >"$2" 2>&1 &
   pid=$!
-  for _ in $(seq 1 500); do
-    [ "$(snapshot_count big)" != 0 ] && break
-    sleep 0.01
+  # The snapshot's delta file tells (no lock taken, no python started: fast under load).
+  for _ in $(seq 1 2000); do
+    ls ds/big | grep -- '-000001.vmdk' >/dev/null && break
+    sleep 0.002
   done
   kill -"$1" $pid 2>/dev/null || true
   rc=0

@@ -18,7 +18,7 @@ expect_error() {  # WANT_EXIT FRAGMENT -- COMMAND...
   shift 3
   "$@" >out.txt 2>err.txt || rc=$?
   [ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want: $(cat err.txt)"
-  cat out.txt err.txt | grep -qF -- "$fragment" || fail "'$*': output lacks '$fragment': $(cat out.txt err.txt)"
+  grep -qF -- "$fragment" out.txt err.txt || fail "'$*': output lacks '$fragment': $(cat out.txt err.txt)"
 }
 
 "$H" init >/dev/null
@@ -46,7 +46,7 @@ rm -f r.*
 "$V" restore "$P1" --to-file int.raw >/dev/null 2>err.txt &
 pid=$!
 for _ in $(seq 1 400); do
-  ls -A | grep -q vmbackup-partial && break
+  ls -A | grep vmbackup-partial >/dev/null && break
   sleep 0.005
 done
 kill -INT $pid
@@ -63,7 +63,7 @@ fi
 "$V" restore "$P1" --to-file killed.raw >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 400); do
-  ls -A | grep -q vmbackup-partial && break
+  ls -A | grep vmbackup-partial >/dev/null && break
   sleep 0.005
 done
 kill -KILL $pid
