@@ -54,7 +54,7 @@ Result<std::map<std::string, LayerNode>> ScanLayers(const std::string& dir,
     LayerNode node;
     node.file = name;
     node.is_base = base;
-    auto layer = vmdk::Layer::Open(io::JoinPath(dir, name), false);
+    auto layer = vmdk::Layer::Open(io::JoinPath(dir, name), false, io::DirName(dir));
     if (!layer) {
       node.problem = layer.error().message();
     } else {

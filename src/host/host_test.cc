@@ -5,6 +5,7 @@
 #include "base/testing/temp_dir.h"
 #include "host/change_tracking.h"
 #include "host/config_file.h"
+#include "host/datastore.h"
 #include "host/vmsd.h"
 #include "host/vmx.h"
 
@@ -173,6 +174,32 @@ TEST(ChangeTrackFile, RecordQueryPageAndReset) {
   EXPECT_EQ((*f)->Query(ChangeId{epoch, 2}, 0, 10).error().code(), ErrorCode::kNotFound);
   ASSERT_TRUE((*g)->Reset(ChangeId::NewEpoch()).ok());
   EXPECT_EQ((*g)->Query(since0, 0, 10).error().code(), ErrorCode::kNotFound);
+}
+
+// A restored configuration brings its settings, never its identity, disks, or a file path
+// that leaves the VM folder.
+TEST(Vm, AdoptSettingsKeepsPathsInside) {
+  testing::TempDir dir;
+  ASSERT_TRUE(Datastore::Init(dir / "ds").ok());
+  auto ds = Datastore::Open(dir / "ds");
+  ASSERT_TRUE(ds);
+  NewVmOptions o;
+  o.disk_sizes = {1 << 20};
+  auto vm = ds->CreateVm("copy", o);
+  ASSERT_TRUE(vm) << vm.error().ToString();
+  const std::string other =
+      "displayName = \"original\"\nmemSize = \"4096\"\nannotation = \"web server\"\n"
+      "nvram = \"/etc/passwd\"\nserial0.fileName = \"../../outside.log\"\n"
+      "floppy0.fileName = \"floppy.flp\"\nscsi0:0.fileName = \"/etc/shadow\"\n";
+  ASSERT_TRUE((*vm)->AdoptSettings(other).ok());
+  const ConfigFile& cf = (*vm)->vmx().config();
+  EXPECT_EQ(cf.GetOr("memSize", ""), "4096");
+  EXPECT_EQ(cf.GetOr("annotation", ""), "web server");
+  EXPECT_EQ(cf.GetOr("floppy0.fileName", ""), "floppy.flp");
+  EXPECT_EQ(cf.GetOr("displayName", ""), "copy");
+  EXPECT_FALSE(cf.Get("nvram"));
+  EXPECT_FALSE(cf.Get("serial0.fileName"));
+  EXPECT_EQ(cf.GetOr("scsi0:0.fileName", ""), "copy.vmdk");
 }
 
 TEST(ChangeTrackFile, DamageIsCorruption) {

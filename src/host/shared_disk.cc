@@ -104,6 +104,7 @@ Status SharedDisk::Refresh() {
     vmdk::DiskOptions o;
     o.writable = mode_ != DiskOpenMode::kRead;
     o.preserve_cid = mode_ == DiskOpenMode::kRestore;  // the delta above stays valid until revert
+    o.confine_to = io::DirName(dir_);                  // every file inside the datastore
     VMBACKUP_ASSIGN_OR_RETURN(auto h, vmdk::Disk::Open(io::JoinPath(dir_, *layer), o));
     if (size_ != 0 && h->size() != size_) {
       return NotSupportedError("the exported disk changed size");
@@ -113,6 +114,7 @@ Status SharedDisk::Refresh() {
     if (mode_ == DiskOpenMode::kWrite && vmx.cbt_enabled()) {
       const std::string& ctk = h->layers()[0]->descriptor().change_track_path;
       if (ctk.empty()) return CorruptionError(*layer + ": CBT is on but the layer has no ctk file");
+      VMBACKUP_RETURN_IF_ERROR(io::CheckInside(io::DirName(dir_), io::JoinPath(dir_, ctk)));
       VMBACKUP_ASSIGN_OR_RETURN(ctk_, ChangeTrackFile::Open(io::JoinPath(dir_, ctk), true));
     }
     disk_handle_ = std::move(h);

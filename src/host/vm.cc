@@ -21,6 +21,7 @@ Result<std::unique_ptr<Vm>> Vm::Open(const std::string& dir) {
   std::unique_ptr<Vm> vm(new Vm());
   vm->dir_ = dir;
   vm->name_ = io::BaseName(dir);
+  vm->root_ = io::DirName(dir);
   if (!io::PathExists(vm->Path(vm->name_ + ".vmx"))) {
     return NotFoundError("no VM '" + vm->name_ + "' (" + vm->Path(vm->name_ + ".vmx") +
                          " is missing)");
@@ -58,6 +59,16 @@ Vm::~Vm() {
 
 std::string Vm::Path(const std::string& file) const { return io::JoinPath(dir_, file); }
 
+vmdk::DiskOptions Vm::Confined(vmdk::DiskOptions o) const {
+  o.confine_to = root_;
+  return o;
+}
+
+Result<std::unique_ptr<ChangeTrackFile>> Vm::OpenCtkFile(const std::string& file, bool writable) {
+  VMBACKUP_RETURN_IF_ERROR(io::CheckInside(root_, Path(file)));
+  return ChangeTrackFile::Open(Path(file), writable);
+}
+
 Status Vm::Load() {
   std::string vmx_path = Path(name_ + ".vmx");
   VMBACKUP_ASSIGN_OR_RETURN(std::string text, io::ReadSmallFile(vmx_path, 1 << 20));
@@ -89,7 +100,7 @@ Result<std::vector<DiskInfo>> Vm::Disks() {
     d.device_key = disks[i].device_key;
     d.stem = DiskStem(name_, i);
     d.leaf = disks[i].file_name;
-    auto disk = vmdk::Disk::Open(Path(d.leaf), vmdk::DiskOptions{});
+    auto disk = vmdk::Disk::Open(Path(d.leaf), Confined());
     if (!disk) return disk.error().WithContext(name_ + " disk " + std::to_string(i));
     d.capacity = (*disk)->size();
     for (const auto& layer : (*disk)->layers()) d.chain.push_back(io::BaseName(layer->path()));
@@ -108,7 +119,7 @@ std::vector<std::string> Vm::Diagnose() {
   if (!disks) return {disks.error().message()};
   for (size_t i = 0; i < disks->size(); ++i) {
     const std::string& leaf = (*disks)[i].file_name;
-    auto disk = vmdk::Disk::Open(Path(leaf), vmdk::DiskOptions{});
+    auto disk = vmdk::Disk::Open(Path(leaf), Confined());
     if (!disk) {
       problems.push_back("disk " + std::to_string(i) + " (" + leaf +
                          "): " + disk.error().message());
@@ -118,14 +129,14 @@ std::vector<std::string> Vm::Diagnose() {
       for (const auto& layer : (*disk)->layers()) {
         const std::string& ctk = layer->descriptor().change_track_path;
         if (ctk.empty()) continue;
-        auto f = ChangeTrackFile::Open(Path(ctk), false);
+        auto f = OpenCtkFile(ctk, false);
         if (!f) problems.push_back("disk " + std::to_string(i) + ": " + f.error().message());
       }
     }
   }
   for (const Snapshot& s : vmsd_.snapshots) {
     for (const SnapshotDisk& d : s.disks) {
-      auto disk = vmdk::Disk::Open(Path(d.file_name), vmdk::DiskOptions{});
+      auto disk = vmdk::Disk::Open(Path(d.file_name), Confined());
       if (!disk) {
         problems.push_back("snapshot " + std::to_string(s.uid) + " '" + s.name + "' " + d.node +
                            ": " + disk.error().message());
@@ -162,8 +173,16 @@ Result<std::string> LayerFileFor(const Vmx& vmx, const SnapshotDb& vmsd, const s
   if (!snap) return disks[disk].file_name;
   const Snapshot* s = vmsd.Find(*snap);
   if (!s) return NotFoundError(StrFormat("VM %s has no snapshot %u", vm.c_str(), *snap));
-  for (const SnapshotDisk& d : s->disks)
-    if (EqualsIgnoreCase(d.node, disks[disk].node)) return d.file_name;
+  for (const SnapshotDisk& d : s->disks) {
+    if (!EqualsIgnoreCase(d.node, disks[disk].node)) continue;
+    if (d.file_name.empty() || d.file_name.find('/') != std::string::npos) {
+      return CorruptionError(
+          StrFormat("snapshot %u: disk file name '%s' must be a file in the VM "
+                    "folder",
+                    *snap, d.file_name.c_str()));
+    }
+    return d.file_name;
+  }
   return NotFoundError(
       StrFormat("snapshot %u does not hold disk %s", *snap, disks[disk].node.c_str()));
 }
@@ -175,7 +194,7 @@ Result<std::string> Vm::LayerFor(size_t disk, SnapshotSel snap) {
 Result<std::unique_ptr<vmdk::Disk>> Vm::OpenDisk(size_t disk, SnapshotSel snap, bool writable) {
   if (writable && snap) return InvalidArgumentError("a snapshot's disk is read-only");
   VMBACKUP_ASSIGN_OR_RETURN(std::string layer, LayerFor(disk, snap));
-  vmdk::DiskOptions o;
+  vmdk::DiskOptions o = Confined();
   o.writable = writable;
   return vmdk::Disk::Open(Path(layer), o);
 }
@@ -190,7 +209,7 @@ Status Vm::Write(size_t disk, uint64_t offset, std::span<const uint8_t> data) {
     return FailedPreconditionError("VM " + name_ +
                                    " is powered off: power it on to write as the guest");
   VMBACKUP_ASSIGN_OR_RETURN(std::string leaf, LayerFor(disk, std::nullopt));
-  vmdk::DiskOptions o;
+  vmdk::DiskOptions o = Confined();
   o.writable = true;
   VMBACKUP_ASSIGN_OR_RETURN(auto d, vmdk::Disk::Open(Path(leaf), o));
   if (!RangeWithin(offset, data.size(), d->size())) {
@@ -208,12 +227,12 @@ Status Vm::Write(size_t disk, uint64_t offset, std::span<const uint8_t> data) {
 }
 
 Result<std::unique_ptr<ChangeTrackFile>> Vm::OpenCtk(const std::string& layer_file, bool writable) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(layer_file), false));
+  VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(layer_file), false, root_));
   const std::string& ctk = layer->descriptor().change_track_path;
   if (ctk.empty()) {
     return NotFoundError(layer_file + " has no change tracking file (it predates enabling CBT)");
   }
-  return ChangeTrackFile::Open(Path(ctk), writable);
+  return OpenCtkFile(ctk, writable);
 }
 
 Status Vm::ResizeDisk(size_t disk, uint64_t new_capacity) {
@@ -230,6 +249,7 @@ Status Vm::ResizeDisk(size_t disk, uint64_t new_capacity) {
   if (vmx_.cbt_enabled()) {
     // A resized disk starts a new tracking epoch: every earlier change id is void.
     VMBACKUP_ASSIGN_OR_RETURN(auto d, OpenDisk(disk, std::nullopt, false));
+    VMBACKUP_RETURN_IF_ERROR(io::CheckInside(root_, Path(CtkFileFor(leaf))));
     VMBACKUP_RETURN_IF_ERROR(ChangeTrackFile::Create(Path(CtkFileFor(leaf)), ChangeId::NewEpoch(),
                                                      1, vmx_.cbt_granularity(), d->size()));
   }
@@ -256,7 +276,14 @@ Status Vm::AdoptSettings(std::string_view other_vmx) {
     for (char c : key) lower += char(std::tolower(static_cast<unsigned char>(c)));
     bool own = false;
     for (std::string_view p : kOwn) own = own || lower.rfind(p, 0) == 0;
-    if (!own) vmx_.config().Set(key, value);
+    if (own) continue;
+    // A setting that names a file outside the VM folder (nvram = "/etc/...", "../x") would
+    // point this VM at files it must not touch: left out.
+    if (!value.empty() && (value[0] == '/' || value.find("../") != std::string::npos ||
+                           value.find("..\\") != std::string::npos || value == "..")) {
+      continue;
+    }
+    vmx_.config().Set(key, value);
   }
   return SaveVmx();
 }
@@ -265,8 +292,9 @@ Status Vm::EnableChangeTracking() {
   if (vmx_.cbt_enabled()) return Status::Ok();
   VMBACKUP_ASSIGN_OR_RETURN(std::vector<VmxDisk> disks, VmxDisks());
   for (const VmxDisk& d : disks) {
-    VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(d.file_name), true));
+    VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(d.file_name), true, root_));
     std::string ctk = CtkFileFor(d.file_name);
+    VMBACKUP_RETURN_IF_ERROR(io::CheckInside(root_, Path(ctk)));
     VMBACKUP_RETURN_IF_ERROR(ChangeTrackFile::Create(Path(ctk), ChangeId::NewEpoch(), 1,
                                                      vmx_.cbt_granularity(), layer->capacity()));
     vmdk::Descriptor desc = layer->descriptor();
@@ -280,8 +308,9 @@ Status Vm::EnableChangeTracking() {
 
 Status Vm::GiveLayerCtk(const std::string& layer_file, ChangeTrackFile& source, uint64_t seq) {
   std::string ctk_file = CtkFileFor(layer_file);
+  VMBACKUP_RETURN_IF_ERROR(io::CheckInside(root_, Path(ctk_file)));
   VMBACKUP_RETURN_IF_ERROR(source.CopyTo(Path(ctk_file), seq));
-  VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(layer_file), true));
+  VMBACKUP_ASSIGN_OR_RETURN(auto layer, vmdk::Layer::Open(Path(layer_file), true, root_));
   vmdk::Descriptor d = layer->descriptor();
   d.version = 3;  // as ESXi marks a tracked disk
   d.change_track_path = ctk_file;
@@ -295,7 +324,7 @@ Status Vm::InvalidateChangeTracking() {
     VMBACKUP_ASSIGN_OR_RETURN(auto layers, ScanLayers(dir_, DiskStem(name_, i)));
     for (const auto& [file, node] : layers) {
       if (node.change_track_path.empty()) continue;
-      auto ctk = ChangeTrackFile::Open(Path(node.change_track_path), true);
+      auto ctk = OpenCtkFile(node.change_track_path, true);
       if (!ctk) continue;  // a damaged ctk is reported by Diagnose; it cannot vouch for anything
       VMBACKUP_RETURN_IF_ERROR((*ctk)->Reset(epoch));
     }

@@ -87,7 +87,8 @@ class Vm {
 
   Status EnableChangeTracking();
   // Takes over the settings of another VM's .vmx text (a restore to a new VM): everything but
-  // identity (name, uuids), disks and controllers, power state and change tracking switches.
+  // identity (name, uuids), disks and controllers, power state and change tracking switches,
+  // and values that are paths leaving the VM folder (absolute, or with "..").
   Status AdoptSettings(std::string_view other_vmx);
   Result<ChangeId> GetChangeId(size_t disk, SnapshotSel snap);
   // vSphere semantics: areas changed since `change_id` ("*" = every allocated area) up to the
@@ -104,7 +105,12 @@ class Vm {
   Status Load();
   Status SaveVmx();
   Status SaveVmsd();
+  // A file of the VM folder. Files named by outside input (descriptors, .vmx, .vmsd) are only
+  // opened through Confined(), OpenCtkFile() or with root_ as confinement: they must resolve
+  // inside the datastore.
   std::string Path(const std::string& file) const;
+  vmdk::DiskOptions Confined(vmdk::DiskOptions o = {}) const;
+  Result<std::unique_ptr<ChangeTrackFile>> OpenCtkFile(const std::string& file, bool writable);
   Result<std::vector<VmxDisk>> VmxDisks() const { return vmx_.Disks(); }
   Result<std::string> LayerFor(size_t disk, SnapshotSel snap);
   Result<std::unique_ptr<ChangeTrackFile>> OpenCtk(const std::string& layer_file, bool writable);
@@ -121,6 +127,7 @@ class Vm {
   Status CollapseToBase(const std::string& leaf, const std::string& base);
 
   std::string dir_, name_;
+  std::string root_;  // the datastore: every file the VM uses resolves inside it
   int lock_fd_ = -1;
   Vmx vmx_;
   SnapshotDb vmsd_;

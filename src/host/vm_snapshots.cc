@@ -58,7 +58,7 @@ Status CopyRuns(const std::vector<vmdk::ChainRun>& runs, io::BlockReader& src,
 Status Vm::MergeRuns(const std::vector<vmdk::ChainRun>& runs, io::BlockReader& src,
                      const std::string& from, const std::string& into) {
   // The target keeps its CID: the layers above it read the same bytes before and after.
-  vmdk::DiskOptions o;
+  vmdk::DiskOptions o = Confined();
   o.writable = true;
   o.preserve_cid = true;
   VMBACKUP_ASSIGN_OR_RETURN(auto target, vmdk::Disk::Open(Path(into), o));
@@ -121,6 +121,7 @@ Result<Snapshot> Vm::CreateSnapshot(const std::string& name, const SnapshotOptio
       VMBACKUP_ASSIGN_OR_RETURN(std::string delta, NextDeltaName(dir_, DiskStem(name_, i)));
       vmdk::CreateOptions co;
       co.parent = Path(disks[i].file_name);
+      co.parent_confine_to = root_;
       VMBACKUP_RETURN_IF_ERROR(vmdk::CreateDisk(Path(delta), co));
       if (vmx_.cbt_enabled()) {
         VMBACKUP_ASSIGN_OR_RETURN(auto ctk, OpenCtk(disks[i].file_name, false));
@@ -173,6 +174,7 @@ Status Vm::RevertToSnapshot(uint32_t uid) {
     VMBACKUP_ASSIGN_OR_RETURN(std::string delta, NextDeltaName(dir_, DiskStem(name_, i)));
     vmdk::CreateOptions co;
     co.parent = Path(base_layer);
+    co.parent_confine_to = root_;
     VMBACKUP_RETURN_IF_ERROR(vmdk::CreateDisk(Path(delta), co));
     if (vmx_.cbt_enabled()) {
       auto ctk = OpenCtk(base_layer, false);
@@ -269,7 +271,7 @@ Status Vm::ConsolidateDisk(size_t disk, const std::string& stem) {
 Status Vm::MergeInto(const std::string& child, const std::string& parent) {
   // 1. The child's own grains (data and zeroed grains) go into the parent, CID kept.
   {
-    VMBACKUP_ASSIGN_OR_RETURN(auto c, vmdk::Disk::Open(Path(child), vmdk::DiskOptions{}));
+    VMBACKUP_ASSIGN_OR_RETURN(auto c, vmdk::Disk::Open(Path(child), Confined()));
     std::vector<vmdk::BlockRun> own;
     VMBACKUP_RETURN_IF_ERROR(c->layers()[0]->Map(0, c->size(), &own));
     std::vector<vmdk::ChainRun> runs;
@@ -279,10 +281,10 @@ Status Vm::MergeInto(const std::string& child, const std::string& parent) {
     VMBACKUP_RETURN_IF_ERROR(MergeRuns(runs, *c, child, parent));
   }
   // 2. The parent takes over the child's change tracking (it now holds the child's state).
-  VMBACKUP_ASSIGN_OR_RETURN(auto child_layer, vmdk::Layer::Open(Path(child), false));
+  VMBACKUP_ASSIGN_OR_RETURN(auto child_layer, vmdk::Layer::Open(Path(child), false, root_));
   vmdk::Descriptor child_desc = child_layer->descriptor();
   if (!child_desc.change_track_path.empty()) {
-    auto ctk = ChangeTrackFile::Open(Path(child_desc.change_track_path), false);
+    auto ctk = OpenCtkFile(child_desc.change_track_path, false);
     if (ctk) VMBACKUP_RETURN_IF_ERROR(GiveLayerCtk(parent, **ctk, (*ctk)->change_id().seq));
   }
   // 3. References to the child now name the parent.
@@ -305,13 +307,13 @@ Status Vm::MergeInto(const std::string& child, const std::string& parent) {
   if (vmx_changed) VMBACKUP_RETURN_IF_ERROR(SaveVmx());
   if (vmsd_changed) VMBACKUP_RETURN_IF_ERROR(SaveVmsd());
   // 4. The child's children hang from the parent now.
-  VMBACKUP_ASSIGN_OR_RETURN(auto parent_layer, vmdk::Layer::Open(Path(parent), false));
+  VMBACKUP_ASSIGN_OR_RETURN(auto parent_layer, vmdk::Layer::Open(Path(parent), false, root_));
   const uint32_t parent_cid = parent_layer->descriptor().cid;
   std::string stem = child.substr(0, child.size() >= 12 ? child.size() - 12 : 0);
   VMBACKUP_ASSIGN_OR_RETURN(auto layers, ScanLayers(dir_, stem.empty() ? child : stem));
   for (const auto& [file, n] : layers) {
     if (n.parent != child) continue;
-    VMBACKUP_ASSIGN_OR_RETURN(auto gl, vmdk::Layer::Open(Path(file), true));
+    VMBACKUP_ASSIGN_OR_RETURN(auto gl, vmdk::Layer::Open(Path(file), true, root_));
     vmdk::Descriptor gd = gl->descriptor();
     gd.parent_file_name_hint = parent;
     gd.parent_cid = parent_cid;
@@ -326,7 +328,7 @@ Status Vm::MergeInto(const std::string& child, const std::string& parent) {
 
 Status Vm::CollapseToBase(const std::string& leaf, const std::string& base) {
   // One pass: every range any delta holds is read through the chain and written to the base.
-  VMBACKUP_ASSIGN_OR_RETURN(auto chain, vmdk::Disk::Open(Path(leaf), vmdk::DiskOptions{}));
+  VMBACKUP_ASSIGN_OR_RETURN(auto chain, vmdk::Disk::Open(Path(leaf), Confined()));
   const int base_depth = int(chain->layers().size()) - 1;
   if (io::BaseName(chain->layers().back()->path()) != base) {
     return CorruptionError(leaf + " does not descend from " + base);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 
 #include "base/checked_math.h"
 #include "base/strings.h"
@@ -143,8 +144,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents) {
   std::string tmp = path + ".tmp";
   {
     VMBACKUP_ASSIGN_OR_RETURN(auto f, PosixFile::Open(tmp, OpenMode::kCreateTruncate));
-    Status s =
-        f->WriteAt(0, {reinterpret_cast<const uint8_t*>(contents.data()), contents.size()});
+    Status s = f->WriteAt(0, {reinterpret_cast<const uint8_t*>(contents.data()), contents.size()});
     if (s.ok()) s = f->Flush();
     if (!s.ok()) {
       ::unlink(tmp.c_str());  // a full disk leaves no half-written file behind
@@ -160,6 +160,28 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents) {
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
+  }
+  return Status::Ok();
+}
+
+Status CheckInside(const std::string& root, const std::string& path) {
+  auto resolve = [](const std::string& p) -> Result<std::string> {
+    char* r = ::realpath(p.c_str(), nullptr);
+    if (!r) return PosixError("resolve " + p, errno);
+    std::string out(r);
+    std::free(r);
+    return out;
+  };
+  VMBACKUP_ASSIGN_OR_RETURN(std::string top, resolve(root));
+  Result<std::string> real = resolve(path);
+  if (!real && real.error().code() == ErrorCode::kNotFound) {
+    VMBACKUP_ASSIGN_OR_RETURN(std::string folder, resolve(DirName(path)));
+    real = folder + "/" + BaseName(path);
+  }
+  if (!real) return real.error();
+  if (*real != top && real->compare(0, top.size() + 1, top + "/") != 0) {
+    return PermissionDeniedError(path + " resolves to " + *real + ", outside " + root +
+                                 ": refused (a file name may not leave the datastore)");
   }
   return Status::Ok();
 }

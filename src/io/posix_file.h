@@ -56,6 +56,10 @@ Result<std::string> ReadSmallFile(const std::string& path, uint64_t max_size);
 Status WriteFileAtomic(const std::string& path, std::string_view contents);
 
 bool PathExists(const std::string& path);
+// kPermissionDenied unless `path` resolves (symlinks and "..", included) to `root` or a file
+// under it; a path that does not exist yet is judged by its folder. Guards every file name that
+// comes from outside input (a descriptor, a .vmx) against escaping its datastore.
+Status CheckInside(const std::string& root, const std::string& path);
 std::string DirName(const std::string& path);   // "a/b/c" -> "a/b"; "c" -> "."
 std::string BaseName(const std::string& path);  // "a/b/c" -> "c"
 // `name` as seen from the folder `dir`: absolute names stay as they are.

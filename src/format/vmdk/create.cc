@@ -161,7 +161,9 @@ Status CreateDisk(const std::string& path, const CreateOptions& o) {
           "only sparse disks can have a parent (VMware and QEMU allow no "
           "flat child)");
     }
-    VMBACKUP_ASSIGN_OR_RETURN(auto parent, Disk::Open(o.parent, DiskOptions{}));
+    DiskOptions po;
+    po.confine_to = o.parent_confine_to;
+    VMBACKUP_ASSIGN_OR_RETURN(auto parent, Disk::Open(o.parent, po));
     uint64_t parent_sectors = DivRoundUp(parent->size(), kSectorSize);
     if (capacity_sectors == 0) capacity_sectors = parent_sectors;
     if (capacity_sectors != parent_sectors) {

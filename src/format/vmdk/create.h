@@ -20,7 +20,8 @@ struct CreateOptions {
   // Bytes; rounded up to whole sectors. With a parent: 0 means the parent's capacity, and any
   // other value must equal it.
   uint64_t capacity = 0;
-  std::string parent;  // sparse child of this disk (type must be kSparse)
+  std::string parent;             // sparse child of this disk (type must be kSparse)
+  std::string parent_confine_to;  // the parent's chain must lie in this folder (DiskOptions)
   std::string adapter_type = "lsilogic";
   uint64_t grain_sectors = 128;
   // Sparse only: a version-2 file whose whole zero grains are grain table entries of 1

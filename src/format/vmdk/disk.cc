@@ -53,7 +53,8 @@ Result<std::unique_ptr<Disk>> Disk::Open(const std::string& path, const DiskOpti
       return CorruptionError(StrFormat("%s: parent chain loops back to %s",
                                        disk->layers_.back()->path().c_str(), current.c_str()));
     }
-    Result<std::unique_ptr<Layer>> layer = Layer::Open(current, top && options.writable);
+    Result<std::unique_ptr<Layer>> layer =
+        Layer::Open(current, top && options.writable, options.confine_to);
     if (!layer) {
       if (!top && layer.error().code() == ErrorCode::kNotFound) {
         return NotFoundError(StrFormat("parent %s of %s is missing (parentFileNameHint)",

@@ -24,6 +24,9 @@ struct DiskOptions {
   // Keep the top layer's CID on write. Only for writes that do not change what any child of
   // the top layer reads, such as merging a child's own data down into it.
   bool preserve_cid = false;
+  // When set, every file of the chain (descriptors, extents, parents) must resolve inside this
+  // folder (io::CheckInside): a hostile descriptor cannot make the disk read or write elsewhere.
+  std::string confine_to;
 };
 
 // One run of a chain's allocation map.

@@ -24,7 +24,9 @@ Descriptor SynthesizedDescriptor(const std::string& create_type, ExtentType type
 
 }  // namespace
 
-Result<std::unique_ptr<Layer>> Layer::Open(const std::string& path, bool writable) {
+Result<std::unique_ptr<Layer>> Layer::Open(const std::string& path, bool writable,
+                                           const std::string& confine_to) {
+  if (!confine_to.empty()) VMBACKUP_RETURN_IF_ERROR(io::CheckInside(confine_to, path));
   std::unique_ptr<Layer> layer(new Layer());
   layer->path_ = path;
   VMBACKUP_ASSIGN_OR_RETURN(
@@ -98,12 +100,13 @@ Result<std::unique_ptr<Layer>> Layer::Open(const std::string& path, bool writabl
     if (!d) return d.error().WithContext(path);
     layer->descriptor_ = std::move(*d);
   }
-  Status s = layer->OpenExtents(writable, layer->self_file_);
+  Status s = layer->OpenExtents(writable, layer->self_file_, confine_to);
   if (!s.ok()) return s.WithContext(path);
   return layer;
 }
 
-Status Layer::OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self) {
+Status Layer::OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self,
+                          const std::string& confine_to) {
   const std::string dir = io::DirName(path_);
   std::map<std::string, std::shared_ptr<io::BlockWriter>> files;
   uint64_t start = 0;
@@ -124,6 +127,10 @@ Status Layer::OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self) 
         le.path = path_;
       } else {
         le.path = io::JoinPath(dir, line.filename);
+        if (!confine_to.empty()) {
+          Status inside = io::CheckInside(confine_to, le.path);
+          if (!inside.ok()) return context(inside);
+        }
         auto it = files.find(le.path);
         if (it != files.end()) {
           file = it->second;

@@ -24,8 +24,10 @@ struct LayerExtent {
 
 class Layer {
  public:
-  // `writable` opens the RW extents for writing.
-  static Result<std::unique_ptr<Layer>> Open(const std::string& path, bool writable);
+  // `writable` opens the RW extents for writing. With `confine_to`, the layer's file and every
+  // extent file must resolve inside that folder (DiskOptions::confine_to).
+  static Result<std::unique_ptr<Layer>> Open(const std::string& path, bool writable,
+                                             const std::string& confine_to = "");
 
   const std::string& path() const { return path_; }
   const Descriptor& descriptor() const { return descriptor_; }
@@ -54,7 +56,8 @@ class Layer {
 
  private:
   Layer() = default;
-  Status OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self);
+  Status OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self,
+                     const std::string& confine_to);
 
   std::string path_;
   Descriptor descriptor_;
