@@ -257,7 +257,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     c->add_option("--transport", o->transport,
                   "transport modes to try, in order (default san:hotadd:nbdssl:nbd)");
     c->add_option("--lock-wait", o->repo.lock_wait,
-                  "seconds to wait while gc or prune holds the repository");
+                  "seconds to wait while gc or prune holds the repository, or another job the VM");
   };
 
   CLI::App* c = app.add_subcommand("backup", "back up a VM into a new restore point");
@@ -290,6 +290,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     bo.notes = o->notes;
     bo.audit_cbt_percent = o->audit_cbt;
     bo.cancel = &g_cancel;
+    bo.lock_wait_seconds = o->repo.lock_wait;
     VMBACKUP_ASSIGN_OR_RETURN(bo.transports, hv::ParseTransportList(o->transport));
     VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
     o->repo.vm = o->vm;
@@ -354,6 +355,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     ro.verify = o->verify;
     ro.ignore_damage = o->ignore_damage;
     ro.cancel = &g_cancel;
+    ro.lock_wait_seconds = o->repo.lock_wait;
     VMBACKUP_ASSIGN_OR_RETURN(ro.transports, hv::ParseTransportList(o->transport));
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "restore"));
     VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*x.repo, o->repo.point, o->vm));

@@ -216,6 +216,7 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
            {"uuid", v->vmx().uuid()},
            {"power", v->vmx().powered_on() ? "on" : "off"},
            {"cbt", v->vmx().cbt_enabled()}};
+    if (!v->vmx().power_on_block().empty()) j["power_on_block"] = v->vmx().power_on_block();
     std::vector<std::string> problems = v->Diagnose();
     json disks = json::array();
     auto d = v->Disks();
@@ -239,6 +240,8 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     }
     std::printf("VM %s (%s), power %s, CBT %s\n", v->name().c_str(), v->vmx().uuid().c_str(),
                 v->vmx().powered_on() ? "on" : "off", v->vmx().cbt_enabled() ? "on" : "off");
+    if (!v->vmx().power_on_block().empty())
+      std::printf("MAY NOT BE POWERED ON: %s\n", v->vmx().power_on_block().c_str());
     for (const auto& e : disks) {
       std::printf("disk %zu %s (key %d): %s, %s\n", e["index"].get<size_t>(),
                   e["node"].get<std::string>().c_str(), e["device_key"].get<int>(),
@@ -271,6 +274,12 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
   Bind(c, exit_code, [g, vo]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto v, OpenVm(*g, vo->name));
     return v->PowerOn();
+  });
+  c = vm->add_subcommand("unblock", "allow a VM to be powered on that a tool blocked (say why)");
+  c->add_option("NAME", vo->name)->required();
+  Bind(c, exit_code, [g, vo]() -> Status {
+    VMBACKUP_ASSIGN_OR_RETURN(auto v, OpenVm(*g, vo->name));
+    return v->SetPowerOnBlock("");
   });
   c = vm->add_subcommand("power-off", "power a VM off (--hard: a power loss, which resets CBT)");
   c->add_option("NAME", vo->name)->required();

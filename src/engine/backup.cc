@@ -9,6 +9,7 @@
 
 #include "base/strings.h"
 #include "hv/changed_areas.h"
+#include "hv/job_lock.h"
 #include "repo/marks.h"
 
 namespace vmbackup::engine {
@@ -185,8 +186,6 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
   std::optional<ExtentSet> changed;
   if (o.force_full) {
     r.full_reason = "--full was given";
-  } else if (!full_needed.empty()) {
-    r.full_reason = full_needed;
   } else if (!parent) {
     r.full_reason = "no earlier point has this disk";
     if (writer.parent()) {
@@ -200,6 +199,8 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
     }
   } else if (parent->change_id.empty()) {
     r.full_reason = "the previous point has no change id for this disk";
+  } else if (!full_needed.empty()) {
+    r.full_reason = full_needed;
   } else {
     int calls = 0;
     auto c =
@@ -288,8 +289,15 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   const auto t0 = Clock::now();
   BackupReport report;
   const repo::RepoStats stats0 = repo.stats();
+  // One job per VM: with the lock held, every snapshot of ours is a leftover of a dead job.
+  VMBACKUP_ASSIGN_OR_RETURN(auto job_lock,
+                            hv::JobLock::Acquire(hv.uri(), o.vm, "backup", o.lock_wait_seconds));
   VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.GetVm(o.vm));
   report.vm = vm.name;
+  if (!vm.power_on_block.empty()) {
+    return FailedPreconditionError("VM " + vm.name + " is not whole: " + vm.power_on_block +
+                                   " (a backup would store half-written disks)");
+  }
   bool cbt = !vm.disks.empty();
   for (const auto& d : vm.disks) cbt = cbt && d.cbt_enabled;
   if (!cbt) {
@@ -300,6 +308,15 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
 
   // Snapshots left by killed runs of ours go first (VMWARE-RULES.md: snapshot hygiene).
   VMBACKUP_ASSIGN_OR_RETURN(auto snapshots, hv.ListSnapshots(vm));
+  for (const auto& s : snapshots) {
+    if (s.name == kRestoreSnapshot) {
+      return FailedPreconditionError(
+          "VM " + vm.name + " has an unfinished in-place restore (snapshot " + s.name +
+          "): its disks are neither the old nor the restored ones. Run the restore again "
+          "('vmbackup restore POINT --in-place'), which finishes it; a backup now would store "
+          "the mixed disks");
+    }
+  }
   for (const auto& s : snapshots) {
     if (s.name.compare(0, kSnapshotPrefix.size(), kSnapshotPrefix) != 0) continue;
     VMBACKUP_RETURN_IF_ERROR(

@@ -15,9 +15,12 @@
 
 namespace vmbackup::engine {
 
-// Snapshots this tool creates are named with this prefix; a backup removes any it finds
-// before creating its own (they are left by runs that were killed).
+// Snapshots this tool creates are named with this prefix. A backup holds the VM's job lock
+// (hv/job_lock.h), so any such snapshot it finds was left by a run that was killed: it removes
+// it, except the in-place restore's, which marks disks that are half written (the backup then
+// refuses, naming the way out).
 inline constexpr std::string_view kSnapshotPrefix = "vmbackup-";
+inline constexpr std::string_view kRestoreSnapshot = "vmbackup-restore";
 
 struct BackupOptions {
   std::string vm;
@@ -37,6 +40,7 @@ struct BackupOptions {
   // Set by a signal handler: the job stops at the next request, cleans up, and fails with
   // kCancelled.
   const std::atomic<bool>* cancel = nullptr;
+  double lock_wait_seconds = 0;  // while another job holds the VM (then kLocked)
 };
 
 // Live counters of one disk, for a progress display (read from another thread).

@@ -13,6 +13,8 @@
 #include "base/strings.h"
 #include "engine/backup.h"
 #include "hv/changed_areas.h"
+#include "hv/job_lock.h"
+#include "repo/marks.h"
 
 namespace vmbackup::engine {
 namespace {
@@ -346,16 +348,35 @@ Result<RestoreReport> RestoreToNewVm(hv::Hypervisor& hv, repo::Repository& repo,
                                      const repo::Point& point, const std::string& name,
                                      const RestoreOptions& o) {
   const auto t0 = Clock::now();
-  std::vector<uint64_t> capacities;
-  for (const auto& d : point.disks) capacities.push_back(d.capacity);
-  VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.CreateVm(name, point.config, capacities));
+  VMBACKUP_ASSIGN_OR_RETURN(auto job_lock,
+                            hv::JobLock::Acquire(hv.uri(), name, "restore", o.lock_wait_seconds));
   RestoreReport report;
   report.point = point.id;
+  // A VM left by an interrupted restore (it carries our power-on block) is replaced; any other
+  // VM of that name is not ours to touch.
+  auto existing = hv.GetVm(name);
+  if (existing) {
+    if (existing->power_on_block.rfind(kIncompleteRestore, 0) != 0)
+      return AlreadyExistsError("VM " + name + " already exists");
+    VMBACKUP_RETURN_IF_ERROR(
+        hv.DestroyVm(*existing).WithContext("replace the VM an interrupted restore left"));
+    report.notes.push_back("replaced VM " + name + ", left incomplete by an interrupted restore");
+  } else if (existing.error().code() != ErrorCode::kNotFound) {
+    return existing.error();
+  }
+  std::vector<uint64_t> capacities;
+  for (const auto& d : point.disks) capacities.push_back(d.capacity);
+  // The VM cannot be powered on until its disks are whole (and verified, when asked): a kill
+  // at any moment leaves a VM that says it is incomplete, which the next run replaces.
+  const std::string block = std::string(kIncompleteRestore) + " of point " + point.id +
+                            ": its disks are not whole; run the restore again, which replaces "
+                            "this VM";
+  VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.CreateVm(name, point.config, capacities, block));
   report.target = hv.uri() + " VM " + vm.name;
   // Disks are written into a snapshot's layer, then the VM reverts to it (SYSTEM.md 2.2).
   VMBACKUP_ASSIGN_OR_RETURN(
       hv::SnapshotRef snap,
-      hv.CreateSnapshot(vm, std::string(kSnapshotPrefix) + "restore", {"vmbackup restore"}));
+      hv.CreateSnapshot(vm, kRestoreSnapshot, {"vmbackup: restore of point " + point.id}));
   for (size_t i = 0; i < point.disks.size(); ++i) {
     const hv::DiskInfo& target = vm.disks.at(i);
     RestoredDisk d;
@@ -374,6 +395,17 @@ Result<RestoreReport> RestoreToNewVm(hv::Hypervisor& hv, repo::Repository& repo,
   }
   VMBACKUP_RETURN_IF_ERROR(hv.RevertToSnapshot(vm, snap));
   VMBACKUP_RETURN_IF_ERROR(hv.RemoveSnapshot(vm, snap));
+  bool damaged = false;
+  for (const auto& d : report.disks) damaged = damaged || !d.damaged.empty();
+  if (damaged) {
+    report.notes.push_back("VM " + name +
+                           " stays blocked from powering on: damaged ranges were not restored "
+                           "(see below); the host's tools can lift the block");
+    VMBACKUP_RETURN_IF_ERROR(hv.SetPowerOnBlock(
+        vm, "vmbackup: restored from point " + point.id + " with damaged ranges left unwritten"));
+  } else {
+    VMBACKUP_RETURN_IF_ERROR(hv.SetPowerOnBlock(vm, ""));
+  }
   report.seconds = Since(t0);
   return report;
 }
@@ -382,7 +414,10 @@ Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
                                      const repo::Point& point, const std::string& vm_name,
                                      const RestoreOptions& o) {
   const auto t0 = Clock::now();
-  VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.GetVm(vm_name.empty() ? point.vm_name : vm_name));
+  const std::string name = vm_name.empty() ? point.vm_name : vm_name;
+  VMBACKUP_ASSIGN_OR_RETURN(
+      auto job_lock, hv::JobLock::Acquire(hv.uri(), name, "in-place restore", o.lock_wait_seconds));
+  VMBACKUP_ASSIGN_OR_RETURN(hv::VmInfo vm, hv.GetVm(name));
   if (vm.power != hv::PowerState::kOff) {
     return FailedPreconditionError("VM " + vm.name +
                                    " is powered on: power it off to restore in place");
@@ -406,24 +441,40 @@ Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
   RestoreReport report;
   report.point = point.id;
   report.target = hv.uri() + " VM " + vm.name + " (in place)";
-  VMBACKUP_ASSIGN_OR_RETURN(
-      hv::SnapshotRef snap,
-      hv.CreateSnapshot(vm, std::string(kSnapshotPrefix) + "restore", {"vmbackup restore"}));
+  // An interrupted restore's snapshot is taken over, never stacked with another (its layer is
+  // the one half written; what it holds is written again below).
+  std::optional<hv::SnapshotRef> snap;
+  VMBACKUP_ASSIGN_OR_RETURN(auto snapshots, hv.ListSnapshots(vm));
+  for (const auto& s : snapshots) {
+    if (s.name == kRestoreSnapshot) snap = s;
+  }
+  if (snap) {
+    report.notes.push_back("took over snapshot " + snap->name +
+                           " of an interrupted in-place restore");
+  } else {
+    VMBACKUP_ASSIGN_OR_RETURN(
+        snap, hv.CreateSnapshot(vm, kRestoreSnapshot,
+                                {"vmbackup: in-place restore of point " + point.id}));
+  }
+  // What to write per disk: what changed on the VM since the point (change tracking), else the
+  // whole disk. Asked before change tracking is reset below.
+  std::vector<ExtentSet> ranges(point.disks.size());
+  std::vector<RestoredDisk> disks(point.disks.size());
+  std::vector<int> keys;
   for (size_t i = 0; i < point.disks.size(); ++i) {
     const repo::PointDisk& pd = point.disks[i];
-    RestoredDisk d;
+    RestoredDisk& d = disks[i];
     d.device_key = pd.key;
     d.capacity = pd.capacity;
-    ExtentSet ranges;
-    // What changed on the VM since the point: only that needs writing back.
+    keys.push_back(pd.key);
     auto changed = pd.change_id.empty()
                        ? Result<ExtentSet>(NotFoundError("the point has no change id"))
-                       : hv::CollectChangedAreas(hv, vm, &snap, pd.key, pd.capacity, pd.change_id);
+                       : hv::CollectChangedAreas(hv, vm, &*snap, pd.key, pd.capacity, pd.change_id);
     if (changed) {
-      ranges = changed->AlignOutward(pd.chunk_size, pd.capacity);
+      ranges[i] = changed->AlignOutward(pd.chunk_size, pd.capacity);
       d.mode = "changed areas";
     } else if (changed.error().code() == ErrorCode::kNotFound) {
-      ranges = Whole(pd.capacity);
+      ranges[i] = Whole(pd.capacity);
       d.mode = "whole disk";
       d.why_whole = changed.error().message();
       report.notes.push_back(
@@ -433,23 +484,50 @@ Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
     } else {
       return changed.error().WithContext(StrFormat("disk %d: changed areas", pd.key));
     }
-    d.bytes_planned = ranges.total_bytes();
+    d.bytes_planned = ranges[i].total_bytes();
+  }
+  // Before the first byte is written, so that no kill can skip it: the VM may not be powered on
+  // while its disks are mixed; the repository asks the next backup for fulls of these disks;
+  // and the host's change tracking starts over, since it does not see these writes (any tool
+  // that backs the VM up then reads it whole).
+  VMBACKUP_RETURN_IF_ERROR(
+      hv.SetPowerOnBlock(vm, "vmbackup: an in-place restore of point " + point.id +
+                                 " did not finish: the disks are mixed; run 'vmbackup restore " +
+                                 point.id + " --in-place' again"));
+  VMBACKUP_RETURN_IF_ERROR(
+      repo::MarkFullNeeded(repo, vm.name, repo::FullReason::kInPlaceRestore,
+                           {"an in-place restore of point " + point.id +
+                                " wrote the disk where change tracking cannot see it",
+                            keys}));
+  VMBACKUP_RETURN_IF_ERROR(hv.ResetChangeTracking(vm).WithContext("reset change tracking"));
+  for (size_t i = 0; i < point.disks.size(); ++i) {
+    RestoredDisk& d = disks[i];
     std::vector<std::string> attempts;
-    VMBACKUP_ASSIGN_OR_RETURN(
-        auto access, hv.OpenDisk(vm, &snap, pd.key, o.transports, hv::OpenMode::kWrite, &attempts));
+    VMBACKUP_ASSIGN_OR_RETURN(auto access, hv.OpenDisk(vm, &*snap, d.device_key, o.transports,
+                                                       hv::OpenMode::kWrite, &attempts));
     d.transport = std::string(hv::TransportName(access->transport()));
     d.target = access->name();
-    Status s = WriteDisk(repo, point, i, *access, ranges, false, o, d);
+    Status s = WriteDisk(repo, point, i, *access, ranges[i], false, o, d);
     if (!s.ok()) {
       // The snapshot's layer is half written: it stays, so that nothing merges it into the
-      // VM's current state; the user reruns the restore (or reverts and deletes it).
+      // VM's current state, and the block stays; the next run takes both over.
       return s.WithContext("in-place restore stopped; VM " + vm.name + " keeps snapshot " +
-                           snap.name + " (run the restore again)");
+                           snap->name + " and may not be powered on (run the restore again)");
     }
     report.disks.push_back(d);
   }
-  VMBACKUP_RETURN_IF_ERROR(hv.RevertToSnapshot(vm, snap));
-  VMBACKUP_RETURN_IF_ERROR(hv.RemoveSnapshot(vm, snap));
+  VMBACKUP_RETURN_IF_ERROR(hv.RevertToSnapshot(vm, *snap));
+  VMBACKUP_RETURN_IF_ERROR(hv.RemoveSnapshot(vm, *snap));
+  bool damaged = false;
+  for (const auto& d : report.disks) damaged = damaged || !d.damaged.empty();
+  VMBACKUP_RETURN_IF_ERROR(hv.SetPowerOnBlock(
+      vm, damaged ? "vmbackup: the in-place restore of point " + point.id +
+                        " left damaged ranges unwritten (they hold older data); the host's "
+                        "tools can lift this block"
+                  : ""));
+  report.notes.push_back("the next backup of " + vm.name +
+                         " reads the restored disks whole (change tracking did not see the "
+                         "restore's writes)");
   report.seconds = Since(t0);
   return report;
 }

@@ -21,7 +21,12 @@ struct RestoreOptions {
   std::vector<hv::TransportMode> transports = {hv::TransportMode::kSan, hv::TransportMode::kHotAdd,
                                                hv::TransportMode::kNbdSsl, hv::TransportMode::kNbd};
   const std::atomic<bool>* cancel = nullptr;
+  double lock_wait_seconds = 0;  // while another job holds the VM (then kLocked)
 };
+
+// The power-on block a restore to a new VM sets until the VM is whole: a VM that carries it was
+// left by an interrupted restore, and the next restore of that name replaces it.
+inline constexpr std::string_view kIncompleteRestore = "vmbackup: incomplete restore";
 
 struct RestoredDisk {
   int device_key = 0;

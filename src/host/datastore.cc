@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 
 #include "base/strings.h"
 #include "format/vmdk/create.h"
@@ -73,18 +74,33 @@ Result<std::unique_ptr<Vm>> Datastore::CreateVm(const std::string& name, const N
     if (errno == EEXIST) return AlreadyExistsError("VM " + name + " already exists");
     return PosixError("create " + dir, errno);
   }
+  // A VM that could not be made whole leaves nothing behind: not a file, not its folder.
+  auto undo = [&](const Status& s) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+    return s.WithContext("create VM " + name);
+  };
   for (size_t i = 0; i < o.disk_sizes.size(); ++i) {
     vmdk::CreateOptions co;
     co.type = vmdk::DiskType::kVmfs;
     co.capacity = o.disk_sizes[i];
     Status s = vmdk::CreateDisk(io::JoinPath(dir, DiskStem(name, i) + ".vmdk"), co);
-    if (!s.ok()) return s.WithContext("create VM " + name);
+    if (!s.ok()) return undo(s);
   }
   // The .vmx comes last: until it exists there is no VM, only files to clean up.
-  VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(
-      io::JoinPath(dir, name + ".vmx"), Vmx::New(name, o.disk_sizes.size(), false).Serialize()));
-  VMBACKUP_ASSIGN_OR_RETURN(auto vm, Vm::Open(dir));
-  if (o.cbt) VMBACKUP_RETURN_IF_ERROR(vm->EnableChangeTracking());
+  Vmx vmx = Vmx::New(name, o.disk_sizes.size(), false);
+  vmx.set_power_on_block(o.power_on_block);
+  Status s = io::WriteFileAtomic(io::JoinPath(dir, name + ".vmx"), vmx.Serialize());
+  if (!s.ok()) return undo(s);
+  auto vm = Vm::Open(dir);
+  if (!vm) return undo(vm.error());
+  if (o.cbt) {
+    s = (*vm)->EnableChangeTracking();
+    if (!s.ok()) {
+      vm->reset();
+      return undo(s);
+    }
+  }
   return vm;
 }
 

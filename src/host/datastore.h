@@ -12,6 +12,7 @@ namespace vmbackup::host {
 struct NewVmOptions {
   std::vector<uint64_t> disk_sizes;  // bytes; thin (a hole until written)
   bool cbt = false;
+  std::string power_on_block;  // set from the start (a VM being restored): see Vmx
 };
 
 class Datastore {

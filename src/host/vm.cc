@@ -148,8 +148,22 @@ std::vector<std::string> Vm::Diagnose() {
   return problems;
 }
 
+Status Vm::SetPowerOnBlock(const std::string& why) {
+  vmx_.set_power_on_block(why);
+  return SaveVmx();
+}
+
+Status Vm::ResetChangeTracking() {
+  if (!vmx_.cbt_enabled()) return Status::Ok();
+  return InvalidateChangeTracking();
+}
+
 Status Vm::PowerOn() {
   if (vmx_.powered_on()) return Status::Ok();
+  if (!vmx_.power_on_block().empty()) {
+    return FailedPreconditionError("VM " + name_ +
+                                   " may not be powered on: " + vmx_.power_on_block());
+  }
   // Every disk must open before the VM runs.
   VMBACKUP_RETURN_IF_ERROR(Disks().status());
   vmx_.set_powered_on(true);
@@ -268,6 +282,7 @@ Status Vm::AdoptSettings(std::string_view other_vmx) {
                                               "nvme",
                                               "ctk",
                                               "vmhost.powerstate",
+                                              "vmhost.poweronblocked",
                                               "checkpoint.",
                                               "filesearchpath",
                                               ".encoding"};

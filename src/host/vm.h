@@ -65,7 +65,13 @@ class Vm {
   // `vmhost vm info`; empty when everything opens.
   std::vector<std::string> Diagnose();
 
+  // kFailedPrecondition while a power-on block is set (vmx().power_on_block()).
   Status PowerOn();
+  // Sets (or, with "", clears) the power-on block.
+  Status SetPowerOnBlock(const std::string& why);
+  // Invalidates every change id of every disk (a new tracking epoch): the next backup of each
+  // disk is a full. For writes change tracking cannot see (an in-place restore).
+  Status ResetChangeTracking();
   // `hard` stands for a power loss: change tracking is invalidated, as on VMware.
   Status PowerOff(bool hard);
 

@@ -28,6 +28,16 @@ class Vmx {
   std::string uuid() const { return cf_.GetOr("uuid.bios", ""); }
   bool powered_on() const { return cf_.GetOr("vmhost.powerState", "off") == "on"; }
   void set_powered_on(bool on) { cf_.Set("vmhost.powerState", on ? "on" : "off"); }
+  // Why the VM may not be powered on (an unfinished restore left its disks mixed); empty: it
+  // may. vSphere's equivalent is AuthorizationManager.DisableMethods on PowerOnVM_Task.
+  std::string power_on_block() const { return cf_.GetOr("vmhost.powerOnBlocked", ""); }
+  void set_power_on_block(const std::string& why) {
+    if (why.empty()) {
+      cf_.RemovePrefix("vmhost.powerOnBlocked");
+    } else {
+      cf_.Set("vmhost.powerOnBlocked", why);
+    }
+  }
   bool cbt_enabled() const { return cf_.GetBool("ctkEnabled"); }
   void set_cbt_enabled(bool on);
   std::string freeze_hook() const { return cf_.GetOr("vmhost.freezeHook", ""); }

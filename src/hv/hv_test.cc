@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
 #include "hv/changed_areas.h"
+#include "hv/job_lock.h"
 
 namespace vmbackup::hv {
 namespace {
@@ -52,6 +57,9 @@ class HostileHost : public Hypervisor {
   Result<std::vector<std::string>> ListVms() override { return std::vector<std::string>{}; }
   Result<VmInfo> GetVm(std::string_view) override { return VmInfo{}; }
   Status EnableChangeTracking(const VmInfo&) override { return Status::Ok(); }
+  Status ResetChangeTracking(const VmInfo&) override { return Status::Ok(); }
+  Status SetPowerOnBlock(const VmInfo&, const std::string&) override { return Status::Ok(); }
+  Status DestroyVm(const VmInfo&) override { return Status::Ok(); }
   Result<std::vector<SnapshotRef>> ListSnapshots(const VmInfo&) override {
     return std::vector<SnapshotRef>{};
   }
@@ -80,8 +88,8 @@ class HostileHost : public Hypervisor {
                                                std::vector<std::string>*) override {
     return UnavailableError("no");
   }
-  Result<VmInfo> CreateVm(std::string_view, const std::string&,
-                          const std::vector<uint64_t>&) override {
+  Result<VmInfo> CreateVm(std::string_view, const std::string&, const std::vector<uint64_t>&,
+                          const std::string&) override {
     return VmInfo{};
   }
 };
@@ -105,6 +113,39 @@ TEST(CollectChangedAreas, PagesUntilCoveredAndRefusesABrokenHost) {
   h.mode = 4;
   EXPECT_EQ(CollectChangedAreas(h, vm, nullptr, 2000, 1000, "x").error().code(),
             ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace vmbackup::hv
+
+namespace vmbackup::hv {
+namespace {
+
+TEST(JobLock, OneJobPerVmAndTheSecondNamesTheFirst) {
+  char tmpl[] = "/tmp/vmbackup-joblock-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  ::setenv("VMBACKUP_LOCK_DIR", tmpl, 1);
+  auto first = JobLock::Acquire("vmhost:///ds", "web", "backup", 0);
+  ASSERT_TRUE(first) << first.error().ToString();
+  auto second = JobLock::Acquire("vmhost:///ds", "web", "in-place restore", 0);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code(), ErrorCode::kLocked);
+  EXPECT_NE(second.error().message().find("a backup job (pid " + std::to_string(::getpid())),
+            std::string::npos)
+      << second.error().message();
+  // Another VM, or the same name on another host, is not held.
+  EXPECT_TRUE(JobLock::Acquire("vmhost:///ds", "db", "backup", 0));
+  EXPECT_TRUE(JobLock::Acquire("vmhost:///other", "web", "backup", 0));
+  // A waiter gets the VM when the holder lets go.
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    first->reset();
+  });
+  auto waited = JobLock::Acquire("vmhost:///ds", "web", "backup", 10);
+  release.join();
+  EXPECT_TRUE(waited) << waited.error().ToString();
+  std::system((std::string("rm -rf ") + tmpl).c_str());
+  ::unsetenv("VMBACKUP_LOCK_DIR");
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ struct VmInfo {
   std::string id, name;
   PowerState power = PowerState::kOff;
   std::vector<DiskInfo> disks;
-  std::string config;  // the VM's configuration file, as the host keeps it
+  std::string config;          // the VM's configuration file, as the host keeps it
+  std::string power_on_block;  // why it may not be powered on (SetPowerOnBlock); empty: it may
 };
 
 struct SnapshotRef {
@@ -77,6 +78,13 @@ class Hypervisor {
   // kNotFound naming the VM when there is none.
   virtual Result<VmInfo> GetVm(std::string_view name) = 0;
   virtual Status EnableChangeTracking(const VmInfo& vm) = 0;
+  // Invalidates every change id of the VM's disks (vSphere: change tracking off and on again),
+  // so that every later QueryChangedDiskAreas since an earlier id answers kNotFound. Done before
+  // writes change tracking cannot see (an in-place restore).
+  virtual Status ResetChangeTracking(const VmInfo& vm) = 0;
+  // Keeps the VM from being powered on, saying why (vSphere: AuthorizationManager.DisableMethods
+  // of PowerOnVM_Task); "" allows it again. A restore sets it while disks are half written.
+  virtual Status SetPowerOnBlock(const VmInfo& vm, const std::string& why) = 0;
 
   virtual Result<std::vector<SnapshotRef>> ListSnapshots(const VmInfo& vm) = 0;
   virtual Result<SnapshotRef> CreateSnapshot(const VmInfo& vm, std::string_view name,
@@ -103,9 +111,13 @@ class Hypervisor {
                                                        std::vector<std::string>* attempts) = 0;
 
   // A new, powered-off VM with the given configuration and empty disks of these capacities
-  // (device keys 2000, 2001, ... in order).
+  // (device keys 2000, 2001, ... in order), with `power_on_block` set from the start when not
+  // empty. kAlreadyExists when the name is taken.
   virtual Result<VmInfo> CreateVm(std::string_view name, const std::string& config,
-                                  const std::vector<uint64_t>& capacities) = 0;
+                                  const std::vector<uint64_t>& capacities,
+                                  const std::string& power_on_block = "") = 0;
+  // Deletes a powered-off VM and its disks.
+  virtual Status DestroyVm(const VmInfo& vm) = 0;
 };
 
 }  // namespace vmbackup::hv

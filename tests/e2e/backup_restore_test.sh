@@ -97,7 +97,8 @@ echo "$expect_fail_inplace" | grep -q "powered on" || fail "in-place restore of 
 "$H" disk read web 0 --offset 0 --length 64M | cmp -s - p1-0.raw || fail "in-place restore: disk 0 is not P1"
 "$H" disk read web 1 --offset 0 --length 32M | cmp -s - p1-1.raw || fail "in-place restore: disk 1 is not P1"
 
-# 5. The revert invalidated the change ids: the next backup is a full and says why;
+# 5. The in-place restore reset change tracking and asked for fulls: the next backup is one
+#    and says why;
 #    --no-full-fallback refuses instead.
 "$H" vm power-on web >/dev/null
 out=$("$V" backup --source "$SRC" --vm web --no-full-fallback 2>&1) && fail "--no-full-fallback made a full"
@@ -106,7 +107,7 @@ echo "$out" | grep -q "needs a full backup" || fail "--no-full-fallback: $out"
 snapshot_disks p3
 "$V" backup --source "$SRC" --vm web --json > b3.json || fail "backup after an in-place restore"
 [ "$(field b3.json 'j["disks"][0]["mode"]')" = full ] || fail "the backup after a revert is not a full"
-field b3.json 'j["disks"][0]["full_reason"]' | grep -q "no longer knows change id" || fail "no reason for the full: $(cat b3.json)"
+field b3.json 'j["disks"][0]["full_reason"]' | grep -q "in-place restore of point" || fail "no reason for the full: $(cat b3.json)"
 check_point "$(field b3.json 'j["id"]')" p3
 
 # 5b. A hard power-off invalidates change tracking: in-place restore then writes the whole
@@ -157,9 +158,10 @@ start_and_signal() {  # SIGNAL OUT: starts a backup of big, signals it mid-run; 
   "$H" disk write big 0 --offset 64M --from rand384m >/dev/null
   "$V" backup --source "$SRC" --vm big --no-progress >"$2" 2>&1 &
   pid=$!
-  # The snapshot's delta file tells (no lock taken, no python started: fast under load).
+  # The snapshot database names the backup's snapshot once it exists (read without the VM
+  # lock or a python start: fast under load).
   for _ in $(seq 1 2000); do
-    ls ds/big | grep -- '-000001.vmdk' >/dev/null && break
+    grep -s 'vmbackup-' ds/big/big.vmsd >/dev/null && break
     sleep 0.002
   done
   kill -"$1" $pid 2>/dev/null || true

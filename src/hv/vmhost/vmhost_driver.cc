@@ -226,6 +226,7 @@ Result<VmInfo> VmhostDriver::GetVm(std::string_view name) {
   info.id = vm->vmx().uuid();
   info.power = vm->vmx().powered_on() ? PowerState::kOn : PowerState::kOff;
   info.config = vm->vmx().Serialize();
+  info.power_on_block = vm->vmx().power_on_block();
   VMBACKUP_ASSIGN_OR_RETURN(auto disks, vm->Disks());
   for (const auto& d : disks) {
     DiskInfo di;
@@ -243,6 +244,18 @@ Status VmhostDriver::EnableChangeTracking(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
   return v->EnableChangeTracking();
 }
+
+Status VmhostDriver::ResetChangeTracking(const VmInfo& vm) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  return v->ResetChangeTracking();
+}
+
+Status VmhostDriver::SetPowerOnBlock(const VmInfo& vm, const std::string& why) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
+  return v->SetPowerOnBlock(why);
+}
+
+Status VmhostDriver::DestroyVm(const VmInfo& vm) { return ds_.DeleteVm(vm.name); }
 
 Result<std::vector<SnapshotRef>> VmhostDriver::ListSnapshots(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(auto v, Open(vm));
@@ -338,10 +351,12 @@ Result<std::unique_ptr<DiskAccess>> VmhostDriver::OpenDisk(
 }
 
 Result<VmInfo> VmhostDriver::CreateVm(std::string_view name, const std::string& config,
-                                      const std::vector<uint64_t>& capacities) {
+                                      const std::vector<uint64_t>& capacities,
+                                      const std::string& power_on_block) {
   host::NewVmOptions o;
   o.disk_sizes = capacities;
   o.cbt = true;
+  o.power_on_block = power_on_block;
   {
     VMBACKUP_ASSIGN_OR_RETURN(auto vm, ds_.CreateVm(std::string(name), o));
     if (!config.empty())

@@ -35,6 +35,9 @@ class VmhostDriver final : public Hypervisor {
   Result<std::vector<std::string>> ListVms() override;
   Result<VmInfo> GetVm(std::string_view name) override;
   Status EnableChangeTracking(const VmInfo& vm) override;
+  Status ResetChangeTracking(const VmInfo& vm) override;
+  Status SetPowerOnBlock(const VmInfo& vm, const std::string& why) override;
+  Status DestroyVm(const VmInfo& vm) override;
   Result<std::vector<SnapshotRef>> ListSnapshots(const VmInfo& vm) override;
   Result<SnapshotRef> CreateSnapshot(const VmInfo& vm, std::string_view name,
                                      const SnapshotOptions& options) override;
@@ -50,7 +53,8 @@ class VmhostDriver final : public Hypervisor {
                                                OpenMode mode,
                                                std::vector<std::string>* attempts) override;
   Result<VmInfo> CreateVm(std::string_view name, const std::string& config,
-                          const std::vector<uint64_t>& capacities) override;
+                          const std::vector<uint64_t>& capacities,
+                          const std::string& power_on_block) override;
 
  private:
   VmhostDriver(std::string uri, host::Datastore ds, VmhostDriverOptions o)
