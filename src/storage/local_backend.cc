@@ -113,14 +113,15 @@ Result<bool> WriteDirect(int fd, std::span<const uint8_t> data, const std::strin
       return false;
     }
     if (w < 0) return PosixError("write " + path, errno);
-    if (size_t(w) != n) return IOError("write " + path + ": short direct write");
-    done += n;
+    done += size_t(w);
+    if (size_t(w) != n) break;  // short (the disk is filling up): the rest below says why
   }
   if (::fcntl(fd, F_SETFL, flags) != 0) return PosixError("fcntl " + path, errno);
   while (done < data.size()) {
     ssize_t w = ::pwrite(fd, data.data() + done, data.size() - done, off_t(done));
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return PosixError("write " + path, errno);
+    if (w < 0) return PosixError("write " + path, errno);  // ENOSPC: "No space left on device"
+    if (w == 0) return PosixError("write " + path, ENOSPC);
     done += size_t(w);
   }
   return true;

@@ -207,4 +207,70 @@ PY
 "$V" restore "$P5" --to-file healed.raw >/dev/null || fail "the damaged point after healing"
 cmp -s healed.raw web.raw || fail "the healed point differs"
 rm -f ign.raw healed.raw web.raw
+
+# 11. A full disk: the backup fails saying so (not "short write"), exit 1, and the earlier
+#     point still restores; once there is room the next backup succeeds.
+truncate -s 96M small.img
+mkfs.ext4 -q -F small.img
+mkdir small
+unshare -m bash -euc '
+  V=$1 SRC=$2 H=$3
+  mount -o loop small.img small
+  "$V" init --repo small/repo >/dev/null
+  "$H" vm create full --disk 128M --cbt >/dev/null
+  "$H" vm power-on full >/dev/null
+  head -c 16M /dev/urandom > f16
+  "$H" disk write full 0 --offset 0 --from f16 >/dev/null
+  "$V" backup --repo small/repo --source "$SRC" --vm full >/dev/null
+  head -c 120M /dev/urandom > f120
+  "$H" disk write full 0 --offset 0 --from f120 >/dev/null
+  rc=0
+  "$V" backup --repo small/repo --source "$SRC" --vm full >out.txt 2>err.txt || rc=$?
+  [ "$rc" = 1 ] || { echo "a backup onto a full disk exited $rc: $(cat err.txt)"; exit 1; }
+  grep -q "No space left on device" err.txt || { echo "full disk: $(cat err.txt)"; exit 1; }
+  "$V" check --repo small/repo >/dev/null || { echo "check after a full disk"; exit 1; }
+  "$V" restore --repo small/repo latest --to-file f.raw >/dev/null
+  cmp -s <(head -c 16M f.raw) f16 || { echo "the earlier point after a full disk"; exit 1; }
+  rm -f f.raw
+  "$H" disk write full 0 --offset 0 --pattern 0 --length 120M >/dev/null
+  "$H" disk write full 0 --offset 0 --from f16 >/dev/null
+  "$V" gc --repo small/repo --grace 0 >/dev/null
+  "$V" backup --repo small/repo --source "$SRC" --vm full >/dev/null \
+    || { echo "no backup once there is room"; exit 1; }
+  umount small
+' _ "$V" "$SRC" "$H" 2>&1 | tail -5 > small.txt || true
+grep -q . small.txt && fail "full disk: $(cat small.txt)"
+
+# 12. Damage anywhere in a repository is a failure (exit 1), never "bad command line" (2) and
+#     never a crash: every kind of object, truncated or with bytes flipped, under every reader.
+"$V" init --repo dmg >/dev/null
+"$H" vm create tiny --disk 8M --cbt >/dev/null
+"$H" vm power-on tiny >/dev/null
+"$H" disk write tiny 0 --offset 0 --from <(head -c 3M rand) >/dev/null
+"$V" backup --repo dmg --source "$SRC" --vm tiny >/dev/null || fail "backup into dmg"
+"$H" disk write tiny 0 --offset 5M --pattern 0x35 --length 64K >/dev/null
+"$V" backup --repo dmg --source "$SRC" --vm tiny >/dev/null || fail "backup into dmg"
+for victim in $(find dmg/config dmg/index dmg/points dmg/packs dmg/keys -type f | sort); do
+  for how in truncate flip json; do
+    rm -rf d2 && cp -a dmg d2
+    f=d2/${victim#dmg/}
+    case $how in
+      truncate) truncate -s $(( $(stat -c %s "$f") / 2 )) "$f" ;;
+      flip) python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//3]^=0x5a; open(p,'wb').write(b)" "$f" ;;
+      json) [ "${victim#dmg/config}" != "$victim" ] && sed -i 's/"chunk_size": 65536/"chunk_size": "64K"/' "$f" || continue ;;
+    esac
+    for cmd in "list" "show latest" "verify" "check" "restore latest --to-file d2.raw" \
+               "backup --source $SRC --vm tiny"; do
+      rc=0
+      timeout 120 "$V" $cmd --repo d2 >/dev/null 2>err.txt || rc=$?
+      rm -rf d2.raw .vmbackup-partial.*
+      case $rc in
+        0|1) ;;
+        *) fail "'$cmd' on $victim ($how) exited $rc: $(cat err.txt)" ;;
+      esac
+      grep -q "internal error" err.txt && fail "'$cmd' on $victim ($how): $(cat err.txt)"
+    done
+  done
+done
+rm -rf d2 dmg
 echo "ok: data safety"
