@@ -112,6 +112,18 @@ int Pwrite(void* h, const void* buf, uint32_t count, uint64_t offset, uint32_t f
   return s.ok() ? 0 : Fail(s);
 }
 
+int CanZero(void* h) { return static_cast<SharedDisk*>(h)->writable() ? 1 : 0; }
+int CanTrim(void*) { return 0; }
+
+// NBD_CMD_WRITE_ZEROES: with NBDKIT_FLAG_MAY_TRIM (the client allowed holes) the range is
+// deallocated where the disk can; otherwise zeros are written.
+int Zero(void* h, uint32_t count, uint64_t offset, uint32_t flags) {
+  auto* d = static_cast<SharedDisk*>(h);
+  Status s = d->WriteZeroes(offset, count, (flags & NBDKIT_FLAG_MAY_TRIM) != 0);
+  if (s.ok() && (flags & NBDKIT_FLAG_FUA)) s = d->Flush();
+  return s.ok() ? 0 : Fail(s);
+}
+
 int Flush(void* h, uint32_t) {
   Status s = static_cast<SharedDisk*>(h)->Flush();
   return s.ok() ? 0 : Fail(s);
@@ -154,6 +166,9 @@ struct nbdkit_plugin plugin = [] {
   p.can_multi_conn = CanMultiConn;
   p.pread = Pread;
   p.pwrite = Pwrite;
+  p.can_zero = CanZero;
+  p.can_trim = CanTrim;
+  p.zero = Zero;
   p.flush = Flush;
   p.extents = Extents;
   return p;

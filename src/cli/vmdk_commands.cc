@@ -1,5 +1,6 @@
 #include "cli/vmdk_commands.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -185,6 +186,9 @@ Status RunWrite(const WriteCmdOptions& o) {
   int byte = 0;
   if (!o.from.empty()) {
     VMBACKUP_ASSIGN_OR_RETURN(src, io::PosixFile::Open(o.from, io::OpenMode::kReadOnly));
+    struct stat st;
+    if (::fstat(src->fd(), &st) != 0 || !S_ISREG(st.st_mode))
+      return InvalidArgumentError("--from " + o.from + " must be a regular file");
     length = src->size();
   } else {
     VMBACKUP_ASSIGN_OR_RETURN(uint64_t b, ParseUint(o.pattern));

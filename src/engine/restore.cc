@@ -21,6 +21,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using WriteFn = std::function<Status(uint64_t, std::span<const uint8_t>)>;
+using ZeroFn = std::function<Status(uint64_t, uint64_t)>;
 using ReadFn = std::function<Status(uint64_t, std::span<uint8_t>)>;
 
 constexpr uint64_t kWindow = 8 << 20;
@@ -85,13 +86,14 @@ bool IsDamage(const Status& s) {
   return s.code() == ErrorCode::kCorruption || s.code() == ErrorCode::kNotFound;
 }
 
-// Writes `ranges` of the point's disk: with `sparse`, only the chunks that hold data (the
-// target reads zeros elsewhere); otherwise every byte, zeros included. With
+// Writes `ranges` of the point's disk: the chunks that hold data, and, unless `zero` is empty
+// (a new target that reads zeros already), the rest as zeros through `zero`, which deallocates
+// where the target can (a thin disk stays thin). With
 // o.ignore_damage, chunks that cannot be read from the repository are not written and are
 // added to `*damaged` instead of failing the restore.
 Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
-               const ExtentSet& ranges, bool sparse, const WriteFn& write, const RestoreOptions& o,
-               uint64_t* written, ExtentSet* damaged) {
+               const ExtentSet& ranges, const ZeroFn& zero, const WriteFn& write,
+               const RestoreOptions& o, uint64_t* written, ExtentSet* damaged) {
   std::atomic<uint64_t> bytes{0};
   std::mutex damaged_mu;
   // One range chunk by chunk, after it failed as a whole: what reads is written.
@@ -117,11 +119,12 @@ Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
   Status s = ForEachWindow(
       repo, point, disk, ranges, o, /*prefetch=*/true,
       [&](repo::PointDiskReader& r, const Extent& w, std::span<uint8_t> buf) -> Status {
-        ExtentSet parts;
-        if (sparse) {
-          VMBACKUP_ASSIGN_OR_RETURN(parts, r.Allocated(w.offset, w.length));
-        } else {
-          parts.Add(w);
+        VMBACKUP_ASSIGN_OR_RETURN(ExtentSet parts, r.Allocated(w.offset, w.length));
+        if (zero) {
+          ExtentSet holes;
+          holes.Add(w);
+          holes.Subtract(parts);
+          for (const Extent& h : holes) VMBACKUP_RETURN_IF_ERROR(zero(h.offset, h.length));
         }
         for (const Extent& e : parts) {
           std::span<uint8_t> piece = buf.subspan(0, e.length);
@@ -186,7 +189,8 @@ ExtentSet Whole(uint64_t capacity) {
   return s;
 }
 
-// Writes point disk `index` into `access` (a disk opened for writing), over `ranges`.
+// Writes point disk `index` into `access` (a disk opened for writing), over `ranges`; with
+// `sparse` the target is new (reads zeros), else what is zero in the point is zeroed too.
 Status WriteDisk(repo::Repository& repo, const repo::Point& point, size_t index,
                  hv::DiskAccess& access, const ExtentSet& ranges, bool sparse,
                  const RestoreOptions& o, RestoredDisk& out) {
@@ -196,8 +200,15 @@ Status WriteDisk(repo::Repository& repo, const repo::Point& point, size_t index,
     std::lock_guard<std::mutex> l(mu);
     return access.WriteAt(off, data);
   };
+  ZeroFn zero;
+  if (!sparse) {
+    zero = [&](uint64_t off, uint64_t len) {
+      std::lock_guard<std::mutex> l(mu);
+      return access.WriteZeroes(off, len);
+    };
+  }
   VMBACKUP_RETURN_IF_ERROR(
-      CopyOut(repo, point, index, ranges, sparse, write, o, &out.bytes_written, &out.damaged));
+      CopyOut(repo, point, index, ranges, zero, write, o, &out.bytes_written, &out.damaged));
   VMBACKUP_RETURN_IF_ERROR(access.Flush());
   if (o.verify) {
     ReadFn read = [&](uint64_t off, std::span<uint8_t> buf) {
@@ -253,7 +264,7 @@ Result<RestoreReport> RestoreToFile(repo::Repository& repo, const repo::Point& p
   d.mode = "sparse";
   d.bytes_planned = capacity;
   VMBACKUP_RETURN_IF_ERROR(
-      CopyOut(repo, point, index, Whole(capacity), true, write, o, &d.bytes_written, &d.damaged));
+      CopyOut(repo, point, index, Whole(capacity), {}, write, o, &d.bytes_written, &d.damaged));
   if (::fsync(fd) != 0) return PosixError("fsync " + path, errno);
   if (o.verify) {
     int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -159,6 +159,24 @@ Status SharedDisk::Write(uint64_t offset, std::span<const uint8_t> data) {
   return s;
 }
 
+Status SharedDisk::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim) {
+  if (mode_ == DiskOpenMode::kRead) return PermissionDeniedError("disk opened read-only");
+  VMBACKUP_RETURN_IF_ERROR(Lock(true));
+  Status s;
+  if (!RangeWithin(offset, length, size_)) {
+    s = InvalidArgumentError("zeroed range past the end of the disk");
+  } else if (ctk_) {
+    s = ctk_->Record(offset, length);
+  }
+  if (s.ok()) {
+    s = may_trim ? disk_handle_->WriteZeroes(offset, length)
+                 : disk_handle_->io::BlockWriter::WriteZeroes(offset, length);
+  }
+  top_state_ = TopLayerState();
+  Unlock();
+  return s;
+}
+
 Status SharedDisk::Flush() {
   if (mode_ == DiskOpenMode::kRead) return Status::Ok();
   VMBACKUP_RETURN_IF_ERROR(Lock(true));

@@ -37,6 +37,9 @@ class SharedDisk {
 
   Status Read(uint64_t offset, std::span<uint8_t> buf);
   Status Write(uint64_t offset, std::span<const uint8_t> data);
+  // Zeros; with `may_trim` the range may be deallocated (vmdk::Disk::WriteZeroes), else zeros
+  // are written.
+  Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim);
   Status Flush();
   // The allocation map, for NBD block status.
   Status Map(uint64_t offset, uint64_t length, std::vector<vmdk::ChainRun>* runs);

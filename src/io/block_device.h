@@ -40,6 +40,10 @@ class BlockWriter : public BlockReader {
   // (files do; disks do not).
   virtual Status WriteAt(uint64_t offset, std::span<const uint8_t> data) = 0;
 
+  // Makes [offset, offset+length) read as zeros, deallocating it where the device can (a hole
+  // in a file, discard on NBD), so a thin disk stays thin. The default writes zeros.
+  virtual Status WriteZeroes(uint64_t offset, uint64_t length);
+
   // Makes every completed write durable.
   virtual Status Flush() = 0;
 };

@@ -107,6 +107,27 @@ Status PosixFile::Truncate(uint64_t size) {
   return Status::Ok();
 }
 
+Status PosixFile::WriteZeroes(uint64_t offset, uint64_t length) {
+  if (!writable_) return PermissionDeniedError(path_ + ": opened read-only");
+  auto end = CheckedAdd(offset, length);
+  if (!end) return InvalidArgumentError(path_ + ": write offset overflows");
+  if (length == 0) return Status::Ok();
+  const uint64_t inside = std::min(*end, size_);
+  if (offset < inside) {
+    if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(offset),
+                    off_t(inside - offset)) != 0) {
+      if (errno != EOPNOTSUPP && errno != ENOSYS) {
+        return PosixError(
+            StrFormat("%s: punch a hole at %llu", path_.c_str(), (unsigned long long)offset),
+            errno);
+      }
+      VMBACKUP_RETURN_IF_ERROR(BlockWriter::WriteZeroes(offset, inside - offset));
+    }
+  }
+  if (*end > size_) VMBACKUP_RETURN_IF_ERROR(Truncate(*end));  // the tail: a hole
+  return Status::Ok();
+}
+
 Result<ExtentSet> PosixFile::AllocatedExtents(uint64_t offset, uint64_t length) {
   ExtentSet out;
   uint64_t end = offset + std::min(length, size_ > offset ? size_ - offset : 0);
@@ -129,14 +150,31 @@ Result<ExtentSet> PosixFile::AllocatedExtents(uint64_t offset, uint64_t length) 
 }
 
 Result<std::string> ReadSmallFile(const std::string& path, uint64_t max_size) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto f, PosixFile::Open(path, OpenMode::kReadOnly));
-  if (f->size() > max_size) {
-    return InvalidArgumentError(StrFormat("%s: %llu bytes, more than the %llu allowed",
-                                          path.c_str(), (unsigned long long)f->size(),
-                                          (unsigned long long)max_size));
+  // Read to the end, not to the size fstat gives: a pipe (`--from <(...)`) has none.
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return PosixError("open " + path, errno);
+  std::string s;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status err = PosixError("read " + path, errno);
+      ::close(fd);
+      return err;
+    }
+    if (n == 0) break;
+    if (s.size() + size_t(n) > max_size) {
+      ::close(fd);
+      return InvalidArgumentError(StrFormat("%s: more than the %llu bytes allowed", path.c_str(),
+                                            (unsigned long long)max_size));
+    }
+    s.append(buf, size_t(n));
   }
-  std::string s(f->size(), '\0');
-  VMBACKUP_RETURN_IF_ERROR(f->ReadAt(0, {reinterpret_cast<uint8_t*>(s.data()), s.size()}));
+  ::close(fd);
   return s;
 }
 

@@ -29,6 +29,9 @@ class PosixFile final : public BlockWriter {
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override;
   // Writes may extend the file.
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override;
+  // Punches a hole (the range stays inside the file's size; past it the file grows sparse);
+  // writes zeros where the file system cannot punch.
+  Status WriteZeroes(uint64_t offset, uint64_t length) override;
   Status Flush() override;
   // Holes (SEEK_HOLE) are reported as unallocated.
   Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override;

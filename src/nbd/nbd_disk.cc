@@ -78,6 +78,22 @@ Status NbdDisk::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
   return Status::Ok();
 }
 
+Status NbdDisk::WriteZeroes(uint64_t offset, uint64_t length) {
+  if (!RangeWithin(offset, length, size_))
+    return InvalidArgumentError("zeroed range past the end of " + uri_);
+  if (nbd_can_zero(h_) != 1) return io::BlockWriter::WriteZeroes(offset, length);
+  constexpr uint64_t kMaxZero = 1ull << 30;
+  for (uint64_t done = 0; done < length;) {
+    uint64_t n = std::min(kMaxZero, length - done);
+    if (nbd_zero(h_, n, offset + done, 0) == -1) {
+      return Error(StrFormat("zero %llu bytes at %llu", (unsigned long long)n,
+                             (unsigned long long)(offset + done)));
+    }
+    done += n;
+  }
+  return Status::Ok();
+}
+
 Status NbdDisk::Flush() {
   if (nbd_can_flush(h_) == 1 && nbd_flush(h_, 0) == -1) return Error("flush");
   return Status::Ok();

@@ -33,6 +33,9 @@ class NbdDisk final : public io::BlockWriter {
   bool read_only() const { return read_only_; }
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override;
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override;
+  // NBD_CMD_WRITE_ZEROES, letting the server punch holes (no NO_HOLE flag); writes zeros when
+  // the export cannot zero.
+  Status WriteZeroes(uint64_t offset, uint64_t length) override;
   Status Flush() override;
   // From NBD block status (base:allocation); everything when the server cannot say.
   Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override;

@@ -241,6 +241,26 @@ unshare -m bash -euc '
 ' _ "$V" "$SRC" "$H" 2>&1 | tail -5 > small.txt || true
 grep -q . small.txt && fail "full disk: $(cat small.txt)"
 
+# 13. In-place restores keep thin disks thin: what is zero in the point becomes a hole, on the
+#     changed-areas path and on the whole-disk path (after a hard power-off).
+"$H" vm create thin --disk 128M --cbt >/dev/null
+"$H" vm power-on thin >/dev/null
+"$H" disk write thin 0 --offset 0 --from <(head -c 3M rand) >/dev/null
+"$V" backup --source "$SRC" --vm thin --json > t1.json || fail "backup thin"
+T1=$(field t1.json 'j["id"]')
+"$H" disk read thin 0 --offset 0 --length 128M > t1.raw
+allocated() { echo $(( $(stat -c %b ds/thin/thin-flat.vmdk) * 512 / 1048576 )); }
+for path in "changed areas" "whole disk"; do
+  "$H" disk write thin 0 --offset 8M --from <(head -c 96M /dev/urandom) >/dev/null
+  [ "$(allocated)" -ge 96 ] || fail "the guest's writes did not allocate ($(allocated) MiB)"
+  if [ "$path" = "whole disk" ]; then "$H" vm power-off thin --hard >/dev/null; else "$H" vm power-off thin >/dev/null; fi
+  "$V" restore "$T1" --in-place --source "$SRC" --verify --json > tr.json || fail "in-place ($path)"
+  [ "$(field tr.json 'j["disks"][0]["mode"]')" = "$path" ] || fail "mode: $(cat tr.json)"
+  "$H" disk read thin 0 --offset 0 --length 128M | cmp -s - t1.raw || fail "in-place ($path) differs"
+  [ "$(allocated)" -le 8 ] || fail "the $path in-place restore left $(allocated) MiB allocated for 3 MiB of data"
+  "$H" vm power-on thin >/dev/null
+done
+
 # 12. Damage anywhere in a repository is a failure (exit 1), never "bad command line" (2) and
 #     never a crash: every kind of object, truncated or with bytes flipped, under every reader.
 "$V" init --repo dmg >/dev/null

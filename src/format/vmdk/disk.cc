@@ -173,6 +173,34 @@ Result<ExtentSet> Disk::AllocatedExtents(uint64_t offset, uint64_t length) {
   return out;
 }
 
+Status Disk::WriteZeroes(uint64_t offset, uint64_t length) {
+  if (!writable_) return PermissionDeniedError(name() + ": disk opened read-only");
+  if (!RangeWithin(offset, length, size()))
+    return InvalidArgumentError(name() + ": zeroed range past the end of the disk");
+  if (layers_.size() > 1) return io::BlockWriter::WriteZeroes(offset, length);  // hide the parent
+  for (uint64_t pos = offset; pos < offset + length;) {
+    LayerExtent& e = layers_[0]->ExtentAt(pos);
+    const uint64_t in = pos - e.start;
+    const uint64_t n = std::min(offset + length, e.start + e.extent->size()) - pos;
+    Status s = e.extent->Deallocate(in, n);
+    if (s.code() == ErrorCode::kNotSupported) {
+      s = io::BlockWriter::WriteZeroes(pos, n);
+    } else if (s.ok() && !cid_updated_) {
+      // Zeroing changes the content: the CID moves as on a write (WriteAt does it there).
+      std::random_device rd;
+      uint32_t cid;
+      do {
+        cid = uint32_t(rd());
+      } while (cid == kNoParentCid || cid == 0xfffffffe || cid == layers_[0]->descriptor().cid);
+      VMBACKUP_RETURN_IF_ERROR(layers_[0]->UpdateCid(cid));
+      cid_updated_ = true;
+    }
+    VMBACKUP_RETURN_IF_ERROR(s);
+    pos += n;
+  }
+  return Status::Ok();
+}
+
 Status Disk::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
   if (!writable_) return PermissionDeniedError(name() + ": disk opened read-only");
   if (!RangeWithin(offset, data.size(), size())) {

@@ -50,6 +50,9 @@ class Disk final : public io::BlockWriter {
   // On the first write the top layer gets a new CID (as VMware and QEMU do), so children
   // made from an older state of it no longer open without --ignore-cid.
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override;
+  // Zeros: on a layer with no parent, flat extents get holes (a thin disk stays thin); where
+  // the layer has a parent, or the extent cannot deallocate, zeros are written.
+  Status WriteZeroes(uint64_t offset, uint64_t length) override;
   Status Flush() override;
   // Data and zero runs of any layer count as allocated (zero runs hide the parent).
   Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override;

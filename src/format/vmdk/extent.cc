@@ -32,6 +32,10 @@ Status ExtentBackend::Write(uint64_t, std::span<const uint8_t>) {
   return NotSupportedError("extent of kind " + format().kind + " is read-only");
 }
 
+Status ExtentBackend::Deallocate(uint64_t, uint64_t) {
+  return NotSupportedError("extent of kind " + format().kind + " cannot deallocate");
+}
+
 Status ZeroExtent::Map(uint64_t offset, uint64_t length, std::vector<BlockRun>* runs) {
   AppendRun(runs, offset, length, BlockState::kZero);
   return Status::Ok();
@@ -75,6 +79,11 @@ Status FlatExtent::Read(uint64_t offset, std::span<uint8_t> buf) {
 Status FlatExtent::Write(uint64_t offset, std::span<const uint8_t> data) {
   if (!writable_) return PermissionDeniedError(file_->name() + ": extent is read-only");
   return file_->WriteAt(file_offset_ + offset, data);
+}
+
+Status FlatExtent::Deallocate(uint64_t offset, uint64_t length) {
+  if (!writable_) return PermissionDeniedError(file_->name() + ": extent is read-only");
+  return file_->WriteZeroes(file_offset_ + offset, length);
 }
 
 }  // namespace vmbackup::vmdk

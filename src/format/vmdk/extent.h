@@ -59,6 +59,9 @@ class ExtentBackend {
   virtual uint64_t grain_bytes() const { return 0; }
   virtual bool writable() const { return false; }
   virtual Status Write(uint64_t offset, std::span<const uint8_t> data);
+  // Makes [offset, offset+length) hold nothing, so that it reads as zeros with no parent below
+  // (a hole). kNotSupported where the extent cannot (the caller writes zeros instead).
+  virtual Status Deallocate(uint64_t offset, uint64_t length);
   virtual Status Flush() { return Status::Ok(); }
 
   virtual ExtentFormat format() const = 0;
@@ -89,6 +92,7 @@ class FlatExtent final : public ExtentBackend {
   Status Read(uint64_t offset, std::span<uint8_t> buf) override;
   bool writable() const override { return writable_; }
   Status Write(uint64_t offset, std::span<const uint8_t> data) override;
+  Status Deallocate(uint64_t offset, uint64_t length) override;  // punches a hole
   Status Flush() override { return file_->Flush(); }
   ExtentFormat format() const override { return {"flat", 0, 0}; }
 

@@ -60,6 +60,9 @@ class SanDisk final : public DiskAccess {
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
     return disk_->Write(offset, data);
   }
+  Status WriteZeroes(uint64_t offset, uint64_t length) override {
+    return disk_->WriteZeroes(offset, length, /*may_trim=*/true);
+  }
   Status Flush() override { return disk_->Flush(); }
   Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override {
     std::vector<vmdk::ChainRun> runs;
@@ -115,6 +118,9 @@ class NbdAccess final : public DiskAccess {
   }
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
     return disk_->WriteAt(offset, data);
+  }
+  Status WriteZeroes(uint64_t offset, uint64_t length) override {
+    return disk_->WriteZeroes(offset, length);
   }
   Status Flush() override { return disk_->Flush(); }
   Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override {
