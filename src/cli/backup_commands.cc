@@ -220,6 +220,7 @@ json RestoreJson(const engine::RestoreReport& r) {
                      {"why_whole", d.why_whole},
                      {"bytes_planned", d.bytes_planned},
                      {"bytes_written", d.bytes_written},
+                     {"bytes_zeroed", d.bytes_zeroed},
                      {"verified", d.verified},
                      {"damaged", DamagedJson(d.damaged)},
                      {"seconds", d.seconds}});
@@ -235,11 +236,12 @@ void PrintRestore(FILE* out, const engine::RestoreReport& r) {
   std::fprintf(out, "restored point %s to %s\n", r.point.c_str(), r.target.c_str());
   for (const auto& n : r.notes) std::fprintf(out, "  note: %s\n", n.c_str());
   for (const auto& d : r.disks) {
-    std::fprintf(out, "  disk %d (%s) -> %s%s: %s, wrote %s of %s considered%s; %.2f s (%s)\n",
+    std::fprintf(out, "  disk %d (%s) -> %s%s: %s, wrote %s%s of %s considered%s; %.2f s (%s)\n",
                  d.device_key, HumanBytes(d.capacity).c_str(), d.target.c_str(),
                  d.transport.empty() ? "" : (" via " + d.transport).c_str(), d.mode.c_str(),
-                 HumanBytes(d.bytes_written).c_str(), HumanBytes(d.bytes_planned).c_str(),
-                 d.verified ? ", verified" : "", d.seconds,
+                 HumanBytes(d.bytes_written).c_str(),
+                 d.bytes_zeroed ? (" and zeroed " + HumanBytes(d.bytes_zeroed)).c_str() : "",
+                 HumanBytes(d.bytes_planned).c_str(), d.verified ? ", verified" : "", d.seconds,
                  Rate(d.bytes_written, d.seconds).c_str());
     for (const Extent& e : d.damaged) {
       std::fprintf(out, "    DAMAGED, not restored: bytes %llu+%llu\n",

@@ -93,8 +93,9 @@ bool IsDamage(const Status& s) {
 // added to `*damaged` instead of failing the restore.
 Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
                const ExtentSet& ranges, const ZeroFn& zero, const WriteFn& write,
-               const RestoreOptions& o, uint64_t* written, ExtentSet* damaged) {
-  std::atomic<uint64_t> bytes{0};
+               const RestoreOptions& o, uint64_t* written, ExtentSet* damaged,
+               uint64_t* zeroed = nullptr) {
+  std::atomic<uint64_t> bytes{0}, zero_bytes{0};
   std::mutex damaged_mu;
   // One range chunk by chunk, after it failed as a whole: what reads is written.
   auto salvage = [&](repo::PointDiskReader& r, const Extent& e, std::span<uint8_t> buf) -> Status {
@@ -124,7 +125,10 @@ Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
           ExtentSet holes;
           holes.Add(w);
           holes.Subtract(parts);
-          for (const Extent& h : holes) VMBACKUP_RETURN_IF_ERROR(zero(h.offset, h.length));
+          for (const Extent& h : holes) {
+            VMBACKUP_RETURN_IF_ERROR(zero(h.offset, h.length));
+            zero_bytes += h.length;
+          }
         }
         for (const Extent& e : parts) {
           std::span<uint8_t> piece = buf.subspan(0, e.length);
@@ -140,6 +144,7 @@ Status CopyOut(repo::Repository& repo, const repo::Point& point, size_t disk,
         return Status::Ok();
       });
   *written = bytes;
+  if (zeroed) *zeroed = zero_bytes;
   return s;
 }
 
@@ -207,8 +212,8 @@ Status WriteDisk(repo::Repository& repo, const repo::Point& point, size_t index,
       return access.WriteZeroes(off, len);
     };
   }
-  VMBACKUP_RETURN_IF_ERROR(
-      CopyOut(repo, point, index, ranges, zero, write, o, &out.bytes_written, &out.damaged));
+  VMBACKUP_RETURN_IF_ERROR(CopyOut(repo, point, index, ranges, zero, write, o, &out.bytes_written,
+                                   &out.damaged, &out.bytes_zeroed));
   VMBACKUP_RETURN_IF_ERROR(access.Flush());
   if (o.verify) {
     ReadFn read = [&](uint64_t off, std::span<uint8_t> buf) {

@@ -35,7 +35,8 @@ struct RestoredDisk {
   std::string mode;            // "sparse" (data only), "changed areas", "whole disk"
   std::string why_whole;       // in place: why CBT could not narrow the write
   uint64_t bytes_planned = 0;  // the ranges considered
-  uint64_t bytes_written = 0;
+  uint64_t bytes_written = 0;  // data
+  uint64_t bytes_zeroed = 0;   // zeros, written as holes where the target can
   bool verified = false;
   double seconds = 0;
   ExtentSet damaged;  // with ignore_damage: ranges the repository could not give, not written
