@@ -95,16 +95,29 @@ Result<ExtentLine> ParseExtentLine(std::string_view line, size_t n) {
   return e;
 }
 
+// QEMU reads a CID with sscanf("%x") into 32 bits: any number of hex digits, the value kept
+// modulo 2^32 (saturating at 2^64 - 1 first, as strtoul does). Xen Orchestra writes decimal
+// CIDs of up to 10 digits, which read that way too; we read them as qemu-img does.
 Result<uint32_t> ParseCid(std::string_view value, size_t n, const char* field) {
   std::string_view v = value;
   if (v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) v.remove_prefix(2);
-  if (v.empty() || v.size() > 8) {
-    return LineError(n, std::string(field) + " " + Quoted(value) + " is not a 32-bit hex number");
+  if (v.empty() || v.size() > 64) {
+    return LineError(n, std::string(field) + " " + Quoted(value) + " is not a hex number");
   }
-  Result<uint64_t> x = ParseUint("0x" + std::string(v));
-  if (!x)
-    return LineError(n, std::string(field) + " " + Quoted(value) + " is not a 32-bit hex number");
-  return uint32_t(*x);
+  uint64_t x = 0;
+  bool saturated = false;
+  for (char c : v) {
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                   : -1;
+    if (d < 0) {
+      return LineError(n, std::string(field) + " " + Quoted(value) + " is not a hex number");
+    }
+    if (x > (UINT64_MAX - uint64_t(d)) / 16) saturated = true;
+    x = x * 16 + uint64_t(d);
+  }
+  return saturated ? UINT32_MAX : uint32_t(x);
 }
 
 bool IsExtentLine(std::string_view line) {

@@ -121,8 +121,16 @@ TEST(Descriptor, ErrorsNameLineAndField) {
   ExpectError(head + "RW 10 FLAT \"x\" \"\"\"dk\" 0\n", "extent offset '' is not a number");
   ExpectError(head + "RW 99999999999999999 VMFS \"x\"\n", "larger than 256 TiB");
   ExpectError(head + "RW 549755813888 VMFS \"x\"\nRW 1 VMFS \"x\"\n", "more than 256 TiB");
-  ExpectError(head + "CID=xyz\nRW 1 VMFS \"x\"\n", "line 3: CID 'xyz' is not a 32-bit hex number");
-  ExpectError(head + "parentCID=123456789\nRW 1 VMFS \"x\"\n", "parentCID");
+  ExpectError(head + "CID=xyz\nRW 1 VMFS \"x\"\n", "line 3: CID 'xyz' is not a hex number");
+  ExpectError(head + "parentCID=12345678g\nRW 1 VMFS \"x\"\n", "parentCID");
+  // Xen Orchestra's decimal CIDs read as QEMU reads them: hex, modulo 2^32.
+  auto xo = ParseDescriptor(head + "CID=899822576\nparentCID=ffffffff\nRW 1 VMFS \"x\"\n");
+  ASSERT_TRUE(xo) << xo.error().ToString();
+  EXPECT_EQ(xo->cid, 0x99822576u);
+  EXPECT_FALSE(xo->has_parent());
+  auto huge = ParseDescriptor(head + "CID=123456789012345678901\nRW 1 VMFS \"x\"\n");
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->cid, 0xffffffffu);  // strtoul saturates
   ExpectError(head + "just words\n", "line 3: expected 'key=value'");
   ExpectError(head + "ddb.x = \"open\n", "no closing quote");
   ExpectError("version=7\ncreateType=\"vmfs\"\nRW 1 VMFS \"x\"\n", "line 1: version '7'");

@@ -83,13 +83,16 @@ Result<SparseLayout> ReadHostedSparseLayout(io::BlockReader& file, SparseHeader*
   l.gd_sector = h.gd_offset;
   l.rgd_sector = (h.flags & kFlagRedundantGd) ? h.rgd_offset : 0;
   l.gd_entries = DivRoundUp(h.capacity, h.grain_size * kGtesPerGt);
-  // Grains live at or after overHead; a stream's grain markers also come after it.
-  l.first_grain_sector = h.over_head;
   l.header_sectors = 1;
   if (h.descriptor_offset != 0 && h.descriptor_offset < (uint64_t(1) << 32) &&
       h.descriptor_size < (uint64_t(1) << 32)) {
     l.header_sectors = std::max<uint64_t>(1, h.descriptor_offset + h.descriptor_size);
   }
+  // Grains live at or after overHead. A stream is read through its markers and tables, and
+  // writers disagree on overHead there (Xen Orchestra's 2022 writer says 7 and puts the first
+  // grain at sector 2, which qemu-img reads): only the header and the embedded descriptor are
+  // off limits.
+  l.first_grain_sector = compressed ? l.header_sectors : h.over_head;
   l.zeroed_grain_entries = (h.flags & kFlagZeroedGrainGte) != 0;
   l.compressed = compressed;
   l.markers = (h.flags & kFlagMarkers) != 0;
