@@ -86,6 +86,77 @@ Result<int64_t> ParseDuration(std::string_view text) {
   return int64_t(*n) * unit;
 }
 
+Result<int64_t> ParseTimeOrAge(std::string_view text, int64_t now) {
+  const std::string t(Trim(text));
+  auto bad = [&] {
+    return InvalidArgumentError(
+        "invalid time '" + t +
+        "': expected a date or date and time (2026-11-22, 2026-11-22T08:30:00Z, "
+        "2026-11-22T08:30+02:00) or an age (7d, 12h, 30m)");
+  };
+  if (!t.empty() && t.find('-') == std::string::npos) {
+    auto age = ParseDuration(t);
+    if (!age) return bad();
+    return now - *age;
+  }
+  // YYYY-MM-DD, then optionally [T ]HH:MM[:SS[.fraction]], then optionally Z or +-HH[:]MM.
+  int y, mo, d, h = 0, mi = 0, sec = 0, used = 0;
+  if (std::sscanf(t.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 || used != 10) return bad();
+  size_t i = 10;
+  if (i < t.size() && (t[i] == 'T' || t[i] == 't' || t[i] == ' ')) {
+    int n = 0;
+    if (std::sscanf(t.c_str() + i + 1, "%2d:%2d%n", &h, &mi, &n) != 2 || n != 5) return bad();
+    i += 1 + size_t(n);
+    if (i < t.size() && t[i] == ':') {
+      if (std::sscanf(t.c_str() + i + 1, "%2d%n", &sec, &n) != 1 || n != 2) return bad();
+      i += 3;
+      if (i < t.size() && t[i] == '.') {
+        ++i;
+        while (i < t.size() && t[i] >= '0' && t[i] <= '9') ++i;
+      }
+    }
+  }
+  int64_t offset = 0;
+  if (i < t.size()) {
+    if ((t[i] == 'Z' || t[i] == 'z') && i + 1 == t.size()) {
+      ++i;
+    } else if (t[i] == '+' || t[i] == '-') {
+      int oh = 0, om = 0, n = 0;
+      const char* z = t.c_str() + i + 1;
+      if (std::sscanf(z, "%2d:%2d%n", &oh, &om, &n) == 2 && n == 5) {
+      } else if (std::sscanf(z, "%2d%2d%n", &oh, &om, &n) == 2 && n == 4) {
+      } else if (std::sscanf(z, "%2d%n", &oh, &n) == 1 && n == 2) {
+      } else {
+        return bad();
+      }
+      if (oh > 23 || om > 59) return bad();
+      offset = (t[i] == '+' ? 1 : -1) * (int64_t(oh) * 3600 + om * 60);
+      i += 1 + size_t(n);
+    }
+  }
+  if (i != t.size() || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    return bad();
+  struct tm tm = {};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  const time_t utc = timegm(&tm);
+  if (tm.tm_mday != d) return bad();  // timegm normalized an impossible date (Feb 30)
+  return int64_t(utc) - offset;
+}
+
+std::string UtcRfc3339(int64_t seconds) {
+  time_t t = time_t(seconds);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 Result<uint64_t> ParseSize(std::string_view text) {
   std::string_view t = Trim(text);
   size_t i = 0;

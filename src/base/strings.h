@@ -22,6 +22,13 @@ Result<uint64_t> ParseSize(std::string_view text);
 // Errors: kInvalidArgument naming the text.
 Result<int64_t> ParseDuration(std::string_view text);
 
+// A point in time as Unix seconds, from either an ISO 8601 date or date and time ("2026-11-22",
+// "2026-11-22T08:30", "2026-11-22 08:30:15Z", "2026-11-22T08:30:00+02:00"; no zone means UTC)
+// or an age ("7d", "12h": `now` minus that, ParseDuration). Anything else is kInvalidArgument.
+Result<int64_t> ParseTimeOrAge(std::string_view text, int64_t now);
+// "2026-11-22T08:30:00Z" for Unix seconds.
+std::string UtcRfc3339(int64_t seconds);
+
 // Parses a decimal or (with 0x) hexadecimal unsigned integer, the whole text.
 Result<uint64_t> ParseUint(std::string_view text);
 

@@ -84,3 +84,32 @@ TEST(Strings, IsAllZero) {
 
 }  // namespace
 }  // namespace vmbackup
+
+namespace vmbackup {
+namespace {
+
+TEST(ParseTimeOrAge, DatesTimesOffsetsAndAges) {
+  const int64_t day = 1795305600;  // 2026-11-22T00:00:00Z
+  EXPECT_EQ(*ParseTimeOrAge("2026-11-22", 0), day);
+  EXPECT_EQ(*ParseTimeOrAge("2026-11-22T08:30", 0), day + 8 * 3600 + 30 * 60);
+  EXPECT_EQ(*ParseTimeOrAge("2026-11-22 08:30:15Z", 0), day + 8 * 3600 + 30 * 60 + 15);
+  EXPECT_EQ(*ParseTimeOrAge("2026-11-22T08:30:15.123456Z", 0), day + 8 * 3600 + 30 * 60 + 15);
+  EXPECT_EQ(*ParseTimeOrAge("2026-11-22T08:30:00+02:00", 0), day + 6 * 3600 + 30 * 60);
+  EXPECT_EQ(*ParseTimeOrAge("2026-11-22T08:30:00-0130", 0), day + 10 * 3600);
+  EXPECT_EQ(*ParseTimeOrAge("7d", day), day - 7 * 86400);
+  EXPECT_EQ(*ParseTimeOrAge("12h", day), day - 12 * 3600);
+  EXPECT_EQ(UtcRfc3339(day + 61), "2026-11-22T00:01:01Z");
+  // Anything else is an error, never "no filter".
+  for (const char* bad :
+       {"", "yesterday", "2026-13-01", "2026-02-30", "2026-11-22T25:00", "2026-11-22X",
+        "22/11/2026", "7x", "2026-11-22T08:30+25:00", "2026-11-2"}) {
+    auto r = ParseTimeOrAge(bad, day);
+    EXPECT_FALSE(r) << bad;
+    if (!r) {
+      EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace vmbackup

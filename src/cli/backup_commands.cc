@@ -300,7 +300,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "backup"));
     CatchSignals();
     engine::BackupReport report;
-    const bool tty = o->progress && !o->repo.json && ::isatty(2);
+    const bool tty = o->progress && !Flags().json && Flags().verbosity > 0 && ::isatty(2);
     auto started = std::chrono::steady_clock::now();
     engine::ProgressFn progress;
     if (tty) {
@@ -321,7 +321,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
         &report.point);
     if (tty) std::fprintf(stderr, "\n");
     VMBACKUP_RETURN_IF_ERROR(s);
-    if (o->repo.json) {
+    if (Flags().json) {
       std::printf("%s\n", BackupJson(report).dump(2).c_str());
     } else {
       PrintBackup(report);
@@ -414,7 +414,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
                    "and was not restored (listed below); everything else was\n",
                    HumanBytes(damaged).c_str());
     }
-    if (o->repo.json) {
+    if (Flags().json) {
       std::fprintf(out, "%s\n", RestoreJson(report).dump(2).c_str());
     } else {
       PrintRestore(out, report);

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"vmbackup: image-level virtual machine backup and restore"};
   app.require_subcommand(1);
   int exit_code = vmbackup::cli::kExitOk;
+  vmbackup::cli::AddGlobalFlags(app, VMBACKUP_VERSION);
   vmbackup::cli::AddVmdkCommands(app, &exit_code);
   vmbackup::cli::AddRepoCommands(app, &exit_code);
   vmbackup::cli::AddBackupCommands(app, &exit_code);

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <exception>
 #include <vector>
@@ -14,8 +16,38 @@
 
 namespace vmbackup::cli {
 
+GlobalFlags& Flags() {
+  static GlobalFlags flags;
+  return flags;
+}
+
+namespace {
+const char* g_prog = "vmbackup";
+}
+
+void AddGlobalFlags(CLI::App& app, const std::string& version) {
+  app.fallthrough();
+  app.set_version_flag("--version", version);
+  app.add_flag("--json", Flags().json, "machine-readable output");
+  app.add_flag_callback(
+      "-q,--quiet", [] { Flags().verbosity = 0; },
+      "print nothing but errors (no progress, no notes)");
+  app.add_flag_callback(
+      "-v,--verbose", [] { Flags().verbosity = 2; }, "say more");
+}
+
+void Note(const char* fmt, ...) {
+  if (Flags().verbosity == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  std::fprintf(stderr, "%s: ", g_prog);
+  std::vfprintf(stderr, fmt, ap);
+  std::fprintf(stderr, "\n");
+  va_end(ap);
+}
+
 int ReportError(const Status& s) {
-  std::fprintf(stderr, "vmbackup: %s\n", s.message().c_str());
+  std::fprintf(stderr, "%s: %s\n", g_prog, s.message().c_str());
   switch (s.code()) {
     case ErrorCode::kInvalidArgument: return kExitUsage;
     case ErrorCode::kLocked: return kExitLocked;
@@ -105,7 +137,108 @@ Status CopyDiskRange(vmdk::Disk& disk, uint64_t offset, uint64_t length, StreamS
   return out.Finish();
 }
 
+namespace {
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// ", did you mean 'X'?" for the closest candidate within two edits (or a prefix), else "".
+std::string Suggest(const std::string& word, const std::vector<std::string>& candidates,
+                    const std::string& dashes) {
+  std::string best;
+  size_t best_d = 3;
+  for (const auto& c : candidates) {
+    size_t d = c.rfind(word, 0) == 0 ? 1 : EditDistance(word, c);
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  return best.empty() ? "" : "; did you mean '" + dashes + best + "'?";
+}
+
+// Names unknown options and commands before CLI11 parses, so a typo is what the user hears
+// about (CLI11 would first complain that a required option is missing, or that an argument was
+// "not expected").
+Status CheckWords(CLI::App& app, int argc, char** argv, const char* prog) {
+  std::vector<CLI::App*> chain = {&app};
+  std::string path = prog;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    std::vector<const CLI::Option*> options;
+    for (CLI::App* a : chain)
+      for (const CLI::Option* opt : a->get_options()) options.push_back(opt);
+    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
+      const std::string name = arg.substr(2, arg.find('=') - 2);
+      const CLI::Option* found = nullptr;
+      std::vector<std::string> names;
+      for (const CLI::Option* opt : options) {
+        for (const auto& l : opt->get_lnames()) {
+          names.push_back(l);
+          if (l == name) found = opt;
+        }
+      }
+      if (!found) {
+        return InvalidArgumentError("'" + path + "' has no option --" + name +
+                                    Suggest(name, names, "--") + " (see " + path + " --help)");
+      }
+      if (arg.find('=') == std::string::npos && found->get_expected_min() > 0) ++i;  // its value
+      continue;
+    }
+    if (arg.size() > 1 && arg[0] == '-' && !(arg[1] >= '0' && arg[1] <= '9')) {
+      const std::string name = arg.substr(1, 1);
+      const CLI::Option* found = nullptr;
+      for (const CLI::Option* opt : options)
+        for (const auto& s : opt->get_snames())
+          if (s == name) found = opt;
+      if (!found) return InvalidArgumentError("'" + path + "' has no option -" + name);
+      if (arg.size() == 2 && found->get_expected_min() > 0) ++i;
+      continue;
+    }
+    // A word: a subcommand of the innermost command, or one of its positional values.
+    CLI::App* cur = chain.back();
+    auto subs = cur->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) continue;
+    CLI::App* next = nullptr;
+    std::vector<std::string> names;
+    for (CLI::App* s : subs) {
+      names.push_back(s->get_name());
+      if (s->check_name(arg)) next = s;
+    }
+    if (next) {
+      chain.push_back(next);
+      path += " " + next->get_name();
+      continue;
+    }
+    bool takes_words = false;
+    for (const CLI::Option* opt : cur->get_options())
+      takes_words = takes_words || opt->get_positional();
+    if (!takes_words) {
+      return InvalidArgumentError("unknown command '" + arg + "' for '" + path + "'" +
+                                  Suggest(arg, names, "") + " (see " + path + " --help)");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 int RunApp(CLI::App& app, int argc, char** argv, const int& exit_code, const char* prog) {
+  g_prog = prog;
+  if (Status words = CheckWords(app, argc, argv, prog); !words.ok()) return ReportError(words);
   // Everything the tools create (repository objects, restored images, the files qemu-img writes
   // for them, the catalog) is private to the user whatever the umask, as restic does; the code
   // asks for 0600/0700 too, this covers the programs it runs.

@@ -24,6 +24,19 @@ inline constexpr int kExitNoRepository = 10;
 inline constexpr int kExitWrongKey = 11;  // no key, or a wrong one
 inline constexpr int kExitInterrupted = 130;
 
+// Flags both programs take before or after the subcommand: --json, -q/--quiet, -v/--verbose
+// (and --version).
+struct GlobalFlags {
+  bool json = false;
+  int verbosity = 1;  // 0: -q (errors only, no progress), 1: normal, 2: -v
+};
+GlobalFlags& Flags();
+// Adds those flags to `app`, and lets every subcommand take them (CLI11 fallthrough). Call
+// before adding subcommands.
+void AddGlobalFlags(CLI::App& app, const std::string& version);
+// Notes for the user on stderr ("vmbackup: removed a stale lock ..."): silent with -q.
+void Note(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
 // Prints "vmbackup: <message>" to stderr and returns the exit code for `s`.
 int ReportError(const Status& s);
 

@@ -25,7 +25,6 @@ void AddRepoOptions(CLI::App* c, RepoOpts& o) {
                 "file holding the passphrase (or VMBACKUP_PASSPHRASE)");
   c->add_option("--password-command", o.password_command,
                 "command that prints the passphrase (run by /bin/sh)");
-  c->add_flag("--json", o.json, "machine-readable output");
   c->add_flag("--no-lock", o.no_lock,
               "take no lock (a read-only repository); for commands that only read");
 }
@@ -165,25 +164,26 @@ Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::R
   const std::string old = dir + "/catalog.db";
   if (io::PathExists(old) && ::access(dir.c_str(), W_OK) == 0) {
     for (const char* suffix : {"", "-wal", "-shm"}) ::unlink((old + suffix).c_str());
-    std::fprintf(stderr,
-                 "vmbackup: removed the old catalog.db from the repository (the catalog "
-                 "now lives in the cache folder)\n");
+    Note(
+        "removed the old catalog.db from the repository (the catalog now lives in the cache "
+        "folder)");
   }
   const std::string cache = CacheDir();
   std::string path = ":memory:";
   if (!cache.empty() && MakePrivateDirs(cache + "/" + r.id())) {
     path = cache + "/" + r.id() + "/catalog.db";
   } else {
-    std::fprintf(stderr,
-                 "vmbackup: no writable cache folder (%s): the catalog is kept in memory for "
-                 "this command only (set VMBACKUP_CACHE_DIR)\n",
-                 cache.empty() ? "HOME is not set" : cache.c_str());
+    Note(
+        "no writable cache folder (%s): the catalog is kept in memory for this command only "
+        "(set VMBACKUP_CACHE_DIR)",
+        cache.empty() ? "HOME is not set" : cache.c_str());
   }
   std::string note;
   VMBACKUP_ASSIGN_OR_RETURN(auto cat, catalog::Catalog::OpenOrRebuild(path, r.id(), &note));
-  if (!note.empty()) std::fprintf(stderr, "vmbackup: %s\n", note.c_str());
+  if (!note.empty()) Note("%s", note.c_str());
   VMBACKUP_ASSIGN_OR_RETURN(catalog::SyncStats stats, cat->Sync(r));
   if (stats.vanished) {
+    // A loss is said even with -q.
     std::fprintf(stderr,
                  "vmbackup: %d restore points are gone from the repository without being pruned "
                  "or forgotten (see 'vmbackup check')\n",
@@ -216,8 +216,7 @@ Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::stri
   VMBACKUP_ASSIGN_OR_RETURN(x.lock_backend, storage::LocalBackend::Open(dir));
   VMBACKUP_ASSIGN_OR_RETURN(
       x.lock, repo::RepoLock::Acquire(*x.lock_backend, {exclusive, purpose, o.lock_wait}));
-  for (const auto& b : x.lock->broken())
-    std::fprintf(stderr, "vmbackup: removed a stale %s\n", repo::DescribeLock(b).c_str());
+  for (const auto& b : x.lock->broken()) Note("removed a stale %s", repo::DescribeLock(b).c_str());
   VMBACKUP_ASSIGN_OR_RETURN(x.repo, OpenRepo(o));
   return x;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -25,6 +26,26 @@ namespace vmbackup::cli {
 namespace {
 
 using nlohmann::json;
+
+Status NoSuchVm(const std::string& vm, const std::vector<std::string>& vms) {
+  std::string known;
+  for (const auto& v : vms) known += (known.empty() ? "" : ", ") + v;
+  return NotFoundError("no VM '" + vm + "' has restore points in this repository" +
+                       (known.empty() ? std::string(" (it has none)") : " (VMs: " + known + ")"));
+}
+
+// A point as the commands show it: the field names every command uses (id, vm as a string,
+// disks as an array with device_key), not the record's own layout (docs/repository-format.md).
+json PointJson(const repo::Point& p) {
+  json j = repo::PointToJson(p);
+  j["vm"] = p.vm_name;
+  j["vm_id"] = p.vm_id;
+  for (auto& d : j["disks"]) {
+    d["device_key"] = d["key"];
+    d.erase("key");
+  }
+  return j;
+}
 
 }  // namespace
 
@@ -69,7 +90,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       }
       return made;
     }
-    if (o->json) {
+    if (Flags().json) {
       std::printf("%s\n", json{{"repository", dir},
                                {"id", r->id()},
                                {"chunk_size", r->chunk_size()},
@@ -86,25 +107,49 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   c = app.add_subcommand("list", "list restore points (oldest first)");
   common(c);
   c->add_option("--vm", o->vm, "only this VM");
-  c->add_option("--since", o->since, "only points created at or after this UTC time (2026-11-22)");
-  c->add_option("--until", o->until, "only points created before this UTC time");
+  c->add_option("--since", o->since,
+                "only points created at or after this time: 2026-11-22, 2026-11-22T08:00+02:00 "
+                "(no zone: UTC), or an age such as 7d");
+  c->add_option("--until", o->until, "only points created before this time (the same forms)");
   Bind(c, exit_code, [o]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
     VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *r));
-    VMBACKUP_ASSIGN_OR_RETURN(auto rows, cat->Points({o->vm, o->since, o->until}));
+    // Bounds are checked before anything else: a typo is an error, never "no filter".
+    auto bound = [](const std::string& text) -> Result<std::string> {
+      if (text.empty()) return std::string();
+      VMBACKUP_ASSIGN_OR_RETURN(int64_t t, ParseTimeOrAge(text, int64_t(::time(nullptr))));
+      return UtcRfc3339(t);
+    };
+    VMBACKUP_ASSIGN_OR_RETURN(std::string since, bound(o->since));
+    VMBACKUP_ASSIGN_OR_RETURN(std::string until, bound(o->until));
+    if (!o->vm.empty()) {
+      VMBACKUP_ASSIGN_OR_RETURN(auto vms, cat->Vms());
+      if (std::find(vms.begin(), vms.end(), o->vm) == vms.end()) return NoSuchVm(o->vm, vms);
+    }
+    VMBACKUP_ASSIGN_OR_RETURN(auto rows, cat->Points({o->vm, since, until}));
     std::reverse(rows.begin(), rows.end());
     json j = json::array();
     for (const auto& p : rows) {
+      json disks = json::array();
+      VMBACKUP_ASSIGN_OR_RETURN(auto drows, cat->Disks(p.id));
+      for (const auto& d : drows) {
+        disks.push_back({{"device_key", d.key},
+                         {"label", d.label},
+                         {"capacity", d.capacity},
+                         {"change_id", d.change_id},
+                         {"transport", d.transport}});
+      }
       j.push_back({{"id", p.id},
-                   {"vm", {{"name", p.vm_name}, {"id", p.vm_id}}},
+                   {"vm", p.vm_name},
+                   {"vm_id", p.vm_id},
                    {"created", p.created},
                    {"parent", p.parent.empty() ? json(nullptr) : json(p.parent)},
                    {"consistency", p.consistency},
-                   {"disks", p.disks},
+                   {"disks", disks},
                    {"bytes_new", p.bytes_new},
                    {"protected", p.is_protected}});
     }
-    if (o->json) {
+    if (Flags().json) {
       std::printf("%s\n", j.dump(2).c_str());
       return Status::Ok();
     }
@@ -126,7 +171,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
     VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *r));
     VMBACKUP_ASSIGN_OR_RETURN(auto jobs, cat->Jobs(o->vm, o->limit));
-    if (o->json) {
+    if (Flags().json) {
       json j = json::array();
       for (const auto& x : jobs) {
         j.push_back({{"id", x.id},
@@ -159,7 +204,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(auto r, OpenRepo(*o));
     VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r, o->point, o->vm));
     VMBACKUP_ASSIGN_OR_RETURN(repo::Point p, repo::LoadPoint(*r, id));
-    std::printf("%s\n", repo::PointToJson(p).dump(2).c_str());
+    std::printf("%s\n", PointJson(p).dump(2).c_str());
     return Status::Ok();
   });
 
@@ -178,12 +223,12 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     json damaged = json::array();
     for (const auto& d : v.damaged) {
       damaged.push_back({{"point", d.point},
-                         {"disk", d.disk_key},
+                         {"device_key", d.disk_key},
                          {"offset", d.offset},
                          {"length", d.length},
                          {"error", d.error}});
     }
-    if (o->json) {
+    if (Flags().json) {
       std::printf("%s\n", json{{"points", v.points},
                                {"chunks_checked", v.chunks_checked},
                                {"bytes_checked", v.bytes_checked},
@@ -235,7 +280,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *r));
     VMBACKUP_ASSIGN_OR_RETURN(auto known, cat->KnownPoints());
     VMBACKUP_ASSIGN_OR_RETURN(repo::CheckReport report, repo::Check(*r, known));
-    if (o->json) {
+    if (Flags().json) {
       std::printf("%s\n", json{{"packs", report.packs},
                                {"index_entries", report.index_entries},
                                {"points", report.points},
@@ -270,16 +315,21 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     // A wrong policy is refused before anything is locked or recorded.
     VMBACKUP_RETURN_IF_ERROR(repo::PlanPrune({}, o->keep).status());
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(*o, true, "prune"));
+    if (!o->vm.empty()) {
+      VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(*o, *x.repo));
+      VMBACKUP_ASSIGN_OR_RETURN(auto vms, cat->Vms());
+      if (std::find(vms.begin(), vms.end(), o->vm) == vms.end()) return NoSuchVm(o->vm, vms);
+    }
     repo::PruneReport r;
     auto run = [&]() -> Status {
       VMBACKUP_ASSIGN_OR_RETURN(r, repo::Prune(*x.repo, o->keep, o->vm, o->dry_run));
       return Status::Ok();
     };
     VMBACKUP_RETURN_IF_ERROR(o->dry_run ? run() : AsJob(*o, *x.repo, "prune", run));
-    if (o->json) {
+    if (Flags().json) {
       json points = json::array();
       for (const auto& d : r.decisions) {
-        points.push_back({{"point", d.id}, {"vm", d.vm}, {"keep", d.keep}, {"reasons", d.reasons}});
+        points.push_back({{"id", d.id}, {"vm", d.vm}, {"keep", d.keep}, {"reasons", d.reasons}});
       }
       std::printf("%s\n", json{{"dry_run", o->dry_run},
                                {"points", points},
@@ -342,7 +392,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
               {"bytes_repacked", r.bytes_repacked},
               {"index_files_written", r.index_files_written},
               {"index_files_deleted", r.index_files_deleted}};
-    if (o->json) {
+    if (Flags().json) {
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       std::printf(
@@ -408,7 +458,7 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       for (const auto& [id, what] : victims) {
         if (!o->dry_run) VMBACKUP_RETURN_IF_ERROR(repo::ForgetPoint(*x.repo, id, "forget"));
         out.push_back({{"id", id}, {"was", what}});
-        if (!o->json) {
+        if (!Flags().json) {
           std::printf("%s %s (%s)\n", o->dry_run ? "would forget" : "forgot", id.c_str(),
                       what == "lost" ? "lost record: acknowledged" : what.c_str());
         }
@@ -416,10 +466,10 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       return Status::Ok();
     };
     VMBACKUP_RETURN_IF_ERROR(o->dry_run ? run() : AsJob(*o, *x.repo, "forget", run));
-    if (o->json)
+    if (Flags().json)
       std::printf("%s\n", json{{"dry_run", o->dry_run}, {"points", out}}.dump(2).c_str());
-    if (victims.empty() && !o->json) std::printf("nothing to forget\n");
-    if (!o->dry_run && !victims.empty() && !o->json)
+    if (victims.empty() && !Flags().json) std::printf("nothing to forget\n");
+    if (!o->dry_run && !victims.empty() && !Flags().json)
       std::printf("run gc to reclaim the space only they used\n");
     return Status::Ok();
   });

@@ -86,7 +86,7 @@ Status RunInfo(const CommonOptions& o) {
                      {"allocated_bytes", alloc}});
   }
   j["chain"] = chain;
-  if (o.json) {
+  if (Flags().json) {
     std::printf("%s\n", j.dump(2).c_str());
     return Status::Ok();
   }
@@ -128,12 +128,12 @@ Status RunMap(const CommonOptions& o) {
   std::vector<vmdk::ChainRun> runs;
   VMBACKUP_RETURN_IF_ERROR(disk->MapChain(0, disk->size(), &runs));
   json j = json::array();
-  if (!o.json)
+  if (!Flags().json)
     std::printf("%-20s %-20s %-6s %-5s %s\n", "offset", "length", "kind", "depth", "file");
   for (const auto& r : runs) {
     if (r.state == BlockState::kUnallocated) continue;
     const std::string& file = disk->layers()[size_t(r.depth)]->path();
-    if (o.json) {
+    if (Flags().json) {
       j.push_back({{"offset", r.offset},
                    {"length", r.length},
                    {"kind", vmdk::BlockStateName(r.state)},
@@ -145,7 +145,7 @@ Status RunMap(const CommonOptions& o) {
                   r.depth, file.c_str());
     }
   }
-  if (o.json) std::printf("%s\n", j.dump(2).c_str());
+  if (Flags().json) std::printf("%s\n", j.dump(2).c_str());
   return Status::Ok();
 }
 
@@ -258,7 +258,7 @@ Status RunConvert(const ConvertCmdOptions& o) {
     VMBACKUP_ASSIGN_OR_RETURN(src, io::PosixFile::Open(o.common.file, io::OpenMode::kReadOnly));
   }
   VMBACKUP_ASSIGN_OR_RETURN(vmdk::ConvertStats stats, vmdk::ConvertDisk(*src, o.out, type));
-  if (o.common.json) {
+  if (Flags().json) {
     json j{{"input", o.common.file},
            {"input_format", is_vmdk ? "vmdk" : "raw"},
            {"output", o.out},
@@ -277,7 +277,6 @@ Status RunConvert(const ConvertCmdOptions& o) {
 
 void AddCommon(CLI::App* cmd, CommonOptions* o, bool with_json) {
   cmd->add_option("FILE", o->file, "VMDK file (descriptor or sparse file)")->required();
-  if (with_json) cmd->add_flag("--json", o->json, "machine-readable output");
   cmd->add_flag("--ignore-cid", o->ignore_cid,
                 "open a chain whose parentCID does not match its parent (recovery)");
 }
@@ -339,7 +338,6 @@ void AddVmdkCommands(CLI::App& app, int* exit_code) {
   c->add_option("OUT", convert->out, "new VMDK to write")->required();
   c->add_option("--type", convert->type, "flat, vmfs, sparse or stream")->required();
   c->add_option("--input-format", convert->input_format, "auto (default), vmdk or raw");
-  c->add_flag("--json", convert->common.json, "machine-readable summary");
   c->add_flag("--ignore-cid", convert->common.ignore_cid, "accept parentCID mismatches");
   Bind(c, convert, exit_code, RunConvert);
 }

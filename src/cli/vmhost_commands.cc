@@ -137,7 +137,6 @@ void Bind(CLI::App* cmd, int* exit_code, Fn fn) {
 void AddVmhostCommands(CLI::App& app, int* exit_code) {
   auto g = std::make_shared<Global>();
   app.add_option("--datastore", g->datastore, "datastore folder (or VMHOST_DATASTORE)");
-  app.add_flag("--json", g->json, "machine-readable output");
 
   CLI::App* init = app.add_subcommand("init", "create the datastore folder");
   Bind(init, exit_code, [g]() -> Status {
@@ -191,7 +190,7 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
       }
       j.push_back(e);
     }
-    if (g->json) {
+    if (Flags().json) {
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       for (const auto& e : j) {
@@ -234,7 +233,7 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     j["snapshots"] = snaps;
     j["current_snapshot"] = v->snapshots().current ? json(*v->snapshots().current) : json(nullptr);
     j["problems"] = problems;
-    if (g->json) {
+    if (Flags().json) {
       std::printf("%s\n", j.dump(2).c_str());
       return Status::Ok();
     }
@@ -375,7 +374,7 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
       if (!why.empty()) e["reason"] = why;
       j.push_back(e);
     }
-    if (g->json) {
+    if (Flags().json) {
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       for (const auto& e : j) {
@@ -485,7 +484,7 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(auto v, OpenVm(*g, so->vm));
     host::SnapshotOptions o{so->description, so->quiesce, so->allow_crash};
     VMBACKUP_ASSIGN_OR_RETURN(host::Snapshot s, v->CreateSnapshot(so->name, o));
-    if (g->json) {
+    if (Flags().json) {
       std::printf("%s\n", SnapshotJson(s).dump(2).c_str());
     } else {
       std::printf("snapshot %u '%s' of %s: %s-consistent\n", s.uid, s.name.c_str(), so->vm.c_str(),
@@ -497,7 +496,7 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
   c->add_option("VM", so->vm)->required();
   Bind(c, exit_code, [g, so]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(auto v, OpenVm(*g, so->vm));
-    if (g->json) {
+    if (Flags().json) {
       json j = json::array();
       for (const auto& s : v->snapshots().snapshots) j.push_back(SnapshotJson(s));
       std::printf("%s\n", j.dump(2).c_str());
@@ -553,7 +552,7 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     VMBACKUP_ASSIGN_OR_RETURN(size_t index, DiskIndex(co->disk));
     VMBACKUP_ASSIGN_OR_RETURN(host::SnapshotSel snap, SelectSnapshot(*v, co->snapshot));
     VMBACKUP_ASSIGN_OR_RETURN(host::ChangeId id, v->GetChangeId(index, snap));
-    if (g->json) {
+    if (Flags().json) {
       std::printf("%s\n", json{{"change_id", id.ToString()}}.dump().c_str());
     } else {
       std::printf("%s\n", id.ToString().c_str());
@@ -586,7 +585,7 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
       if (!co->all || next >= d->size() || a.length == 0) break;
       start = next;
     }
-    if (g->json) {
+    if (Flags().json) {
       std::printf("%s\n", (co->all ? pages : pages[0]).dump(2).c_str());
     } else {
       for (const auto& p : pages) {

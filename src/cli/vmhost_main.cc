@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   CLI::App app{"vmhost: VMs on a local datastore in VMware's formats, with snapshots and CBT"};
   app.require_subcommand(1);
   int exit_code = vmbackup::cli::kExitOk;
+  vmbackup::cli::AddGlobalFlags(app, VMBACKUP_VERSION);
   vmbackup::cli::AddVmhostCommands(app, &exit_code);
   return vmbackup::cli::RunApp(app, argc, argv, exit_code, "vmhost");
 }
