@@ -2,8 +2,10 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/backup_commands.h"
+#include "cli/key_commands.h"
 #include "cli/output.h"
 #include "cli/repo_commands.h"
+#include "cli/report_commands.h"
 #include "cli/vmdk_commands.h"
 
 int main(int argc, char** argv) {
@@ -14,5 +16,7 @@ int main(int argc, char** argv) {
   vmbackup::cli::AddVmdkCommands(app, &exit_code);
   vmbackup::cli::AddRepoCommands(app, &exit_code);
   vmbackup::cli::AddBackupCommands(app, &exit_code);
+  vmbackup::cli::AddReportCommands(app, &exit_code);
+  vmbackup::cli::AddKeyCommands(app, &exit_code);
   return vmbackup::cli::RunApp(app, argc, argv, exit_code, "vmbackup");
 }

@@ -167,6 +167,21 @@ Result<std::string> Repository::AddKey(const KeySource& key) {
   return AddKeyObject(*backend_, id_, master_bytes_, key);
 }
 
+Result<std::string> Repository::ChangeKey(const KeySource& key) {
+  if (!encrypted()) return FailedPreconditionError("the repository is not encrypted");
+  if (key_name_ == "config") {
+    return FailedPreconditionError(
+        "the key that opened this repository lives in its config (format version 2) and cannot "
+        "be changed: add a key with 'vmbackup key add' and use that one");
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(std::string added, AddKey(key));
+  VMBACKUP_RETURN_IF_ERROR(
+      backend_->Delete({storage::ObjectType::kKey, key_name_})
+          .WithContext("the new key " + added + " was added, but removing " + key_name_));
+  key_name_ = added;
+  return added;
+}
+
 Status Repository::RemoveKey(const std::string& name) {
   if (!encrypted()) return FailedPreconditionError("the repository is not encrypted");
   if (name == "config") {

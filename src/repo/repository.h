@@ -89,6 +89,9 @@ class Repository {
   Result<std::vector<KeyInfo>> ListKeys();
   Result<std::string> AddKey(const KeySource& key);
   Status RemoveKey(const std::string& name);
+  // A new key, then the one that opened the repository removed (not a version 2 config key):
+  // a passphrase change. Returns the new key's name.
+  Result<std::string> ChangeKey(const KeySource& key);
   const std::string& key_name() const { return key_name_; }
   // Damage (docs/repository-format.md section 5a). A copy of a blob found damaged, or whose
   // pack is missing, is recorded in the repository (damage/ objects) and left out of the index:

@@ -64,6 +64,30 @@ P2=$(field b2.json 'j["id"]')
 
 check_point "$P1" p1
 check_point "$P2" p2
+# diff names exactly the chunks that changed; stats sees the deduplication; prefixes and
+# latest name points.
+"$V" diff "$P1" "$P2" --json > diff.json || fail "diff"
+python3 - diff.json <<'PY' || fail "diff: $(cat diff.json)"
+import json, sys
+d = {x["device_key"]: x for x in json.load(open(sys.argv[1]))["disks"]}
+assert d[2000]["status"] == "changed" and d[2000]["changed_bytes"] == 6 * 65536, d[2000]
+assert [a["offset"] for a in d[2000]["changed"]] == [m << 20 for m in (3, 9, 17, 33, 50, 61)]
+assert d[2001]["status"] == "same", d[2001]
+PY
+"$V" stats --json > stats.json || fail "stats"
+python3 - stats.json <<'PY' || fail "stats: $(cat stats.json)"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["points"] == 2 and s["vms"]["web"]["points"] == 2, s
+assert s["logical_bytes"] > s["unique_bytes"] > 0 and s["dedup_ratio"] > 1.9, s
+assert s["repository_bytes"] >= s["stored_bytes"] > 0, s
+PY
+[ "$("$V" show "${P2:0:22}" --json | field /dev/stdin 'j["id"]')" = "$P2" ] || fail "a unique prefix"
+[ "$("$V" show latest --vm web --json | field /dev/stdin 'j["id"]')" = "$P2" ] || fail "latest --vm"
+out=$("$V" show "${P1:0:4}" 2>&1) && fail "an ambiguous prefix was taken"
+echo "$out" | grep -q "ambiguous" || fail "ambiguous: $out"
+"$V" protect "$P1" >/dev/null && "$V" protect --remove "$P1" >/dev/null || fail "protect --remove"
+[ "$("$V" show "$P1" --json | field /dev/stdin 'j["protected"]')" = False ] || fail "still protected"
 # Other file formats: VMDK (our writer) and qcow2 (qemu-img), as qemu-img reads them.
 for f in vmdk qcow2; do
   "$V" restore "$P2" --to-file "p2.$f" --disk 2000 --format $f >/dev/null || fail "restore to $f"

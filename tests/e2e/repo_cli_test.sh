@@ -55,4 +55,31 @@ jobs = json.load(open(sys.argv[1]))
 kinds = [(j["kind"], j["status"]) for j in jobs]
 assert kinds == [("gc", "ok"), ("gc", "ok")], kinds  # newest first; dry runs and refusals are not jobs
 PY
+
+# Keys: a second passphrase and a key file open the same data; the key in use cannot be
+# removed through itself; passwd replaces it; nothing is re-encrypted (the packs stay as they are).
+echo "second phrase" > pass2
+VMBACKUP_PASSPHRASE="correct horse battery" "$V" key add --repo pp --new-passphrase-file pass2 >/dev/null \
+  || fail "key add"
+VMBACKUP_PASSPHRASE="correct horse battery" "$V" key add --repo pp --new-key-file pp.key >/dev/null \
+  || fail "key add (key file)"
+[ "$(stat -c %a pp.key)" = 600 ] || fail "a new key file is readable by others"
+"$V" key list --repo pp --passphrase-file pass2 --json > keys.json || fail "key list"
+python3 - keys.json <<'PY' || fail "key list: $(cat keys.json)"
+import json, sys
+keys = json.load(open(sys.argv[1]))
+assert len(keys) == 3, keys
+assert sum(k["current"] for k in keys) == 1
+assert sorted(k["type"] for k in keys) == ["keyfile", "scrypt", "scrypt"], keys
+PY
+"$V" list --repo pp --key-file pp.key >/dev/null || fail "the added key file does not open"
+first=$(python3 -c "import json; print([k['id'] for k in json.load(open('keys.json')) if not k['current']][0])")
+current=$(python3 -c "import json; print([k['id'] for k in json.load(open('keys.json')) if k['current']][0])")
+expect_error 1 "the one that opened" -- "$V" key remove --repo pp --passphrase-file pass2 "$current"
+echo "third phrase" > pass3
+"$V" key passwd --repo pp --passphrase-file pass2 --new-passphrase-file pass3 >/dev/null || fail "key passwd"
+expect_error 11 "wrong key" -- "$V" list --repo pp --passphrase-file pass2
+"$V" list --repo pp --passphrase-file pass3 >/dev/null || fail "the new passphrase does not open"
+expect_error 2 "is empty" -- "$V" key add --repo pp --passphrase-file pass3 --new-passphrase-file /dev/null
+expect_error 1 "not encrypted" -- "$V" key list --repo plain
 echo "ok: repository commands"
