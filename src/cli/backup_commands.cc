@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "base/strings.h"
 #include "cli/output.h"
@@ -346,6 +347,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
                 "with POINT latest: that VM's newest point; with --in-place: the VM to write");
   c->add_option("--source", o->source, "the host for --to-vm and --in-place");
   c->add_flag("--verify", o->verify, "re-read what was written and check it against the point");
+  c->add_flag("!--no-progress", o->progress, "no progress display on a terminal");
   c->add_flag("--ignore-damage", o->ignore_damage,
               "write what the repository can give; list damaged ranges instead of failing");
   Bind(c, exit_code, [o]() -> Status {
@@ -365,6 +367,19 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     o->repo.vm = point.vm_name;
     CatchSignals();
     engine::RestoreReport report;
+    engine::DiskProgress progress;
+    if (o->progress && o->to_file != "-") ro.progress = &progress;
+    std::optional<Ticker> ticker;
+    if (ro.progress) {
+      ticker.emplace([&progress](double seconds) {
+        uint64_t total = progress.total, done = std::min<uint64_t>(progress.done, total);
+        double rate = seconds > 0 ? double(done) / seconds : 0;
+        return StrFormat("restore disk %d %3d%% %s/%s %s ETA %.0fs", progress.device_key,
+                         total ? int(done * 100 / total) : 100, HumanBytes(done).c_str(),
+                         HumanBytes(total).c_str(), Rate(done, seconds).c_str(),
+                         rate > 0 ? double(total - done) / rate : 0.0);
+      });
+    }
     Status s = AsJob(
         o->repo, *x.repo, "restore",
         [&]() -> Status {
@@ -404,6 +419,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
           return Status::Ok();
         },
         &report.point);
+    ticker.reset();
     VMBACKUP_RETURN_IF_ERROR(s);
     FILE* out = o->to_file == "-" ? stderr : stdout;  // the disk itself went to stdout
     uint64_t damaged = 0;

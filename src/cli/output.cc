@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <exception>
@@ -56,6 +57,30 @@ int ReportError(const Status& s) {
     case ErrorCode::kCancelled: return kExitInterrupted;
     default: return kExitFailure;
   }
+}
+
+Ticker::Ticker(std::function<std::string(double)> line) : line_(std::move(line)) {
+  if (Flags().json || Flags().verbosity == 0 || !::isatty(2)) return;
+  thread_ = std::thread([this] {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto draw = [&] {
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "\r%s\033[K", line_(s).c_str());
+      std::fflush(stderr);
+    };
+    while (!stop_) {
+      draw();
+      for (int i = 0; i < 25 && !stop_; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    draw();
+    std::fprintf(stderr, "\n");
+  });
+}
+
+Ticker::~Ticker() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
 }
 
 StreamSink::StreamSink(int fd) : fd_(fd) {

@@ -2,9 +2,12 @@
 // sink that leaves holes when stdout is a regular file.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
+#include <thread>
 
 #include "base/result.h"
 #include "format/vmdk/disk.h"
@@ -39,6 +42,21 @@ void Note(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // Prints "vmbackup: <message>" to stderr and returns the exit code for `s`.
 int ReportError(const Status& s);
+
+// Redraws a one-line display on stderr about 4 times a second while it lives (when stderr is
+// a terminal, and neither --json nor -q was given); ends the line when destroyed.
+class Ticker {
+ public:
+  explicit Ticker(std::function<std::string(double seconds)> line);
+  ~Ticker();
+  Ticker(const Ticker&) = delete;
+  Ticker& operator=(const Ticker&) = delete;
+
+ private:
+  std::function<std::string(double)> line_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 // Writes a byte stream to a file descriptor. When the descriptor is a regular file opened
 // without O_APPEND, zero runs are skipped with lseek (leaving holes) and the file is sized

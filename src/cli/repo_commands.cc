@@ -219,7 +219,15 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r, o->point, o->vm));
       ids.push_back(id);
     }
-    VMBACKUP_ASSIGN_OR_RETURN(repo::VerifyReport v, repo::Verify(*r, ids));
+    std::atomic<uint64_t> checked{0};
+    Result<repo::VerifyReport> result = [&] {
+      Ticker ticker([&](double s) {
+        return "verify: " + HumanBytes(checked) + " re-read and re-hashed, " +
+               (s > 0 ? HumanBytes(uint64_t(double(checked) / s)) : std::string("0 B")) + "/s";
+      });
+      return repo::Verify(*r, ids, &checked);
+    }();
+    VMBACKUP_ASSIGN_OR_RETURN(repo::VerifyReport v, std::move(result));
     json damaged = json::array();
     for (const auto& d : v.damaged) {
       damaged.push_back({{"point", d.point},

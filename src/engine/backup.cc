@@ -343,7 +343,7 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   guard.Set(snap);
   report.snapshot = snap.name;
   report.consistency = std::string(hv::ConsistencyName(snap.achieved));
-  if (o.quiesce && snap.achieved == hv::Consistency::kCrash)
+  if (o.quiesce && snap.achieved == hv::Consistency::kCrash && vm.power == hv::PowerState::kOn)
     report.notes.push_back("quiescing failed: the snapshot is only crash-consistent");
 
   repo::Point meta;

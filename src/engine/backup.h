@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "engine/progress.h"
 #include "hv/hypervisor.h"
 #include "repo/point.h"
 
@@ -41,12 +42,6 @@ struct BackupOptions {
   // kCancelled.
   const std::atomic<bool>* cancel = nullptr;
   double lock_wait_seconds = 0;  // while another job holds the VM (then kLocked)
-};
-
-// Live counters of one disk, for a progress display (read from another thread).
-struct DiskProgress {
-  int device_key = 0;
-  std::atomic<uint64_t> total{0}, done{0};
 };
 
 struct DiskReport {

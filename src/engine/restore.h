@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/progress.h"
 #include "hv/hypervisor.h"
 #include "repo/point.h"
 
@@ -22,6 +23,8 @@ struct RestoreOptions {
                                                hv::TransportMode::kNbdSsl, hv::TransportMode::kNbd};
   const std::atomic<bool>* cancel = nullptr;
   double lock_wait_seconds = 0;  // while another job holds the VM (then kLocked)
+  // When set, the disk being written (or verified) and the bytes done of it, for a display.
+  DiskProgress* progress = nullptr;
 };
 
 // The power-on block a restore to a new VM sets until the VM is whole: a VM that carries it was

@@ -105,6 +105,15 @@ Result<Snapshot> Vm::CreateSnapshot(const std::string& name, const SnapshotOptio
   s.quiesce_requested = options.quiesce;
   s.consistency = Consistency::kCrash;
   bool frozen = false;
+  // Quiescing a running guest with no way to do it is the same failure as a freeze that fails:
+  // an error unless crash consistency was accepted (a powered-off guest needs no freezing).
+  if (options.quiesce && vmx_.powered_on() && vmx_.freeze_hook().empty() &&
+      !options.allow_crash_fallback) {
+    return FailedPreconditionError(
+        "quiesced snapshot of " + name_ +
+        ": the VM has no way to quiesce its guest (no vmhost.freezeHook); allow a "
+        "crash-consistent snapshot (--allow-crash-consistent) or configure a freeze hook");
+  }
   if (options.quiesce && !vmx_.freeze_hook().empty()) {
     Status f = RunHook(vmx_.freeze_hook(), "freeze");
     if (f.ok()) {

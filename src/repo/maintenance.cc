@@ -11,7 +11,8 @@
 
 namespace vmbackup::repo {
 
-Result<VerifyReport> Verify(Repository& repo, std::vector<std::string> ids) {
+Result<VerifyReport> Verify(Repository& repo, std::vector<std::string> ids,
+                            std::atomic<uint64_t>* checked) {
   if (ids.empty()) {
     VMBACKUP_ASSIGN_OR_RETURN(ids, ListPoints(repo));
   }
@@ -40,6 +41,7 @@ Result<VerifyReport> Verify(Repository& repo, std::vector<std::string> ids) {
           it = verdict.emplace(chunk, data ? "" : data.error().message()).first;
           ++report.chunks_checked;
           if (data) report.bytes_checked += data->size();
+          if (data && checked) *checked += data->size();
         }
         if (!it->second.empty()) {
           add_damage(i * d.chunk_size, std::min(d.chunk_size, d.capacity - i * d.chunk_size),

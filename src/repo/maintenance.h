@@ -2,6 +2,7 @@
 // structure: every reference resolves, the index agrees with the packs).
 #pragma once
 
+#include <atomic>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,7 +25,9 @@ struct VerifyReport {
 
 // Verifies the given points (all when empty). Each distinct chunk is read once; its damage is
 // reported for every point and disk range that uses it.
-Result<VerifyReport> Verify(Repository& repo, std::vector<std::string> point_ids);
+// `checked`, when given, counts the bytes re-read so far (for a progress display).
+Result<VerifyReport> Verify(Repository& repo, std::vector<std::string> point_ids,
+                            std::atomic<uint64_t>* checked = nullptr);
 
 struct CheckReport {
   uint64_t packs = 0, index_entries = 0, points = 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quiesced snapshots: freeze/thaw hooks named in the .vmx run around the snapshot and the
 # consistency achieved is recorded; a failing freeze hook fails the snapshot unless crash
-# consistency is allowed; without hooks a quiesce request yields crash consistency.
+# consistency is allowed; without hooks, quiescing a running guest is the same failure (a
+# powered-off guest needs no freezing).
 source "$(dirname "$0")/functions.sh"
 requires python3
 H=(${VMHOST:-$(dirname "$VMBACKUP")/vmhost} --datastore "$SCRATCH/ds")
@@ -11,8 +12,13 @@ vmx="$SCRATCH/ds/q/q.vmx"
 consistency() {
   "${H[@]}" --json snapshot list q | python3 -c "import json,sys; print({s['name']: s['consistency'] for s in json.load(sys.stdin)}['$1'])"
 }
-"${H[@]}" snapshot create q plain --quiesce
-[ "$(consistency plain)" = crash ] || fail "no hooks: expected crash consistency"
+"${H[@]}" snapshot create q off --quiesce
+[ "$(consistency off)" = crash ] || fail "powered off, no hooks: expected crash consistency"
+"${H[@]}" vm power-on q
+if "${H[@]}" snapshot create q plain --quiesce 2>err.txt; then fail "quiesced with no way to quiesce"; fi
+grep -q "no way to quiesce" err.txt || fail "message: $(cat err.txt)"
+"${H[@]}" snapshot create q plain --quiesce --allow-crash-consistent
+[ "$(consistency plain)" = crash ] || fail "no hooks, crash allowed: expected crash consistency"
 
 cat > freeze.sh <<HOOK
 #!/bin/sh
