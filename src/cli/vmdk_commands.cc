@@ -275,7 +275,7 @@ Status RunConvert(const ConvertCmdOptions& o) {
   return Status::Ok();
 }
 
-void AddCommon(CLI::App* cmd, CommonOptions* o, bool with_json) {
+void AddCommon(CLI::App* cmd, CommonOptions* o) {
   cmd->add_option("FILE", o->file, "VMDK file (descriptor or sparse file)")->required();
   cmd->add_flag("--ignore-cid", o->ignore_cid,
                 "open a chain whose parentCID does not match its parent (recovery)");
@@ -297,24 +297,24 @@ void AddVmdkCommands(CLI::App& app, int* exit_code) {
 
   auto info = std::make_shared<CommonOptions>();
   CLI::App* c = vmdk->add_subcommand("info", "type, capacity, extents, CID chain, allocation");
-  AddCommon(c, info.get(), true);
+  AddCommon(c, info.get());
   Bind(c, info, exit_code, RunInfo);
 
   auto map = std::make_shared<CommonOptions>();
   c = vmdk->add_subcommand("map", "allocated extents of the chain and the layer holding each");
-  AddCommon(c, map.get(), true);
+  AddCommon(c, map.get());
   Bind(c, map, exit_code, RunMap);
 
   auto cat = std::make_shared<CatOptions>();
   c = vmdk->add_subcommand("cat", "write the disk's raw bytes to stdout");
-  AddCommon(c, &cat->common, false);
+  AddCommon(c, &cat->common);
   c->add_option("--offset", cat->offset, "first byte (suffixes K, M, G, T)");
   c->add_option("--length", cat->length, "number of bytes (default: to the end)");
   Bind(c, cat, exit_code, RunCat);
 
   auto write = std::make_shared<WriteCmdOptions>();
   c = vmdk->add_subcommand("write", "write a byte pattern or a file's bytes into the disk");
-  AddCommon(c, &write->common, false);
+  AddCommon(c, &write->common);
   c->add_option("--offset", write->offset, "first byte (suffixes K, M, G, T)");
   c->add_option("--length", write->length, "number of bytes");
   c->add_option("--pattern", write->pattern, "byte value to repeat (0-255, or 0xNN)");
