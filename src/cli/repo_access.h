@@ -17,7 +17,7 @@ namespace vmbackup::cli {
 
 struct RepoOpts {
   std::string repo, key_file, passphrase_file, password_command, chunk_size = "64K", point, vm;
-  bool json = false, encrypt = false, dry_run = false, repair = false, no_lock = false;
+  bool encrypt = false, dry_run = false, repair = false, no_lock = false;
   bool remove = false, damaged = false;
   std::vector<std::string> points;
   repo::KeepPolicy keep;

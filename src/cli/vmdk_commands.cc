@@ -23,7 +23,6 @@ using vmdk::BlockState;
 
 struct CommonOptions {
   std::string file;
-  bool json = false;
   bool ignore_cid = false;
 };
 

@@ -28,7 +28,6 @@ using nlohmann::json;
 
 struct Global {
   std::string datastore;
-  bool json = false;
 };
 
 Result<Datastore> OpenStore(const Global& g) {
