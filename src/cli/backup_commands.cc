@@ -52,13 +52,7 @@ Result<std::unique_ptr<hv::Hypervisor>> Connect(const std::string& uri) {
   if (uri.empty()) return InvalidArgumentError("give the source with --source URI");
   if (uri.rfind("vmhost://", 0) == 0) {
     hv::VmhostDriverOptions vo;
-    // The nbdkit plugin is installed next to the executables.
-    char exe[4096];
-    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-      std::string self(exe, size_t(n));
-      vo.nbdkit_plugin = self.substr(0, self.rfind('/')) + "/nbdkit-vmhost-plugin.so";
-    }
+    vo.nbdkit_plugin = PluginPath();
     // Test hook: nbdkit filters in the data path of the NBD modes (tests/e2e).
     if (const char* extra = std::getenv("VMBACKUP_TEST_NBDKIT_ARGS")) {
       std::string word;

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/backup_commands.h"
+#include "cli/help_commands.h"
 #include "cli/key_commands.h"
 #include "cli/output.h"
 #include "cli/repo_commands.h"
@@ -18,5 +19,6 @@ int main(int argc, char** argv) {
   vmbackup::cli::AddBackupCommands(app, &exit_code);
   vmbackup::cli::AddReportCommands(app, &exit_code);
   vmbackup::cli::AddKeyCommands(app, &exit_code);
+  vmbackup::cli::AddHelpCommands(app, &exit_code, "vmbackup");
   return vmbackup::cli::RunApp(app, argc, argv, exit_code, "vmbackup");
 }

@@ -136,6 +136,19 @@ Status StreamSink::Finish() {
   return Status::Ok();
 }
 
+std::string PluginPath() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string dir(buf, size_t(n));
+  dir = dir.substr(0, dir.rfind('/'));
+  for (const std::string& where : {dir, dir + "/" + VMBACKUP_PLUGIN_RELDIR}) {
+    std::string path = where + "/nbdkit-vmhost-plugin.so";
+    if (::access(path.c_str(), R_OK) == 0) return path;
+  }
+  return "";
+}
+
 Status CopyDiskRange(vmdk::Disk& disk, uint64_t offset, uint64_t length, StreamSink& out) {
   if (offset > disk.size() || length > disk.size() - offset) {
     return InvalidArgumentError(StrFormat(

@@ -2,6 +2,7 @@
 // sink that leaves holes when stdout is a regular file.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -11,10 +12,6 @@
 
 #include "base/result.h"
 #include "format/vmdk/disk.h"
-
-namespace CLI {
-class App;
-}
 
 namespace vmbackup::cli {
 
@@ -40,8 +37,15 @@ void AddGlobalFlags(CLI::App& app, const std::string& version);
 // Notes for the user on stderr ("vmbackup: removed a stale lock ..."): silent with -q.
 void Note(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
-// Prints "vmbackup: <message>" to stderr and returns the exit code for `s`.
+// Prints "<program>: <message>" to stderr and returns the exit code for `s`.
 int ReportError(const Status& s);
+
+// Makes `fn` the callback of `cmd`; its status becomes the exit code (docs/cli.md).
+inline int ExitCodeOf(const Status& s) { return s.ok() ? kExitOk : ReportError(s); }
+template <class Fn>
+void Bind(CLI::App* cmd, int* exit_code, Fn fn) {
+  cmd->callback([exit_code, fn] { *exit_code = ExitCodeOf(fn()); });
+}
 
 // Redraws a one-line display on stderr about 4 times a second while it lives (when stderr is
 // a terminal, and neither --json nor -q was given); ends the line when destroyed.
@@ -74,6 +78,11 @@ class StreamSink {
   uint64_t pos_ = 0;    // bytes written or skipped since the start
   uint64_t start_ = 0;  // file offset where output began
 };
+
+// Where the nbdkit plugin of the embedded host is: next to the executable (the build tree), or
+// in the installed library folder (VMBACKUP_PLUGIN_RELDIR from the executable's folder);
+// "" when neither has it.
+std::string PluginPath();
 
 // Writes [offset, offset+length) of a disk to `out`, skipping what no layer holds.
 Status CopyDiskRange(vmdk::Disk& disk, uint64_t offset, uint64_t length, StreamSink& out);

@@ -249,6 +249,4 @@ Result<std::string> ResolvePoint(repo::Repository& r, const std::string& text,
   return found[0];
 }
 
-int ExitCodeOf(const Status& s) { return s.ok() ? kExitOk : ReportError(s); }
-
 }  // namespace vmbackup::cli

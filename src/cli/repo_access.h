@@ -66,11 +66,4 @@ Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::stri
 Result<std::string> ResolvePoint(repo::Repository& r, const std::string& text,
                                  const std::string& vm = "");
 
-// Makes `fn` the callback of `cmd`; its status becomes the exit code.
-int ExitCodeOf(const Status& s);
-template <class Fn>
-void Bind(CLI::App* cmd, int* exit_code, Fn fn) {
-  cmd->callback([exit_code, fn] { *exit_code = ExitCodeOf(fn()); });
-}
-
 }  // namespace vmbackup::cli

@@ -57,15 +57,6 @@ Result<size_t> DiskIndex(const std::string& s) {
   return size_t(n);
 }
 
-// The nbdkit plugin sits next to the vmhost executable.
-std::string PluginPath() {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  buf[n] = 0;
-  return io::JoinPath(io::DirName(buf), "nbdkit-vmhost-plugin.so");
-}
-
 // A unix socket left behind by an export that ended (nbdkit does not remove it) is removed;
 // one that something still listens on is an error.
 Status ClearStaleSocket(const std::string& path) {
@@ -118,17 +109,6 @@ void PrintTree(const host::SnapshotDb& db, std::optional<uint32_t> parent, int d
                 db.current == s.uid ? "  <- you are here" : "");
     PrintTree(db, s.uid, depth + 1);
   }
-}
-
-template <class Fn>
-void Bind(CLI::App* cmd, int* exit_code, Fn fn) {
-  cmd->callback([exit_code, fn] {
-    Status s = fn();
-    if (!s.ok()) {
-      std::fprintf(stderr, "vmhost: %s\n", s.message().c_str());
-      *exit_code = s.code() == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
-    }
-  });
 }
 
 }  // namespace

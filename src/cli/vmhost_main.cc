@@ -1,6 +1,7 @@
 // vmhost: the embedded host, VMs on a local datastore in VMware's formats.
 #include <CLI/CLI.hpp>
 
+#include "cli/help_commands.h"
 #include "cli/output.h"
 #include "cli/vmhost_commands.h"
 
@@ -10,5 +11,6 @@ int main(int argc, char** argv) {
   int exit_code = vmbackup::cli::kExitOk;
   vmbackup::cli::AddGlobalFlags(app, VMBACKUP_VERSION);
   vmbackup::cli::AddVmhostCommands(app, &exit_code);
+  vmbackup::cli::AddHelpCommands(app, &exit_code, "vmhost");
   return vmbackup::cli::RunApp(app, argc, argv, exit_code, "vmhost");
 }
