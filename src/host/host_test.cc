@@ -98,6 +98,19 @@ TEST(SnapshotDb, RoundTripTreeAndLookup) {
   EXPECT_EQ(back->Lookup("zzz").error().code(), ErrorCode::kNotFound);
 }
 
+// Fuzzer findings: an 11-digit snapshot slot overflowed a conversion (an uncaught exception);
+// an escaped byte that is not UTF-8 parsed but did not survive a write and re-parse.
+TEST(SnapshotDb, HostileSlotsAndEscapesAreErrors) {
+  auto huge = SnapshotDb::Parse("snapshot11111111111.uid = \"2\"\n");
+  ASSERT_FALSE(huge);
+  EXPECT_EQ(huge.error().code(), ErrorCode::kCorruption);
+  EXPECT_FALSE(SnapshotDb::Parse("snapshot01.uid = \"2\"\n"));
+  auto bad = ConfigFile::Parse("a = \"x|D0y\"\n");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("UTF-8"), std::string::npos);
+  EXPECT_TRUE(ConfigFile::Parse("a = \"caf|C3|A9\"\n"));  // an escaped valid sequence is fine
+}
+
 TEST(SnapshotDb, RejectsBrokenTrees) {
   const char* cycle =
       "snapshot0.uid = \"1\"\nsnapshot0.parent = \"2\"\nsnapshot0.numDisks = \"0\"\n"

@@ -46,6 +46,11 @@ Result<SnapshotDb> SnapshotDb::Parse(std::string_view text) {
     std::string idx = key.substr(8, dot - 8);
     if (idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos) continue;
     if (!EqualsIgnoreCase(key.substr(dot + 1), "uid")) continue;
+    // Slot numbers as VMware writes them: small, no leading zeros (a fuzzer's 11-digit slot
+    // once overflowed the conversion).
+    if (idx.size() > 4 || (idx.size() > 1 && idx[0] == '0')) {
+      return CorruptionError("snapshot slot '" + key + "' is not a snapshot number (0-9999)");
+    }
     slots[std::stoi(idx)];
   }
   for (auto& [n, s] : slots) {
