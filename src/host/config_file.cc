@@ -71,12 +71,12 @@ Result<ConfigFile> ConfigFile::Parse(std::string_view text) {
       value = value.substr(1, value.size() - 2);
     }
     // Checked after unescaping: "|D0" alone is as invalid as the raw byte (vmx fuzzer).
-    std::string text = Unescape(value);
-    if (FindInvalidUtf8(text) != std::string::npos) {
+    std::string unescaped = Unescape(value);
+    if (FindInvalidUtf8(unescaped) != std::string::npos) {
       return CorruptionError(
           StrFormat("line %zu: value of %.*s is not valid UTF-8", n, int(key.size()), key.data()));
     }
-    cf.Set(key, std::move(text));
+    cf.Set(key, std::move(unescaped));
   }
   return cf;
 }
