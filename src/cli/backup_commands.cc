@@ -121,7 +121,7 @@ json BackupJson(const engine::BackupReport& r) {
   }
   return {{"id", r.point},
           {"vm", r.vm},
-          {"parent", r.parent},
+          {"parent", r.parent.empty() ? json(nullptr) : json(r.parent)},
           {"snapshot", r.snapshot},
           {"consistency", r.consistency},
           {"disks", disks},
@@ -253,8 +253,9 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     AddRepoOptions(c, o->repo);
     c->add_option("--transport", o->transport,
                   "transport modes to try, in order (default san:hotadd:nbdssl:nbd)");
-    c->add_option("--lock-wait", o->repo.lock_wait,
-                  "seconds to wait while gc or prune holds the repository, or another job the VM");
+    c->add_option(
+        "--lock-wait", o->repo.lock_wait,
+        "seconds to wait while gc or prune holds the repository, or another job holds the VM");
   };
 
   CLI::App* c = app.add_subcommand("backup", "back up a VM into a new restore point");
@@ -274,7 +275,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
                 "re-read PERCENT of what change tracking calls unchanged and compare it with "
                 "the previous point")
       ->check(CLI::Range(0.0, 100.0));
-  c->add_flag("!--no-progress", o->progress, "no progress display on a terminal");
+  c->add_flag_function(
+      "--no-progress", [o](int64_t) { o->progress = false; }, "no progress display on a terminal");
   Bind(c, exit_code, [o]() -> Status {
     engine::BackupOptions bo;
     bo.vm = o->vm;
@@ -341,7 +343,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
                 "with POINT latest: that VM's newest point; with --in-place: the VM to write");
   c->add_option("--source", o->source, "the host for --to-vm and --in-place");
   c->add_flag("--verify", o->verify, "re-read what was written and check it against the point");
-  c->add_flag("!--no-progress", o->progress, "no progress display on a terminal");
+  c->add_flag_function(
+      "--no-progress", [o](int64_t) { o->progress = false; }, "no progress display on a terminal");
   c->add_flag("--ignore-damage", o->ignore_damage,
               "write what the repository can give; list damaged ranges instead of failing");
   Bind(c, exit_code, [o]() -> Status {

@@ -26,7 +26,7 @@ struct LockInfo {
   int64_t pid = 0;
   uint64_t start = 0;  // the process's start time (clock ticks after boot), against pid reuse
   bool exclusive = false;
-  std::string purpose;  // "backup vm1", "gc", ...
+  std::string purpose;  // "backup", "gc", ... (never a VM name: locks are not encrypted)
   int64_t time = 0;     // when it was last refreshed (Unix seconds)
   std::string damage;   // why the lock object could not be read (then it is stale)
 };
