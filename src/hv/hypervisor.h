@@ -1,4 +1,4 @@
-// The hypervisor interfaces (ARCHITECTURE.md section 3), shaped after VADP so that every
+// The hypervisor interfaces, shaped after VADP so that every
 // driver (the embedded host, libvirt, vSphere) maps onto them directly: a control plane
 // (Hypervisor: VMs, snapshots, change tracking) and a data plane (DiskAccess: one opened disk,
 // through the transport mode that connected).
