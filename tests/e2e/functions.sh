@@ -4,7 +4,19 @@ set -euo pipefail
 
 : "${VMBACKUP:?set VMBACKUP to the vmbackup binary}"
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SHARED_TOOLS=${SHARED_TOOLS:-$E2E_DIR/../../../shared/tools}
+# The team's shared folder (tools, test data) sits beside the project's checkout; a clone made
+# elsewhere (CI clones the checkout) finds it beside the checkout it was cloned from.
+find_shared() {
+  local root origin c
+  root=$(cd "$E2E_DIR/../.." && pwd)
+  origin=$(git -C "$root" config remote.origin.url 2>/dev/null || true)
+  for c in "$root/../shared" "${origin:+$origin/../shared}"; do
+    [ -n "$c" ] && [ -d "$c/testdata" ] && { (cd "$c" && pwd); return; }
+  done
+  echo "$root/../shared"
+}
+SHARED=${SHARED:-$(find_shared)}
+SHARED_TOOLS=${SHARED_TOOLS:-$SHARED/tools}
 
 # requires CMD...: skip (exit 77) when a peer is missing, or fail when VMBACKUP_REQUIRE_ALL=1
 # (CI installs every peer, so nothing may skip there).

@@ -9,15 +9,8 @@
 source "$(dirname "$0")/functions.sh"
 requires python3 qemu-img xz bzip2 gzip sha1sum
 V=$VMBACKUP
-# The shared test data sits beside the project's checkout; a clone made elsewhere (CI clones
-# the checkout) finds it beside the checkout it was cloned from.
-root=$(cd "$E2E_DIR/../.." && pwd)
-origin=$(git -C "$root" config remote.origin.url 2>/dev/null || true)
-WILD=${VMDK_WILD:-}
-for c in "$root/../shared/testdata/vmdk-wild" "${origin:+$origin/../shared/testdata/vmdk-wild}"; do
-  [ -z "$WILD" ] && [ -n "$c" ] && [ -f "$c/MANIFEST.md" ] && WILD=$c
-done
-[ -n "$WILD" ] || fail "no test data: ../shared/testdata/vmdk-wild beside $root (or its origin ${origin:-none})"
+WILD=${VMDK_WILD:-$SHARED/testdata/vmdk-wild}
+[ -f "$WILD/MANIFEST.md" ] || fail "no test data at $WILD"
 
 unpack() {  # CASE: a fresh copy of the case's folder, decompressed, in $SCRATCH/CASE
   rm -rf "$1" && mkdir "$1"
