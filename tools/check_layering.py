@@ -17,10 +17,13 @@ ALLOWED = {
     "storage": {"base"},
     "repo": {"storage", "base"},
     "catalog": {"repo", "storage", "base"},
+    "xml": {"base"},
+    "http": {"base"},
     "hv": {"io", "base"},
+    "hv/vsphere": {"hv", "http", "xml", "format/vmdk", "io", "base"},
     "hv/vmhost": {"hv", "host", "nbd", "format/vmdk", "io", "base"},
     "engine": {"hv", "catalog", "repo", "storage", "io", "base"},
-    "cli": {"hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
+    "cli": {"hv/vsphere", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
             "io", "base"},
 }
 
