@@ -10,6 +10,9 @@ cache=${VMBACKUP_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmbackup-tools}
 hash=$(cat "$here/main.go" /usr/share/gocode/src/github.com/vmware/govmomi/simulator/model.go \
   | sha256sum | cut -c1-16)
 out=$cache/vcsim-$hash
+mkdir -p "$cache"
+exec 9>"$cache/.vcsim-build.lock"
+flock 9  # tests started in parallel build it once
 if [ ! -x "$out/vcsim" ]; then
   mkdir -p "$out"
   gopath=$(mktemp -d)
