@@ -15,10 +15,10 @@
 #include "cli/output.h"
 #include "cli/partial_file.h"
 #include "cli/repo_access.h"
+#include "cli/source_access.h"
 #include "engine/backup.h"
 #include "engine/restore.h"
 #include "format/vmdk/convert.h"
-#include "hv/vmhost/vmhost_driver.h"
 #include "io/posix_file.h"
 
 namespace vmbackup::cli {
@@ -28,7 +28,8 @@ using nlohmann::json;
 
 struct BackupOpts {
   RepoOpts repo;
-  std::string source, transport = "san:hotadd:nbdssl:nbd", to_file, name, vm;
+  SourceOpts source;
+  std::string transport = "san:hotadd:nbdssl:nbd:https", to_file, name, vm;
   std::string format = "raw", vmdk_type = "sparse";
   bool quiesce = false, allow_crash = false, full = false, no_fallback = false;
   bool to_vm = false, in_place = false, verify = false, progress = true, ignore_damage = false;
@@ -45,36 +46,6 @@ void CatchSignals() {
   sa.sa_handler = OnSignal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-}
-
-// The one place that turns a source URI into a driver.
-Result<std::unique_ptr<hv::Hypervisor>> Connect(const std::string& uri) {
-  if (uri.empty()) return InvalidArgumentError("give the source with --source URI");
-  if (uri.rfind("vmhost://", 0) == 0) {
-    hv::VmhostDriverOptions vo;
-    vo.nbdkit_plugin = PluginPath();
-    // Test hook: nbdkit filters in the data path of the NBD modes (tests/e2e).
-    if (const char* extra = std::getenv("VMBACKUP_TEST_NBDKIT_ARGS")) {
-      std::string word;
-      for (const char* p = extra;; ++p) {
-        if (*p == ' ' || *p == 0) {
-          if (!word.empty()) vo.nbdkit_extra_args.push_back(word);
-          word.clear();
-          if (*p == 0) break;
-        } else {
-          word += *p;
-        }
-      }
-    }
-    VMBACKUP_ASSIGN_OR_RETURN(auto d, hv::VmhostDriver::Connect(uri, vo));
-    return std::unique_ptr<hv::Hypervisor>(std::move(d));
-  }
-  if (uri.rfind("libvirt://", 0) == 0 || uri.rfind("qemu://", 0) == 0 ||
-      uri.rfind("vsphere://", 0) == 0) {
-    return NotSupportedError("source '" + uri + "': this build has only the vmhost driver");
-  }
-  return InvalidArgumentError("source '" + uri +
-                              "': expected vmhost:///DATASTORE (libvirt and vsphere to come)");
 }
 
 std::string Rate(uint64_t bytes, double seconds) {
@@ -252,7 +223,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
   auto common = [o](CLI::App* c) {
     AddRepoOptions(c, o->repo);
     c->add_option("--transport", o->transport,
-                  "transport modes to try, in order (default san:hotadd:nbdssl:nbd)");
+                  "transport modes to try, in order (default san:hotadd:nbdssl:nbd:https)");
     c->add_option(
         "--lock-wait", o->repo.lock_wait,
         "seconds to wait while gc or prune holds the repository, or another job holds the VM");
@@ -260,7 +231,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
 
   CLI::App* c = app.add_subcommand("backup", "back up a VM into a new restore point");
   common(c);
-  c->add_option("--source", o->source, "the host: vmhost:///DATASTORE")->required();
+  AddSourceOptions(c, o->source, "the host", true);
   c->add_option("--vm", o->vm, "the VM's name")->required();
   c->add_flag("--quiesce", o->quiesce, "quiesce the guest's file systems for the snapshot");
   c->add_flag("--allow-crash-consistent", o->allow_crash,
@@ -291,7 +262,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     bo.cancel = &g_cancel;
     bo.lock_wait_seconds = o->repo.lock_wait;
     VMBACKUP_ASSIGN_OR_RETURN(bo.transports, hv::ParseTransportList(o->transport));
-    VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
+    VMBACKUP_ASSIGN_OR_RETURN(auto hv, ConnectSource(o->source));
     o->repo.vm = o->vm;
     // The lock object is plain text even in an encrypted repository: it names no VM.
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "backup"));
@@ -341,7 +312,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
               "write back into the VM the point came from (powered off), only what changed");
   c->add_option("--vm", o->vm,
                 "with POINT latest: that VM's newest point; with --in-place: the VM to write");
-  c->add_option("--source", o->source, "the host for --to-vm and --in-place");
+  AddSourceOptions(c, o->source, "the host for --to-vm and --in-place", false);
   c->add_flag("--verify", o->verify, "re-read what was written and check it against the point");
   c->add_flag_function(
       "--no-progress", [o](int64_t) { o->progress = false; }, "no progress display on a terminal");
@@ -405,7 +376,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
               d.target = o->to_file + (raw ? "" : " (" + o->format + ")");
             return Status::Ok();
           }
-          VMBACKUP_ASSIGN_OR_RETURN(auto hv, Connect(o->source));
+          VMBACKUP_ASSIGN_OR_RETURN(auto hv, ConnectSource(o->source));
           if (o->to_vm) {
             VMBACKUP_ASSIGN_OR_RETURN(report,
                                       engine::RestoreToNewVm(*hv, *x.repo, point, o->name, ro));

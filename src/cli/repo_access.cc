@@ -57,7 +57,8 @@ Result<std::string> RunPasswordCommand(const std::string& command) {
   return StripNewline(out);
 }
 
-// Reads a passphrase from the terminal without echo.
+}  // namespace
+
 Result<std::string> Prompt(const std::string& question) {
   int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
   if (fd < 0) return PosixError("open the terminal", errno);
@@ -78,7 +79,6 @@ Result<std::string> Prompt(const std::string& question) {
   return StripNewline(line);
 }
 
-}  // namespace
 
 Result<repo::KeySource> Keys(const RepoOpts& o) {
   const int given =

@@ -37,6 +37,8 @@ Result<repo::KeySource> Keys(const RepoOpts& o);
 // The same, but with none given and a terminal on stdin, asks for a passphrase (twice when
 // `new_key`).
 Result<repo::KeySource> KeysOrPrompt(const RepoOpts& o, bool new_key);
+// Reads a secret from the terminal (/dev/tty) without echo.
+Result<std::string> Prompt(const std::string& question);
 Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o);
 // The per-user cache folder: VMBACKUP_CACHE_DIR, else $XDG_CACHE_HOME/vmbackup, else
 // ~/.cache/vmbackup.

@@ -211,6 +211,9 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
     } else if (c.error().code() == ErrorCode::kNotFound) {
       r.full_reason = "the host no longer knows change id " + parent->change_id + " (" +
                       c.error().message() + ")";
+    } else if (c.error().code() == ErrorCode::kNotSupported) {
+      r.full_reason = "the host cannot tell what changed (" + c.error().message() +
+                      "): every allocated block is read, and only what differs is stored";
     } else {
       return c.error().WithContext(StrFormat("disk %d: changed areas", d.device_key));
     }
@@ -240,11 +243,20 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
                   "--no-full-fallback was given",
                   d.device_key, r.full_reason.c_str()));
   }
+  std::vector<std::string> attempts;
+  VMBACKUP_ASSIGN_OR_RETURN(auto access, hv.OpenDisk(vm, &snap, d.device_key, o.transports,
+                                                     hv::OpenMode::kRead, &attempts));
   int calls = 0;
-  VMBACKUP_ASSIGN_OR_RETURN(
-      ExtentSet allocated,
-      hv::CollectChangedAreas(hv, vm, &snap, d.device_key, d.capacity, "*", &calls));
+  Result<ExtentSet> host_allocated =
+      hv::CollectChangedAreas(hv, vm, &snap, d.device_key, d.capacity, "*", &calls);
   r.cbt_queries += calls;
+  if (!host_allocated && host_allocated.error().code() == ErrorCode::kNotSupported) {
+    // The host cannot tell what is allocated: the transport may (a VMDK's grain tables),
+    // and otherwise every byte is read (zeros are still detected and not stored).
+    host_allocated = access->AllocatedExtents(0, d.capacity);
+  }
+  if (!host_allocated) return host_allocated.error().WithContext(StrFormat("disk %d: allocated areas", d.device_key));
+  ExtentSet allocated = std::move(*host_allocated);
   hv::DiskPlan plan;
   if (changed) {
     r.mode = "incremental";
@@ -265,9 +277,6 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
   pd.snapshot = snap.id;
   VMBACKUP_ASSIGN_OR_RETURN(pd.change_id, hv.ChangeId(vm, &snap, d.device_key));
   r.change_id = pd.change_id;
-  std::vector<std::string> attempts;
-  VMBACKUP_ASSIGN_OR_RETURN(auto access, hv.OpenDisk(vm, &snap, d.device_key, o.transports,
-                                                     hv::OpenMode::kRead, &attempts));
   r.transport = std::string(hv::TransportName(access->transport()));
   pd.transport = r.transport;
   pd.bytes_scanned = plan.read.total_bytes();

@@ -19,6 +19,7 @@ std::string_view TransportName(TransportMode m) {
     case TransportMode::kHotAdd: return "hotadd";
     case TransportMode::kNbdSsl: return "nbdssl";
     case TransportMode::kNbd: return "nbd";
+    case TransportMode::kHttps: return "https";
   }
   return "?";
 }
@@ -33,7 +34,7 @@ Result<std::vector<TransportMode>> ParseTransportList(std::string_view text) {
         start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
     bool found = false;
     for (TransportMode m : {TransportMode::kSan, TransportMode::kHotAdd, TransportMode::kNbdSsl,
-                            TransportMode::kNbd}) {
+                            TransportMode::kNbd, TransportMode::kHttps}) {
       if (part == TransportName(m)) {
         if (!seen.insert(m).second) {
           return InvalidArgumentError("transport '" + std::string(part) + "' is listed twice");
@@ -44,7 +45,7 @@ Result<std::vector<TransportMode>> ParseTransportList(std::string_view text) {
     }
     if (!found) {
       return InvalidArgumentError("unknown transport '" + std::string(part) +
-                                  "' (san, hotadd, nbdssl, nbd; separated by ':')");
+                                  "' (san, hotadd, nbdssl, nbd, https; separated by ':')");
     }
     if (colon == std::string_view::npos) break;
     start = colon + 1;

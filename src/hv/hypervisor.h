@@ -27,6 +27,7 @@ struct DiskInfo {
   int device_key = 0;  // 2000, 2001, ... as on vSphere
   uint64_t capacity = 0;
   std::string label, backing_path;
+  std::string uuid;  // the backing's own id where the host has one (vSphere's backing.uuid)
   bool cbt_enabled = false;
 };
 
@@ -55,9 +56,10 @@ struct ChangedAreas {
   std::vector<Extent> areas;
 };
 
-// VDDK's transport modes, in its order of preference.
-enum class TransportMode { kSan, kHotAdd, kNbdSsl, kNbd };
-std::string_view TransportName(TransportMode m);  // "san", "hotadd", "nbdssl", "nbd"
+// VDDK's transport modes, in its order of preference, and the datastore file service over
+// HTTPS (vSphere's /folder: whole files only, for hosts with no other open path).
+enum class TransportMode { kSan, kHotAdd, kNbdSsl, kNbd, kHttps };
+std::string_view TransportName(TransportMode m);  // "san", "hotadd", "nbdssl", "nbd", "https"
 // "san:hotadd:nbdssl:nbd" (any order, no repeats). kInvalidArgument naming the bad part.
 Result<std::vector<TransportMode>> ParseTransportList(std::string_view text);
 

@@ -2,7 +2,7 @@
 // Debian's golang-github-vmware-govmomi-dev, which ships the library but no command).
 //
 // It serves one datacenter "DC0" with one host, one datastore "LocalDS_0" and -vms powered-off
-// VMs (DC0_H0_VM0, ...) over HTTPS with the certificate given (or Go's test certificate), and
+// VMs (DC0_H0_VM0, ...), each with one disk of -disk-mib, over HTTPS with the certificate given (or Go's test certificate), and
 // writes what a test needs to -info as JSON: the SDK URL, the process id, and each datastore's
 // local folder. The password is read from a file so that it is not on a command line.
 package main
@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
 )
 
 func main() {
@@ -26,6 +27,7 @@ func main() {
 	certFile := flag.String("cert", "", "PEM certificate of the HTTPS server")
 	keyFile := flag.String("key", "", "PEM private key of -cert")
 	vms := flag.Int("vms", 2, "VMs on the host")
+	diskMiB := flag.Int64("disk-mib", 0, "capacity of every VM's disk in MiB (0: vcsim's 1 MiB)")
 	user := flag.String("user", "user", "the user name Login accepts")
 	passwordFile := flag.String("password-file", "", "file holding the password Login accepts")
 	info := flag.String("info", "", "file to write the URL, pid and datastore folders to (JSON)")
@@ -47,6 +49,18 @@ func main() {
 		log.Fatal(err)
 	}
 	defer m.Remove()
+	if *diskMiB > 0 {
+		// The tests plant real VMDKs of this size where vcsim keeps empty files.
+		for _, e := range simulator.Map.All("VirtualMachine") {
+			vm := e.(*simulator.VirtualMachine)
+			for _, d := range vm.Config.Hardware.Device {
+				if disk, ok := d.(*types.VirtualDisk); ok {
+					disk.CapacityInKB = *diskMiB * 1024
+					disk.CapacityInBytes = *diskMiB << 20
+				}
+			}
+		}
+	}
 
 	m.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*user, password)}
 	m.Service.TLS = new(tls.Config)

@@ -24,8 +24,9 @@ std::string CanonicalPath(const std::string& path) {
 // Where the parent named by `hint` is, seen from the child at `child_path`. ESXi writes
 // absolute datastore paths (/vmfs/volumes/...); when such a path does not exist here, the
 // parent is looked for by its file name beside the child.
-std::string ResolveParent(const std::string& child_path, const std::string& hint) {
+std::string ResolveParent(const std::string& child_path, const std::string& hint, bool remote) {
   std::string dir = io::DirName(child_path);
+  if (remote && !hint.empty() && hint[0] == '/') return io::JoinPath(dir, io::BaseName(hint));
   std::string p = io::JoinPath(dir, hint);
   if (!io::PathExists(p) && !hint.empty() && hint[0] == '/') {
     std::string beside = io::JoinPath(dir, io::BaseName(hint));
@@ -48,13 +49,14 @@ Result<std::unique_ptr<Disk>> Disk::Open(const std::string& path, const DiskOpti
       return CorruptionError(
           StrFormat("%s: chain longer than %zu layers", path.c_str(), kMaxChainLength));
     }
-    std::string canonical = CanonicalPath(current);
+    std::string canonical = options.open_file ? current : CanonicalPath(current);
     if (!seen.insert(canonical).second) {
       return CorruptionError(StrFormat("%s: parent chain loops back to %s",
                                        disk->layers_.back()->path().c_str(), current.c_str()));
     }
     Result<std::unique_ptr<Layer>> layer =
-        Layer::Open(current, top && options.writable, options.confine_to);
+        Layer::Open(current, top && options.writable, options.confine_to,
+                    options.open_file ? &options.open_file : nullptr);
     if (!layer) {
       if (!top && layer.error().code() == ErrorCode::kNotFound) {
         return NotFoundError(StrFormat("parent %s of %s is missing (parentFileNameHint)",
@@ -80,7 +82,7 @@ Result<std::unique_ptr<Disk>> Disk::Open(const std::string& path, const DiskOpti
     if (d.parent_file_name_hint.empty()) {
       return CorruptionError(current + ": parentCID is set but parentFileNameHint is missing");
     }
-    current = ResolveParent(current, d.parent_file_name_hint);
+    current = ResolveParent(current, d.parent_file_name_hint, bool(options.open_file));
   }
   return disk;
 }

@@ -27,6 +27,10 @@ struct DiskOptions {
   // When set, every file of the chain (descriptors, extents, parents) must resolve inside this
   // folder (io::CheckInside): a hostile descriptor cannot make the disk read or write elsewhere.
   std::string confine_to;
+  // When set, opens every file of the chain instead of the local file system: a chain read
+  // through another transport (vSphere's datastore file service). Paths are then names in that
+  // space, joined and resolved as local paths would be.
+  FileOpener open_file;
 };
 
 // One run of a chain's allocation map.

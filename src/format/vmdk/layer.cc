@@ -24,14 +24,23 @@ Descriptor SynthesizedDescriptor(const std::string& create_type, ExtentType type
 
 }  // namespace
 
+static Result<std::shared_ptr<io::BlockWriter>> OpenLayerFile(const std::string& path, bool writable,
+                                                       const FileOpener* opener) {
+  if (opener) return (*opener)(path, writable);
+  VMBACKUP_ASSIGN_OR_RETURN(
+      auto f,
+      io::PosixFile::Open(path, writable ? io::OpenMode::kReadWrite : io::OpenMode::kReadOnly));
+  return std::shared_ptr<io::BlockWriter>(std::move(f));
+}
+
 Result<std::unique_ptr<Layer>> Layer::Open(const std::string& path, bool writable,
-                                           const std::string& confine_to) {
+                                           const std::string& confine_to,
+                                           const FileOpener* opener) {
   if (!confine_to.empty()) VMBACKUP_RETURN_IF_ERROR(io::CheckInside(confine_to, path));
   std::unique_ptr<Layer> layer(new Layer());
   layer->path_ = path;
-  VMBACKUP_ASSIGN_OR_RETURN(
-      std::shared_ptr<io::PosixFile> file,
-      io::PosixFile::Open(path, writable ? io::OpenMode::kReadWrite : io::OpenMode::kReadOnly));
+  VMBACKUP_ASSIGN_OR_RETURN(std::shared_ptr<io::BlockWriter> file,
+                            OpenLayerFile(path, writable, opener));
   uint8_t magic[8] = {};
   if (file->size() >= 8) VMBACKUP_RETURN_IF_ERROR(file->ReadAt(0, magic));
   const std::string base = io::BaseName(path);
@@ -100,13 +109,13 @@ Result<std::unique_ptr<Layer>> Layer::Open(const std::string& path, bool writabl
     if (!d) return d.error().WithContext(path);
     layer->descriptor_ = std::move(*d);
   }
-  Status s = layer->OpenExtents(writable, layer->self_file_, confine_to);
+  Status s = layer->OpenExtents(writable, layer->self_file_, opener, confine_to);
   if (!s.ok()) return s.WithContext(path);
   return layer;
 }
 
 Status Layer::OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self,
-                          const std::string& confine_to) {
+                          const FileOpener* opener, const std::string& confine_to) {
   const std::string dir = io::DirName(path_);
   std::map<std::string, std::shared_ptr<io::BlockWriter>> files;
   uint64_t start = 0;
@@ -135,8 +144,7 @@ Status Layer::OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self,
         if (it != files.end()) {
           file = it->second;
         } else {
-          auto f =
-              io::PosixFile::Open(le.path, rw ? io::OpenMode::kReadWrite : io::OpenMode::kReadOnly);
+          auto f = OpenLayerFile(le.path, rw, opener);
           if (!f) return context(f.error());
           file = std::move(*f);
           files[le.path] = file;

@@ -6,6 +6,7 @@
 // descriptor), for which a descriptor is synthesized. Not thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,10 @@
 #include "format/vmdk/extent.h"
 
 namespace vmbackup::vmdk {
+
+// Opens one file of a chain by path, for reading or writing (DiskOptions::open_file).
+using FileOpener = std::function<Result<std::shared_ptr<io::BlockWriter>>(const std::string& path,
+                                                                          bool writable)>;
 
 struct LayerExtent {
   ExtentLine line;
@@ -26,8 +31,11 @@ class Layer {
  public:
   // `writable` opens the RW extents for writing. With `confine_to`, the layer's file and every
   // extent file must resolve inside that folder (DiskOptions::confine_to).
+  // `opener`, when given, opens the layer's files instead of the local file system
+  // (DiskOptions::open_file).
   static Result<std::unique_ptr<Layer>> Open(const std::string& path, bool writable,
-                                             const std::string& confine_to = "");
+                                             const std::string& confine_to = "",
+                                             const FileOpener* opener = nullptr);
 
   const std::string& path() const { return path_; }
   const Descriptor& descriptor() const { return descriptor_; }
@@ -56,7 +64,7 @@ class Layer {
 
  private:
   Layer() = default;
-  Status OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self,
+  Status OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self, const FileOpener* opener,
                      const std::string& confine_to);
 
   std::string path_;

@@ -339,6 +339,8 @@ Result<std::unique_ptr<DiskAccess>> VmhostDriver::OpenDisk(
       why = d.error();
     } else if (m == TransportMode::kHotAdd) {
       why = UnavailableError("needs a backup proxy VM on the host, which vmhost does not have");
+    } else if (m == TransportMode::kHttps) {
+      why = UnavailableError("the embedded host serves no datastore file service");
     } else {
       auto d = OpenNbd(vm, snapshot ? snapshot->id : "", index, m == TransportMode::kNbdSsl, mode);
       if (d) {

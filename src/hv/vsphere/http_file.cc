@@ -1,0 +1,50 @@
+#include "hv/vsphere/http_file.h"
+
+#include "base/checked_math.h"
+#include "base/strings.h"
+
+namespace vmbackup::hv::vsphere {
+
+Result<std::unique_ptr<HttpFile>> HttpFile::Open(const std::string& base_url,
+                                                 const http::TlsOptions& tls,
+                                                 const std::string& cookies,
+                                                 const std::string& path, const std::string& name,
+                                                 double timeout_seconds) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto c, http::Client::Create(base_url, tls, timeout_seconds));
+  c->set_cookies(cookies);
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, c->Send({"HEAD", path, {}, ""}));
+  if (r.status == 404) return NotFoundError(name + ": no such file on the datastore (HTTP 404)");
+  if (r.status == 401 || r.status == 403) {
+    return UnauthenticatedError(StrFormat("%s: the datastore file service refused access (HTTP %ld)",
+                                          name.c_str(), r.status));
+  }
+  if (r.status != 200) return IOError(StrFormat("%s: HEAD answered HTTP %ld", name.c_str(), r.status));
+  auto len = ParseUint(r.headers["content-length"]);
+  if (!len) return ProtocolError(name + ": the datastore file service gave no Content-Length");
+  auto ranges = r.headers.find("accept-ranges");
+  if (ranges == r.headers.end() || ranges->second.find("bytes") == std::string::npos)
+    return NotSupportedError(name + ": the datastore file service does not serve byte ranges");
+  return std::unique_ptr<HttpFile>(new HttpFile(std::move(c), path, name, *len));
+}
+
+Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
+  if (!RangeWithin(offset, buf.size(), size_)) {
+    return InvalidArgumentError(StrFormat("%s: read of %zu bytes at %llu past the end (%llu bytes)",
+                                          name_.c_str(), buf.size(), (unsigned long long)offset,
+                                          (unsigned long long)size_));
+  }
+  Status s;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    s = client_->GetRange(path_, offset, buf);
+    if (s.ok() || s.code() == ErrorCode::kUnauthenticated || s.code() == ErrorCode::kProtocol) break;
+  }
+  return s.WithContext(name_);
+}
+
+Status HttpFile::WriteAt(uint64_t, std::span<const uint8_t>) {
+  return NotSupportedError(name_ +
+                           ": the datastore file service replaces whole files; it cannot write "
+                           "parts of a disk (use the san transport to write in place)");
+}
+
+}  // namespace vmbackup::hv::vsphere

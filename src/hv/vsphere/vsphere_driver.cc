@@ -1,0 +1,446 @@
+#include "hv/vsphere/vsphere_driver.h"
+
+#include <functional>
+
+#include "base/strings.h"
+#include "format/vmdk/disk.h"
+#include "hv/vsphere/http_file.h"
+#include "io/posix_file.h"
+
+namespace vmbackup::hv::vsphere {
+namespace {
+
+using xml::Escape;
+using xml::Node;
+
+std::string El(const char* name, const std::string& text) {
+  return std::string("<") + name + ">" + Escape(text) + "</" + name + ">";
+}
+
+// The VirtualDisk devices of an ArrayOfVirtualDevice.
+std::vector<Node> VirtualDisks(Node devices) {
+  std::vector<Node> out;
+  for (Node d : devices.children("VirtualDevice"))
+    if (d.xsi_type() == "VirtualDisk") out.push_back(d);
+  return out;
+}
+
+Node DiskByKey(Node devices, int key) {
+  for (Node d : VirtualDisks(devices))
+    if (d.child("key").text() == std::to_string(key)) return d;
+  return Node();
+}
+
+uint64_t Capacity(Node disk) {
+  if (auto b = ParseUint(disk.child("capacityInBytes").text()); b && *b > 0) return *b;
+  auto kb = ParseUint(disk.child("capacityInKB").text());
+  return kb ? *kb * 1024 : 0;
+}
+
+// A disk opened through the VMDK library, over local files (san) or HTTP (https).
+class VmdkAccess final : public DiskAccess {
+ public:
+  VmdkAccess(std::unique_ptr<vmdk::Disk> disk, TransportMode mode, std::string name)
+      : disk_(std::move(disk)), mode_(mode), name_(std::move(name)) {}
+  uint64_t size() const override { return disk_->size(); }
+  std::string name() const override { return name_; }
+  TransportMode transport() const override { return mode_; }
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override { return disk_->ReadAt(offset, buf); }
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    return disk_->WriteAt(offset, data);
+  }
+  Status WriteZeroes(uint64_t offset, uint64_t length) override {
+    return disk_->WriteZeroes(offset, length);
+  }
+  Status Flush() override { return disk_->Flush(); }
+  Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override {
+    return disk_->AllocatedExtents(offset, length);
+  }
+
+ private:
+  std::unique_ptr<vmdk::Disk> disk_;
+  TransportMode mode_;
+  std::string name_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<VsphereDriver>> VsphereDriver::Connect(const std::string& uri,
+                                                              const DriverOptions& options) {
+  std::unique_ptr<VsphereDriver> d(new VsphereDriver());
+  VMBACKUP_ASSIGN_OR_RETURN(d->source_, ParseSourceUri(uri));
+  d->uri_ = uri;
+  d->options_ = options;
+  if (options.password.empty()) {
+    return InvalidArgumentError("vSphere " + d->source_.host +
+                                ": no password (--password-file, VMBACKUP_VSPHERE_PASSWORD, or a "
+                                "terminal to ask on)");
+  }
+  VimClient::Options vo;
+  vo.url = d->source_.BaseUrl();
+  vo.user = d->source_.user;
+  vo.password = options.password;
+  vo.tls = {d->source_.ca_file, d->source_.thumbprint};
+  vo.timeout_seconds = options.timeout_seconds;
+  VMBACKUP_ASSIGN_OR_RETURN(d->client_, VimClient::Connect(vo));
+  return d;
+}
+
+VsphereDriver::~VsphereDriver() = default;
+
+Status VsphereDriver::RunTask(const MoRef& target, const std::string& method,
+                              const std::string& args, const std::string& what, MoRef* result) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto doc, client_->Invoke(method, target, args));
+  MoRef task = MoRef::From(VimClient::ReturnVal(*doc));
+  if (task.empty()) return ProtocolError("vSphere " + what + ": " + method + " returned no task");
+  VMBACKUP_ASSIGN_OR_RETURN(auto done, client_->WaitForTask(task, what, options_.task_limit_seconds));
+  if (result) *result = MoRef::From(done.result);
+  return Status::Ok();
+}
+
+Result<std::string> VsphereDriver::Datacenter() {
+  if (!datacenter_.empty()) return datacenter_;
+  if (!source_.datacenter.empty()) return datacenter_ = source_.datacenter;
+  VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, client_->RetrieveAll("Datacenter", {"name"}));
+  if (a.objects.size() != 1) {
+    return InvalidArgumentError(StrFormat(
+        "vSphere %s has %zu datacenters: name one in the source URI (vsphere://USER@HOST/DC)",
+        source_.host.c_str(), a.objects.size()));
+  }
+  return datacenter_ = a.objects[0].Get("name").text();
+}
+
+Result<std::vector<std::string>> VsphereDriver::ListVms() {
+  VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, client_->RetrieveAll("VirtualMachine", {"name"}));
+  std::vector<std::string> names;
+  for (const auto& o : a.objects) {
+    names.push_back(o.Get("name").text());
+    vm_refs_[names.back()] = o.obj;
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<MoRef> VsphereDriver::FindVm(std::string_view name) {
+  const std::string n(name);
+  if (!source_.datacenter.empty()) {
+    auto r = client_->FindByInventoryPath(source_.datacenter + "/vm/" + n);
+    if (r) return vm_refs_[n] = *r;
+    if (r.error().code() != ErrorCode::kNotFound) return r.error();
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, client_->RetrieveAll("VirtualMachine", {"name"}));
+  std::vector<MoRef> found;
+  for (const auto& o : a.objects)
+    if (o.Get("name").text() == n) found.push_back(o.obj);
+  if (found.empty()) return NotFoundError("vSphere " + source_.host + " has no VM named " + n);
+  if (found.size() > 1) {
+    return InvalidArgumentError(StrFormat("vSphere %s has %zu VMs named %s: name the datacenter "
+                                          "in the source URI",
+                                          source_.host.c_str(), found.size(), n.c_str()));
+  }
+  return vm_refs_[n] = found[0];
+}
+
+Result<MoRef> VsphereDriver::VmRef(const VmInfo& vm) {
+  auto it = vm_refs_.find(vm.name);
+  if (it != vm_refs_.end()) return it->second;
+  return FindVm(vm.name);
+}
+
+Result<VmInfo> VsphereDriver::GetVm(std::string_view name) {
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, FindVm(name));
+  VMBACKUP_ASSIGN_OR_RETURN(
+      PropertyAnswer a,
+      client_->RetrieveProperties("VirtualMachine", {ref},
+                                  {"name", "config.uuid", "config.instanceUuid",
+                                   "config.hardware.device", "config.changeTrackingEnabled",
+                                   "config.files.vmPathName", "runtime.powerState"}));
+  if (a.objects.empty()) return NotFoundError("vSphere: VM " + std::string(name) + " vanished");
+  const ObjectContent& o = a.objects[0];
+  VmInfo vm;
+  vm.name = o.Get("name").text();
+  vm.id = o.Get("config.instanceUuid").text();
+  if (vm.id.empty()) vm.id = o.Get("config.uuid").text();
+  vm.power = o.Get("runtime.powerState").text() == "poweredOff" ? PowerState::kOff : PowerState::kOn;
+  const bool cbt = o.Get("config.changeTrackingEnabled").text() == "true";
+  for (Node d : VirtualDisks(o.Get("config.hardware.device"))) {
+    DiskInfo di;
+    auto key = ParseUint(d.child("key").text());
+    if (!key || *key > 0x7fffffff) return ProtocolError("vSphere: a VirtualDisk of " + vm.name + " has no key");
+    di.device_key = int(*key);
+    di.capacity = Capacity(d);
+    di.label = d.path("deviceInfo/label").text();
+    di.backing_path = d.path("backing/fileName").text();
+    di.uuid = d.path("backing/uuid").text();
+    di.cbt_enabled = cbt;
+    vm.disks.push_back(std::move(di));
+  }
+  std::sort(vm.disks.begin(), vm.disks.end(),
+            [](const DiskInfo& x, const DiskInfo& y) { return x.device_key < y.device_key; });
+  // The configuration file, kept with the point for restores to a new VM.
+  if (auto vmx = ParseDatastorePath(o.Get("config.files.vmPathName").text())) {
+    auto text = DownloadFile(*vmx, 4 << 20);
+    if (text) vm.config = std::move(*text);
+  }
+  return vm;
+}
+
+Result<std::string> VsphereDriver::DownloadFile(const DatastorePath& path, size_t limit) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::string dc, Datacenter());
+  VMBACKUP_ASSIGN_OR_RETURN(auto c, http::Client::Create(source_.BaseUrl(),
+                                                         client_->tls(), options_.timeout_seconds));
+  c->set_cookies(client_->cookies());
+  const std::string url = "/folder/" + http::UrlEncode(path.path, true) +
+                          "?dcPath=" + http::UrlEncode(dc) + "&dsName=" + http::UrlEncode(path.datastore);
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, c->Send({"GET", url, {}, ""}));
+  if (r.status != 200) {
+    return IOError(StrFormat("vSphere: GET %s answered HTTP %ld", path.Text().c_str(), r.status));
+  }
+  if (r.body.size() > limit) return CorruptionError(path.Text() + " is too large");
+  return r.body;
+}
+
+Status VsphereDriver::EnableChangeTracking(const VmInfo& vm) {
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  VMBACKUP_RETURN_IF_ERROR(RunTask(ref, "ReconfigVM_Task",
+                                   "<spec><changeTrackingEnabled>true</changeTrackingEnabled></spec>",
+                                   "enable change tracking of " + vm.name));
+  // The setting takes effect at the next stun/unstun: a snapshot create and delete.
+  MoRef snap;
+  VMBACKUP_RETURN_IF_ERROR(RunTask(ref, "CreateSnapshot_Task",
+                                   El("name", "vmbackup-cbt-activate") +
+                                       "<memory>false</memory><quiesce>false</quiesce>",
+                                   "activate change tracking of " + vm.name, &snap));
+  return RunTask(snap, "RemoveSnapshot_Task",
+                 "<removeChildren>false</removeChildren><consolidate>true</consolidate>",
+                 "activate change tracking of " + vm.name);
+}
+
+Status VsphereDriver::ResetChangeTracking(const VmInfo& vm) {
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  VMBACKUP_RETURN_IF_ERROR(RunTask(ref, "ReconfigVM_Task",
+                                   "<spec><changeTrackingEnabled>false</changeTrackingEnabled></spec>",
+                                   "reset change tracking of " + vm.name));
+  return EnableChangeTracking(vm);
+}
+
+Status VsphereDriver::SetPowerOnBlock(const VmInfo& vm, const std::string& why) {
+  return NotSupportedError("vSphere: blocking the power-on of " + vm.name +
+                           " is not implemented yet" + (why.empty() ? "" : " (" + why + ")"));
+}
+
+Result<std::vector<SnapshotRef>> VsphereDriver::ListSnapshots(const VmInfo& vm) {
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a,
+                            client_->RetrieveProperties("VirtualMachine", {ref}, {"snapshot"}));
+  std::vector<SnapshotRef> out;
+  if (a.objects.empty()) return out;
+  // The tree, flattened: each VirtualMachineSnapshotTree and its childSnapshotList.
+  std::function<void(Node)> walk = [&](Node tree) {
+    SnapshotRef s;
+    s.id = MoRef::From(tree.child("snapshot")).value;
+    s.name = tree.child("name").text();
+    s.achieved = tree.child("quiesced").text() == "true" ? Consistency::kFileSystem : Consistency::kCrash;
+    out.push_back(s);
+    for (Node c : tree.children("childSnapshotList")) walk(c);
+  };
+  for (Node t : a.objects[0].Get("snapshot").children("rootSnapshotList")) walk(t);
+  return out;
+}
+
+Result<SnapshotRef> VsphereDriver::CreateSnapshot(const VmInfo& vm, std::string_view name,
+                                                  const SnapshotOptions& options) {
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  auto args = [&](bool quiesce) {
+    return El("name", std::string(name)) + El("description", options.description) +
+           "<memory>false</memory><quiesce>" + (quiesce ? "true" : "false") + "</quiesce>";
+  };
+  MoRef snap;
+  Status s = RunTask(ref, "CreateSnapshot_Task", args(options.quiesce),
+                     "snapshot " + std::string(name) + " of " + vm.name, &snap);
+  if (!s.ok() && options.quiesce && options.allow_crash_consistent) {
+    s = RunTask(ref, "CreateSnapshot_Task", args(false),
+                "snapshot " + std::string(name) + " of " + vm.name + " (crash-consistent)", &snap);
+  }
+  VMBACKUP_RETURN_IF_ERROR(s);
+  VMBACKUP_ASSIGN_OR_RETURN(auto all, ListSnapshots(vm));
+  for (const SnapshotRef& r : all) {
+    if (r.id != snap.value) continue;
+    if (options.quiesce && r.achieved == Consistency::kCrash && !options.allow_crash_consistent) {
+      RemoveSnapshot(vm, r).IgnoreError();
+      return FailedPreconditionError("vSphere: the snapshot of " + vm.name +
+                                     " is not quiesced (--allow-crash-consistent accepts that)");
+    }
+    return r;
+  }
+  return ProtocolError("vSphere: snapshot " + snap.value + " of " + vm.name +
+                       " is not in the VM's snapshot tree");
+}
+
+Status VsphereDriver::RemoveSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {
+  return RunTask({"VirtualMachineSnapshot", snapshot.id}, "RemoveSnapshot_Task",
+                 "<removeChildren>false</removeChildren><consolidate>true</consolidate>",
+                 "remove snapshot " + snapshot.name + " of " + vm.name);
+}
+
+Status VsphereDriver::RevertToSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {
+  return RunTask({"VirtualMachineSnapshot", snapshot.id}, "RevertToSnapshot_Task",
+                 "<suppressPowerOn>true</suppressPowerOn>",
+                 "revert " + vm.name + " to snapshot " + snapshot.name);
+}
+
+Result<PropertyAnswer> VsphereDriver::Devices(const VmInfo& vm, const SnapshotRef* snapshot) {
+  if (snapshot) {
+    return client_->RetrieveProperties("VirtualMachineSnapshot",
+                                       {{"VirtualMachineSnapshot", snapshot->id}},
+                                       {"config.hardware.device"});
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  return client_->RetrieveProperties("VirtualMachine", {ref}, {"config.hardware.device"});
+}
+
+Result<std::string> VsphereDriver::ChangeId(const VmInfo& vm, const SnapshotRef* snapshot,
+                                            int device_key) {
+  VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, Devices(vm, snapshot));
+  Node disk = a.objects.empty() ? Node() : DiskByKey(a.objects[0].Get("config.hardware.device"), device_key);
+  if (!disk) return NotFoundError(StrFormat("vSphere: %s has no disk %d", vm.name.c_str(), device_key));
+  return disk.path("backing/changeId").text();  // "" where change tracking is off
+}
+
+Result<ChangedAreas> VsphereDriver::QueryChangedDiskAreas(const VmInfo& vm,
+                                                          const SnapshotRef* snapshot,
+                                                          int device_key, uint64_t start_offset,
+                                                          std::string_view change_id) {
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  std::string args;
+  if (snapshot) args += MoRef{"VirtualMachineSnapshot", snapshot->id}.Xml("snapshot");
+  args += El("deviceKey", std::to_string(device_key)) +
+          El("startOffset", std::to_string(start_offset)) + El("changeId", std::string(change_id));
+  auto doc = client_->Invoke("QueryChangedDiskAreas", ref, args);
+  if (!doc) {
+    const std::string f = client_->last_fault();
+    if (f == "FileFault" || f == "InvalidArgument") {
+      return NotFoundError(StrFormat("vSphere does not know change id %.*s of %s disk %d (%s)",
+                                     int(change_id.size()), change_id.data(), vm.name.c_str(),
+                                     device_key, doc.error().message().c_str()));
+    }
+    return doc.error();
+  }
+  Node rv = VimClient::ReturnVal(**doc);
+  ChangedAreas out;
+  auto so = ParseUint(rv.child("startOffset").text());
+  auto len = ParseUint(rv.child("length").text());
+  if (!so || !len) return ProtocolError("vSphere: QueryChangedDiskAreas answered without startOffset/length");
+  out.start_offset = *so;
+  out.length = *len;
+  for (Node a : rv.children("changedArea")) {
+    auto s = ParseUint(a.child("start").text());
+    auto l = ParseUint(a.child("length").text());
+    if (!s || !l) return ProtocolError("vSphere: a changedArea without start/length");
+    out.areas.push_back({*s, *l});
+  }
+  return out;
+}
+
+Result<std::string> VsphereDriver::DiskFile(const VmInfo& vm, const SnapshotRef* snapshot,
+                                            int device_key) {
+  VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, Devices(vm, snapshot));
+  Node disk = a.objects.empty() ? Node() : DiskByKey(a.objects[0].Get("config.hardware.device"), device_key);
+  if (!disk) return NotFoundError(StrFormat("vSphere: %s has no disk %d", vm.name.c_str(), device_key));
+  return disk.path("backing/fileName").text();
+}
+
+Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(const VmInfo& vm,
+                                                            const SnapshotRef* snapshot,
+                                                            int device_key,
+                                                            std::span<const TransportMode> modes,
+                                                            OpenMode mode,
+                                                            std::vector<std::string>* attempts) {
+  VMBACKUP_ASSIGN_OR_RETURN(std::string file, DiskFile(vm, snapshot, device_key));
+  VMBACKUP_ASSIGN_OR_RETURN(DatastorePath path, ParseDatastorePath(file));
+  uint64_t capacity = 0;
+  for (const DiskInfo& d : vm.disks)
+    if (d.device_key == device_key) capacity = d.capacity;
+  const std::string label = StrFormat("%s disk %d", vm.name.c_str(), device_key);
+  std::vector<std::string> tried;
+  for (TransportMode m : modes) {
+    Status why;
+    Result<std::unique_ptr<vmdk::Disk>> disk = UnavailableError("");
+    if (m == TransportMode::kSan) {
+      auto it = options_.datastore_map.find(path.datastore);
+      if (it == options_.datastore_map.end()) {
+        why = UnavailableError("datastore " + path.datastore +
+                               " is not mapped to a folder here (--datastore-map)");
+      } else {
+        vmdk::DiskOptions o;
+        o.writable = mode == OpenMode::kWrite;
+        o.confine_to = it->second;
+        disk = vmdk::Disk::Open(io::JoinPath(it->second, path.path), o);
+        if (!disk) why = disk.error();
+      }
+    } else if (m == TransportMode::kHttps) {
+      if (mode == OpenMode::kWrite) {
+        why = NotSupportedError(
+            "the datastore file service replaces whole files; it cannot write parts of a disk");
+      } else {
+        auto dc = Datacenter();
+        if (!dc) {
+          why = dc.error();
+        } else {
+          vmdk::DiskOptions o;
+          const std::string base = source_.BaseUrl();
+          const http::TlsOptions tls = client_->tls();
+          const std::string cookies = client_->cookies();
+          const std::string ds = path.datastore, dcname = *dc;
+          const double timeout = options_.timeout_seconds;
+          // Paths of the chain are "/<path in the datastore>"; ".." never leaves it because
+          // JoinPath resolves them before the opener sees them, and the root stops there.
+          o.open_file = [=](const std::string& p, bool) -> Result<std::shared_ptr<io::BlockWriter>> {
+            if (p.find("/../") != std::string::npos || p.rfind("/..", 0) == 0)
+              return PermissionDeniedError(p + " leaves the datastore");
+            const std::string url = "/folder/" + http::UrlEncode(p.substr(1), true) + "?dcPath=" +
+                                    http::UrlEncode(dcname) + "&dsName=" + http::UrlEncode(ds);
+            VMBACKUP_ASSIGN_OR_RETURN(auto f, HttpFile::Open(base, tls, cookies, url,
+                                                             "[" + ds + "] " + p.substr(1), timeout));
+            return std::shared_ptr<io::BlockWriter>(std::move(f));
+          };
+          disk = vmdk::Disk::Open("/" + path.path, o);
+          if (!disk) why = disk.error();
+        }
+      }
+    } else if (m == TransportMode::kHotAdd) {
+      why = UnavailableError("this proxy is not a VM of that vCenter");
+    } else {
+      why = UnavailableError("no NBD endpoint is configured for vSphere disks");
+    }
+    if (disk) {
+      if (capacity != 0 && (*disk)->size() != capacity) {
+        why = CorruptionError(StrFormat("%s: the VMDK holds %llu bytes, vSphere says %llu",
+                                        file.c_str(), (unsigned long long)(*disk)->size(),
+                                        (unsigned long long)capacity));
+      } else {
+        if (attempts) *attempts = tried;
+        return std::unique_ptr<DiskAccess>(new VmdkAccess(
+            std::move(*disk), m, label + " (" + std::string(TransportName(m)) + ")"));
+      }
+    }
+    tried.push_back(std::string(TransportName(m)) + ": " + why.message());
+  }
+  if (attempts) *attempts = tried;
+  std::string all;
+  for (const auto& t : tried) all += (all.empty() ? "" : "; ") + t;
+  return UnavailableError("no transport could open " + label + ": " + all);
+}
+
+Result<VmInfo> VsphereDriver::CreateVm(std::string_view name, const std::string&,
+                                       const std::vector<uint64_t>&, const std::string&) {
+  return NotSupportedError("vSphere: restoring to a new VM (" + std::string(name) +
+                           ") is not implemented yet; restore to a file");
+}
+
+Status VsphereDriver::DestroyVm(const VmInfo& vm) {
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  return RunTask(ref, "Destroy_Task", "", "destroy " + vm.name);
+}
+
+}  // namespace vmbackup::hv::vsphere

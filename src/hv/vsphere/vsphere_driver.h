@@ -1,0 +1,84 @@
+// The vSphere driver: VMware VMs through the vSphere Web Services API (control plane) and open
+// data paths (transports), for backups and restores like those of the embedded host.
+//
+// Transports, tried per disk in the order asked:
+//   san     the datastore is visible here (an NFS mount, a LUN, a copy): --datastore-map gives
+//           its folder; the snapshot's VMDK chain is read with our VMDK library, confined to
+//           that folder.
+//   https   the datastore file service (/folder/PATH?dcPath=..&dsName=..) with HTTP ranges and
+//           the session cookie, feeding the same chain reader. Read-only.
+//   hotadd  unavailable: this proxy is not a VM of that vCenter.
+//   nbd, nbdssl  unavailable until an NBD endpoint is configured.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "hv/hypervisor.h"
+#include "hv/vsphere/vim_client.h"
+#include "hv/vsphere/vsphere_source.h"
+
+namespace vmbackup::hv::vsphere {
+
+struct DriverOptions {
+  std::string password;                             // never logged, never on a command line
+  std::map<std::string, std::string> datastore_map;  // datastore name -> local folder (san)
+  double timeout_seconds = 60;
+  double task_limit_seconds = 3600;
+};
+
+class VsphereDriver final : public Hypervisor {
+ public:
+  static Result<std::unique_ptr<VsphereDriver>> Connect(const std::string& uri,
+                                                        const DriverOptions& options);
+  ~VsphereDriver() override;
+
+  std::string uri() const override { return uri_; }
+  Result<std::vector<std::string>> ListVms() override;
+  Result<VmInfo> GetVm(std::string_view name) override;
+  Status EnableChangeTracking(const VmInfo& vm) override;
+  Status ResetChangeTracking(const VmInfo& vm) override;
+  Status SetPowerOnBlock(const VmInfo& vm, const std::string& why) override;
+  Result<std::vector<SnapshotRef>> ListSnapshots(const VmInfo& vm) override;
+  Result<SnapshotRef> CreateSnapshot(const VmInfo& vm, std::string_view name,
+                                     const SnapshotOptions& options) override;
+  Status RemoveSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) override;
+  Status RevertToSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) override;
+  Result<std::string> ChangeId(const VmInfo& vm, const SnapshotRef* snapshot,
+                               int device_key) override;
+  Result<ChangedAreas> QueryChangedDiskAreas(const VmInfo& vm, const SnapshotRef* snapshot,
+                                             int device_key, uint64_t start_offset,
+                                             std::string_view change_id) override;
+  Result<std::unique_ptr<DiskAccess>> OpenDisk(const VmInfo& vm, const SnapshotRef* snapshot,
+                                               int device_key,
+                                               std::span<const TransportMode> modes, OpenMode mode,
+                                               std::vector<std::string>* attempts) override;
+  Result<VmInfo> CreateVm(std::string_view name, const std::string& config,
+                          const std::vector<uint64_t>& capacities,
+                          const std::string& power_on_block) override;
+  Status DestroyVm(const VmInfo& vm) override;
+
+  VimClient& client() { return *client_; }
+
+ private:
+  VsphereDriver() = default;
+  Result<MoRef> VmRef(const VmInfo& vm);
+  Result<MoRef> FindVm(std::string_view name);
+  Result<std::string> Datacenter();
+  Status RunTask(const MoRef& target, const std::string& method, const std::string& args,
+                 const std::string& what, MoRef* result = nullptr);
+  // The VirtualDisk elements of a VM now, or of one of its snapshots.
+  Result<PropertyAnswer> Devices(const VmInfo& vm, const SnapshotRef* snapshot);
+  Result<std::string> DiskFile(const VmInfo& vm, const SnapshotRef* snapshot, int device_key);
+  Result<std::string> DownloadFile(const DatastorePath& path, size_t limit);
+
+  std::string uri_;
+  SourceUri source_;
+  DriverOptions options_;
+  std::unique_ptr<VimClient> client_;
+  std::map<std::string, MoRef> vm_refs_;  // VM name -> moref
+  std::string datacenter_;
+};
+
+}  // namespace vmbackup::hv::vsphere
