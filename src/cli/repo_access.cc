@@ -79,7 +79,6 @@ Result<std::string> Prompt(const std::string& question) {
   return StripNewline(line);
 }
 
-
 Result<repo::KeySource> Keys(const RepoOpts& o) {
   const int given =
       int(!o.key_file.empty()) + int(!o.passphrase_file.empty()) + int(!o.password_command.empty());

@@ -9,9 +9,9 @@
 #include "base/strings.h"
 #include "cli/output.h"
 #include "cli/repo_access.h"
+#include "http/http_client.h"
 #include "hv/vmhost/vmhost_driver.h"
 #include "hv/vsphere/vsphere_driver.h"
-#include "http/http_client.h"
 #include "io/posix_file.h"
 
 namespace vmbackup::cli {
@@ -54,8 +54,9 @@ std::vector<std::string> SplitWords(const char* text) {
 
 void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool required) {
   auto* s = c->add_option("--source", o.source,
-                          what + ": vmhost:///DATASTORE or "
-                                 "vsphere://USER@HOST[:PORT][/DC]?thumbprint=SHA256:...");
+                          what +
+                              ": vmhost:///DATASTORE or "
+                              "vsphere://USER@HOST[:PORT][/DC]?thumbprint=SHA256:...");
   if (required) s->required();
   c->add_option("--password-file", o.password_file,
                 "vSphere: file holding the password (or VMBACKUP_VSPHERE_PASSWORD, or asked)");
@@ -110,10 +111,11 @@ void AddVsphereCommands(CLI::App& app, int* exit_code) {
     }
     VMBACKUP_ASSIGN_OR_RETURN(auto tp, http::FetchThumbprints(h, port));
     if (Flags().json) {
-      std::printf("%s\n",
-                  nlohmann::json{{"host", h}, {"port", port}, {"sha256", tp.sha256}, {"sha1", tp.sha1}}
-                      .dump(2)
-                      .c_str());
+      std::printf(
+          "%s\n",
+          nlohmann::json{{"host", h}, {"port", port}, {"sha256", tp.sha256}, {"sha1", tp.sha1}}
+              .dump(2)
+              .c_str());
     } else {
       std::printf("SHA256:%s\nSHA1:%s\n", tp.sha256.c_str(), tp.sha1.c_str());
       Note("pin it with vsphere://USER@%s:%d?thumbprint=SHA256:%s after checking it on the host",

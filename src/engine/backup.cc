@@ -255,7 +255,8 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
     // and otherwise every byte is read (zeros are still detected and not stored).
     host_allocated = access->AllocatedExtents(0, d.capacity);
   }
-  if (!host_allocated) return host_allocated.error().WithContext(StrFormat("disk %d: allocated areas", d.device_key));
+  if (!host_allocated)
+    return host_allocated.error().WithContext(StrFormat("disk %d: allocated areas", d.device_key));
   ExtentSet allocated = std::move(*host_allocated);
   hv::DiskPlan plan;
   if (changed) {

@@ -54,9 +54,9 @@ std::string Trim(std::string s) {
 
 struct Client::Impl {
   CURL* curl = nullptr;
-  std::string pinned;    // normalized SHA-256 thumbprint, or empty
-  std::string seen;      // the thumbprint the server presented (pinning only)
-  std::string host;      // for messages
+  std::string pinned;  // normalized SHA-256 thumbprint, or empty
+  std::string seen;    // the thumbprint the server presented (pinning only)
+  std::string host;    // for messages
   // The transfer in progress.
   Response* response = nullptr;
   std::span<uint8_t> range_out;
@@ -74,8 +74,8 @@ namespace {
 // OpenSSL's verify callback when a thumbprint is pinned: only the server's own certificate
 // decides, by its SHA-256 digest; the chain and the host name do not matter.
 int PinVerify(int /*preverify_ok*/, X509_STORE_CTX* store) {
-  SSL* ssl = static_cast<SSL*>(
-      X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  SSL* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   auto* impl = static_cast<Client::Impl*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
   if (X509_STORE_CTX_get_error_depth(store) > 0) {
     X509_STORE_CTX_set_error(store, X509_V_OK);
@@ -129,7 +129,8 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
     impl->response->status = code;
   }
   if (impl->response->status != 206) {  // an error page: keep a little of it for the message
-    if (impl->response->body.size() < 4096) impl->response->body.append(data, std::min(len, size_t(4096)));
+    if (impl->response->body.size() < 4096)
+      impl->response->body.append(data, std::min(len, size_t(4096)));
     return len;
   }
   if (impl->range_got + len > impl->range_out.size()) {
@@ -169,7 +170,8 @@ std::string UrlEncode(const std::string& text, bool keep_slash) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
       out += char(c);
     } else {
       out += '%';
@@ -282,7 +284,8 @@ Result<Response> Client::Send(const Request& request) {
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
   struct curl_slist* headers = nullptr;
-  for (const auto& [k, v] : request.headers) headers = curl_slist_append(headers, (k + ": " + v).c_str());
+  for (const auto& [k, v] : request.headers)
+    headers = curl_slist_append(headers, (k + ": " + v).c_str());
   headers = curl_slist_append(headers, "Expect:");
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   Status s = Perform(base_url_ + request.path, request.method.c_str());
@@ -313,8 +316,8 @@ Status Client::GetRange(const std::string& path, uint64_t offset, std::span<uint
   impl_->range_mode = false;
   impl_->response = nullptr;
   if (impl_->range_overflow) {
-    return ProtocolError(StrFormat("GET %s bytes %s: the server sent more than asked", path.c_str(),
-                                   range.c_str()));
+    return ProtocolError(
+        StrFormat("GET %s bytes %s: the server sent more than asked", path.c_str(), range.c_str()));
   }
   VMBACKUP_RETURN_IF_ERROR(s);
   if (response.status != 206) {
@@ -348,8 +351,9 @@ size_t OnRead(char* buffer, size_t size, size_t n, void* user) {
 }
 }  // namespace
 
-Result<Response> Client::PutStream(const std::string& path, uint64_t length,
-                                   const std::function<Status(uint64_t, std::span<uint8_t>)>& read) {
+Result<Response> Client::PutStream(
+    const std::string& path, uint64_t length,
+    const std::function<Status(uint64_t, std::span<uint8_t>)>& read) {
   CURL* c = impl_->curl;
   Response response;
   impl_->response = &response;

@@ -77,7 +77,8 @@ class Client {
 struct Thumbprints {
   std::string sha256, sha1;
 };
-Result<Thumbprints> FetchThumbprints(const std::string& host, int port, double timeout_seconds = 15);
+Result<Thumbprints> FetchThumbprints(const std::string& host, int port,
+                                     double timeout_seconds = 15);
 
 // "SHA256:ab:cd..." / "AB CD ..." / "abcd..." -> "AB:CD:..." (kInvalidArgument if not 32 bytes).
 Result<std::string> NormalizeSha256Thumbprint(const std::string& text);

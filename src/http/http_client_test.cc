@@ -146,9 +146,9 @@ TEST(ThumbprintTest, Normalizes) {
       "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:"
       "67:89";
   EXPECT_EQ(*NormalizeSha256Thumbprint("SHA256:" + want), want);
-  EXPECT_EQ(
-      *NormalizeSha256Thumbprint("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"),
-      want);
+  EXPECT_EQ(*NormalizeSha256Thumbprint(
+                "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"),
+            want);
   EXPECT_FALSE(NormalizeSha256Thumbprint("AB:CD").ok());
   EXPECT_FALSE(NormalizeSha256Thumbprint(want.substr(0, 92) + "ZZ").ok());
 }

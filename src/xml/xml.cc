@@ -57,7 +57,8 @@ Node Node::path(std::string_view slash_path) const {
   while (n && !slash_path.empty()) {
     size_t slash = slash_path.find('/');
     n = n.child(slash_path.substr(0, slash));
-    slash_path = slash == std::string_view::npos ? std::string_view() : slash_path.substr(slash + 1);
+    slash_path =
+        slash == std::string_view::npos ? std::string_view() : slash_path.substr(slash + 1);
   }
   return n;
 }
@@ -107,7 +108,8 @@ Result<Document> Document::Parse(std::string_view text, std::string_view what) {
   }
   if (!xmlDocGetRootElement(d)) {
     xmlFreeDoc(d);
-    return CorruptionError(StrFormat("%.*s: XML without an element", int(what.size()), what.data()));
+    return CorruptionError(
+        StrFormat("%.*s: XML without an element", int(what.size()), what.data()));
   }
   return Document(d);
 }

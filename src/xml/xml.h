@@ -29,9 +29,9 @@ class Node {
   explicit Node(xmlNode* n) : n_(n) {}
   explicit operator bool() const { return n_ != nullptr; }
 
-  std::string name() const;       // local name
-  std::string ns() const;         // namespace URI ("" for none)
-  std::string text() const;       // concatenated text content
+  std::string name() const;  // local name
+  std::string ns() const;    // namespace URI ("" for none)
+  std::string text() const;  // concatenated text content
   // The first child element with this local name (any namespace), or absent.
   Node child(std::string_view local_name) const;
   // Every child element with this local name ("" = every child element).

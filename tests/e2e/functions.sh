@@ -39,6 +39,16 @@ fail() {
   exit 1
 }
 
+# expect_failure WANT_EXIT FRAGMENT -- COMMAND...: the command exits WANT_EXIT and its stdout or
+# stderr (kept in out.txt and err.txt) holds FRAGMENT.
+expect_failure() {
+  local want=$1 fragment=$2 rc=0
+  shift 3
+  "$@" >out.txt 2>err.txt || rc=$?
+  [ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want: $(cat err.txt)"
+  grep -qF -- "$fragment" out.txt err.txt || fail "'$*': output lacks '$fragment': $(cat out.txt err.txt)"
+}
+
 SCRATCH=$(mktemp -d /tmp/vmbackup-e2e-XXXXXX)
 trap 'rm -rf "$SCRATCH"' EXIT
 cd "$SCRATCH"

@@ -24,12 +24,12 @@ Descriptor SynthesizedDescriptor(const std::string& create_type, ExtentType type
 
 }  // namespace
 
-static Result<std::shared_ptr<io::BlockWriter>> OpenLayerFile(const std::string& path, bool writable,
-                                                       const FileOpener* opener) {
+static Result<std::shared_ptr<io::BlockWriter>> OpenLayerFile(const std::string& path,
+                                                              bool writable,
+                                                              const FileOpener* opener) {
   if (opener) return (*opener)(path, writable);
-  VMBACKUP_ASSIGN_OR_RETURN(
-      auto f,
-      io::PosixFile::Open(path, writable ? io::OpenMode::kReadWrite : io::OpenMode::kReadOnly));
+  VMBACKUP_ASSIGN_OR_RETURN(auto f, io::PosixFile::Open(path, writable ? io::OpenMode::kReadWrite
+                                                                       : io::OpenMode::kReadOnly));
   return std::shared_ptr<io::BlockWriter>(std::move(f));
 }
 

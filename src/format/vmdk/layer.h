@@ -17,8 +17,8 @@
 namespace vmbackup::vmdk {
 
 // Opens one file of a chain by path, for reading or writing (DiskOptions::open_file).
-using FileOpener = std::function<Result<std::shared_ptr<io::BlockWriter>>(const std::string& path,
-                                                                          bool writable)>;
+using FileOpener =
+    std::function<Result<std::shared_ptr<io::BlockWriter>>(const std::string& path, bool writable)>;
 
 struct LayerExtent {
   ExtentLine line;

@@ -15,10 +15,11 @@ Result<std::unique_ptr<HttpFile>> HttpFile::Open(const std::string& base_url,
   VMBACKUP_ASSIGN_OR_RETURN(http::Response r, c->Send({"HEAD", path, {}, ""}));
   if (r.status == 404) return NotFoundError(name + ": no such file on the datastore (HTTP 404)");
   if (r.status == 401 || r.status == 403) {
-    return UnauthenticatedError(StrFormat("%s: the datastore file service refused access (HTTP %ld)",
-                                          name.c_str(), r.status));
+    return UnauthenticatedError(StrFormat(
+        "%s: the datastore file service refused access (HTTP %ld)", name.c_str(), r.status));
   }
-  if (r.status != 200) return IOError(StrFormat("%s: HEAD answered HTTP %ld", name.c_str(), r.status));
+  if (r.status != 200)
+    return IOError(StrFormat("%s: HEAD answered HTTP %ld", name.c_str(), r.status));
   auto len = ParseUint(r.headers["content-length"]);
   if (!len) return ProtocolError(name + ": the datastore file service gave no Content-Length");
   auto ranges = r.headers.find("accept-ranges");
@@ -36,7 +37,8 @@ Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
   Status s;
   for (int attempt = 0; attempt < 3; ++attempt) {
     s = client_->GetRange(path_, offset, buf);
-    if (s.ok() || s.code() == ErrorCode::kUnauthenticated || s.code() == ErrorCode::kProtocol) break;
+    if (s.ok() || s.code() == ErrorCode::kUnauthenticated || s.code() == ErrorCode::kProtocol)
+      break;
   }
   return s.WithContext(name_);
 }

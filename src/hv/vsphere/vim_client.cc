@@ -67,10 +67,10 @@ Status FaultStatus(const std::string& type, const std::string& message,
 
 Result<std::unique_ptr<VimClient>> VimClient::Connect(const Options& options) {
   std::unique_ptr<VimClient> c(new VimClient(options));
-  VMBACKUP_ASSIGN_OR_RETURN(c->http_,
-                            http::Client::Create(options.url, options.tls, options.timeout_seconds));
-  VMBACKUP_ASSIGN_OR_RETURN(auto doc,
-                            c->Call("RetrieveServiceContent", {"ServiceInstance", "ServiceInstance"}, ""));
+  VMBACKUP_ASSIGN_OR_RETURN(
+      c->http_, http::Client::Create(options.url, options.tls, options.timeout_seconds));
+  VMBACKUP_ASSIGN_OR_RETURN(
+      auto doc, c->Call("RetrieveServiceContent", {"ServiceInstance", "ServiceInstance"}, ""));
   Node sc = ReturnVal(*doc);
   c->root_folder_ = MoRef::From(sc.child("rootFolder"));
   c->property_collector_ = MoRef::From(sc.child("propertyCollector"));
@@ -82,8 +82,9 @@ Result<std::unique_ptr<VimClient>> VimClient::Connect(const Options& options) {
   c->about_ = sc.path("about/fullName").text();
   if (std::string v = sc.path("about/apiVersion").text(); !v.empty()) c->api_version_ = v;
   if (c->session_manager_.empty() || c->property_collector_.empty()) {
-    return ProtocolError(options.url + ": the ServiceContent names no SessionManager or "
-                                       "PropertyCollector: not a vSphere API endpoint");
+    return ProtocolError(options.url +
+                         ": the ServiceContent names no SessionManager or "
+                         "PropertyCollector: not a vSphere API endpoint");
   }
   VMBACKUP_RETURN_IF_ERROR(c->Login());
   if (options.keepalive_seconds > 0) c->keepalive_ = std::thread([p = c.get()] { p->KeepAlive(); });
@@ -198,7 +199,8 @@ void ReadObjects(Node returnval, std::vector<ObjectContent>* out) {
   for (Node o : returnval.children("objects")) {
     ObjectContent oc;
     oc.obj = MoRef::From(o.child("obj"));
-    for (Node p : o.children("propSet")) oc.props.emplace_back(p.child("name").text(), p.child("val"));
+    for (Node p : o.children("propSet"))
+      oc.props.emplace_back(p.child("name").text(), p.child("val"));
     out->push_back(std::move(oc));
   }
 }
@@ -233,10 +235,9 @@ Result<PropertyAnswer> VimClient::RetrieveProperties(const std::string& type,
 
 Result<PropertyAnswer> VimClient::RetrieveAll(const std::string& type,
                                               const std::vector<std::string>& paths) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto view_doc,
-                            Invoke("CreateContainerView", view_manager_,
-                                   root_folder_.Xml("container") + El("type", type) +
-                                       "<recursive>true</recursive>"));
+  VMBACKUP_ASSIGN_OR_RETURN(auto view_doc, Invoke("CreateContainerView", view_manager_,
+                                                  root_folder_.Xml("container") + El("type", type) +
+                                                      "<recursive>true</recursive>"));
   const MoRef view = MoRef::From(ReturnVal(*view_doc));
   std::string spec = "<specSet>" + PropSpec(type, paths) + "<objectSet>" + view.Xml("obj") +
                      "<skip>true</skip><selectSet xsi:type=\"TraversalSpec\">" +
@@ -258,18 +259,19 @@ Result<PropertyAnswer> VimClient::RetrieveAll(const std::string& type,
 }
 
 Result<MoRef> VimClient::FindByInventoryPath(const std::string& path) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto doc,
-                            Invoke("FindByInventoryPath", search_index_, El("inventoryPath", path)));
+  VMBACKUP_ASSIGN_OR_RETURN(
+      auto doc, Invoke("FindByInventoryPath", search_index_, El("inventoryPath", path)));
   MoRef r = MoRef::From(ReturnVal(*doc));
-  if (r.empty()) return NotFoundError("vSphere " + options_.url + ": nothing at inventory path " + path);
+  if (r.empty())
+    return NotFoundError("vSphere " + options_.url + ": nothing at inventory path " + path);
   return r;
 }
 
 Result<MoRef> VimClient::FindVmByUuid(const std::string& uuid, bool instance_uuid) {
-  VMBACKUP_ASSIGN_OR_RETURN(
-      auto doc, Invoke("FindByUuid", search_index_,
-                       El("uuid", uuid) + "<vmSearch>true</vmSearch>" +
-                           El("instanceUuid", instance_uuid ? "true" : "false")));
+  VMBACKUP_ASSIGN_OR_RETURN(auto doc,
+                            Invoke("FindByUuid", search_index_,
+                                   El("uuid", uuid) + "<vmSearch>true</vmSearch>" +
+                                       El("instanceUuid", instance_uuid ? "true" : "false")));
   MoRef r = MoRef::From(ReturnVal(*doc));
   if (r.empty()) return NotFoundError("vSphere " + options_.url + ": no VM with uuid " + uuid);
   return r;
@@ -281,7 +283,8 @@ Result<VimClient::TaskResult> VimClient::WaitForTask(const MoRef& task, const st
   double delay = 0.02;
   for (;;) {
     VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, RetrieveProperties("Task", {task}, {"info"}));
-    if (a.objects.empty()) return NotFoundError("vSphere: task " + task.value + " (" + what + ") is gone");
+    if (a.objects.empty())
+      return NotFoundError("vSphere: task " + task.value + " (" + what + ") is gone");
     Node info = a.objects[0].Get("info");
     const std::string state = info.child("state").text();
     if (state == "success") return TaskResult{a.docs.back(), info.child("result")};
@@ -301,8 +304,7 @@ Result<VimClient::TaskResult> VimClient::WaitForTask(const MoRef& task, const st
     if (elapsed > limit_seconds) {
       Invoke("CancelTask", task).status().IgnoreError();
       return IOError(StrFormat("vSphere %s: task %s still %s after %.0f s (cancelled)",
-                                             what.c_str(), task.value.c_str(), state.c_str(),
-                                             elapsed));
+                               what.c_str(), task.value.c_str(), state.c_str(), elapsed));
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(delay));
     delay = std::min(1.0, delay * 2);
@@ -310,9 +312,9 @@ Result<VimClient::TaskResult> VimClient::WaitForTask(const MoRef& task, const st
 }
 
 Result<std::string> VimClient::SessionKey() {
-  VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a,
-                            RetrieveProperties("SessionManager", {session_manager_},
-                                               {"currentSession"}));
+  VMBACKUP_ASSIGN_OR_RETURN(
+      PropertyAnswer a,
+      RetrieveProperties("SessionManager", {session_manager_}, {"currentSession"}));
   if (a.objects.empty()) return NotFoundError("vSphere: no current session");
   return a.objects[0].Get("currentSession").child("key").text();
 }

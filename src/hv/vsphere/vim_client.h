@@ -60,8 +60,8 @@ class VimClient {
     std::string url;  // https://HOST[:PORT]; the API is at /sdk
     std::string user, password;
     http::TlsOptions tls;
-    double timeout_seconds = 60;       // per HTTP exchange
-    double keepalive_seconds = 600;    // 0: no keepalive
+    double timeout_seconds = 60;     // per HTTP exchange
+    double keepalive_seconds = 600;  // 0: no keepalive
   };
   // Connects, reads the ServiceContent, and logs in.
   static Result<std::unique_ptr<VimClient>> Connect(const Options& options);
@@ -83,7 +83,8 @@ class VimClient {
   Result<PropertyAnswer> RetrieveProperties(const std::string& type,
                                             const std::vector<MoRef>& objects,
                                             const std::vector<std::string>& paths);
-  Result<PropertyAnswer> RetrieveAll(const std::string& type, const std::vector<std::string>& paths);
+  Result<PropertyAnswer> RetrieveAll(const std::string& type,
+                                     const std::vector<std::string>& paths);
 
   // SearchIndex.FindByInventoryPath ("DC0/vm/web"); kNotFound when nothing is there.
   Result<MoRef> FindByInventoryPath(const std::string& path);

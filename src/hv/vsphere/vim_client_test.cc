@@ -41,8 +41,8 @@ class VcsimTest : public ::testing::Test {
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setenv("TMPDIR", dir_->path().c_str(), 1);
-      ::execl(vcsim_.c_str(), "vcsim", "-info", info.c_str(), "-user", "backup",
-              "-password-file", (*dir_ / "password").c_str(), nullptr);
+      ::execl(vcsim_.c_str(), "vcsim", "-info", info.c_str(), "-user", "backup", "-password-file",
+              (*dir_ / "password").c_str(), nullptr);
       ::_exit(127);
     }
     for (int i = 0; i < 300 && ::access(info.c_str(), R_OK) != 0; ++i)
@@ -159,8 +159,9 @@ TEST_F(VcsimTest, FaultsBecomeErrorsNamingTheirType) {
   auto vm = (*c)->FindByInventoryPath("DC0/vm/DC0_H0_VM0");
   ASSERT_TRUE(vm.ok());
   // vcsim has no change tracking: the method is missing.
-  auto q = (*c)->Invoke("QueryChangedDiskAreas", *vm,
-                        "<deviceKey>2000</deviceKey><startOffset>0</startOffset><changeId>*</changeId>");
+  auto q =
+      (*c)->Invoke("QueryChangedDiskAreas", *vm,
+                   "<deviceKey>2000</deviceKey><startOffset>0</startOffset><changeId>*</changeId>");
   ASSERT_FALSE(q.ok());
   EXPECT_EQ(q.error().code(), ErrorCode::kNotSupported) << q.error().ToString();
   EXPECT_NE(q.error().message().find("MethodNotFound"), std::string::npos);

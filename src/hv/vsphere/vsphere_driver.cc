@@ -45,7 +45,9 @@ class VmdkAccess final : public DiskAccess {
   uint64_t size() const override { return disk_->size(); }
   std::string name() const override { return name_; }
   TransportMode transport() const override { return mode_; }
-  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override { return disk_->ReadAt(offset, buf); }
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override {
+    return disk_->ReadAt(offset, buf);
+  }
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
     return disk_->WriteAt(offset, data);
   }
@@ -93,7 +95,8 @@ Status VsphereDriver::RunTask(const MoRef& target, const std::string& method,
   VMBACKUP_ASSIGN_OR_RETURN(auto doc, client_->Invoke(method, target, args));
   MoRef task = MoRef::From(VimClient::ReturnVal(*doc));
   if (task.empty()) return ProtocolError("vSphere " + what + ": " + method + " returned no task");
-  VMBACKUP_ASSIGN_OR_RETURN(auto done, client_->WaitForTask(task, what, options_.task_limit_seconds));
+  VMBACKUP_ASSIGN_OR_RETURN(auto done,
+                            client_->WaitForTask(task, what, options_.task_limit_seconds));
   if (result) *result = MoRef::From(done.result);
   return Status::Ok();
 }
@@ -134,9 +137,10 @@ Result<MoRef> VsphereDriver::FindVm(std::string_view name) {
     if (o.Get("name").text() == n) found.push_back(o.obj);
   if (found.empty()) return NotFoundError("vSphere " + source_.host + " has no VM named " + n);
   if (found.size() > 1) {
-    return InvalidArgumentError(StrFormat("vSphere %s has %zu VMs named %s: name the datacenter "
-                                          "in the source URI",
-                                          source_.host.c_str(), found.size(), n.c_str()));
+    return InvalidArgumentError(
+        StrFormat("vSphere %s has %zu VMs named %s: name the datacenter "
+                  "in the source URI",
+                  source_.host.c_str(), found.size(), n.c_str()));
   }
   return vm_refs_[n] = found[0];
 }
@@ -151,22 +155,24 @@ Result<VmInfo> VsphereDriver::GetVm(std::string_view name) {
   VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, FindVm(name));
   VMBACKUP_ASSIGN_OR_RETURN(
       PropertyAnswer a,
-      client_->RetrieveProperties("VirtualMachine", {ref},
-                                  {"name", "config.uuid", "config.instanceUuid",
-                                   "config.hardware.device", "config.changeTrackingEnabled",
-                                   "config.files.vmPathName", "runtime.powerState"}));
+      client_->RetrieveProperties(
+          "VirtualMachine", {ref},
+          {"name", "config.uuid", "config.instanceUuid", "config.hardware.device",
+           "config.changeTrackingEnabled", "config.files.vmPathName", "runtime.powerState"}));
   if (a.objects.empty()) return NotFoundError("vSphere: VM " + std::string(name) + " vanished");
   const ObjectContent& o = a.objects[0];
   VmInfo vm;
   vm.name = o.Get("name").text();
   vm.id = o.Get("config.instanceUuid").text();
   if (vm.id.empty()) vm.id = o.Get("config.uuid").text();
-  vm.power = o.Get("runtime.powerState").text() == "poweredOff" ? PowerState::kOff : PowerState::kOn;
+  vm.power =
+      o.Get("runtime.powerState").text() == "poweredOff" ? PowerState::kOff : PowerState::kOn;
   const bool cbt = o.Get("config.changeTrackingEnabled").text() == "true";
   for (Node d : VirtualDisks(o.Get("config.hardware.device"))) {
     DiskInfo di;
     auto key = ParseUint(d.child("key").text());
-    if (!key || *key > 0x7fffffff) return ProtocolError("vSphere: a VirtualDisk of " + vm.name + " has no key");
+    if (!key || *key > 0x7fffffff)
+      return ProtocolError("vSphere: a VirtualDisk of " + vm.name + " has no key");
     di.device_key = int(*key);
     di.capacity = Capacity(d);
     di.label = d.path("deviceInfo/label").text();
@@ -187,11 +193,12 @@ Result<VmInfo> VsphereDriver::GetVm(std::string_view name) {
 
 Result<std::string> VsphereDriver::DownloadFile(const DatastorePath& path, size_t limit) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string dc, Datacenter());
-  VMBACKUP_ASSIGN_OR_RETURN(auto c, http::Client::Create(source_.BaseUrl(),
-                                                         client_->tls(), options_.timeout_seconds));
+  VMBACKUP_ASSIGN_OR_RETURN(
+      auto c, http::Client::Create(source_.BaseUrl(), client_->tls(), options_.timeout_seconds));
   c->set_cookies(client_->cookies());
   const std::string url = "/folder/" + http::UrlEncode(path.path, true) +
-                          "?dcPath=" + http::UrlEncode(dc) + "&dsName=" + http::UrlEncode(path.datastore);
+                          "?dcPath=" + http::UrlEncode(dc) +
+                          "&dsName=" + http::UrlEncode(path.datastore);
   VMBACKUP_ASSIGN_OR_RETURN(http::Response r, c->Send({"GET", url, {}, ""}));
   if (r.status != 200) {
     return IOError(StrFormat("vSphere: GET %s answered HTTP %ld", path.Text().c_str(), r.status));
@@ -202,15 +209,15 @@ Result<std::string> VsphereDriver::DownloadFile(const DatastorePath& path, size_
 
 Status VsphereDriver::EnableChangeTracking(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
-  VMBACKUP_RETURN_IF_ERROR(RunTask(ref, "ReconfigVM_Task",
-                                   "<spec><changeTrackingEnabled>true</changeTrackingEnabled></spec>",
-                                   "enable change tracking of " + vm.name));
+  VMBACKUP_RETURN_IF_ERROR(RunTask(
+      ref, "ReconfigVM_Task", "<spec><changeTrackingEnabled>true</changeTrackingEnabled></spec>",
+      "enable change tracking of " + vm.name));
   // The setting takes effect at the next stun/unstun: a snapshot create and delete.
   MoRef snap;
-  VMBACKUP_RETURN_IF_ERROR(RunTask(ref, "CreateSnapshot_Task",
-                                   El("name", "vmbackup-cbt-activate") +
-                                       "<memory>false</memory><quiesce>false</quiesce>",
-                                   "activate change tracking of " + vm.name, &snap));
+  VMBACKUP_RETURN_IF_ERROR(RunTask(
+      ref, "CreateSnapshot_Task",
+      El("name", "vmbackup-cbt-activate") + "<memory>false</memory><quiesce>false</quiesce>",
+      "activate change tracking of " + vm.name, &snap));
   return RunTask(snap, "RemoveSnapshot_Task",
                  "<removeChildren>false</removeChildren><consolidate>true</consolidate>",
                  "activate change tracking of " + vm.name);
@@ -218,9 +225,9 @@ Status VsphereDriver::EnableChangeTracking(const VmInfo& vm) {
 
 Status VsphereDriver::ResetChangeTracking(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
-  VMBACKUP_RETURN_IF_ERROR(RunTask(ref, "ReconfigVM_Task",
-                                   "<spec><changeTrackingEnabled>false</changeTrackingEnabled></spec>",
-                                   "reset change tracking of " + vm.name));
+  VMBACKUP_RETURN_IF_ERROR(RunTask(
+      ref, "ReconfigVM_Task", "<spec><changeTrackingEnabled>false</changeTrackingEnabled></spec>",
+      "reset change tracking of " + vm.name));
   return EnableChangeTracking(vm);
 }
 
@@ -240,7 +247,8 @@ Result<std::vector<SnapshotRef>> VsphereDriver::ListSnapshots(const VmInfo& vm) 
     SnapshotRef s;
     s.id = MoRef::From(tree.child("snapshot")).value;
     s.name = tree.child("name").text();
-    s.achieved = tree.child("quiesced").text() == "true" ? Consistency::kFileSystem : Consistency::kCrash;
+    s.achieved =
+        tree.child("quiesced").text() == "true" ? Consistency::kFileSystem : Consistency::kCrash;
     out.push_back(s);
     for (Node c : tree.children("childSnapshotList")) walk(c);
   };
@@ -302,8 +310,10 @@ Result<PropertyAnswer> VsphereDriver::Devices(const VmInfo& vm, const SnapshotRe
 Result<std::string> VsphereDriver::ChangeId(const VmInfo& vm, const SnapshotRef* snapshot,
                                             int device_key) {
   VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, Devices(vm, snapshot));
-  Node disk = a.objects.empty() ? Node() : DiskByKey(a.objects[0].Get("config.hardware.device"), device_key);
-  if (!disk) return NotFoundError(StrFormat("vSphere: %s has no disk %d", vm.name.c_str(), device_key));
+  Node disk = a.objects.empty() ? Node()
+                                : DiskByKey(a.objects[0].Get("config.hardware.device"), device_key);
+  if (!disk)
+    return NotFoundError(StrFormat("vSphere: %s has no disk %d", vm.name.c_str(), device_key));
   return disk.path("backing/changeId").text();  // "" where change tracking is off
 }
 
@@ -330,7 +340,8 @@ Result<ChangedAreas> VsphereDriver::QueryChangedDiskAreas(const VmInfo& vm,
   ChangedAreas out;
   auto so = ParseUint(rv.child("startOffset").text());
   auto len = ParseUint(rv.child("length").text());
-  if (!so || !len) return ProtocolError("vSphere: QueryChangedDiskAreas answered without startOffset/length");
+  if (!so || !len)
+    return ProtocolError("vSphere: QueryChangedDiskAreas answered without startOffset/length");
   out.start_offset = *so;
   out.length = *len;
   for (Node a : rv.children("changedArea")) {
@@ -345,17 +356,16 @@ Result<ChangedAreas> VsphereDriver::QueryChangedDiskAreas(const VmInfo& vm,
 Result<std::string> VsphereDriver::DiskFile(const VmInfo& vm, const SnapshotRef* snapshot,
                                             int device_key) {
   VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, Devices(vm, snapshot));
-  Node disk = a.objects.empty() ? Node() : DiskByKey(a.objects[0].Get("config.hardware.device"), device_key);
-  if (!disk) return NotFoundError(StrFormat("vSphere: %s has no disk %d", vm.name.c_str(), device_key));
+  Node disk = a.objects.empty() ? Node()
+                                : DiskByKey(a.objects[0].Get("config.hardware.device"), device_key);
+  if (!disk)
+    return NotFoundError(StrFormat("vSphere: %s has no disk %d", vm.name.c_str(), device_key));
   return disk.path("backing/fileName").text();
 }
 
-Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(const VmInfo& vm,
-                                                            const SnapshotRef* snapshot,
-                                                            int device_key,
-                                                            std::span<const TransportMode> modes,
-                                                            OpenMode mode,
-                                                            std::vector<std::string>* attempts) {
+Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
+    const VmInfo& vm, const SnapshotRef* snapshot, int device_key,
+    std::span<const TransportMode> modes, OpenMode mode, std::vector<std::string>* attempts) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string file, DiskFile(vm, snapshot, device_key));
   VMBACKUP_ASSIGN_OR_RETURN(DatastorePath path, ParseDatastorePath(file));
   uint64_t capacity = 0;
@@ -395,13 +405,16 @@ Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(const VmInfo& vm,
           const double timeout = options_.timeout_seconds;
           // Paths of the chain are "/<path in the datastore>"; ".." never leaves it because
           // JoinPath resolves them before the opener sees them, and the root stops there.
-          o.open_file = [=](const std::string& p, bool) -> Result<std::shared_ptr<io::BlockWriter>> {
+          o.open_file = [=](const std::string& p,
+                            bool) -> Result<std::shared_ptr<io::BlockWriter>> {
             if (p.find("/../") != std::string::npos || p.rfind("/..", 0) == 0)
               return PermissionDeniedError(p + " leaves the datastore");
-            const std::string url = "/folder/" + http::UrlEncode(p.substr(1), true) + "?dcPath=" +
-                                    http::UrlEncode(dcname) + "&dsName=" + http::UrlEncode(ds);
-            VMBACKUP_ASSIGN_OR_RETURN(auto f, HttpFile::Open(base, tls, cookies, url,
-                                                             "[" + ds + "] " + p.substr(1), timeout));
+            const std::string url = "/folder/" + http::UrlEncode(p.substr(1), true) +
+                                    "?dcPath=" + http::UrlEncode(dcname) +
+                                    "&dsName=" + http::UrlEncode(ds);
+            VMBACKUP_ASSIGN_OR_RETURN(
+                auto f,
+                HttpFile::Open(base, tls, cookies, url, "[" + ds + "] " + p.substr(1), timeout));
             return std::shared_ptr<io::BlockWriter>(std::move(f));
           };
           disk = vmdk::Disk::Open("/" + path.path, o);

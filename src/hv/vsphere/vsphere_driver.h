@@ -22,7 +22,7 @@
 namespace vmbackup::hv::vsphere {
 
 struct DriverOptions {
-  std::string password;                             // never logged, never on a command line
+  std::string password;                              // never logged, never on a command line
   std::map<std::string, std::string> datastore_map;  // datastore name -> local folder (san)
   double timeout_seconds = 60;
   double task_limit_seconds = 3600;
@@ -51,8 +51,8 @@ class VsphereDriver final : public Hypervisor {
                                              int device_key, uint64_t start_offset,
                                              std::string_view change_id) override;
   Result<std::unique_ptr<DiskAccess>> OpenDisk(const VmInfo& vm, const SnapshotRef* snapshot,
-                                               int device_key,
-                                               std::span<const TransportMode> modes, OpenMode mode,
+                                               int device_key, std::span<const TransportMode> modes,
+                                               OpenMode mode,
                                                std::vector<std::string>* attempts) override;
   Result<VmInfo> CreateVm(std::string_view name, const std::string& config,
                           const std::vector<uint64_t>& capacities,

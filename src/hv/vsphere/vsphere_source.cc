@@ -53,7 +53,8 @@ Result<SourceUri> ParseSourceUri(const std::string& uri) {
   if (s.user.empty()) return bad("empty user name");
   rest = rest.substr(at + 1);
   std::string hostport = rest.substr(0, rest.find('/'));
-  if (rest.find('/') != std::string::npos) s.datacenter = Unpercent(rest.substr(rest.find('/') + 1));
+  if (rest.find('/') != std::string::npos)
+    s.datacenter = Unpercent(rest.substr(rest.find('/') + 1));
   while (!s.datacenter.empty() && s.datacenter.back() == '/') s.datacenter.pop_back();
   if (!hostport.empty() && hostport[0] == '[') {  // [IPv6]:port
     size_t close = hostport.find(']');
@@ -74,11 +75,13 @@ Result<SourceUri> ParseSourceUri(const std::string& uri) {
   size_t start = 0;
   while (start < query.size()) {
     size_t amp = query.find('&', start);
-    std::string kv = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    std::string kv =
+        query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
     start = amp == std::string::npos ? query.size() : amp + 1;
     if (kv.empty()) continue;
     size_t eq = kv.find('=');
-    std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : Unpercent(kv.substr(eq + 1));
+    std::string k = kv.substr(0, eq),
+                v = eq == std::string::npos ? "" : Unpercent(kv.substr(eq + 1));
     if (k == "thumbprint") {
       auto t = http::NormalizeSha256Thumbprint(v);
       if (!t) return bad(t.error().message());
@@ -118,7 +121,8 @@ Result<std::map<std::string, std::string>> ParseDatastoreMap(const std::string& 
   size_t start = 0;
   while (start < text.size()) {
     size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     start = comma == std::string::npos ? text.size() : comma + 1;
     if (item.empty()) continue;
     size_t eq = item.find('=');
