@@ -153,7 +153,7 @@ Status BlobCodec::Finish(const Opened& o, std::span<const uint8_t> aad, std::spa
       return CorruptionError(StrFormat("blob holds %zu bytes, its index entry says %zu",
                                        o.payload.size(), out.size()));
     }
-    std::memcpy(out.data(), o.payload.data(), o.payload.size());
+    if (!o.payload.empty()) std::memcpy(out.data(), o.payload.data(), o.payload.size());
   } else {
     if (ZSTD_getFrameContentSize(o.payload.data(), o.payload.size()) != out.size()) {
       return CorruptionError("compressed blob has a bad frame header or the wrong size");

@@ -9,6 +9,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "repo/crypto.h"
+#include "repo/json_fields.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -65,8 +66,8 @@ Result<std::vector<uint8_t>> Derive(const json& kdf, const KeySource& key, size_
     if (type == "scrypt") {
       if (!key.passphrase) return UnauthenticatedError("this key is a passphrase");
       VMBACKUP_ASSIGN_OR_RETURN(auto salt, FromHex(kdf.at("salt").get<std::string>()));
-      return Scrypt(*key.passphrase, salt, kdf.at("n").get<uint64_t>(), kdf.at("r").get<uint64_t>(),
-                    kdf.at("p").get<uint64_t>(), out);
+      return Scrypt(*key.passphrase, salt, IntAt<uint64_t>(kdf, "n"), IntAt<uint64_t>(kdf, "r"),
+                    IntAt<uint64_t>(kdf, "p"), out);
     }
     return CorruptionError("unknown kdf type '" + type + "'");
   } catch (const json::exception& e) {

@@ -13,6 +13,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "repo/crypto.h"
+#include "repo/json_fields.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -51,11 +52,11 @@ Result<std::vector<LockInfo>> ListLocks(storage::Backend& backend) {
     try {
       if (!j.is_object()) throw std::runtime_error("not a JSON object");
       l.host = j.at("host").get<std::string>();
-      l.pid = j.at("pid").get<int64_t>();
-      l.start = j.value("start", uint64_t(0));
+      l.pid = IntAt<int64_t>(j, "pid");
+      l.start = IntOr<uint64_t>(j, "start", 0);
       l.exclusive = j.at("exclusive").get<bool>();
       l.purpose = j.value("purpose", "");
-      l.time = j.at("time").get<int64_t>();
+      l.time = IntAt<int64_t>(j, "time");
     } catch (const std::exception& e) {
       l = LockInfo();  // a damaged lock is stale: time 0
       l.name = o.name;

@@ -1,3 +1,4 @@
+#include "repo/json_fields.h"
 #include "repo/marks.h"
 
 #include <nlohmann/json.hpp>
@@ -62,7 +63,7 @@ Result<std::vector<FullNeeded>> FullNeededMarks(Repository& repo, const std::str
     FullNeeded m;
     try {
       m.reason = j.at("reason").get<std::string>();
-      m.disks = j.at("disks").get<std::vector<int>>();
+      for (const json& k : j.at("disks")) m.disks.push_back(IntField<int>(k));
     } catch (const std::exception&) {
       // A damaged mark still asks for a full: the safe reading.
       m.reason = "a damaged mark in the repository asks for a full";

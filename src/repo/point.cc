@@ -7,6 +7,7 @@
 
 #include "base/checked_math.h"
 #include "base/strings.h"
+#include "repo/json_fields.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -59,7 +60,8 @@ json RecordJson(const Point& p) {
 }
 
 Result<Point> FromJson(const json& j) {
-  if (!j.is_object() || j.value("version", 0) != 1)
+  if (!j.is_object() || !j.contains("version") || !j["version"].is_number_integer() ||
+      j["version"].get<int64_t>() != 1)
     return CorruptionError("point record: not version 1");
   Point p;
   try {
@@ -78,19 +80,19 @@ Result<Point> FromJson(const json& j) {
     p.config.assign(cfg->begin(), cfg->end());
     for (const json& d : j.at("disks")) {
       PointDisk pd;
-      pd.key = d.at("key").get<int>();
+      pd.key = IntAt<int>(d, "key");
       pd.label = d.value("label", "");
-      pd.capacity = d.at("capacity").get<uint64_t>();
-      pd.chunk_size = d.at("chunk_size").get<uint64_t>();
+      pd.capacity = IntAt<uint64_t>(d, "capacity");
+      pd.chunk_size = IntAt<uint64_t>(d, "chunk_size");
       auto root = Id::FromHex(d.at("root").get<std::string>());
       if (!root) return CorruptionError("point record: root: " + root.error().message());
       pd.tree.root = *root;
-      pd.tree.depth = d.at("depth").get<int>();
+      pd.tree.depth = IntAt<int>(d, "depth");
       pd.change_id = d.value("change_id", "");
       pd.snapshot = d.value("snapshot", "");
       pd.transport = d.value("transport", "");
-      pd.bytes_scanned = d.value("bytes_scanned", 0ull);
-      pd.bytes_new = d.value("bytes_new", 0ull);
+      pd.bytes_scanned = IntOr<uint64_t>(d, "bytes_scanned", 0);
+      pd.bytes_new = IntOr<uint64_t>(d, "bytes_new", 0);
       if (pd.chunk_size == 0 || !IsPowerOfTwo(pd.chunk_size) ||
           pd.tree.depth != TreeDepth(DivRoundUp(pd.capacity, pd.chunk_size))) {
         return CorruptionError("point record: disk " + std::to_string(pd.key) +

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/strings.h"
+#include "repo/json_fields.h"
 #include "repo/keys.h"
 
 namespace vmbackup::repo {
@@ -104,8 +105,8 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ba
   try {
     if (config.value("format", "") != "vmbackup-repository")
       return CorruptionError("config: not a vmbackup repository");
-    version = config.at("version").get<int>();
-    chunk_size = config.at("chunk_size").get<uint64_t>();
+    version = IntAt<int>(config, "version");
+    chunk_size = IntAt<uint64_t>(config, "chunk_size");
     encryption = config.at("encryption").get<std::string>();
     repo_id = config.at("id").get<std::string>();
   } catch (const json::exception& e) {

@@ -160,19 +160,26 @@ Result<std::shared_ptr<xml::Document>> VimClient::Call(const std::string& method
   }();
   last_fault_.clear();
   if (!r) return Status(r.error().code(), "vSphere " + context + ": " + r.error().message());
-  if (r->status != 200 && r->status != 500) {
-    return ProtocolError(StrFormat("vSphere %s: HTTP %ld from %s%s", context.c_str(), r->status,
-                                   options_.url.c_str(), "/sdk"));
+  return ParseSoapAnswer(r->status, r->body, "vSphere " + context + " (" + options_.url + ")",
+                         &last_fault_);
+}
+
+Result<std::shared_ptr<xml::Document>> ParseSoapAnswer(long http_status, std::string_view body,
+                                                       const std::string& context,
+                                                       std::string* fault_type) {
+  if (http_status != 200 && http_status != 500)
+    return ProtocolError(StrFormat("%s: HTTP %ld", context.c_str(), http_status));
+  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc, xml::Document::Parse(body, "the answer to " + context));
+  Node envelope = doc.root();
+  Node soap_body = envelope.child("Body");
+  if (envelope.name() != "Envelope" || !soap_body)
+    return ProtocolError(context + ": the answer is not a SOAP envelope");
+  if (Node fault = soap_body.child("Fault")) {
+    std::string type = FaultType(fault);
+    if (fault_type) *fault_type = type;
+    return FaultStatus(type, fault.child("faultstring").text(), context);
   }
-  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc,
-                            xml::Document::Parse(r->body, "the answer to " + context));
-  Node body = doc.root().child("Body");
-  if (!body) return ProtocolError("vSphere " + context + ": the answer is not a SOAP envelope");
-  if (Node fault = body.child("Fault")) {
-    last_fault_ = FaultType(fault);
-    return FaultStatus(last_fault_, fault.child("faultstring").text(), "vSphere " + context);
-  }
-  if (r->status != 200) return ProtocolError("vSphere " + context + ": HTTP 500 without a fault");
+  if (http_status != 200) return ProtocolError(context + ": HTTP 500 without a fault");
   return std::make_shared<xml::Document>(std::move(doc));
 }
 
@@ -195,7 +202,9 @@ Node VimClient::ReturnVal(const xml::Document& doc) {
 
 namespace {
 
-void ReadObjects(Node returnval, std::vector<ObjectContent>* out) {
+}  // namespace
+
+void ReadObjectContents(Node returnval, std::vector<ObjectContent>* out) {
   for (Node o : returnval.children("objects")) {
     ObjectContent oc;
     oc.obj = MoRef::From(o.child("obj"));
@@ -204,6 +213,8 @@ void ReadObjects(Node returnval, std::vector<ObjectContent>* out) {
     out->push_back(std::move(oc));
   }
 }
+
+namespace {
 
 std::string PropSpec(const std::string& type, const std::vector<std::string>& paths) {
   std::string s = "<propSet>" + El("type", type);
@@ -223,7 +234,7 @@ Result<PropertyAnswer> VimClient::RetrieveProperties(const std::string& type,
   VMBACKUP_ASSIGN_OR_RETURN(auto doc, Invoke("RetrievePropertiesEx", property_collector_, spec));
   for (;;) {
     Node rv = ReturnVal(*doc);
-    ReadObjects(rv, &answer.objects);
+    ReadObjectContents(rv, &answer.objects);
     answer.docs.push_back(doc);
     const std::string token = rv.child("token").text();
     if (token.empty()) break;
@@ -247,7 +258,7 @@ Result<PropertyAnswer> VimClient::RetrieveAll(const std::string& type,
   auto doc = Invoke("RetrievePropertiesEx", property_collector_, spec);
   while (doc) {
     Node rv = ReturnVal(**doc);
-    ReadObjects(rv, &answer.objects);
+    ReadObjectContents(rv, &answer.objects);
     answer.docs.push_back(*doc);
     const std::string token = rv.child("token").text();
     if (token.empty()) break;

@@ -142,6 +142,15 @@ class VimClient {
   bool logged_in_ = false;
 };
 
+// Reads a SOAP answer (`context` names the call in messages): the document, or the fault as a
+// Status (see above) with its type in `*fault_type`. Anything not a SOAP envelope is kProtocol
+// or kCorruption.
+Result<std::shared_ptr<xml::Document>> ParseSoapAnswer(long http_status, std::string_view body,
+                                                       const std::string& context,
+                                                       std::string* fault_type);
+// The ObjectContents of a RetrievePropertiesEx <returnval>.
+void ReadObjectContents(xml::Node returnval, std::vector<ObjectContent>* out);
+
 // The Status for a SOAP fault (see above).
 Status FaultStatus(const std::string& fault_type, const std::string& message,
                    const std::string& context);

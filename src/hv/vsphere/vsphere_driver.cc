@@ -67,6 +67,47 @@ class VmdkAccess final : public DiskAccess {
 
 }  // namespace
 
+Result<std::vector<DiskInfo>> ParseVirtualDisks(Node devices, bool cbt_enabled) {
+  std::vector<DiskInfo> disks;
+  for (Node d : VirtualDisks(devices)) {
+    DiskInfo di;
+    auto key = ParseUint(d.child("key").text());
+    if (!key || *key > 0x7fffffff) return ProtocolError("vSphere: a VirtualDisk without a valid key");
+    di.device_key = int(*key);
+    di.capacity = Capacity(d);
+    di.label = d.path("deviceInfo/label").text();
+    di.backing_path = d.path("backing/fileName").text();
+    di.uuid = d.path("backing/uuid").text();
+    di.cbt_enabled = cbt_enabled;
+    for (const DiskInfo& other : disks) {
+      if (other.device_key == di.device_key)
+        return ProtocolError(StrFormat("vSphere: two VirtualDisks with key %d", di.device_key));
+    }
+    disks.push_back(std::move(di));
+  }
+  std::sort(disks.begin(), disks.end(),
+            [](const DiskInfo& x, const DiskInfo& y) { return x.device_key < y.device_key; });
+  return disks;
+}
+
+Result<ChangedAreas> ParseChangedAreas(Node rv) {
+  ChangedAreas out;
+  auto so = ParseUint(rv.child("startOffset").text());
+  auto len = ParseUint(rv.child("length").text());
+  if (!so || !len) {
+    return ProtocolError("vSphere: QueryChangedDiskAreas answered without startOffset/length");
+  }
+  out.start_offset = *so;
+  out.length = *len;
+  for (Node a : rv.children("changedArea")) {
+    auto s = ParseUint(a.child("start").text());
+    auto l = ParseUint(a.child("length").text());
+    if (!s || !l) return ProtocolError("vSphere: a changedArea without start/length");
+    out.areas.push_back({*s, *l});
+  }
+  return out;
+}
+
 Result<std::unique_ptr<VsphereDriver>> VsphereDriver::Connect(const std::string& uri,
                                                               const DriverOptions& options) {
   std::unique_ptr<VsphereDriver> d(new VsphereDriver());
@@ -168,21 +209,7 @@ Result<VmInfo> VsphereDriver::GetVm(std::string_view name) {
   vm.power =
       o.Get("runtime.powerState").text() == "poweredOff" ? PowerState::kOff : PowerState::kOn;
   const bool cbt = o.Get("config.changeTrackingEnabled").text() == "true";
-  for (Node d : VirtualDisks(o.Get("config.hardware.device"))) {
-    DiskInfo di;
-    auto key = ParseUint(d.child("key").text());
-    if (!key || *key > 0x7fffffff)
-      return ProtocolError("vSphere: a VirtualDisk of " + vm.name + " has no key");
-    di.device_key = int(*key);
-    di.capacity = Capacity(d);
-    di.label = d.path("deviceInfo/label").text();
-    di.backing_path = d.path("backing/fileName").text();
-    di.uuid = d.path("backing/uuid").text();
-    di.cbt_enabled = cbt;
-    vm.disks.push_back(std::move(di));
-  }
-  std::sort(vm.disks.begin(), vm.disks.end(),
-            [](const DiskInfo& x, const DiskInfo& y) { return x.device_key < y.device_key; });
+  VMBACKUP_ASSIGN_OR_RETURN(vm.disks, ParseVirtualDisks(o.Get("config.hardware.device"), cbt));
   // The configuration file, kept with the point for restores to a new VM.
   if (auto vmx = ParseDatastorePath(o.Get("config.files.vmPathName").text())) {
     auto text = DownloadFile(*vmx, 4 << 20);
@@ -336,21 +363,7 @@ Result<ChangedAreas> VsphereDriver::QueryChangedDiskAreas(const VmInfo& vm,
     }
     return doc.error();
   }
-  Node rv = VimClient::ReturnVal(**doc);
-  ChangedAreas out;
-  auto so = ParseUint(rv.child("startOffset").text());
-  auto len = ParseUint(rv.child("length").text());
-  if (!so || !len)
-    return ProtocolError("vSphere: QueryChangedDiskAreas answered without startOffset/length");
-  out.start_offset = *so;
-  out.length = *len;
-  for (Node a : rv.children("changedArea")) {
-    auto s = ParseUint(a.child("start").text());
-    auto l = ParseUint(a.child("length").text());
-    if (!s || !l) return ProtocolError("vSphere: a changedArea without start/length");
-    out.areas.push_back({*s, *l});
-  }
-  return out;
+  return ParseChangedAreas(VimClient::ReturnVal(**doc));
 }
 
 Result<std::string> VsphereDriver::DiskFile(const VmInfo& vm, const SnapshotRef* snapshot,

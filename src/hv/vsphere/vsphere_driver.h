@@ -28,6 +28,13 @@ struct DriverOptions {
   double task_limit_seconds = 3600;
 };
 
+// The VirtualDisks of an ArrayOfVirtualDevice, by device key (kProtocol for a disk without a
+// key, or two with one key).
+Result<std::vector<DiskInfo>> ParseVirtualDisks(xml::Node devices, bool cbt_enabled);
+// A DiskChangeInfo (QueryChangedDiskAreas' answer). Its areas are checked by the caller
+// (hv::CollectChangedAreas refuses areas out of place).
+Result<ChangedAreas> ParseChangedAreas(xml::Node returnval);
+
 class VsphereDriver final : public Hypervisor {
  public:
   static Result<std::unique_ptr<VsphereDriver>> Connect(const std::string& uri,
