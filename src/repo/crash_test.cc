@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <ctime>
 #include <random>
 #include <set>
@@ -97,6 +98,28 @@ TEST(CrashTest, KilledWritersNeverDamageEarlierPoints) {
     ASSERT_TRUE(Repository::Init(**b, {}).ok());
   }
   std::mt19937 rng(20261122);
+  // How long a writer takes to commit its first point here (a sanitizer build or a loaded
+  // machine is many times slower): the kills are spread around that, so that they land before,
+  // in and after commits on any machine.
+  useconds_t unit = 0;
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) Writer(dir, 900000, false);
+    for (;;) {
+      auto ids = ListPoints(**OpenRepo(dir));
+      if (ids && !ids->empty()) break;
+      ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(120))
+          << "a writer committed nothing in 2 minutes";
+      usleep(2000);
+    }
+    unit = useconds_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count());
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+  }
   std::set<std::string> before;
   size_t notes_before = 0;
   int kills_leaving_data = 0, points_pruned = 0, points_written = 0;
@@ -106,7 +129,8 @@ TEST(CrashTest, KilledWritersNeverDamageEarlierPoints) {
     pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) Writer(dir, uint64_t(trial) * 1000, maintain);
-    usleep(useconds_t((maintain ? 40000 : 5000) + rng() % 120000));
+    // Between a fifth of a commit and three commits (maintenance: from one commit on).
+    usleep(useconds_t((maintain ? unit : unit / 5) + rng() % (3 * unit)));
     kill(child, SIGKILL);
     int status = 0;
     waitpid(child, &status, 0);
