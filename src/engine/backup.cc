@@ -197,6 +197,9 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
         }
       }
     }
+  } else if (!parent->disk_uuid.empty() && !d.uuid.empty() && parent->disk_uuid != d.uuid) {
+    r.full_reason = "the disk was replaced since the last point (its uuid was " +
+                    parent->disk_uuid + ", is " + d.uuid + ")";
   } else if (parent->change_id.empty()) {
     r.full_reason = "the previous point has no change id for this disk";
   } else if (!full_needed.empty()) {
@@ -276,6 +279,7 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
   pd.label = d.label;
   pd.capacity = d.capacity;
   pd.snapshot = snap.id;
+  pd.disk_uuid = d.uuid;
   VMBACKUP_ASSIGN_OR_RETURN(pd.change_id, hv.ChangeId(vm, &snap, d.device_key));
   r.change_id = pd.change_id;
   r.transport = std::string(hv::TransportName(access->transport()));

@@ -33,17 +33,19 @@ std::string NewPointId() {
 json RecordJson(const Point& p) {
   json disks = json::array();
   for (const PointDisk& d : p.disks) {
-    disks.push_back({{"key", d.key},
-                     {"label", d.label},
-                     {"capacity", d.capacity},
-                     {"chunk_size", d.chunk_size},
-                     {"root", d.tree.root.Hex()},
-                     {"depth", d.tree.depth},
-                     {"change_id", d.change_id},
-                     {"snapshot", d.snapshot},
-                     {"transport", d.transport},
-                     {"bytes_scanned", d.bytes_scanned},
-                     {"bytes_new", d.bytes_new}});
+    json dj = {{"key", d.key},
+               {"label", d.label},
+               {"capacity", d.capacity},
+               {"chunk_size", d.chunk_size},
+               {"root", d.tree.root.Hex()},
+               {"depth", d.tree.depth},
+               {"change_id", d.change_id},
+               {"snapshot", d.snapshot},
+               {"transport", d.transport},
+               {"bytes_scanned", d.bytes_scanned},
+               {"bytes_new", d.bytes_new}};
+    if (!d.disk_uuid.empty()) dj["uuid"] = d.disk_uuid;
+    disks.push_back(std::move(dj));
   }
   return {{"version", 1},
           {"id", p.id},
@@ -91,6 +93,7 @@ Result<Point> FromJson(const json& j) {
       pd.change_id = d.value("change_id", "");
       pd.snapshot = d.value("snapshot", "");
       pd.transport = d.value("transport", "");
+      pd.disk_uuid = d.value("uuid", "");
       pd.bytes_scanned = IntOr<uint64_t>(d, "bytes_scanned", 0);
       pd.bytes_new = IntOr<uint64_t>(d, "bytes_new", 0);
       if (pd.chunk_size == 0 || !IsPowerOfTwo(pd.chunk_size) ||

@@ -21,6 +21,9 @@ struct PointDisk {
   uint64_t chunk_size = 0;
   TreeRoot tree;
   std::string change_id, snapshot, transport;
+  // The disk's own identity on the host (vSphere's backing uuid), "" where there is none: a
+  // change id only means something for the disk it came from.
+  std::string disk_uuid;
   uint64_t bytes_scanned = 0, bytes_new = 0;
 };
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "base/strings.h"
+#include "format/vmdk/layer.h"
 #include "host/shared_disk.h"
 #include "host/transports.h"
 #include "io/posix_file.h"
@@ -241,6 +242,12 @@ Result<VmInfo> VmhostDriver::GetVm(std::string_view name) {
     di.label = StrFormat("Hard disk %zu", d.index + 1);
     di.backing_path = vm->dir() + "/" + d.leaf;
     di.cbt_enabled = vm->vmx().cbt_enabled();
+    // The base disk's ddb.uuid names the disk itself: a disk replaced under the same device key
+    // gets another one, and its change ids mean nothing for the old one.
+    if (!d.chain.empty()) {
+      auto base = vmdk::Layer::Open(vm->dir() + "/" + d.chain.back(), false, vm->dir());
+      if (base) di.uuid = (*base)->descriptor().GetDdb("ddb.uuid").value_or("");
+    }
     info.disks.push_back(di);
   }
   return info;
