@@ -169,7 +169,8 @@ Result<std::shared_ptr<xml::Document>> ParseSoapAnswer(long http_status, std::st
                                                        std::string* fault_type) {
   if (http_status != 200 && http_status != 500)
     return ProtocolError(StrFormat("%s: HTTP %ld", context.c_str(), http_status));
-  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc, xml::Document::Parse(body, "the answer to " + context));
+  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc,
+                            xml::Document::Parse(body, "the answer to " + context));
   Node envelope = doc.root();
   Node soap_body = envelope.child("Body");
   if (envelope.name() != "Envelope" || !soap_body)
@@ -200,9 +201,7 @@ Node VimClient::ReturnVal(const xml::Document& doc) {
   return Node();
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 void ReadObjectContents(Node returnval, std::vector<ObjectContent>* out) {
   for (Node o : returnval.children("objects")) {

@@ -72,7 +72,8 @@ Result<std::vector<DiskInfo>> ParseVirtualDisks(Node devices, bool cbt_enabled) 
   for (Node d : VirtualDisks(devices)) {
     DiskInfo di;
     auto key = ParseUint(d.child("key").text());
-    if (!key || *key > 0x7fffffff) return ProtocolError("vSphere: a VirtualDisk without a valid key");
+    if (!key || *key > 0x7fffffff)
+      return ProtocolError("vSphere: a VirtualDisk without a valid key");
     di.device_key = int(*key);
     di.capacity = Capacity(d);
     di.label = d.path("deviceInfo/label").text();
@@ -283,9 +284,21 @@ Result<std::vector<SnapshotRef>> VsphereDriver::ListSnapshots(const VmInfo& vm) 
   return out;
 }
 
+Status VsphereDriver::ConsolidateIfNeeded(const VmInfo& vm, const MoRef& ref) {
+  VMBACKUP_ASSIGN_OR_RETURN(
+      PropertyAnswer a,
+      client_->RetrieveProperties("VirtualMachine", {ref}, {"runtime.consolidationNeeded"}));
+  if (a.objects.empty() || a.objects[0].Get("runtime.consolidationNeeded").text() != "true")
+    return Status::Ok();
+  // Delta disks left by an earlier snapshot removal: merged before a new snapshot stacks on
+  // them, and after our own removal (VMWARE-RULES: snapshot hygiene).
+  return RunTask(ref, "ConsolidateVMDisks_Task", "", "consolidate the disks of " + vm.name);
+}
+
 Result<SnapshotRef> VsphereDriver::CreateSnapshot(const VmInfo& vm, std::string_view name,
                                                   const SnapshotOptions& options) {
   VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  VMBACKUP_RETURN_IF_ERROR(ConsolidateIfNeeded(vm, ref));
   auto args = [&](bool quiesce) {
     return El("name", std::string(name)) + El("description", options.description) +
            "<memory>false</memory><quiesce>" + (quiesce ? "true" : "false") + "</quiesce>";
@@ -313,9 +326,12 @@ Result<SnapshotRef> VsphereDriver::CreateSnapshot(const VmInfo& vm, std::string_
 }
 
 Status VsphereDriver::RemoveSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {
-  return RunTask({"VirtualMachineSnapshot", snapshot.id}, "RemoveSnapshot_Task",
-                 "<removeChildren>false</removeChildren><consolidate>true</consolidate>",
-                 "remove snapshot " + snapshot.name + " of " + vm.name);
+  VMBACKUP_RETURN_IF_ERROR(
+      RunTask({"VirtualMachineSnapshot", snapshot.id}, "RemoveSnapshot_Task",
+              "<removeChildren>false</removeChildren><consolidate>true</consolidate>",
+              "remove snapshot " + snapshot.name + " of " + vm.name));
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  return ConsolidateIfNeeded(vm, ref);
 }
 
 Status VsphereDriver::RevertToSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {

@@ -79,6 +79,8 @@ class VsphereDriver final : public Hypervisor {
   Result<PropertyAnswer> Devices(const VmInfo& vm, const SnapshotRef* snapshot);
   Result<std::string> DiskFile(const VmInfo& vm, const SnapshotRef* snapshot, int device_key);
   Result<std::string> DownloadFile(const DatastorePath& path, size_t limit);
+  // ConsolidateVMDisks_Task when runtime.consolidationNeeded says so.
+  Status ConsolidateIfNeeded(const VmInfo& vm, const MoRef& ref);
 
   std::string uri_;
   SourceUri source_;

@@ -32,8 +32,14 @@ std::string SourceUri::BaseUrl() const {
 
 Result<SourceUri> ParseSourceUri(const std::string& uri) {
   const std::string scheme = "vsphere://";
+  // The URI as messages show it: a password someone put in it is never repeated.
+  std::string shown = uri;
+  if (size_t at = shown.find('@'); at != std::string::npos && shown.rfind(scheme, 0) == 0) {
+    size_t colon = shown.find(':', scheme.size());
+    if (colon != std::string::npos && colon < at) shown.replace(colon + 1, at - colon - 1, "***");
+  }
   auto bad = [&](const std::string& why) {
-    return InvalidArgumentError("source '" + uri + "': " + why +
+    return InvalidArgumentError("source '" + shown + "': " + why +
                                 " (expected vsphere://USER@HOST[:PORT][/DATACENTER]"
                                 "[?thumbprint=SHA256:...])");
   };
