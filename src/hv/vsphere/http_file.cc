@@ -22,9 +22,7 @@ Result<std::unique_ptr<HttpFile>> HttpFile::Open(const std::string& base_url,
     return IOError(StrFormat("%s: HEAD answered HTTP %ld", name.c_str(), r.status));
   auto len = ParseUint(r.headers["content-length"]);
   if (!len) return ProtocolError(name + ": the datastore file service gave no Content-Length");
-  auto ranges = r.headers.find("accept-ranges");
-  if (ranges == r.headers.end() || ranges->second.find("bytes") == std::string::npos)
-    return NotSupportedError(name + ": the datastore file service does not serve byte ranges");
+  // Range support is not always announced on HEAD; each ranged GET checks for a 206 instead.
   return std::unique_ptr<HttpFile>(new HttpFile(std::move(c), path, name, *len));
 }
 

@@ -69,8 +69,8 @@ Result<std::unique_ptr<VimClient>> VimClient::Connect(const Options& options) {
   std::unique_ptr<VimClient> c(new VimClient(options));
   VMBACKUP_ASSIGN_OR_RETURN(
       c->http_, http::Client::Create(options.url, options.tls, options.timeout_seconds));
-  VMBACKUP_ASSIGN_OR_RETURN(
-      auto doc, c->Call("RetrieveServiceContent", {"ServiceInstance", "ServiceInstance"}, ""));
+  VMBACKUP_ASSIGN_OR_RETURN(auto doc, c->Call("RetrieveServiceContent",
+                                              {"ServiceInstance", "ServiceInstance"}, "", nullptr));
   Node sc = ReturnVal(*doc);
   c->root_folder_ = MoRef::From(sc.child("rootFolder"));
   c->property_collector_ = MoRef::From(sc.child("propertyCollector"));
@@ -108,18 +108,23 @@ void VimClient::KeepAlive() {
                           [this] { return stop_; }))
       return;
     l.unlock();
-    // Any call keeps the session alive; CurrentTime is the cheapest. A dropped session is
-    // logged in again by Invoke.
-    Invoke("CurrentTime", {"ServiceInstance", "ServiceInstance"}).status().IgnoreError();
+    // Any call keeps the session alive; CurrentTime is the cheapest. A session that was
+    // dropped anyway is logged in again by the job's next call (Invoke), not from here.
+    std::string ignored;
+    Call("CurrentTime", {"ServiceInstance", "ServiceInstance"}, "", &ignored)
+        .status()
+        .IgnoreError();
     l.lock();
   }
 }
 
 Status VimClient::Login() {
+  std::string fault;
   auto doc = Call("Login", session_manager_,
-                  El("userName", options_.user) + El("password", options_.password));
+                  El("userName", options_.user) + El("password", options_.password), &fault);
+  SetLastFault(fault);
   if (!doc) {
-    if (last_fault() == "InvalidLogin") {
+    if (fault == "InvalidLogin") {
       return UnauthenticatedError("vSphere " + options_.url + ": login as " + options_.user +
                                   " failed: wrong user name or password (InvalidLogin)");
     }
@@ -133,7 +138,7 @@ Status VimClient::Login() {
 Status VimClient::Logout() {
   if (!logged_in_) return Status::Ok();
   logged_in_ = false;
-  return Call("Logout", session_manager_, "").status();
+  return Call("Logout", session_manager_, "", nullptr).status();
 }
 
 std::string VimClient::cookies() {
@@ -141,11 +146,20 @@ std::string VimClient::cookies() {
   return http_->cookies();
 }
 
-std::string VimClient::last_fault() const { return last_fault_; }
+std::string VimClient::last_fault() const {
+  std::lock_guard<std::mutex> l(fault_mu_);
+  return last_fault_;
+}
+
+void VimClient::SetLastFault(const std::string& fault) {
+  std::lock_guard<std::mutex> l(fault_mu_);
+  last_fault_ = fault;
+}
 
 Result<std::shared_ptr<xml::Document>> VimClient::Call(const std::string& method,
-                                                       const MoRef& target,
-                                                       const std::string& args) {
+                                                       const MoRef& target, const std::string& args,
+                                                       std::string* fault) {
+  if (fault) fault->clear();
   http::Request req;
   req.method = "POST";
   req.path = "/sdk";
@@ -158,10 +172,9 @@ Result<std::shared_ptr<xml::Document>> VimClient::Call(const std::string& method
     std::lock_guard<std::mutex> l(mu_);
     return http_->Send(req);
   }();
-  last_fault_.clear();
   if (!r) return Status(r.error().code(), "vSphere " + context + ": " + r.error().message());
   return ParseSoapAnswer(r->status, r->body, "vSphere " + context + " (" + options_.url + ")",
-                         &last_fault_);
+                         fault);
 }
 
 Result<std::shared_ptr<xml::Document>> ParseSoapAnswer(long http_status, std::string_view body,
@@ -187,12 +200,16 @@ Result<std::shared_ptr<xml::Document>> ParseSoapAnswer(long http_status, std::st
 Result<std::shared_ptr<xml::Document>> VimClient::Invoke(const std::string& method,
                                                          const MoRef& target,
                                                          const std::string& args) {
-  auto r = Call(method, target, args);
-  if (r || last_fault_ != "NotAuthenticated" || method == "Login") return r;
-  // The session ended under us (a timeout, a restart, an administrator): log in again and
-  // repeat the call once.
-  VMBACKUP_RETURN_IF_ERROR(Login().WithContext("logging in again after NotAuthenticated"));
-  return Call(method, target, args);
+  std::string fault;
+  auto r = Call(method, target, args, &fault);
+  if (!r && fault == "NotAuthenticated" && method != "Login") {
+    // The session ended under us (a timeout, a restart, an administrator): log in again and
+    // repeat the call once.
+    VMBACKUP_RETURN_IF_ERROR(Login().WithContext("logging in again after NotAuthenticated"));
+    r = Call(method, target, args, &fault);
+  }
+  SetLastFault(fault);
+  return r;
 }
 
 Node VimClient::ReturnVal(const xml::Document& doc) {
@@ -302,7 +319,7 @@ Result<VimClient::TaskResult> VimClient::WaitForTask(const MoRef& task, const st
       Node err = info.child("error");
       std::string type = err.child("fault").xsi_type();
       if (type.empty()) type = err.child("fault").name();
-      last_fault_ = type;
+      SetLastFault(type);
       return FaultStatus(type, err.child("localizedMessage").text(), "vSphere " + what);
     }
     if (state != "queued" && state != "running") {

@@ -124,14 +124,17 @@ class VimClient {
  private:
   explicit VimClient(Options o) : options_(std::move(o)) {}
   Status Login();
+  // One exchange; the fault type (if any) goes to `*fault`. Thread-safe (the keepalive).
   Result<std::shared_ptr<xml::Document>> Call(const std::string& method, const MoRef& target,
-                                              const std::string& args);
+                                              const std::string& args, std::string* fault);
+  void SetLastFault(const std::string& fault);
   void KeepAlive();
 
   Options options_;
   std::mutex mu_;  // one exchange at a time on the connection
   std::unique_ptr<http::Client> http_;
-  std::string last_fault_;
+  mutable std::mutex fault_mu_;
+  std::string last_fault_;  // of the last Invoke or task of the job's thread
   int logins_ = 0;
   MoRef root_folder_, property_collector_, search_index_, view_manager_, session_manager_,
       file_manager_, virtual_disk_manager_;

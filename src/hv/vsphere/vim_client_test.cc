@@ -189,5 +189,20 @@ TEST_F(VcsimTest, ADroppedSessionIsLoggedInAgain) {
   EXPECT_EQ((*a)->logins(), 2);
 }
 
+TEST_F(VcsimTest, TheKeepaliveRunsBesideTheJobsCalls) {
+  auto o = Opts();
+  o.keepalive_seconds = 0.05;
+  auto c = VimClient::Connect(o);
+  ASSERT_TRUE(c.ok());
+  // Calls of the job while the keepalive calls too: one connection, no second login.
+  for (int i = 0; i < 20; ++i) {
+    auto vm = (*c)->FindByInventoryPath("DC0/vm/DC0_H0_VM0");
+    ASSERT_TRUE(vm.ok()) << vm.error().ToString();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ((*c)->logins(), 1);
+  EXPECT_EQ((*c)->last_fault(), "");
+}
+
 }  // namespace
 }  // namespace vmbackup::hv::vsphere
