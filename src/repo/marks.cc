@@ -1,9 +1,9 @@
-#include "repo/json_fields.h"
 #include "repo/marks.h"
 
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
+#include "repo/json_fields.h"
 #include "repo/point.h"
 
 namespace vmbackup::repo {

@@ -187,15 +187,8 @@ Status Disk::WriteZeroes(uint64_t offset, uint64_t length) {
     Status s = e.extent->Deallocate(in, n);
     if (s.code() == ErrorCode::kNotSupported) {
       s = io::BlockWriter::WriteZeroes(pos, n);
-    } else if (s.ok() && !cid_updated_) {
-      // Zeroing changes the content: the CID moves as on a write (WriteAt does it there).
-      std::random_device rd;
-      uint32_t cid;
-      do {
-        cid = uint32_t(rd());
-      } while (cid == kNoParentCid || cid == 0xfffffffe || cid == layers_[0]->descriptor().cid);
-      VMBACKUP_RETURN_IF_ERROR(layers_[0]->UpdateCid(cid));
-      cid_updated_ = true;
+    } else if (s.ok()) {
+      s = MoveCidOnce();  // zeroing changes the content as a write does
     }
     VMBACKUP_RETURN_IF_ERROR(s);
     pos += n;
@@ -211,16 +204,20 @@ Status Disk::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
         "the disk (%llu bytes)",
         name().c_str(), data.size(), (unsigned long long)offset, (unsigned long long)size()));
   }
-  if (!cid_updated_) {
-    std::random_device rd;
-    uint32_t cid;
-    do {
-      cid = uint32_t(rd());
-    } while (cid == kNoParentCid || cid == 0xfffffffe || cid == layers_[0]->descriptor().cid);
-    VMBACKUP_RETURN_IF_ERROR(layers_[0]->UpdateCid(cid));
-    cid_updated_ = true;
-  }
+  VMBACKUP_RETURN_IF_ERROR(MoveCidOnce());
   return WriteGrainAware(offset, data);
+}
+
+Status Disk::MoveCidOnce() {
+  if (cid_updated_) return Status::Ok();
+  std::random_device rd;
+  uint32_t cid;
+  do {
+    cid = uint32_t(rd());
+  } while (cid == kNoParentCid || cid == 0xfffffffe || cid == layers_[0]->descriptor().cid);
+  VMBACKUP_RETURN_IF_ERROR(layers_[0]->UpdateCid(cid));
+  cid_updated_ = true;
+  return Status::Ok();
 }
 
 Status Disk::WriteGrainAware(uint64_t offset, std::span<const uint8_t> data) {

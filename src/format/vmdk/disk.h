@@ -75,6 +75,8 @@ class Disk final : public io::BlockWriter {
 
   std::vector<std::unique_ptr<Layer>> layers_;
   bool writable_ = false;
+  // Gives the top layer a new CID on the first change of content (not with preserve_cid).
+  Status MoveCidOnce();
   bool cid_updated_ = false;  // also true from the start with preserve_cid
 };
 

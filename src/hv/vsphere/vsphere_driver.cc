@@ -350,14 +350,19 @@ Result<PropertyAnswer> VsphereDriver::Devices(const VmInfo& vm, const SnapshotRe
   return client_->RetrieveProperties("VirtualMachine", {ref}, {"config.hardware.device"});
 }
 
-Result<std::string> VsphereDriver::ChangeId(const VmInfo& vm, const SnapshotRef* snapshot,
-                                            int device_key) {
+Result<std::string> VsphereDriver::Backing(const VmInfo& vm, const SnapshotRef* snapshot,
+                                           int device_key, std::string_view field) {
   VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, Devices(vm, snapshot));
   Node disk = a.objects.empty() ? Node()
                                 : DiskByKey(a.objects[0].Get("config.hardware.device"), device_key);
   if (!disk)
     return NotFoundError(StrFormat("vSphere: %s has no disk %d", vm.name.c_str(), device_key));
-  return disk.path("backing/changeId").text();  // "" where change tracking is off
+  return disk.child("backing").child(field).text();
+}
+
+Result<std::string> VsphereDriver::ChangeId(const VmInfo& vm, const SnapshotRef* snapshot,
+                                            int device_key) {
+  return Backing(vm, snapshot, device_key, "changeId");  // "" where change tracking is off
 }
 
 Result<ChangedAreas> VsphereDriver::QueryChangedDiskAreas(const VmInfo& vm,
@@ -382,20 +387,10 @@ Result<ChangedAreas> VsphereDriver::QueryChangedDiskAreas(const VmInfo& vm,
   return ParseChangedAreas(VimClient::ReturnVal(**doc));
 }
 
-Result<std::string> VsphereDriver::DiskFile(const VmInfo& vm, const SnapshotRef* snapshot,
-                                            int device_key) {
-  VMBACKUP_ASSIGN_OR_RETURN(PropertyAnswer a, Devices(vm, snapshot));
-  Node disk = a.objects.empty() ? Node()
-                                : DiskByKey(a.objects[0].Get("config.hardware.device"), device_key);
-  if (!disk)
-    return NotFoundError(StrFormat("vSphere: %s has no disk %d", vm.name.c_str(), device_key));
-  return disk.path("backing/fileName").text();
-}
-
 Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
     const VmInfo& vm, const SnapshotRef* snapshot, int device_key,
     std::span<const TransportMode> modes, OpenMode mode, std::vector<std::string>* attempts) {
-  VMBACKUP_ASSIGN_OR_RETURN(std::string file, DiskFile(vm, snapshot, device_key));
+  VMBACKUP_ASSIGN_OR_RETURN(std::string file, Backing(vm, snapshot, device_key, "fileName"));
   VMBACKUP_ASSIGN_OR_RETURN(DatastorePath path, ParseDatastorePath(file));
   uint64_t capacity = 0;
   for (const DiskInfo& d : vm.disks)

@@ -77,7 +77,9 @@ class VsphereDriver final : public Hypervisor {
                  const std::string& what, MoRef* result = nullptr);
   // The VirtualDisk elements of a VM now, or of one of its snapshots.
   Result<PropertyAnswer> Devices(const VmInfo& vm, const SnapshotRef* snapshot);
-  Result<std::string> DiskFile(const VmInfo& vm, const SnapshotRef* snapshot, int device_key);
+  // A field of a disk's backing ("fileName", "changeId"), now or at a snapshot.
+  Result<std::string> Backing(const VmInfo& vm, const SnapshotRef* snapshot, int device_key,
+                              std::string_view field);
   Result<std::string> DownloadFile(const DatastorePath& path, size_t limit);
   // ConsolidateVMDisks_Task when runtime.consolidationNeeded says so.
   Status ConsolidateIfNeeded(const VmInfo& vm, const MoRef& ref);
