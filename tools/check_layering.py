@@ -22,8 +22,9 @@ ALLOWED = {
     "hv": {"io", "base"},
     "hv/vsphere": {"hv", "http", "xml", "format/vmdk", "io", "base"},
     "hv/vmhost": {"hv", "host", "nbd", "format/vmdk", "io", "base"},
+    "vsphere_api": {"host", "xml", "format/vmdk", "io", "base"},
     "engine": {"hv", "catalog", "repo", "storage", "io", "base"},
-    "cli": {"hv/vsphere", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
+    "cli": {"vsphere_api", "hv/vsphere", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
             "io", "base"},
 }
 

@@ -18,6 +18,7 @@
 #include "host/datastore.h"
 #include "host/transports.h"
 #include "io/posix_file.h"
+#include "cli/vmhost_serve.h"
 
 namespace vmbackup::cli {
 namespace {
@@ -441,6 +442,11 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     ::execvp("nbdkit", argv.data());
     return PosixError("run nbdkit", errno);
   });
+
+  AddServeCommand(app, [g]() -> Result<std::string> {
+    VMBACKUP_ASSIGN_OR_RETURN(Datastore ds, OpenStore(*g));
+    return ds.root();
+  }, exit_code);
 
   // ---- snapshot ----
   CLI::App* snapshot_cmd =

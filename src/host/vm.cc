@@ -321,6 +321,13 @@ Status Vm::EnableChangeTracking() {
   return SaveVmx();
 }
 
+Status Vm::DisableChangeTracking() {
+  if (!vmx_.cbt_enabled()) return Status::Ok();
+  VMBACKUP_RETURN_IF_ERROR(InvalidateChangeTracking());
+  vmx_.set_cbt_enabled(false);
+  return SaveVmx();
+}
+
 Status Vm::GiveLayerCtk(const std::string& layer_file, ChangeTrackFile& source, uint64_t seq) {
   std::string ctk_file = CtkFileFor(layer_file);
   VMBACKUP_RETURN_IF_ERROR(io::CheckInside(root_, Path(ctk_file)));

@@ -92,6 +92,9 @@ class Vm {
   Status ResizeDisk(size_t disk, uint64_t new_capacity);
 
   Status EnableChangeTracking();
+  // Stops tracking; a later EnableChangeTracking starts a new epoch, so no change id of
+  // before is accepted again.
+  Status DisableChangeTracking();
   // Takes over the settings of another VM's .vmx text (a restore to a new VM): everything but
   // identity (name, uuids), disks and controllers, power state and change tracking switches,
   // and values that are paths leaving the VM folder (absolute, or with "..").
