@@ -520,13 +520,26 @@ Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
   for (const auto& s : snapshots) {
     if (s.name == kRestoreSnapshot) snap = s;
   }
-  if (snap) {
+  const bool took_over = snap.has_value();
+  if (took_over) {
     report.notes.push_back("took over snapshot " + snap->name +
                            " of an interrupted in-place restore");
   } else {
     VMBACKUP_ASSIGN_OR_RETURN(
         snap, hv.CreateSnapshot(vm, kRestoreSnapshot,
                                 {"vmbackup: in-place restore of point " + point.id}));
+  }
+  // Every disk must open for writing before anything changes (a transport that cannot write
+  // parts of a disk is named now); a snapshot made for nothing goes again.
+  for (const auto& pd : point.disks) {
+    std::vector<std::string> attempts;
+    auto probe = hv.OpenDisk(vm, &*snap, pd.key, o.transports, hv::OpenMode::kWrite, &attempts);
+    if (!probe) {
+      if (!took_over) hv.RemoveSnapshot(vm, *snap).IgnoreError();
+      return probe.error().WithContext(
+          StrFormat("in-place restore of VM %s: disk %d cannot be written; nothing was changed",
+                    vm.name.c_str(), pd.key));
+    }
   }
   // What to write per disk: what changed on the VM since the point (change tracking), else the
   // whole disk. Asked before change tracking is reset below.

@@ -153,6 +153,24 @@ Status Vm::SetPowerOnBlock(const std::string& why) {
   return SaveVmx();
 }
 
+Status Vm::SetExtraConfig(const std::string& key, const std::string& value) {
+  const bool allowed = (key.rfind("guestinfo.", 0) == 0 || key.rfind("vmbackup.", 0) == 0) &&
+                       key.find_first_not_of(
+                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                           "0123456789._-") == std::string::npos &&
+                       key.size() <= 128 && value.size() <= 4096;
+  if (!allowed) {
+    return InvalidArgumentError("VM " + name_ + ": '" + key +
+                                "' is not a key tools may set (guestinfo.* and vmbackup.*)");
+  }
+  if (value.empty()) {
+    vmx_.config().Remove(key);
+  } else {
+    vmx_.config().Set(key, value);
+  }
+  return SaveVmx();
+}
+
 Status Vm::ResetChangeTracking() {
   if (!vmx_.cbt_enabled()) return Status::Ok();
   return InvalidateChangeTracking();

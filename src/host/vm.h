@@ -69,6 +69,9 @@ class Vm {
   Status PowerOn();
   // Sets (or, with "", clears) the power-on block.
   Status SetPowerOnBlock(const std::string& why);
+  // Sets (or, with "", removes) a .vmx entry kept for tools, as vSphere's extraConfig: only
+  // keys under "guestinfo." and "vmbackup." (kInvalidArgument otherwise).
+  Status SetExtraConfig(const std::string& key, const std::string& value);
   // Invalidates every change id of every disk (a new tracking epoch): the next backup of each
   // disk is a full. For writes change tracking cannot see (an in-place restore).
   Status ResetChangeTracking();

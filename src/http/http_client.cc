@@ -320,6 +320,10 @@ Status Client::GetRange(const std::string& path, uint64_t offset, std::span<uint
         StrFormat("GET %s bytes %s: the server sent more than asked", path.c_str(), range.c_str()));
   }
   VMBACKUP_RETURN_IF_ERROR(s);
+  if (response.status == 401 || response.status == 403) {
+    return UnauthenticatedError(StrFormat("GET %s bytes %s: HTTP %ld (the session is not valid)",
+                                          path.c_str(), range.c_str(), response.status));
+  }
   if (response.status != 206) {
     return IOError(StrFormat("GET %s bytes %s: HTTP %ld %s", path.c_str(), range.c_str(),
                              response.status, response.body.substr(0, 200).c_str()));

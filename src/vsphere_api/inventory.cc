@@ -305,6 +305,16 @@ FaultOr<Value> Inventory::VmConfig(host::Vm& vm, SnapshotSel snap) const {
       .Set("logDirectory", Value::String(dir));
   const std::string uuid = vmx.uuid();
   const std::string instance_uuid = vmx.config().GetOr("vc.uuid", uuid);
+  // extraConfig: the .vmx entries of tools and of vmhost itself.
+  Value extra = Value::Array("OptionValue");
+  for (const auto& [key, value] : vmx.config().entries()) {
+    if (key.rfind("vmhost.", 0) != 0 && key.rfind("guestinfo.", 0) != 0 &&
+        key.rfind("vmbackup.", 0) != 0)
+      continue;
+    Value o = Value::Object("OptionValue");
+    o.Set("key", Value::String(key)).Set("value", Value::String(value).AsAny());
+    extra.Add(o);
+  }
   Value c = Value::Object("VirtualMachineConfigInfo");
   c.Set("changeVersion", Value::String("0"))
       .Set("modified", Value::DateTime(0))
@@ -317,7 +327,8 @@ FaultOr<Value> Inventory::VmConfig(host::Vm& vm, SnapshotSel snap) const {
       .Set("guestId", Value::String(vmx.config().GetOr("guestOS", "other-64")))
       .Set("changeTrackingEnabled", Value::Bool(vmx.cbt_enabled()))
       .Set("files", files)
-      .Set("hardware", hardware);
+      .Set("hardware", hardware)
+      .Set("extraConfig", extra);
   return c;
 }
 

@@ -176,6 +176,11 @@ struct Server::Impl {
     bool ok = true;
     uint64_t offset = 0;
     reader([&](const char* data, size_t n) {
+      // Zeros stay holes: an uploaded thin disk stays thin.
+      if (IsAllZero(reinterpret_cast<const uint8_t*>(data), n)) {
+        offset += n;
+        return true;
+      }
       while (ok && n > 0) {
         const ssize_t w = ::pwrite(fd, data, n, off_t(offset));
         if (w <= 0) {
@@ -188,7 +193,7 @@ struct Server::Impl {
       }
       return ok;
     });
-    ok = ok && ::fsync(fd) == 0;
+    ok = ok && ::ftruncate(fd, off_t(offset)) == 0 && ::fsync(fd) == 0;
     ::close(fd);
     struct stat st {};
     // An existing target keeps its place only if it is a plain file (never follow a link).

@@ -18,6 +18,18 @@ std::string RefXml(const char* name, const MoRef& r) { return Value::Ref(r).Xml(
 
 MoRef RefArg(Node n) { return {n.attr("type").value_or(""), n.text()}; }
 
+Value UserSession(const Session& s) {
+  Value us = Value::Object("UserSession");
+  us.Set("key", Value::String(s.key))
+      .Set("userName", Value::String(s.user))
+      .Set("fullName", Value::String(s.user))
+      .Set("loginTime", Value::DateTime(s.login_us))
+      .Set("lastActiveTime", Value::DateTime(s.last_active_us))
+      .Set("locale", Value::String("en"))
+      .Set("messageLocale", Value::String("en"));
+  return us;
+}
+
 bool Is(const MoRef& r, const char* type, const char* value) {
   return r.type == type && r.value == value;
 }
@@ -64,15 +76,7 @@ Service::Answer Service::Handle(std::string_view body, const std::string& cookie
       if (!s) {
         out = Fault{"InvalidLogin", s.error().message(), ""};
       } else {
-        Value us = Value::Object("UserSession");
-        us.Set("key", Value::String(s->key))
-            .Set("userName", Value::String(s->user))
-            .Set("fullName", Value::String(s->user))
-            .Set("loginTime", Value::DateTime(s->login_us))
-            .Set("lastActiveTime", Value::DateTime(s->last_active_us))
-            .Set("locale", Value::String("en"))
-            .Set("messageLocale", Value::String("en"));
-        out = us.Xml("returnval", false);
+        out = UserSession(*s).Xml("returnval", false);
         a.set_cookie = s->key;
       }
     }
@@ -258,16 +262,10 @@ FaultOr<Value> Service::Properties(const MoRef& obj, const Session& s) {
     return v;
   }
   if (Is(obj, "SessionManager", "ha-sessionmgr")) {
-    Value us = Value::Object("UserSession");
-    us.Set("key", Value::String(s.key))
-        .Set("userName", Value::String(s.user))
-        .Set("fullName", Value::String(s.user))
-        .Set("loginTime", Value::DateTime(s.login_us))
-        .Set("lastActiveTime", Value::DateTime(s.last_active_us))
-        .Set("locale", Value::String("en"))
-        .Set("messageLocale", Value::String("en"));
+    Value all = Value::Array("UserSession");
+    for (const Session& other : sessions_.List()) all.Add(UserSession(other));
     Value v = Value::Object("SessionManager");
-    v.Set("currentSession", us);
+    v.Set("currentSession", UserSession(s)).Set("sessionList", all);
     return v;
   }
   if (Is(obj, "PropertyCollector", "ha-property-collector")) {

@@ -98,16 +98,25 @@ FaultOr<std::string> Service::VmMethod(const SoapRequest& r, const Session& s) {
   if (m == "ReconfigVM_Task") {
     Node spec = r.Arg("spec");
     std::optional<bool> cbt;
+    std::vector<std::pair<std::string, std::string>> extra;
     for (Node field : spec.children()) {
       if (field.name() == "changeTrackingEnabled") {
         cbt = True(field);
+      } else if (field.name() == "extraConfig") {
+        extra.emplace_back(field.child("key").text(), field.child("value").text());
       } else if (field.name() != "changeVersion") {
-        return Fault{"NotSupported",
-                     "vmhost reconfigures only changeTrackingEnabled, not " + field.name(), ""};
+        return Fault{
+            "NotSupported",
+            "vmhost reconfigures only changeTrackingEnabled and extraConfig, not " + field.name(),
+            ""};
       }
     }
     return StartTask(
         r, s, name, "VirtualMachine.reconfigure", with_vm([=](host::Vm& vm) -> FaultOr<Value> {
+          for (const auto& [key, value] : extra) {
+            Status st = vm.SetExtraConfig(key, value);
+            if (!st.ok()) return InvalidArgumentFault(st.message(), "extraConfig");
+          }
           if (!cbt) return Value();
           return Done(*cbt ? vm.EnableChangeTracking() : vm.DisableChangeTracking(), self);
         }));
@@ -215,7 +224,9 @@ FaultOr<std::string> Service::AuthorizationMethod(const SoapRequest& r) {
   const bool disable = r.method == "DisableMethods";
   if (!disable && r.method != "EnableMethods") return MethodNotFoundFault(r.this_ref, r.method);
   const std::string source = r.Arg("sourceId").text();
+  std::string reason = r.Arg("reason").text();
   for (Node m : r.call.children("method")) {
+    if (m.child("reasonId")) reason = m.child("reasonId").text();
     // 6.x sends DisabledMethodRequest {method, reasonId}; older clients a plain string.
     const std::string method = m.child("method") ? m.child("method").text() : m.text();
     if (method != "PowerOnVM_Task")
@@ -229,7 +240,9 @@ FaultOr<std::string> Service::AuthorizationMethod(const SoapRequest& r) {
       return ManagedObjectNotFoundFault(ref);
     auto vm = inventory_.OpenVm(*name);
     if (!vm) return ManagedObjectNotFoundFault(ref);
-    const std::string why = source.empty() ? "disabled through the vSphere API" : source;
+    const std::string why = !reason.empty()   ? reason
+                            : !source.empty() ? "disabled by " + source
+                                              : "disabled through the vSphere API";
     Status st = (*vm)->SetPowerOnBlock(disable ? why : "");
     if (!st.ok()) return FaultOf(st, ref);
   }

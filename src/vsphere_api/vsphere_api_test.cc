@@ -319,6 +319,20 @@ TEST_F(ServiceTest, DisableMethodsBlocksPowerOn) {
             200);
   on = Do("PowerOnVM_Task", "VirtualMachine", "vm-beta", "");
   EXPECT_EQ(WaitTask(on.response().child("returnval").text()), "success");
+  // extraConfig: tools' keys are set and removed; others are refused.
+  auto set = [&](const std::string& key, const std::string& value) {
+    auto t = Do("ReconfigVM_Task", "VirtualMachine", "vm-beta",
+                "<spec><extraConfig><key>" + key + "</key><value xsi:type=\"xsd:string\">" + value +
+                    "</value></extraConfig></spec>");
+    return WaitTask(t.response().child("returnval").text());
+  };
+  EXPECT_EQ(set("vmbackup.note", "kept"), "success");
+  EXPECT_NE(Retrieve("VirtualMachine", "vm-beta", "config.extraConfig").find("kept"),
+            std::string::npos);
+  EXPECT_EQ(set("vmbackup.note", ""), "success");
+  EXPECT_EQ(Retrieve("VirtualMachine", "vm-beta", "config.extraConfig").find("kept"),
+            std::string::npos);
+  EXPECT_EQ(set("scsi0:0.fileName", "/etc/passwd"), "error");
   EXPECT_EQ(Retrieve("VirtualMachine", "vm-beta", "runtime.powerState"), "poweredOn");
 }
 

@@ -83,5 +83,89 @@ PY
 "$VMBACKUP" vsphere vms --source "$SRC" --password-file pw --json > after.json
 python3 -c "import json; v=json.load(open('after.json'))[0]; assert v['snapshots']==[], v" \
   || fail "a backup snapshot stayed: $(cat after.json)"
+S=(--source "$SRC" --password-file pw)
+id() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "$1"; }
+P1=$(id b1.json) P4=$(id b4.json)
+
+# Restores to a new VM: over https (the files uploaded, the disk uploaded whole) and over san
+# (the files made through the datastore map). Each VM holds the point, has a new identity, and
+# may be powered on; a taken name is refused.
+"$VMBACKUP" restore "$P4" --to-vm --name g-https "${S[@]}" --transport https > r-https.txt \
+  || fail "restore to a new VM over https: $(cat r-https.txt)"
+"$VMBACKUP" restore "$P4" --to-vm --name g-san "${S[@]}" --datastore-map "$MAP" --transport san \
+  > r-san.txt || fail "restore to a new VM over san: $(cat r-san.txt)"
+for v in g-https g-san; do
+  "$H" disk read $v 0 > $v.raw || fail "read $v"
+  cmp -s $v.raw p4.raw || fail "VM $v does not hold point 4"
+  "$H" vm info $v > $v.info
+  grep -q "MAY NOT" $v.info && fail "VM $v stayed blocked: $(cat $v.info)"
+  [ "$(sed -n 1p $v.info | cut -d'(' -f2)" != "$("$H" vm info g | sed -n 1p | cut -d'(' -f2)" ] \
+    || fail "VM $v has the uuid of g"
+  "$H" vm power-on $v >/dev/null || fail "power on $v"
+done
+[ "$(du -k ds/g-https/g-https-flat.vmdk | cut -f1)" -lt 20000 ] || fail "the uploaded disk is not thin"
+expect_failure 1 "already exists" -- "$VMBACKUP" restore "$P4" --to-vm --name g-san "${S[@]}"
+
+# In place: the guest changes the disk, the VM is powered off, point 1 comes back. Over https
+# this is refused before anything changes; over san only what changed since point 1 is written.
+"$H" disk write g 0 --offset 30M --pattern 0xee --length 1M >/dev/null
+"$H" vm power-off g >/dev/null
+expect_failure 1 "cannot write parts of a disk" -- "$VMBACKUP" restore "$P1" --in-place "${S[@]}" --transport https
+grep -q "nothing was changed" err.txt || fail "the https refusal: $(cat err.txt)"
+"$H" snapshot list g | grep -q vmbackup && fail "the refused restore left its snapshot"
+"$H" vm info g | grep -q "MAY NOT" && fail "the refused restore left a power-on block"
+"$VMBACKUP" restore "$P1" --in-place "${S[@]}" --datastore-map "$MAP" --transport san --json > ip.json \
+  || fail "in-place restore over san: $(cat ip.json err.txt 2>/dev/null)"
+"$H" disk read g 0 > g-now.raw
+cmp -s g-now.raw p1.raw || fail "the in-place restore did not bring point 1 back"
+python3 -c "import json; d=json.load(open('ip.json'))['disks'][0]; assert d['mode']=='changed areas', d" \
+  || fail "the in-place restore did not use CBT: $(cat ip.json)"
+[ -z "$("$H" snapshot list g)" ] || fail "snapshots after the in-place restore: $("$H" snapshot list g)"
+"$H" vm power-on g >/dev/null || fail "g may not be powered on after the restore"
+
+# A session that ends in the middle of a backup (TerminateSession from another client while
+# disk ranges are read): the file service's 401 and the API's NotAuthenticated both lead to a
+# new login, and the point is whole.
+"$H" vm power-off g >/dev/null
+"$H" vm create big --disk 128M >/dev/null
+head -c 96M /dev/urandom > rand
+"$H" vm power-on big >/dev/null && "$H" disk write big 0 --from rand >/dev/null && "$H" vm power-off big >/dev/null
+kill $SERVER; wait $SERVER 2>/dev/null || true
+rm -f info.json
+"$H" serve --password-file pw --info-file info.json --log > serve.out 2> serve.log &
+SERVER=$!
+for _ in $(seq 100); do [ -s info.json ] && break; sleep 0.1; done
+PORT=$(python3 -c "import json; print(json.load(open('info.json'))['port'])")
+SRC="vsphere://root@127.0.0.1:$PORT?thumbprint=SHA256:$TP"
+cat > killer.py <<'PY'
+import ssl, sys, time
+from pyVim.connect import SmartConnect
+port = int(sys.argv[1])
+si = SmartConnect(host="127.0.0.1", port=port, user="root", pwd="api-secret",
+                  sslContext=ssl._create_unverified_context())
+sm = si.content.sessionManager
+mine = sm.currentSession.key
+print("ready", flush=True)
+for _ in range(3000):  # until the backup reads its disk over /folder
+    if "GET /folder/big/big-flat.vmdk" in open("serve.log").read():
+        break
+    time.sleep(0.005)
+others = [s.key for s in sm.sessionList if s.key != mine]
+assert others, "no other session"
+sm.TerminateSession(others)
+print("terminated", len(others))
+PY
+/usr/bin/python3 killer.py "$PORT" > killer.out 2>&1 &
+KILLER=$!
+for _ in $(seq 200); do grep -q ready killer.out && break; sleep 0.05; done
+grep -q ready killer.out || fail "the session killer did not connect: $(cat killer.out)"
+"$VMBACKUP" backup --source "$SRC" --password-file pw --transport https --reads-in-flight 1 \
+  --vm big --no-progress --json > big.json || fail "the backup after a dropped session: $(cat big.json)"
+wait $KILLER || fail "the session killer: $(cat killer.out)"
+grep -q "GET /folder/big/big-flat.vmdk 401" serve.log || fail "no read met the ended session"
+"$VMBACKUP" restore "$(id big.json)" --to-file big.raw --disk 2000 >/dev/null || fail "restore big"
+cmp -s big.raw <("$H" disk read big 0) || fail "the point made across a new login differs"
+
 "$VMBACKUP" check >/dev/null || fail "check"
+grep -q "api-secret" serve.out serve.err serve.log ./*.json 2>/dev/null && fail "the password was printed"
 echo "ok: the vSphere driver against vmhost serve"

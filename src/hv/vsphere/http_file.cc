@@ -9,7 +9,7 @@ Result<std::unique_ptr<HttpFile>> HttpFile::Open(const std::string& base_url,
                                                  const http::TlsOptions& tls,
                                                  const std::string& cookies,
                                                  const std::string& path, const std::string& name,
-                                                 double timeout_seconds) {
+                                                 double timeout_seconds, RenewCookies renew) {
   VMBACKUP_ASSIGN_OR_RETURN(auto c, http::Client::Create(base_url, tls, timeout_seconds));
   c->set_cookies(cookies);
   VMBACKUP_ASSIGN_OR_RETURN(http::Response r, c->Send({"HEAD", path, {}, ""}));
@@ -23,7 +23,7 @@ Result<std::unique_ptr<HttpFile>> HttpFile::Open(const std::string& base_url,
   auto len = ParseUint(r.headers["content-length"]);
   if (!len) return ProtocolError(name + ": the datastore file service gave no Content-Length");
   // Range support is not always announced on HEAD; each ranged GET checks for a 206 instead.
-  return std::unique_ptr<HttpFile>(new HttpFile(std::move(c), path, name, *len));
+  return std::unique_ptr<HttpFile>(new HttpFile(std::move(c), path, name, *len, std::move(renew)));
 }
 
 Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
@@ -33,8 +33,18 @@ Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
                                           (unsigned long long)size_));
   }
   Status s;
+  bool renewed = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
     s = client_->GetRange(path_, offset, buf);
+    if (s.code() == ErrorCode::kUnauthenticated && renew_ && !renewed) {
+      // The session ended under the job: once per read, a new one.
+      renewed = true;
+      auto cookies = renew_(client_->cookies());
+      if (!cookies) return cookies.error().WithContext(name_);
+      client_->set_cookies(*cookies);
+      --attempt;
+      continue;
+    }
     if (s.ok() || s.code() == ErrorCode::kUnauthenticated || s.code() == ErrorCode::kProtocol)
       break;
   }

@@ -79,6 +79,7 @@ Result<std::unique_ptr<VimClient>> VimClient::Connect(const Options& options) {
   c->session_manager_ = MoRef::From(sc.child("sessionManager"));
   c->file_manager_ = MoRef::From(sc.child("fileManager"));
   c->virtual_disk_manager_ = MoRef::From(sc.child("virtualDiskManager"));
+  c->authorization_manager_ = MoRef::From(sc.child("authorizationManager"));
   c->about_ = sc.path("about/fullName").text();
   if (std::string v = sc.path("about/apiVersion").text(); !v.empty()) c->api_version_ = v;
   if (c->session_manager_.empty() || c->property_collector_.empty()) {
@@ -144,6 +145,13 @@ Status VimClient::Logout() {
 std::string VimClient::cookies() {
   std::lock_guard<std::mutex> l(mu_);
   return http_->cookies();
+}
+
+Result<std::string> VimClient::RenewSession(const std::string& stale_cookies) {
+  std::lock_guard<std::mutex> l(renew_mu_);
+  if (const std::string now = cookies(); now != stale_cookies) return now;
+  VMBACKUP_RETURN_IF_ERROR(Login().WithContext("logging in again for the datastore file service"));
+  return cookies();
 }
 
 std::string VimClient::last_fault() const {

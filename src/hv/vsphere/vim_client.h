@@ -110,6 +110,7 @@ class VimClient {
   const MoRef& view_manager() const { return view_manager_; }
   const MoRef& session_manager() const { return session_manager_; }
   const MoRef& file_manager() const { return file_manager_; }
+  const MoRef& authorization_manager() const { return authorization_manager_; }
   const MoRef& virtual_disk_manager() const { return virtual_disk_manager_; }
   const std::string& api_version() const { return api_version_; }
   const std::string& about() const { return about_; }
@@ -117,6 +118,9 @@ class VimClient {
   const std::string& user() const { return options_.user; }
   // The session cookie, for the datastore file service (/folder).
   std::string cookies();
+  // For the file service's requests refused as unauthenticated: logs in again unless another
+  // thread already did since `stale_cookies` were taken, and returns the session's cookies.
+  Result<std::string> RenewSession(const std::string& stale_cookies);
   const http::TlsOptions& tls() const { return options_.tls; }
   std::string last_fault() const;
   int logins() const { return logins_; }
@@ -131,13 +135,14 @@ class VimClient {
   void KeepAlive();
 
   Options options_;
-  std::mutex mu_;  // one exchange at a time on the connection
+  std::mutex mu_;
+  std::mutex renew_mu_;  // one exchange at a time on the connection
   std::unique_ptr<http::Client> http_;
   mutable std::mutex fault_mu_;
   std::string last_fault_;  // of the last Invoke or task of the job's thread
   int logins_ = 0;
   MoRef root_folder_, property_collector_, search_index_, view_manager_, session_manager_,
-      file_manager_, virtual_disk_manager_;
+      file_manager_, virtual_disk_manager_, authorization_manager_;
   std::string api_version_ = "6.5", about_;
   std::thread keepalive_;
   std::condition_variable stop_cv_;

@@ -13,6 +13,9 @@ namespace {
 using xml::Escape;
 using xml::Node;
 
+// The extraConfig key that says why a VM may not be powered on (SetPowerOnBlock).
+constexpr const char* kPowerOnBlockKey = "vmbackup.powerOnBlocked";
+
 std::string El(const char* name, const std::string& text) {
   return std::string("<") + name + ">" + Escape(text) + "</" + name + ">";
 }
@@ -196,11 +199,11 @@ Result<MoRef> VsphereDriver::VmRef(const VmInfo& vm) {
 Result<VmInfo> VsphereDriver::GetVm(std::string_view name) {
   VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, FindVm(name));
   VMBACKUP_ASSIGN_OR_RETURN(
-      PropertyAnswer a,
-      client_->RetrieveProperties(
-          "VirtualMachine", {ref},
-          {"name", "config.uuid", "config.instanceUuid", "config.hardware.device",
-           "config.changeTrackingEnabled", "config.files.vmPathName", "runtime.powerState"}));
+      PropertyAnswer a, client_->RetrieveProperties(
+                            "VirtualMachine", {ref},
+                            {"name", "config.uuid", "config.instanceUuid", "config.hardware.device",
+                             "config.changeTrackingEnabled", "config.files.vmPathName",
+                             "runtime.powerState", "config.extraConfig", "disabledMethod"}));
   if (a.objects.empty()) return NotFoundError("vSphere: VM " + std::string(name) + " vanished");
   const ObjectContent& o = a.objects[0];
   VmInfo vm;
@@ -210,6 +213,14 @@ Result<VmInfo> VsphereDriver::GetVm(std::string_view name) {
   vm.power =
       o.Get("runtime.powerState").text() == "poweredOff" ? PowerState::kOff : PowerState::kOn;
   const bool cbt = o.Get("config.changeTrackingEnabled").text() == "true";
+  for (Node m : o.Get("disabledMethod").children("string")) {
+    if (m.text() != "PowerOnVM_Task") continue;
+    vm.power_on_block = "PowerOnVM_Task is disabled";
+    for (Node opt : o.Get("config.extraConfig").children("OptionValue")) {
+      if (opt.child("key").text() == kPowerOnBlockKey && !opt.child("value").text().empty())
+        vm.power_on_block = opt.child("value").text();
+    }
+  }
   VMBACKUP_ASSIGN_OR_RETURN(vm.disks, ParseVirtualDisks(o.Get("config.hardware.device"), cbt));
   // The configuration file, kept with the point for restores to a new VM.
   if (auto vmx = ParseDatastorePath(o.Get("config.files.vmPathName").text())) {
@@ -220,13 +231,10 @@ Result<VmInfo> VsphereDriver::GetVm(std::string_view name) {
 }
 
 Result<std::string> VsphereDriver::DownloadFile(const DatastorePath& path, size_t limit) {
-  VMBACKUP_ASSIGN_OR_RETURN(std::string dc, Datacenter());
+  VMBACKUP_ASSIGN_OR_RETURN(const std::string url, FolderUrl(path));
   VMBACKUP_ASSIGN_OR_RETURN(
       auto c, http::Client::Create(source_.BaseUrl(), client_->tls(), options_.timeout_seconds));
   c->set_cookies(client_->cookies());
-  const std::string url = "/folder/" + http::UrlEncode(path.path, true) +
-                          "?dcPath=" + http::UrlEncode(dc) +
-                          "&dsName=" + http::UrlEncode(path.datastore);
   VMBACKUP_ASSIGN_OR_RETURN(http::Response r, c->Send({"GET", url, {}, ""}));
   if (r.status != 200) {
     return IOError(StrFormat("vSphere: GET %s answered HTTP %ld", path.Text().c_str(), r.status));
@@ -260,8 +268,26 @@ Status VsphereDriver::ResetChangeTracking(const VmInfo& vm) {
 }
 
 Status VsphereDriver::SetPowerOnBlock(const VmInfo& vm, const std::string& why) {
-  return NotSupportedError("vSphere: blocking the power-on of " + vm.name +
-                           " is not implemented yet" + (why.empty() ? "" : " (" + why + ")"));
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  const MoRef auth = client_->authorization_manager();
+  if (auth.empty())
+    return NotSupportedError("vSphere " + source_.host + " has no AuthorizationManager");
+  // The reason travels in extraConfig (vSphere keeps no reason with a disabled method that a
+  // client can read back), and the block itself is AuthorizationManager.DisableMethods, the
+  // way VADP tools keep a VM under restore from being powered on.
+  VMBACKUP_RETURN_IF_ERROR(RunTask(ref, "ReconfigVM_Task",
+                                   "<spec><extraConfig>" + El("key", kPowerOnBlockKey) +
+                                       "<value xsi:type=\"xsd:string\">" + Escape(why) +
+                                       "</value></extraConfig></spec>",
+                                   "record why " + vm.name + " may not be powered on"));
+  const std::string method =
+      why.empty() ? El("method", "PowerOnVM_Task")
+                  : "<method>" + El("method", "PowerOnVM_Task") + El("reasonId", why) + "</method>";
+  return client_
+      ->Invoke(why.empty() ? "EnableMethods" : "DisableMethods", auth,
+               ref.Xml("entity") + method + El("sourceId", "vmbackup"))
+      .status()
+      .WithContext((why.empty() ? "allow " : "block ") + vm.name + " to power on");
 }
 
 Result<std::vector<SnapshotRef>> VsphereDriver::ListSnapshots(const VmInfo& vm) {
@@ -408,14 +434,21 @@ Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
       } else {
         vmdk::DiskOptions o;
         o.writable = mode == OpenMode::kWrite;
+        // A snapshot's own layer is written by a restore (SYSTEM.md 2.2) and the delta above
+        // it must stay valid until the revert: its CID stays.
+        o.preserve_cid = o.writable && snapshot != nullptr;
         o.confine_to = it->second;
         disk = vmdk::Disk::Open(io::JoinPath(it->second, path.path), o);
         if (!disk) why = disk.error();
       }
     } else if (m == TransportMode::kHttps) {
       if (mode == OpenMode::kWrite) {
-        why = NotSupportedError(
-            "the datastore file service replaces whole files; it cannot write parts of a disk");
+        auto up = OpenUpload(vm, snapshot, device_key, label + " (https)");
+        if (up) {
+          if (attempts) *attempts = tried;
+          return up;
+        }
+        why = up.error();
       } else {
         auto dc = Datacenter();
         if (!dc) {
@@ -427,6 +460,7 @@ Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
           const std::string cookies = client_->cookies();
           const std::string ds = path.datastore, dcname = *dc;
           const double timeout = options_.timeout_seconds;
+          VimClient* client = client_.get();  // outlives the disks it opens (driver contract)
           // Paths of the chain are "/<path in the datastore>"; ".." never leaves it because
           // JoinPath resolves them before the opener sees them, and the root stops there.
           o.open_file = [=](const std::string& p,
@@ -437,8 +471,10 @@ Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
                                     "?dcPath=" + http::UrlEncode(dcname) +
                                     "&dsName=" + http::UrlEncode(ds);
             VMBACKUP_ASSIGN_OR_RETURN(
-                auto f,
-                HttpFile::Open(base, tls, cookies, url, "[" + ds + "] " + p.substr(1), timeout));
+                auto f, HttpFile::Open(base, tls, cookies, url, "[" + ds + "] " + p.substr(1),
+                                       timeout, [client](const std::string& refused) {
+                                         return client->RenewSession(refused);
+                                       }));
             return std::shared_ptr<io::BlockWriter>(std::move(f));
           };
           disk = vmdk::Disk::Open("/" + path.path, o);
@@ -467,12 +503,6 @@ Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
   std::string all;
   for (const auto& t : tried) all += (all.empty() ? "" : "; ") + t;
   return UnavailableError("no transport could open " + label + ": " + all);
-}
-
-Result<VmInfo> VsphereDriver::CreateVm(std::string_view name, const std::string&,
-                                       const std::vector<uint64_t>&, const std::string&) {
-  return NotSupportedError("vSphere: restoring to a new VM (" + std::string(name) +
-                           ") is not implemented yet; restore to a file");
 }
 
 Status VsphereDriver::DestroyVm(const VmInfo& vm) {

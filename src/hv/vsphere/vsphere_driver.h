@@ -11,8 +11,10 @@
 //   nbd, nbdssl  unavailable until an NBD endpoint is configured.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "hv/hypervisor.h"
@@ -83,6 +85,26 @@ class VsphereDriver final : public Hypervisor {
   Result<std::string> DownloadFile(const DatastorePath& path, size_t limit);
   // ConsolidateVMDisks_Task when runtime.consolidationNeeded says so.
   Status ConsolidateIfNeeded(const VmInfo& vm, const MoRef& ref);
+  // The URL path of a datastore file (/folder/PATH?dcPath=..&dsName=..).
+  Result<std::string> FolderUrl(const DatastorePath& path);
+  // Replaces a datastore file through the file service (PUT) with `length` bytes from `read`.
+  Status Upload(const DatastorePath& path, uint64_t length,
+                const std::function<Status(uint64_t, std::span<uint8_t>)>& read);
+  // The datastore a new VM goes to: the URI's ?datastore=, or the datacenter's only one.
+  Result<std::string> TargetDatastore();
+  // A disk of a VM this driver created, written whole over https: kept in a local file and
+  // uploaded on Flush.
+  Result<std::unique_ptr<DiskAccess>> OpenUpload(const VmInfo& vm, const SnapshotRef* snapshot,
+                                                 int device_key, const std::string& label);
+
+  // Disks of the VMs this driver created (restores to a new VM): their base descriptor and the
+  // CID it was made with, which an upload must keep (a snapshot's delta names it).
+  struct CreatedDisk {
+    DatastorePath file;
+    uint32_t cid = 0;
+    uint64_t capacity = 0;
+  };
+  std::map<std::string, std::map<int, CreatedDisk>> created_;
 
   std::string uri_;
   SourceUri source_;

@@ -94,8 +94,12 @@ Result<SourceUri> ParseSourceUri(const std::string& uri) {
       s.thumbprint = *t;
     } else if (k == "ca") {
       s.ca_file = v;
+    } else if (k == "datastore") {
+      if (v.empty() || v.find_first_of("[]/") != std::string::npos)
+        return bad("datastore '" + v + "' is not a datastore name");
+      s.datastore = v;
     } else {
-      return bad("unknown parameter '" + k + "' (thumbprint, ca)");
+      return bad("unknown parameter '" + k + "' (thumbprint, ca, datastore)");
     }
   }
   return s;

@@ -8,13 +8,14 @@
 
 namespace vmbackup::hv::vsphere {
 
-// vsphere://USER@HOST[:PORT][/DATACENTER][?thumbprint=SHA256:...][&ca=FILE]
+// vsphere://USER@HOST[:PORT][/DATACENTER][?thumbprint=SHA256:...][&ca=FILE][&datastore=NAME]
 struct SourceUri {
   std::string user, host;
   int port = 443;
   std::string datacenter;  // "" = search every datacenter
   std::string thumbprint;  // normalized "AB:CD:..." or ""
   std::string ca_file;
+  std::string datastore;        // where restores create new VMs ("" = the datacenter's only one)
   std::string BaseUrl() const;  // https://HOST:PORT
 };
 // kInvalidArgument naming the part that is wrong. A password in the URI is refused: it would
