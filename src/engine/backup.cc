@@ -68,8 +68,10 @@ Status CopyDisk(hv::DiskAccess& disk, repo::PointWriter& writer, size_t index,
   }
   const std::vector<Request> requests = SplitRequests(plan.read, o.max_read);
   // Several requests in flight: workers take requests in disk order; reads are serialized
-  // on the DiskAccess (one connection), hashing, compression and storing run in parallel.
+  // on the DiskAccess (one connection) unless it takes reads at once; hashing, compression and
+  // storing run in parallel.
   std::mutex disk_mu, report_mu;
+  const bool concurrent = disk.concurrent_reads();
   std::atomic<size_t> next{0};
   Status first_error;
   std::atomic<bool> failed{false};
@@ -84,7 +86,8 @@ Status CopyDisk(hv::DiskAccess& disk, repo::PointWriter& writer, size_t index,
       buf.resize(r.length);
       auto t0 = Clock::now();
       if (s.ok()) {
-        std::lock_guard<std::mutex> l(disk_mu);
+        std::unique_lock<std::mutex> l(disk_mu, std::defer_lock);
+        if (!concurrent) l.lock();
         s = disk.ReadAt(r.offset, buf);
       }
       read_s += Since(t0);

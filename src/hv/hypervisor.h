@@ -69,6 +69,9 @@ enum class OpenMode { kRead, kWrite };
 class DiskAccess : public io::BlockWriter {
  public:
   virtual TransportMode transport() const = 0;
+  // Whether ReadAt may be called from several threads at once (then a backup keeps several
+  // reads in flight on this disk, not one after another).
+  virtual bool concurrent_reads() const { return false; }
 };
 
 class Hypervisor {

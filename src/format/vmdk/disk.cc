@@ -114,6 +114,16 @@ Status Disk::ReadFrom(size_t depth, uint64_t offset, std::span<uint8_t> buf) {
   return Status::Ok();
 }
 
+bool Disk::ConcurrentReads() const {
+  for (const auto& layer : layers_) {
+    for (const ExtentLine& e : layer->descriptor().extents) {
+      if (e.type != ExtentType::kFlat && e.type != ExtentType::kVmfs && e.type != ExtentType::kZero)
+        return false;
+    }
+  }
+  return true;
+}
+
 Status Disk::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
   if (!RangeWithin(offset, buf.size(), size())) {
     return InvalidArgumentError(StrFormat(

@@ -63,6 +63,9 @@ class Disk final : public io::BlockWriter {
   std::string name() const override { return layers_[0]->path(); }
 
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // Whether ReadAt may run on several threads at once: every extent of the chain is flat or
+  // zero (reads keep no state), given files whose ReadAt is thread-safe.
+  bool ConcurrentReads() const;
 
   // The allocation map of [offset, offset+length) with the layer that answers each run.
   Status MapChain(uint64_t offset, uint64_t length, std::vector<ChainRun>* runs);

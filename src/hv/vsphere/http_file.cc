@@ -23,7 +23,45 @@ Result<std::unique_ptr<HttpFile>> HttpFile::Open(const std::string& base_url,
   auto len = ParseUint(r.headers["content-length"]);
   if (!len) return ProtocolError(name + ": the datastore file service gave no Content-Length");
   // Range support is not always announced on HEAD; each ranged GET checks for a 206 instead.
-  return std::unique_ptr<HttpFile>(new HttpFile(std::move(c), path, name, *len, std::move(renew)));
+  return std::unique_ptr<HttpFile>(new HttpFile(std::move(c), base_url, tls, timeout_seconds, path,
+                                                name, *len, std::move(renew)));
+}
+
+HttpFile::HttpFile(std::unique_ptr<http::Client> c, std::string base_url, http::TlsOptions tls,
+                   double timeout_seconds, std::string path, std::string name, uint64_t size,
+                   RenewCookies renew)
+    : base_url_(std::move(base_url)),
+      tls_(std::move(tls)),
+      timeout_seconds_(timeout_seconds),
+      path_(std::move(path)),
+      name_(std::move(name)),
+      size_(size),
+      renew_(std::move(renew)) {
+  cookies_ = c->cookies();
+  idle_.push_back(std::move(c));
+}
+
+Result<std::unique_ptr<http::Client>> HttpFile::Take() {
+  std::unique_ptr<http::Client> c;
+  std::string cookies;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    cookies = cookies_;
+    if (!idle_.empty()) {
+      c = std::move(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  if (!c) {
+    VMBACKUP_ASSIGN_OR_RETURN(c, http::Client::Create(base_url_, tls_, timeout_seconds_));
+  }
+  c->set_cookies(cookies);
+  return c;
+}
+
+void HttpFile::Give(std::unique_ptr<http::Client> c) {
+  std::lock_guard<std::mutex> l(mu_);
+  idle_.push_back(std::move(c));
 }
 
 Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
@@ -32,22 +70,29 @@ Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
                                           name_.c_str(), buf.size(), (unsigned long long)offset,
                                           (unsigned long long)size_));
   }
+  VMBACKUP_ASSIGN_OR_RETURN(std::unique_ptr<http::Client> client, Take());
   Status s;
   bool renewed = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    s = client_->GetRange(path_, offset, buf);
+    s = client->GetRange(path_, offset, buf);
     if (s.code() == ErrorCode::kUnauthenticated && renew_ && !renewed) {
-      // The session ended under the job: once per read, a new one.
+      // The session ended under the job: once per read, a new one (shared by every
+      // connection of this file).
       renewed = true;
-      auto cookies = renew_(client_->cookies());
+      auto cookies = renew_(client->cookies());
       if (!cookies) return cookies.error().WithContext(name_);
-      client_->set_cookies(*cookies);
+      client->set_cookies(*cookies);
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        cookies_ = *cookies;
+      }
       --attempt;
       continue;
     }
     if (s.ok() || s.code() == ErrorCode::kUnauthenticated || s.code() == ErrorCode::kProtocol)
       break;
   }
+  if (s.ok()) Give(std::move(client));  // a connection that failed is not reused
   return s.WithContext(name_);
 }
 

@@ -4,7 +4,9 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "http/http_client.h"
 #include "io/block_device.h"
@@ -26,22 +28,29 @@ class HttpFile final : public io::BlockWriter {
   uint64_t size() const override { return size_; }
   std::string name() const override { return name_; }
   // Each range is asked again up to twice after a failed transfer (a reset, a stall).
+  // Thread-safe: reads at the same time go over connections of their own (a pool that grows
+  // to the number of readers).
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override;
   Status WriteAt(uint64_t, std::span<const uint8_t>) override;
   Status Flush() override { return Status::Ok(); }
 
  private:
-  HttpFile(std::unique_ptr<http::Client> c, std::string path, std::string name, uint64_t size,
-           RenewCookies renew)
-      : client_(std::move(c)),
-        path_(std::move(path)),
-        name_(std::move(name)),
-        size_(size),
-        renew_(std::move(renew)) {}
-  std::unique_ptr<http::Client> client_;
-  std::string path_, name_;
-  uint64_t size_;
+  HttpFile(std::unique_ptr<http::Client> c, std::string base_url, http::TlsOptions tls,
+           double timeout_seconds, std::string path, std::string name, uint64_t size,
+           RenewCookies renew);
+  // A connection for one read (an idle one, or a new one) with the current cookies.
+  Result<std::unique_ptr<http::Client>> Take();
+  void Give(std::unique_ptr<http::Client> c);
+
+  const std::string base_url_;
+  const http::TlsOptions tls_;
+  const double timeout_seconds_;
+  const std::string path_, name_;
+  const uint64_t size_;
   RenewCookies renew_;
+  std::mutex mu_;  // guards idle_ and cookies_
+  std::vector<std::unique_ptr<http::Client>> idle_;
+  std::string cookies_;
 };
 
 }  // namespace vmbackup::hv::vsphere

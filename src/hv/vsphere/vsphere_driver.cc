@@ -48,6 +48,8 @@ class VmdkAccess final : public DiskAccess {
   uint64_t size() const override { return disk_->size(); }
   std::string name() const override { return name_; }
   TransportMode transport() const override { return mode_; }
+  // Flat chains read without state, over local files (pread) or HttpFile's connection pool.
+  bool concurrent_reads() const override { return disk_->ConcurrentReads(); }
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override {
     return disk_->ReadAt(offset, buf);
   }
