@@ -303,6 +303,53 @@ TEST_F(ServiceTest, SnapshotsAndChangedAreasFollowTheDisk) {
             "fault:ManagedObjectNotFound");
 }
 
+TEST_F(ServiceTest, OneTaskPerVmAndDestroy) {
+  // A quiesced snapshot whose freeze hook takes a while keeps a task running; a second task on
+  // the VM meanwhile is TaskInProgress naming the first.
+  const std::string hook = dir_ / "slow-freeze.sh";
+  testing::Shell("printf '#!/bin/sh\\nsleep 0.5\\n' > " + hook + " && chmod +x " + hook);
+  testing::Shell("printf 'vmhost.freezeHook = \"" + hook + "\"\\n' >> " +
+                 (dir_ / "gamma/gamma.vmx"));
+  auto first = Do("CreateSnapshot_Task", "VirtualMachine", "vm-gamma",
+                  "<name>q</name><memory>false</memory><quiesce>true</quiesce>");
+  const std::string task = first.response().child("returnval").text();
+  auto second = Do("PowerOnVM_Task", "VirtualMachine", "vm-gamma", "");
+  EXPECT_EQ(second.fault(), "TaskInProgress");
+  EXPECT_EQ(second.doc->root()
+                .child("Body")
+                .child("Fault")
+                .path("detail")
+                .children()[0]
+                .child("task")
+                .text(),
+            task);
+  EXPECT_EQ(WaitTask(task), "success");
+  auto tree = Do("RetrievePropertiesEx", "PropertyCollector", "ha-property-collector",
+                 "<specSet><propSet><type>VirtualMachine</type><pathSet>snapshot</pathSet>"
+                 "</propSet><objectSet><obj type=\"VirtualMachine\">vm-gamma</obj></objectSet>"
+                 "</specSet>");
+  EXPECT_EQ(tree.response().path("returnval/objects/propSet/val/rootSnapshotList/quiesced").text(),
+            "true");
+  // SessionIsActive, for this session and for a made-up one.
+  EXPECT_EQ(Do("SessionIsActive", "SessionManager", "ha-sessionmgr",
+               "<sessionID>" + session_ + "</sessionID><userName>root</userName>")
+                .response()
+                .child("returnval")
+                .text(),
+            "true");
+  EXPECT_EQ(Do("SessionIsActive", "SessionManager", "ha-sessionmgr",
+               "<sessionID>nope</sessionID><userName>root</userName>")
+                .response()
+                .child("returnval")
+                .text(),
+            "false");
+  // Destroy: the VM and its files go; a destroyed VM is ManagedObjectNotFound.
+  auto d = Do("Destroy_Task", "VirtualMachine", "vm-gamma", "");
+  EXPECT_EQ(WaitTask(d.response().child("returnval").text()), "success");
+  EXPECT_EQ(Retrieve("VirtualMachine", "vm-gamma", "name"), "fault:ManagedObjectNotFound");
+  EXPECT_FALSE(host::Datastore::Open(dir_.path())->OpenVm("gamma").ok());
+}
+
 TEST_F(ServiceTest, DisableMethodsBlocksPowerOn) {
   EXPECT_EQ(Do("DisableMethods", "AuthorizationManager", "ha-authmgr",
                "<entity type=\"VirtualMachine\">vm-beta</entity><method><method>PowerOnVM_Task"
