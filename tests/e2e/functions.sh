@@ -93,3 +93,53 @@ with open(path, 'r+b') as f:
     f.write(bytes([byte]) * length)
 PY
 }
+
+# The guest that keeps writing while backups run: guest_writer_script > writer.sh makes a
+# qemu-io command (the NBD URI follows it) that writes blocks 1..160 in sequence, block k at
+# k*256K filled with byte k, 15 ms apart. check_guest_points RAW...: each restored point holds
+# exactly the blocks written before its snapshot (a prefix 1..m, none torn), m never falls from
+# one point to the next, and the last holds all 160.
+guest_writer_script() {
+  local cmds=() k
+  for k in $(seq 1 160); do
+    cmds+=(-c "write -P $k $((k * 262144)) 64k" -c "sleep 15")
+  done
+  printf '%q ' qemu-io -f raw "${cmds[@]}"
+}
+check_guest_points() {
+  python3 - "$@" <<'PY' || fail "a point does not match its snapshot"
+import sys
+prev = 0
+for path in sys.argv[1:]:
+    data = open(path, "rb").read()
+    present = []
+    for k in range(1, 161):
+        block = data[k * 262144 : k * 262144 + 65536]
+        if block == bytes(65536):
+            continue
+        assert block == bytes([k]) * 65536, f"{path}: block {k} is torn or wrong"
+        present.append(k)
+    m = len(present)
+    assert present == list(range(1, m + 1)), f"{path}: blocks {present[:5]}... are not a prefix"
+    assert m >= prev, f"{path} has fewer blocks ({m}) than the point before ({prev})"
+    prev = m
+    print(f"{path}: blocks 1..{m}")
+assert prev == 160, "the last point lacks blocks"
+PY
+}
+
+# start_vmhost_serve PASSWORD_FILE [ARGS...]: `vmhost serve` on a free port (stdout in
+# serve.out, stderr in serve.log), stopped when the test ends; sets SERVER (its pid), PORT,
+# SHA1 and SHA256 (the thumbprints it printed).
+start_vmhost_serve() {
+  local pw=$1
+  shift
+  rm -f info.json
+  "${VMHOST:-$(dirname "$VMBACKUP")/vmhost}" serve --password-file "$pw" --info-file info.json "$@" \
+    > serve.out 2> serve.log &
+  SERVER=$!
+  trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$SCRATCH"' EXIT
+  for _ in $(seq 100); do [ -s info.json ] && break; sleep 0.1; done
+  [ -s info.json ] || fail "vmhost serve did not start: $(cat serve.log)"
+  read -r PORT SHA1 SHA256 < <(python3 -c "import json; j=json.load(open('info.json')); print(j['port'], j['sha1'], j['sha256'])")
+}

@@ -17,13 +17,7 @@ printf 'vmhost.freezeHook = "%s"\nvmhost.thawHook = "%s"\n' "$SCRATCH/hook.sh" "
 
 printf 'Pa55 word\n' > pw
 expect_failure 2 "password" -- "$H" serve
-"$H" serve --password-file pw --info-file info.json > serve.out 2> serve.err &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$SCRATCH"' EXIT
-for _ in $(seq 100); do [ -s info.json ] && break; sleep 0.1; done
-[ -s info.json ] || fail "vmhost serve did not start: $(cat serve.err)"
-PORT=$(python3 -c "import json; print(json.load(open('info.json'))['port'])")
-SHA1=$(python3 -c "import json; print(json.load(open('info.json'))['sha1'])")
+start_vmhost_serve pw
 # The printed thumbprints are the certificate's.
 WANT=$(openssl s_client -connect "127.0.0.1:$PORT" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha1 | cut -d= -f2)
 [ "$SHA1" = "$WANT" ] || fail "SHA-1 thumbprint $SHA1, openssl says $WANT"
@@ -219,5 +213,5 @@ Disconnect(si)
 PY
 kill -TERM $SERVER
 wait $SERVER || fail "vmhost serve did not end cleanly on SIGTERM"
-grep -q "Pa55 word" serve.out serve.err && fail "the password was printed"
+grep -q "Pa55 word" serve.out serve.log && fail "the password was printed"
 echo "ok: vmhost serves the vSphere API"
