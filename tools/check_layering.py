@@ -20,7 +20,7 @@ ALLOWED = {
     "xml": {"base"},
     "http": {"base"},
     "hv": {"io", "base"},
-    "hv/vsphere": {"hv", "http", "xml", "format/vmdk", "io", "base"},
+    "hv/vsphere": {"hv", "http", "xml", "nbd", "format/vmdk", "io", "base"},
     "hv/vmhost": {"hv", "host", "nbd", "format/vmdk", "io", "base"},
     "vsphere_api": {"host", "xml", "format/vmdk", "io", "base"},
     "engine": {"hv", "catalog", "repo", "storage", "io", "base"},

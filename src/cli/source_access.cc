@@ -11,6 +11,7 @@
 #include "cli/repo_access.h"
 #include "http/http_client.h"
 #include "hv/vmhost/vmhost_driver.h"
+#include "hv/vsphere/nbd_endpoint.h"
 #include "hv/vsphere/vsphere_driver.h"
 #include "io/posix_file.h"
 
@@ -63,6 +64,10 @@ void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool 
   c->add_option("--datastore-map", o.datastore_map,
                 "vSphere san transport: where datastores are mounted here, "
                 "\"[ds1]=/mnt/ds1,[ds2]=/mnt/ds2\"");
+  c->add_option("--nbd-uri", o.nbd_uri,
+                "vSphere nbd/nbdssl transports: each disk's NBD endpoint, a template "
+                "(nbd://..., nbds://..., or exec:COMMAND ...) with {vm} {key} {disk} {snapshot} "
+                "{snapshot_name} {file} {mode} (docs/cli.md)");
 }
 
 Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o) {
@@ -82,6 +87,8 @@ Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o) {
     hv::vsphere::DriverOptions vo;
     VMBACKUP_ASSIGN_OR_RETURN(vo.password, VspherePassword(o, src.user));
     VMBACKUP_ASSIGN_OR_RETURN(vo.datastore_map, hv::vsphere::ParseDatastoreMap(o.datastore_map));
+    if (!o.nbd_uri.empty()) VMBACKUP_RETURN_IF_ERROR(hv::vsphere::CheckNbdTemplate(o.nbd_uri));
+    vo.nbd_template = o.nbd_uri;
     VMBACKUP_ASSIGN_OR_RETURN(auto d, hv::vsphere::VsphereDriver::Connect(uri, vo));
     return std::unique_ptr<hv::Hypervisor>(std::move(d));
   }

@@ -15,9 +15,10 @@ struct SourceOpts {
   std::string source;
   std::string password_file;  // vSphere: the password's file (else the environment, a prompt)
   std::string datastore_map;  // vSphere san: "[ds1]=/mnt/ds1,..."
+  std::string nbd_uri;        // vSphere nbd/nbdssl: each disk's endpoint (a template)
 };
 
-// --source (required or not), --password-file, --datastore-map.
+// --source (required or not), --password-file, --datastore-map, --nbd-uri.
 void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool required);
 
 // vmhost:///DATASTORE or vsphere://USER@HOST[:PORT][/DC]?thumbprint=...

@@ -27,12 +27,34 @@ Result<std::unique_ptr<NbdDisk>> NbdDisk::Connect(const std::string& uri, const 
       nbd_connect_uri(h, uri.c_str()) == -1) {
     return d->Error("connect");
   }
-  int64_t size = nbd_get_size(h);
-  if (size < 0) return d->Error("size");
-  d->size_ = uint64_t(size);
-  d->read_only_ = nbd_is_read_only(h) == 1;
-  d->can_block_status_ = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
   return d;
+}
+
+Result<std::unique_ptr<NbdDisk>> NbdDisk::ConnectCommand(const std::vector<std::string>& argv,
+                                                         const std::string& name) {
+  if (argv.empty()) return InvalidArgumentError("NBD: an empty command");
+  nbd_handle* h = nbd_create();
+  if (!h) return IOError(std::string("libnbd: ") + nbd_get_error());
+  std::unique_ptr<NbdDisk> d(new NbdDisk(h, name));
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
+      nbd_connect_command(h, args.data()) == -1) {
+    return d->Error("run " + argv[0]);
+  }
+  VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
+  return d;
+}
+
+Status NbdDisk::Handshaken() {
+  int64_t size = nbd_get_size(h_);
+  if (size < 0) return Error("size");
+  size_ = uint64_t(size);
+  read_only_ = nbd_is_read_only(h_) == 1;
+  can_block_status_ = nbd_can_meta_context(h_, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  return Status::Ok();
 }
 
 NbdDisk::~NbdDisk() {

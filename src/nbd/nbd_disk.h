@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "io/block_device.h"
 
@@ -26,6 +27,11 @@ class NbdDisk final : public io::BlockWriter {
   static Result<std::unique_ptr<NbdDisk>> Connect(const std::string& uri) {
     return Connect(uri, Options{});
   }
+  // Runs `argv` (no shell) with its stdin and stdout as the connection, as nbd_connect_command
+  // does (e.g. `nbdkit -s PLUGIN ...`); the command ends when the disk is closed. `name` names
+  // the export in messages.
+  static Result<std::unique_ptr<NbdDisk>> ConnectCommand(const std::vector<std::string>& argv,
+                                                         const std::string& name);
   ~NbdDisk() override;
 
   uint64_t size() const override { return size_; }
@@ -42,6 +48,7 @@ class NbdDisk final : public io::BlockWriter {
 
  private:
   NbdDisk(nbd_handle* h, std::string uri) : h_(h), uri_(std::move(uri)) {}
+  Status Handshaken();  // size, read-only, block status, after a connect
   Status Error(const std::string& what) const;
   nbd_handle* h_;
   std::string uri_;

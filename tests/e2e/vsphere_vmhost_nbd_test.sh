@@ -98,10 +98,30 @@ python3 -c "import json; d=json.load(open('ip.json'))['disks'][0]; assert d['mod
 [ -z "$("$H" snapshot list g)" ] || fail "snapshots after the in-place restore: $("$H" snapshot list g)"
 "$H" vm power-on g >/dev/null || fail "g may not be powered on after the restore"
 
+# The nbd transport through endpoints the user names (--nbd-uri): here nbdkit with vmhost's own
+# plugin, run per disk (exec:), serving the backup's snapshot by name, or for an in-place
+# restore the restore snapshot's own layer ({mode} = restore).
+PLUGIN=$(dirname "$VMBACKUP")/nbdkit-vmhost-plugin.so
+NBD="exec:nbdkit -s $PLUGIN datastore=$SCRATCH/ds vm={vm} disk={disk} snapshot={snapshot_name} mode={mode}"
+"$H" disk write g 0 --offset 12M --pattern 0x5c --length 256K >/dev/null
+"$VMBACKUP" backup "${S[@]}" --transport nbd --nbd-uri "$NBD" --allow-crash-consistent --vm g \
+  --no-progress --json > nb.json || fail "backup over nbd: $(cat nb.json)"
+python3 -c "import json; d=json.load(open('nb.json'))['disks'][0]; assert d['transport']=='nbd', d" \
+  || fail "not over nbd: $(cat nb.json)"
+"$VMBACKUP" restore "$(id nb.json)" --to-file nb.raw --disk 2000 >/dev/null || fail "restore nb"
+cmp -s nb.raw <("$H" disk read g 0) || fail "the point read over nbd differs from the disk"
+expect_failure 1 "not TLS" -- "$VMBACKUP" backup "${S[@]}" --transport nbdssl --nbd-uri "$NBD" --vm g
+expect_failure 2 "unknown placeholder {nope}" -- "$VMBACKUP" backup "${S[@]}" --transport nbd --nbd-uri "exec:x {nope}" --vm g
+"$H" vm power-off g >/dev/null
+"$VMBACKUP" restore "$P1" --in-place "${S[@]}" --transport nbd --nbd-uri "$NBD" > ipn.txt \
+  || fail "in-place restore over nbd: $(cat ipn.txt)"
+grep -q "via nbd" ipn.txt || fail "the in-place restore did not go over nbd: $(cat ipn.txt)"
+cmp -s p1.raw <("$H" disk read g 0) || fail "the in-place restore over nbd did not bring point 1 back"
+[ -z "$("$H" snapshot list g)" ] || fail "snapshots after the in-place restore over nbd"
+
 # A session that ends in the middle of a backup (TerminateSession from another client while
 # disk ranges are read): the file service's 401 and the API's NotAuthenticated both lead to a
 # new login, and the point is whole.
-"$H" vm power-off g >/dev/null
 "$H" vm create big --disk 128M >/dev/null
 head -c 96M /dev/urandom > rand
 "$H" vm power-on big >/dev/null && "$H" disk write big 0 --from rand >/dev/null && "$H" vm power-off big >/dev/null

@@ -5,7 +5,9 @@
 #include "base/strings.h"
 #include "format/vmdk/disk.h"
 #include "hv/vsphere/http_file.h"
+#include "hv/vsphere/nbd_endpoint.h"
 #include "io/posix_file.h"
+#include "nbd/nbd_disk.h"
 
 namespace vmbackup::hv::vsphere {
 namespace {
@@ -40,16 +42,18 @@ uint64_t Capacity(Node disk) {
   return kb ? *kb * 1024 : 0;
 }
 
-// A disk opened through the VMDK library, over local files (san) or HTTP (https).
-class VmdkAccess final : public DiskAccess {
+// A disk opened through the VMDK library (over local files for san, HTTP for https) or an NBD
+// endpoint (nbd, nbdssl).
+class BlockAccess final : public DiskAccess {
  public:
-  VmdkAccess(std::unique_ptr<vmdk::Disk> disk, TransportMode mode, std::string name)
-      : disk_(std::move(disk)), mode_(mode), name_(std::move(name)) {}
+  BlockAccess(std::unique_ptr<io::BlockWriter> disk, TransportMode mode, std::string name,
+              bool concurrent)
+      : disk_(std::move(disk)), mode_(mode), name_(std::move(name)), concurrent_(concurrent) {}
   uint64_t size() const override { return disk_->size(); }
   std::string name() const override { return name_; }
   TransportMode transport() const override { return mode_; }
   // Flat chains read without state, over local files (pread) or HttpFile's connection pool.
-  bool concurrent_reads() const override { return disk_->ConcurrentReads(); }
+  bool concurrent_reads() const override { return concurrent_; }
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override {
     return disk_->ReadAt(offset, buf);
   }
@@ -65,9 +69,10 @@ class VmdkAccess final : public DiskAccess {
   }
 
  private:
-  std::unique_ptr<vmdk::Disk> disk_;
+  std::unique_ptr<io::BlockWriter> disk_;
   TransportMode mode_;
   std::string name_;
+  bool concurrent_;
 };
 
 }  // namespace
@@ -486,7 +491,12 @@ Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
     } else if (m == TransportMode::kHotAdd) {
       why = UnavailableError("this proxy is not a VM of that vCenter");
     } else {
-      why = UnavailableError("no NBD endpoint is configured for vSphere disks");
+      auto nbd = OpenNbd(vm, snapshot, device_key, file, m, mode);
+      if (nbd) {
+        if (attempts) *attempts = tried;
+        return nbd;
+      }
+      why = nbd.error();
     }
     if (disk) {
       if (capacity != 0 && (*disk)->size() != capacity) {
@@ -495,8 +505,9 @@ Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
                                         (unsigned long long)capacity));
       } else {
         if (attempts) *attempts = tried;
-        return std::unique_ptr<DiskAccess>(new VmdkAccess(
-            std::move(*disk), m, label + " (" + std::string(TransportName(m)) + ")"));
+        const bool concurrent = (*disk)->ConcurrentReads();
+        return std::unique_ptr<DiskAccess>(new BlockAccess(
+            std::move(*disk), m, label + " (" + std::string(TransportName(m)) + ")", concurrent));
       }
     }
     tried.push_back(std::string(TransportName(m)) + ": " + why.message());
@@ -505,6 +516,51 @@ Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenDisk(
   std::string all;
   for (const auto& t : tried) all += (all.empty() ? "" : "; ") + t;
   return UnavailableError("no transport could open " + label + ": " + all);
+}
+
+Result<std::unique_ptr<DiskAccess>> VsphereDriver::OpenNbd(const VmInfo& vm,
+                                                           const SnapshotRef* snapshot,
+                                                           int device_key, const std::string& file,
+                                                           TransportMode m, OpenMode mode) {
+  if (options_.nbd_template.empty())
+    return UnavailableError("no NBD endpoint is configured for vSphere disks (--nbd-uri)");
+  VMBACKUP_ASSIGN_OR_RETURN(MoRef ref, VmRef(vm));
+  NbdEndpointVars v;
+  v.vm = vm.name;
+  v.vm_moref = ref.value;
+  v.key = std::to_string(device_key);
+  for (size_t i = 0; i < vm.disks.size(); ++i)
+    if (vm.disks[i].device_key == device_key) v.disk = std::to_string(i);
+  v.snapshot = snapshot ? snapshot->id : "";
+  v.snapshot_name = snapshot ? snapshot->name : "";
+  v.file = file;
+  v.mode = mode == OpenMode::kRead ? "read" : snapshot ? "restore" : "write";
+  VMBACKUP_ASSIGN_OR_RETURN(NbdEndpoint e, ExpandNbdTemplate(options_.nbd_template, v));
+  if (m == TransportMode::kNbdSsl && !e.tls)
+    return UnavailableError("the --nbd-uri endpoint is not TLS (nbds://...)");
+  if (m == TransportMode::kNbd && e.tls)
+    return UnavailableError("the --nbd-uri endpoint uses TLS: that is the nbdssl transport");
+  // The template is the user's own configuration: it may name local files (TLS certificates).
+  nbd::NbdDisk::Options o;
+  o.allow_local_files = true;
+  auto disk = e.command ? nbd::NbdDisk::ConnectCommand(e.argv, e.Describe())
+                        : nbd::NbdDisk::Connect(e.uri, o);
+  if (!disk) return disk.error();
+  if (mode == OpenMode::kWrite && (*disk)->read_only())
+    return PermissionDeniedError(e.Describe() + " is read-only");
+  uint64_t capacity = 0;
+  for (const DiskInfo& d : vm.disks)
+    if (d.device_key == device_key) capacity = d.capacity;
+  if (capacity != 0 && (*disk)->size() != capacity) {
+    return CorruptionError(StrFormat("%s holds %llu bytes, vSphere says disk %d has %llu",
+                                     e.Describe().c_str(), (unsigned long long)(*disk)->size(),
+                                     device_key, (unsigned long long)capacity));
+  }
+  return std::unique_ptr<DiskAccess>(
+      new BlockAccess(std::move(*disk), m,
+                      StrFormat("%s disk %d (%s)", vm.name.c_str(), device_key,
+                                std::string(TransportName(m)).c_str()),
+                      false));
 }
 
 Status VsphereDriver::DestroyVm(const VmInfo& vm) {

@@ -26,6 +26,7 @@ namespace vmbackup::hv::vsphere {
 struct DriverOptions {
   std::string password;                              // never logged, never on a command line
   std::map<std::string, std::string> datastore_map;  // datastore name -> local folder (san)
+  std::string nbd_template;  // --nbd-uri: each disk's NBD endpoint (nbd_endpoint.h), or ""
   double timeout_seconds = 60;
   double task_limit_seconds = 3600;
 };
@@ -85,6 +86,10 @@ class VsphereDriver final : public Hypervisor {
   Result<std::string> DownloadFile(const DatastorePath& path, size_t limit);
   // ConsolidateVMDisks_Task when runtime.consolidationNeeded says so.
   Status ConsolidateIfNeeded(const VmInfo& vm, const MoRef& ref);
+  // A disk through the user's NBD endpoint (nbd, nbdssl).
+  Result<std::unique_ptr<DiskAccess>> OpenNbd(const VmInfo& vm, const SnapshotRef* snapshot,
+                                              int device_key, const std::string& file,
+                                              TransportMode m, OpenMode mode);
   // The URL path of a datastore file (/folder/PATH?dcPath=..&dsName=..).
   Result<std::string> FolderUrl(const DatastorePath& path);
   // Replaces a datastore file through the file service (PUT) with `length` bytes from `read`.
