@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "hv/vsphere/nbd_endpoint.h"
 #include "hv/vsphere/vim_client.h"
 #include "hv/vsphere/vsphere_driver.h"
 
@@ -130,6 +131,34 @@ TEST(AnswerTest, ChangedAreasNeedTheirFields) {
       nullptr);
   ASSERT_TRUE(bad.ok());
   EXPECT_FALSE(ParseChangedAreas(VimClient::ReturnVal(**bad)).ok());
+}
+
+}  // namespace
+}  // namespace vmbackup::hv::vsphere
+
+namespace vmbackup::hv::vsphere {
+namespace {
+
+TEST(NbdTemplate, ExpandsUrisEncodedAndCommandsPerArgument) {
+  NbdEndpointVars v{"web 1", "vm-7", "2000", "0", "snapshot-9", "vmbackup-x", "[ds 1] web/web.vmdk",
+                    "read"};
+  auto u = ExpandNbdTemplate("nbd+unix:///{vm}-{key}?socket=/run/{disk}.sock", v);
+  ASSERT_TRUE(u.ok()) << u.error().ToString();
+  EXPECT_FALSE(u->command);
+  EXPECT_FALSE(u->tls);
+  EXPECT_EQ(u->uri, "nbd+unix:///web%201-2000?socket=/run/0.sock");
+  auto t = ExpandNbdTemplate("nbds://h/{file}", v);
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(t->tls);
+  EXPECT_EQ(t->uri, "nbds://h/%5Bds%201%5D%20web%2Fweb.vmdk");
+  auto c = ExpandNbdTemplate("exec:nbdkit -s vddk  file={file} snapshot={snapshot} m={mode}", v);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->command);
+  EXPECT_EQ(c->argv, (std::vector<std::string>{"nbdkit", "-s", "vddk", "file=[ds 1] web/web.vmdk",
+                                               "snapshot=snapshot-9", "m=read"}));
+  for (const char* bad : {"http://h/{vm}", "nbd://h/{vmname}", "nbd://h/{vm", "exec:", "exec:  "})
+    EXPECT_FALSE(ExpandNbdTemplate(bad, v).ok()) << bad;
+  EXPECT_TRUE(CheckNbdTemplate("exec:nbdkit -s x vm={vm_moref}").ok());
 }
 
 }  // namespace
