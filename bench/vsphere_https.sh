@@ -47,7 +47,8 @@ t0=$(now); curl -sk -o /dev/null "$URL"; t1=$(now); curl_s=$(secs "$t0" "$t1")
 echo "== vmbackup full backup over https"
 "$V" init --repo repo-https >/dev/null
 t0=$(now)
-"$V" backup --repo repo-https --source "$SRC" --password-file pw --transport https --vm DC0_H0_VM0 > https.txt
+"$V" backup --repo repo-https --source "$SRC" --password-file pw --transport https \
+  --reads-in-flight "${READS:-4}" --vm DC0_H0_VM0 > https.txt
 t1=$(now); https_s=$(secs "$t0" "$t1")
 echo "== vmbackup full backup over san"
 "$V" init --repo repo-san >/dev/null

@@ -32,6 +32,7 @@ World& Setup() {
     so.user = "u";
     so.password = "p";
     so.login_fail_delay_ms = 0;
+    so.longest_update_wait_seconds = 0;  // WaitForUpdates answers at once
     world->service = std::make_unique<vmbackup::vsphere_api::Service>(so);
     auto a = world->service->Handle(
         "<Envelope xmlns=\"http://schemas.xmlsoap.org/soap/envelope/\"><Body><Login "

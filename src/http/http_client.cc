@@ -205,6 +205,8 @@ Result<std::unique_ptr<Client>> Client::Create(const std::string& base_url, cons
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, impl.get());
+  // Large bodies (disk ranges) arrive in fewer, larger pieces: fewer callbacks and polls.
+  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, impl.get());
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, https ? "https" : "http");

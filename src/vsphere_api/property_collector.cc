@@ -68,7 +68,7 @@ class Evaluator {
  public:
   Evaluator(PropertySource& source, Node spec) : source_(source), spec_(spec) {}
 
-  FaultOr<std::vector<std::string>> Run(const char* element) {
+  FaultOr<std::vector<ObjectProperties>> Run() {
     for (Node p : spec_.children("propSet")) {
       PropSpec ps;
       ps.type = p.child("type").text();
@@ -91,12 +91,12 @@ class Evaluator {
         if (auto f = Follow(ref, s, 0); !f.type.empty()) return f;
       }
     }
-    std::vector<std::string> out;
+    std::vector<ObjectProperties> out;
     for (const MoRef& ref : order_) {
       FaultOr<Value> props = Get(ref);
       if (!props.ok()) continue;  // gone since it was reached: left out, as vSphere does
-      std::string content =
-          "<obj type=\"" + xml::Escape(ref.type) + "\">" + xml::Escape(ref.value) + "</obj>";
+      ObjectProperties o;
+      o.obj = ref;
       bool wanted = false;
       std::set<std::string> seen;
       for (const PropSpec& ps : props_) {
@@ -114,12 +114,10 @@ class Evaluator {
           if (!Known(ref.type, top) && !props->Field(top)) return InvalidPropertyFault(path);
           const Value* v = props->Path(path);
           if (!v) continue;
-          content += "<propSet><name>" + xml::Escape(path) + "</name>" + v->Xml("val", true) +
-                     "</propSet>";
+          o.props.emplace_back(path, v->Xml("val", true));
         }
       }
-      if (!wanted) continue;
-      out.push_back(std::string("<") + element + ">" + content + "</" + element + ">");
+      if (wanted) out.push_back(std::move(o));
     }
     return out;
   }
@@ -235,16 +233,28 @@ bool IsA(const std::string& actual, const std::string& wanted) {
   return false;
 }
 
+FaultOr<std::vector<ObjectProperties>> EvaluateFilterSpec(PropertySource& source, Node spec) {
+  Evaluator e(source, spec);
+  return e.Run();
+}
+
+std::string ObjectContentXml(const ObjectProperties& o, const char* element_name) {
+  std::string s = std::string("<") + element_name + "><obj type=\"" + xml::Escape(o.obj.type) +
+                  "\">" + xml::Escape(o.obj.value) + "</obj>";
+  for (const auto& [name, val] : o.props)
+    s += "<propSet><name>" + xml::Escape(name) + "</name>" + val + "</propSet>";
+  return s + "</" + element_name + ">";
+}
+
 FaultOr<std::vector<std::string>> RetrieveObjectContents(PropertySource& source, Node call,
                                                          const char* element_name) {
   std::vector<std::string> all;
   auto specs = call.children("specSet");
   if (specs.empty()) return InvalidArgumentFault("no specSet", "specSet");
   for (Node spec : specs) {
-    Evaluator e(source, spec);
-    FaultOr<std::vector<std::string>> part = e.Run(element_name);
+    FaultOr<std::vector<ObjectProperties>> part = EvaluateFilterSpec(source, spec);
     if (!part.ok()) return part.fault();
-    for (auto& s : *part) all.push_back(std::move(s));
+    for (const auto& o : *part) all.push_back(ObjectContentXml(o, element_name));
   }
   return all;
 }

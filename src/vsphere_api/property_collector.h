@@ -23,6 +23,17 @@ class PropertySource {
 // At most this many objects per RetrieveProperties, however the traversal fans out.
 inline constexpr size_t kMaxRetrievedObjects = 100000;
 
+// One object's answer: its moref and, per property path asked, the value as <val> XML.
+struct ObjectProperties {
+  MoRef obj;
+  std::vector<std::pair<std::string, std::string>> props;
+};
+
+// Evaluates one PropertyFilterSpec (a specSet, or CreateFilter's spec).
+FaultOr<std::vector<ObjectProperties>> EvaluateFilterSpec(PropertySource& source, xml::Node spec);
+// <NAME><obj/><propSet/>...</NAME>
+std::string ObjectContentXml(const ObjectProperties& o, const char* element_name);
+
 // Evaluates every <specSet> child of `call` (RetrieveProperties, RetrievePropertiesEx). The
 // answer is one <NAME>ObjectContent</NAME> string per object, in order. Faults:
 // InvalidArgument for a malformed spec, InvalidProperty for a property the type does not

@@ -96,6 +96,7 @@ Service::Answer Service::Handle(std::string_view body, const std::string& cookie
 FaultOr<std::string> Service::Dispatch(const SoapRequest& r, const Session& s) {
   const std::string& t = r.this_ref.type;
   if (t == "SessionManager") return SessionMethod(r, s);
+  if (t == "PropertyFilter") return UpdateMethod(r, s);
   if (t == "PropertyCollector" || t == "ViewManager" || t == "ContainerView")
     return PropertyMethod(r, s);
   if (t == "SearchIndex") return SearchMethod(r);
@@ -177,6 +178,9 @@ FaultOr<std::string> Service::PropertyMethod(const SoapRequest& r, const Session
     return std::string();
   }
   if (r.this_ref.value != "ha-property-collector") return ManagedObjectNotFoundFault(r.this_ref);
+  if (m == "CreateFilter" || m == "WaitForUpdates" || m == "WaitForUpdatesEx" ||
+      m == "CheckForUpdates" || m == "CancelWaitForUpdates")
+    return UpdateMethod(r, s);
   RequestSource source(*this, s);
   if (m == "RetrieveProperties" || m == "RetrieveContents") {
     auto objects = RetrieveObjectContents(source, r.call, "returnval");

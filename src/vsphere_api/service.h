@@ -20,8 +20,10 @@ struct ServiceOptions {
   std::string user;
   std::string password;
   size_t default_page = 100;
-  int login_fail_delay_ms = 500;  // a wrong password is answered this much later  // objects per
-                                  // RetrievePropertiesEx answer without maxObjects
+  int login_fail_delay_ms = 500;  // a wrong password is answered this much later
+  double longest_update_wait_seconds =
+      300;  // WaitForUpdates without a limit waits this long  // objects per
+            // RetrievePropertiesEx answer without maxObjects
 };
 
 class Service {
@@ -49,6 +51,13 @@ class Service {
     bool recursive = false;
     std::string session;
   };
+  // A PropertyFilter (CreateFilter) and what WaitForUpdates last reported through it.
+  struct Filter {
+    std::shared_ptr<xml::Document> doc;  // holds `spec`
+    xml::Node spec;
+    std::string session;
+    std::map<MoRef, std::map<std::string, std::string>> reported;  // obj -> path -> <val>
+  };
   struct Paged {
     std::vector<std::string> rest;  // ObjectContent elements not yet sent
     std::string session;
@@ -62,6 +71,11 @@ class Service {
   FaultOr<std::string> SnapshotMethod(const SoapRequest& r, const Session& s);
   FaultOr<std::string> FolderMethod(const SoapRequest& r, const Session& s);
   FaultOr<std::string> AuthorizationMethod(const SoapRequest& r);
+  // CreateFilter, DestroyPropertyFilter, WaitForUpdates(Ex), CheckForUpdates (updates.cc).
+  FaultOr<std::string> UpdateMethod(const SoapRequest& r, const Session& s);
+  // The changes of every filter of the session since they were last reported, as
+  // <filterSet> elements ("" when nothing changed); marks them reported.
+  FaultOr<std::string> CollectUpdates(const Session& s, bool from_scratch);
   FaultOr<std::string> QueryChangedDiskAreas(const SoapRequest& r, const std::string& vm);
   FaultOr<std::string> StartTask(const SoapRequest& r, const Session& s, const std::string& vm,
                                  const std::string& description, Tasks::Work work);
@@ -77,6 +91,8 @@ class Service {
   uint64_t next_id_ = 1;
   std::map<std::string, View> views_;
   std::map<std::string, Paged> pages_;
+  std::map<std::string, Filter> filters_;            // by PropertyFilter moref value
+  std::map<std::string, uint64_t> update_versions_;  // by session
 };
 
 }  // namespace vmbackup::vsphere_api

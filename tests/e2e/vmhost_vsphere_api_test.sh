@@ -114,8 +114,26 @@ except vmodl.fault.ManagedObjectNotFound:
     pass
 info = wait(s1.RevertToSnapshot_Task())
 assert info.state == "error" and isinstance(info.error, vim.fault.InvalidPowerState), info.error
-# Power off, revert to t1 (discarding t2's later state), remove t1's child, consolidate.
-assert wait(web.PowerOffVM_Task()).state == "success"
+# pyVim's own WaitForTask (PropertyCollector filters and WaitForUpdates): a success, and a
+# failure raised as the task's fault.
+from pyVim.task import WaitForTask
+try:
+    WaitForTask(web.PowerOnVM_Task()); raise SystemExit("powering on a running VM succeeded")
+except vim.fault.InvalidPowerState:
+    pass
+assert WaitForTask(web.PowerOffVM_Task()) == "success"
+# WaitForUpdatesEx: the first call gives the whole state, the next nothing (within 0 s).
+pc = content.propertyCollector
+spec = vmodl.query.PropertyCollector.FilterSpec(
+    objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=web)],
+    propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.powerState"])])
+flt = pc.CreateFilter(spec, True)
+first = pc.WaitForUpdatesEx("", vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=0))
+obj = first.filterSet[0].objectSet[0]
+assert obj.kind == "enter" and obj.changeSet[0].val == "poweredOff", first
+assert pc.WaitForUpdatesEx(first.version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=0)) is None
+flt.Destroy()
+# Revert to t1 (discarding t2's later state), remove t1's child, consolidate.
 assert wait(s1.RevertToSnapshot_Task()).state == "success"
 assert web.snapshot.currentSnapshot == s1
 assert wait(t2.result.RemoveSnapshot_Task(removeChildren=False)).state == "success"
