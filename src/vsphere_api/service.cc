@@ -10,6 +10,9 @@ namespace {
 
 using xml::Node;
 
+constexpr size_t kMaxPendingPages = 1000;
+constexpr size_t kMaxViewsPerSession = 100;
+
 std::string El(const char* name, const std::string& text) {
   return std::string("<") + name + ">" + xml::Escape(text) + "</" + name + ">";
 }
@@ -73,7 +76,9 @@ Service::Answer Service::Handle(std::string_view body, const std::string& cookie
       out = ManagedObjectNotFoundFault(r.this_ref);
     } else {
       auto s = sessions_.Login(r.Arg("userName").text(), r.Arg("password").text());
-      if (!s) {
+      if (!s && s.error().code() == ErrorCode::kLocked) {
+        out = Fault{"RequestCanceled", s.error().message(), ""};
+      } else if (!s) {
         out = Fault{"InvalidLogin", s.error().message(), ""};
       } else {
         out = UserSession(*s).Xml("returnval", false);
@@ -146,9 +151,11 @@ std::string Service::Page(std::vector<std::string> objects, size_t max,
                   std::make_move_iterator(objects.end()));
     p.session = session;
     std::lock_guard<std::mutex> l(mu_);
-    const std::string token = std::to_string(next_id_++);
+    // Retrievals never continued are dropped, oldest first, beyond the limit.
+    while (pages_.size() >= kMaxPendingPages) pages_.erase(pages_.begin());
+    const uint64_t token = next_id_++;
     pages_[token] = std::move(p);
-    out += El("token", token);
+    out += El("token", std::to_string(token));
   }
   for (size_t i = 0; i < n; ++i) out += objects[i];
   return out + "</returnval>";
@@ -167,6 +174,10 @@ FaultOr<std::string> Service::PropertyMethod(const SoapRequest& r, const Session
     FaultOr<Value> c = Properties(v.container, s);
     if (!c.ok()) return c.fault();
     std::lock_guard<std::mutex> l(mu_);
+    size_t count = 0;
+    for (const auto& [vid, other] : views_) count += other.session == s.key;
+    if (count >= kMaxViewsPerSession)
+      return InvalidStateFault(StrFormat("a session may hold %zu views", kMaxViewsPerSession));
     const std::string id = "session[" + s.key + "]" + std::to_string(next_id_++);
     views_[id] = v;
     return RefXml("returnval", {"ContainerView", id});
@@ -202,7 +213,8 @@ FaultOr<std::string> Service::PropertyMethod(const SoapRequest& r, const Session
     Paged p;
     {
       std::lock_guard<std::mutex> l(mu_);
-      auto it = pages_.find(token);
+      auto number = ParseUint(token);
+      auto it = number ? pages_.find(*number) : pages_.end();
       if (it == pages_.end() || it->second.session != s.key)
         return InvalidArgumentFault("no retrieval with token '" + token + "'", "token");
       p = std::move(it->second);

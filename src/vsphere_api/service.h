@@ -90,7 +90,7 @@ class Service {
   std::mutex mu_;
   uint64_t next_id_ = 1;
   std::map<std::string, View> views_;
-  std::map<std::string, Paged> pages_;
+  std::map<uint64_t, Paged> pages_;                  // by token, oldest first
   std::map<std::string, Filter> filters_;            // by PropertyFilter moref value
   std::map<std::string, uint64_t> update_versions_;  // by session
 };

@@ -44,6 +44,8 @@ Result<Session> Sessions::Login(const std::string& user, const std::string& pass
   s.login_us = s.last_active_us = NowMicros();
   std::lock_guard<std::mutex> l(mu_);
   ExpireLocked(s.login_us);
+  if (sessions_.size() >= kMaxSessions)
+    return LockedError(StrFormat("the server holds %zu sessions, its limit", kMaxSessions));
   sessions_[s.key] = s;
   return s;
 }

@@ -24,6 +24,7 @@ struct Session {
 
 class Sessions {
  public:
+  static constexpr size_t kMaxSessions = 1000;
   Sessions(std::string user, std::string password, int login_fail_delay_ms = 500,
            int64_t idle_limit_us = 30LL * 60 * 1000000)
       : user_(std::move(user)),
@@ -31,7 +32,8 @@ class Sessions {
         login_fail_delay_ms_(login_fail_delay_ms),
         idle_limit_us_(idle_limit_us) {}
 
-  // A new session, or kUnauthenticated after a short delay (it slows guessing down).
+  // A new session, or kUnauthenticated after a short delay (it slows guessing down), or
+  // kLocked when kMaxSessions are open.
   Result<Session> Login(const std::string& user, const std::string& password);
   // The session of a cookie value, touched; nullopt when there is none (or it timed out).
   std::optional<Session> Find(const std::string& key);

@@ -8,12 +8,12 @@ constexpr size_t kKeptTasks = 1000;  // finished tasks kept for clients to read
 Tasks::~Tasks() { Drain(); }
 
 void Tasks::Drain() {
-  std::list<std::thread> threads;
+  std::list<Worker> workers;
   {
     std::lock_guard<std::mutex> l(mu_);
-    threads.swap(threads_);
+    workers.swap(workers_);
   }
-  for (auto& t : threads) t.join();
+  for (auto& w : workers) w.thread.join();
 }
 
 FaultOr<MoRef> Tasks::Start(const std::string& description_id, const MoRef& entity,
@@ -43,7 +43,21 @@ FaultOr<MoRef> Tasks::Start(const std::string& description_id, const MoRef& enti
   }
   records_[r.ref.value] = r;
   const MoRef ref = r.ref;
-  threads_.emplace_back([this, ref, w = std::move(work)]() mutable { Run(ref, std::move(w)); });
+  // Threads of finished tasks are joined here, so a long-running server keeps none.
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (it->done->load()) {
+      it->thread.join();
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  workers_.push_back({std::thread([this, ref, done, w = std::move(work)]() mutable {
+                        Run(ref, std::move(w));
+                        done->store(true);
+                      }),
+                      done});
   return ref;
 }
 

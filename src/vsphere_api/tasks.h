@@ -3,9 +3,11 @@
 // TaskInfo. One task at a time per entity: a second one is TaskInProgress, as on vSphere.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <list>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -54,7 +56,12 @@ class Tasks {
   uint64_t next_ = 1;
   std::map<std::string, Record> records_;  // by task moref value
   std::map<MoRef, std::string> busy_;      // entity -> running task
-  std::list<std::thread> threads_;
+  // Running and finished task threads; finished ones are joined when the next task starts.
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::list<Worker> workers_;
 };
 
 }  // namespace vmbackup::vsphere_api
