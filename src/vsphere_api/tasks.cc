@@ -89,6 +89,13 @@ void Tasks::Run(const MoRef& ref, Work work) {
   busy_.erase(r.entity);
 }
 
+std::optional<MoRef> Tasks::Running(const MoRef& entity) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = busy_.find(entity);
+  if (it == busy_.end()) return std::nullopt;
+  return MoRef{"Task", it->second};
+}
+
 std::optional<Value> Tasks::Info(const MoRef& task) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = records_.find(task.value);

@@ -30,6 +30,8 @@ class Tasks {
   // TaskInProgress fault while another task of the entity runs.
   FaultOr<MoRef> Start(const std::string& description_id, const MoRef& entity,
                        const std::string& entity_name, const std::string& user, Work work);
+  // The task running on `entity`, if one does.
+  std::optional<MoRef> Running(const MoRef& entity);
   // The TaskInfo; nullopt for an unknown task.
   std::optional<Value> Info(const MoRef& task);
   // Marks the task cancelled if it has not started (a running one runs to its end, as an

@@ -49,11 +49,16 @@ FaultOr<std::string> Service::VmMethod(const SoapRequest& r, const Session& s) {
   auto name_opt = Inventory::VmOf(self);
   if (!name_opt || Inventory::SnapshotOf(self)) return ManagedObjectNotFoundFault(self);
   const std::string name = *name_opt;
+  const std::string& m = r.method;
+  // A task of this VM holds its lock: the answer is TaskInProgress now, not after it.
+  if (m != "QueryChangedDiskAreas") {
+    if (auto running = tasks_.Running(Inventory::VmRef(name)))
+      return TaskInProgressFault("Another task is already in progress on " + name + ".", *running);
+  }
   {
     auto vm = inventory_.OpenVm(name);
     if (!vm) return ManagedObjectNotFoundFault(self);
   }
-  const std::string& m = r.method;
   if (m == "QueryChangedDiskAreas") return QueryChangedDiskAreas(r, name);
   auto with_vm = [this, name, self](auto op) -> Tasks::Work {
     return [this, name, self, op]() -> FaultOr<Value> {
@@ -157,6 +162,8 @@ FaultOr<std::string> Service::SnapshotMethod(const SoapRequest& r, const Session
   auto snap = Inventory::SnapshotOf(self);
   if (!snap) return ManagedObjectNotFoundFault(self);
   const auto [name, uid] = *snap;
+  if (auto running = tasks_.Running(Inventory::VmRef(name)))
+    return TaskInProgressFault("Another task is already in progress on " + name + ".", *running);
   {
     auto vm = inventory_.OpenVm(name);
     if (!vm || !(*vm)->snapshots().Find(uid)) return ManagedObjectNotFoundFault(self);

@@ -108,7 +108,8 @@ class ServiceTest : public ::testing::Test {
     Node response() const { return doc->root().child("Body").children()[0]; }
     std::string fault() const {
       Node f = doc->root().child("Body").child("Fault");
-      return f ? f.child("detail").children()[0].xsi_type() : "";
+      auto details = f.child("detail").children();
+      return details.empty() ? "" : details[0].xsi_type();
     }
   };
   Parsed Do(const std::string& method, const std::string& type, const std::string& value,
@@ -314,7 +315,7 @@ TEST_F(ServiceTest, OneTaskPerVmAndDestroy) {
                   "<name>q</name><memory>false</memory><quiesce>true</quiesce>");
   const std::string task = first.response().child("returnval").text();
   auto second = Do("PowerOnVM_Task", "VirtualMachine", "vm-gamma", "");
-  EXPECT_EQ(second.fault(), "TaskInProgress");
+  ASSERT_EQ(second.fault(), "TaskInProgress");
   EXPECT_EQ(second.doc->root()
                 .child("Body")
                 .child("Fault")
