@@ -15,10 +15,10 @@
 
 #include "base/strings.h"
 #include "cli/output.h"
+#include "cli/vmhost_serve.h"
 #include "host/datastore.h"
 #include "host/transports.h"
 #include "io/posix_file.h"
-#include "cli/vmhost_serve.h"
 
 namespace vmbackup::cli {
 namespace {
@@ -443,10 +443,13 @@ void AddVmhostCommands(CLI::App& app, int* exit_code) {
     return PosixError("run nbdkit", errno);
   });
 
-  AddServeCommand(app, [g]() -> Result<std::string> {
-    VMBACKUP_ASSIGN_OR_RETURN(Datastore ds, OpenStore(*g));
-    return ds.root();
-  }, exit_code);
+  AddServeCommand(
+      app,
+      [g]() -> Result<std::string> {
+        VMBACKUP_ASSIGN_OR_RETURN(Datastore ds, OpenStore(*g));
+        return ds.root();
+      },
+      exit_code);
 
   // ---- snapshot ----
   CLI::App* snapshot_cmd =

@@ -174,9 +174,7 @@ FaultOr<std::string> Service::PropertyMethod(const SoapRequest& r, const Session
     FaultOr<Value> c = Properties(v.container, s);
     if (!c.ok()) return c.fault();
     std::lock_guard<std::mutex> l(mu_);
-    size_t count = 0;
-    for (const auto& [vid, other] : views_) count += other.session == s.key;
-    if (count >= kMaxViewsPerSession)
+    if (OwnedBy(views_, s.key) >= kMaxViewsPerSession)
       return InvalidStateFault(StrFormat("a session may hold %zu views", kMaxViewsPerSession));
     const std::string id = "session[" + s.key + "]" + std::to_string(next_id_++);
     views_[id] = v;
@@ -193,7 +191,7 @@ FaultOr<std::string> Service::PropertyMethod(const SoapRequest& r, const Session
       m == "CheckForUpdates" || m == "CancelWaitForUpdates")
     return UpdateMethod(r, s);
   RequestSource source(*this, s);
-  if (m == "RetrieveProperties" || m == "RetrieveContents") {
+  if (m == "RetrieveProperties") {
     auto objects = RetrieveObjectContents(source, r.call, "returnval");
     if (!objects.ok()) return objects.fault();
     std::string out;

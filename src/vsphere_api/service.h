@@ -77,10 +77,17 @@ class Service {
   // <filterSet> elements ("" when nothing changed); marks them reported.
   FaultOr<std::string> CollectUpdates(const Session& s, bool from_scratch);
   FaultOr<std::string> QueryChangedDiskAreas(const SoapRequest& r, const std::string& vm);
-  FaultOr<std::string> StartTask(const SoapRequest& r, const Session& s, const std::string& vm,
+  FaultOr<std::string> StartTask(const Session& s, const std::string& vm,
                                  const std::string& description, Tasks::Work work);
   FaultOr<Value> Properties(const MoRef& obj, const Session& s);
   std::vector<MoRef> ViewContents(const View& v);
+  // How many entries of `m` (views, filters) belong to `session`; mu_ held.
+  template <class Map>
+  static size_t OwnedBy(const Map& m, const std::string& session) {
+    size_t n = 0;
+    for (const auto& [id, entry] : m) n += entry.session == session;
+    return n;
+  }
   std::string Page(std::vector<std::string> objects, size_t max, const std::string& session);
 
   ServiceOptions options_;

@@ -101,9 +101,7 @@ FaultOr<std::string> Service::UpdateMethod(const SoapRequest& r, const Session& 
     FaultOr<std::vector<ObjectProperties>> check = EvaluateFilterSpec(source, f.spec);
     if (!check.ok()) return check.fault();
     std::lock_guard<std::mutex> l(mu_);
-    size_t count = 0;
-    for (const auto& [id, other] : filters_) count += other.session == s.key;
-    if (count >= kMaxFiltersPerSession)
+    if (OwnedBy(filters_, s.key) >= kMaxFiltersPerSession)
       return InvalidStateFault(StrFormat("a session may hold %zu filters", kMaxFiltersPerSession));
     const std::string id = "session[" + s.key + "]filter-" + std::to_string(next_id_++);
     filters_[id] = std::move(f);

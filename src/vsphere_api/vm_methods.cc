@@ -34,13 +34,11 @@ Status DeleteSnapshotTree(host::Vm& vm, uint32_t uid, bool children) {
 
 }  // namespace
 
-FaultOr<std::string> Service::StartTask(const SoapRequest& r, const Session& s,
-                                        const std::string& vm, const std::string& description,
-                                        Tasks::Work work) {
+FaultOr<std::string> Service::StartTask(const Session& s, const std::string& vm,
+                                        const std::string& description, Tasks::Work work) {
   FaultOr<MoRef> task =
       tasks_.Start(description, Inventory::VmRef(vm), vm, s.user, std::move(work));
   if (!task.ok()) return task.fault();
-  (void)r;
   return Value::Ref(*task).Xml("returnval", false);
 }
 
@@ -75,7 +73,7 @@ FaultOr<std::string> Service::VmMethod(const SoapRequest& r, const Session& s) {
     const bool memory = True(r.Arg("memory"));
     if (snap_name.empty()) return InvalidArgumentFault("a snapshot needs a name", "name");
     return StartTask(
-        r, s, name, "VirtualMachine.createSnapshot", with_vm([=](host::Vm& vm) -> FaultOr<Value> {
+        s, name, "VirtualMachine.createSnapshot", with_vm([=](host::Vm& vm) -> FaultOr<Value> {
           if (memory && vm.vmx().powered_on())
             return Fault{"NotSupported", "vmhost takes no memory snapshots (memory=false)", ""};
           auto snap = vm.CreateSnapshot(snap_name, o);
@@ -84,15 +82,15 @@ FaultOr<std::string> Service::VmMethod(const SoapRequest& r, const Session& s) {
         }));
   }
   if (m == "RemoveAllSnapshots_Task") {
-    return StartTask(r, s, name, "VirtualMachine.removeAllSnapshots",
+    return StartTask(s, name, "VirtualMachine.removeAllSnapshots",
                      with_vm([=](host::Vm& vm) { return Done(vm.DeleteAllSnapshots(), self); }));
   }
   if (m == "ConsolidateVMDisks_Task") {
-    return StartTask(r, s, name, "VirtualMachine.consolidateDisks",
+    return StartTask(s, name, "VirtualMachine.consolidateDisks",
                      with_vm([=](host::Vm& vm) { return Done(vm.Consolidate(), self); }));
   }
   if (m == "RevertToCurrentSnapshot_Task") {
-    return StartTask(r, s, name, "VirtualMachine.revertToCurrentSnapshot",
+    return StartTask(s, name, "VirtualMachine.revertToCurrentSnapshot",
                      with_vm([=](host::Vm& vm) -> FaultOr<Value> {
                        if (vm.vmx().powered_on()) return PowerFault(name, true, "poweredOff");
                        if (!vm.snapshots().current)
@@ -117,7 +115,7 @@ FaultOr<std::string> Service::VmMethod(const SoapRequest& r, const Session& s) {
       }
     }
     return StartTask(
-        r, s, name, "VirtualMachine.reconfigure", with_vm([=](host::Vm& vm) -> FaultOr<Value> {
+        s, name, "VirtualMachine.reconfigure", with_vm([=](host::Vm& vm) -> FaultOr<Value> {
           for (const auto& [key, value] : extra) {
             Status st = vm.SetExtraConfig(key, value);
             if (!st.ok()) return InvalidArgumentFault(st.message(), "extraConfig");
@@ -128,7 +126,7 @@ FaultOr<std::string> Service::VmMethod(const SoapRequest& r, const Session& s) {
   }
   if (m == "PowerOnVM_Task") {
     return StartTask(
-        r, s, name, "VirtualMachine.powerOn", with_vm([=](host::Vm& vm) -> FaultOr<Value> {
+        s, name, "VirtualMachine.powerOn", with_vm([=](host::Vm& vm) -> FaultOr<Value> {
           if (vm.vmx().powered_on()) return PowerFault(name, true, "poweredOn");
           if (!vm.vmx().power_on_block().empty()) {
             return Fault{"MethodDisabled",
@@ -139,14 +137,14 @@ FaultOr<std::string> Service::VmMethod(const SoapRequest& r, const Session& s) {
         }));
   }
   if (m == "PowerOffVM_Task") {
-    return StartTask(r, s, name, "VirtualMachine.powerOff",
+    return StartTask(s, name, "VirtualMachine.powerOff",
                      with_vm([=](host::Vm& vm) -> FaultOr<Value> {
                        if (!vm.vmx().powered_on()) return PowerFault(name, false, "poweredOff");
                        return Done(vm.PowerOff(false), self);
                      }));
   }
   if (m == "Destroy_Task") {
-    return StartTask(r, s, name, "VirtualMachine.destroy", [this, name, self]() -> FaultOr<Value> {
+    return StartTask(s, name, "VirtualMachine.destroy", [this, name, self]() -> FaultOr<Value> {
       auto ds = inventory_.OpenDatastore();
       if (!ds) return FaultOf(ds.error(), self);
       Status st = ds->DeleteVm(name);
@@ -177,13 +175,13 @@ FaultOr<std::string> Service::SnapshotMethod(const SoapRequest& r, const Session
   };
   if (r.method == "RemoveSnapshot_Task") {
     const bool children = True(r.Arg("removeChildren"));
-    return StartTask(r, s, name, "VirtualMachine.removeSnapshot",
+    return StartTask(s, name, "VirtualMachine.removeSnapshot",
                      with_snapshot([=, uid = uid](host::Vm& vm) {
                        return Done(DeleteSnapshotTree(vm, uid, children), self);
                      }));
   }
   if (r.method == "RevertToSnapshot_Task") {
-    return StartTask(r, s, name, "VirtualMachine.revert",
+    return StartTask(s, name, "VirtualMachine.revert",
                      with_snapshot([=, name = name, uid = uid](host::Vm& vm) -> FaultOr<Value> {
                        // vmhost reverts only powered-off VMs: a running guest would lose its
                        // state without a memory snapshot to return to.
@@ -214,7 +212,7 @@ FaultOr<std::string> Service::FolderMethod(const SoapRequest& r, const Session& 
                                 "name");
   }
   const MoRef vm_ref = Inventory::VmRef(name);
-  return StartTask(r, s, name, "Folder.registerVm", [this, name, vm_ref]() -> FaultOr<Value> {
+  return StartTask(s, name, "Folder.registerVm", [this, name, vm_ref]() -> FaultOr<Value> {
     auto vm = inventory_.OpenVm(name);
     if (!vm) {
       return FileFault("cannot register " + name + ": " + vm.error().message(),
