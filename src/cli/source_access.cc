@@ -10,6 +10,7 @@
 #include "cli/output.h"
 #include "cli/repo_access.h"
 #include "http/http_client.h"
+#include "hv/libvirt/libvirt_driver.h"
 #include "hv/vmhost/vmhost_driver.h"
 #include "hv/vsphere/nbd_endpoint.h"
 #include "hv/vsphere/vsphere_driver.h"
@@ -56,8 +57,9 @@ std::vector<std::string> SplitWords(const char* text) {
 void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool required) {
   auto* s = c->add_option("--source", o.source,
                           what +
-                              ": vmhost:///DATASTORE or "
-                              "vsphere://USER@HOST[:PORT][/DC]?thumbprint=SHA256:...");
+                              ": vmhost:///DATASTORE, "
+                              "vsphere://USER@HOST[:PORT][/DC]?thumbprint=SHA256:..., or a "
+                              "libvirt URI (qemu:///system, qemu+ssh://HOST/system)");
   if (required) s->required();
   c->add_option("--password-file", o.password_file,
                 "vSphere: file holding the password (or VMBACKUP_VSPHERE_PASSWORD, or asked)");
@@ -68,6 +70,12 @@ void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool 
                 "vSphere nbd/nbdssl transports: each disk's NBD endpoint, a template "
                 "(nbd://..., nbds://..., or exec:COMMAND ...) with {vm} {key} {disk} {snapshot} "
                 "{snapshot_name} {file} {mode} (docs/cli.md)");
+  c->add_option("--disk-format", o.disk_format,
+                "libvirt restores to a new domain: qcow2 or raw (default: as the original)")
+      ->check(CLI::IsMember({"qcow2", "raw"}));
+  c->add_option("--disk-dir", o.disk_dir,
+                "libvirt restores to a new domain: the folder of its disks (default: the "
+                "original's)");
 }
 
 Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o) {
@@ -92,11 +100,16 @@ Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o) {
     VMBACKUP_ASSIGN_OR_RETURN(auto d, hv::vsphere::VsphereDriver::Connect(uri, vo));
     return std::unique_ptr<hv::Hypervisor>(std::move(d));
   }
-  if (uri.rfind("libvirt://", 0) == 0 || uri.rfind("qemu://", 0) == 0) {
-    return NotSupportedError("source '" + uri + "': the libvirt driver is not built yet");
+  if (uri.rfind("libvirt:", 0) == 0 || uri.rfind("qemu", 0) == 0) {
+    hv::libvirt::DriverOptions lo;
+    lo.new_disk_format = o.disk_format;
+    lo.new_disk_dir = o.disk_dir;
+    VMBACKUP_ASSIGN_OR_RETURN(auto d, hv::libvirt::LibvirtDriver::Connect(uri, lo));
+    return std::unique_ptr<hv::Hypervisor>(std::move(d));
   }
   return InvalidArgumentError("source '" + uri +
-                              "': expected vmhost:///DATASTORE or vsphere://USER@HOST[:PORT]");
+                              "': expected vmhost:///DATASTORE, vsphere://USER@HOST[:PORT], or a "
+                              "libvirt URI (qemu:///system)");
 }
 
 void AddVsphereCommands(CLI::App& app, int* exit_code) {

@@ -16,12 +16,15 @@ struct SourceOpts {
   std::string password_file;  // vSphere: the password's file (else the environment, a prompt)
   std::string datastore_map;  // vSphere san: "[ds1]=/mnt/ds1,..."
   std::string nbd_uri;        // vSphere nbd/nbdssl: each disk's endpoint (a template)
+  std::string disk_format;    // libvirt, new domains: qcow2 or raw ("" = as the original)
+  std::string disk_dir;       // libvirt, new domains: their disks' folder ("" = the original's)
 };
 
-// --source (required or not), --password-file, --datastore-map, --nbd-uri.
+// --source (required or not), --password-file, --datastore-map, --nbd-uri, --disk-format,
+// --disk-dir.
 void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool required);
 
-// vmhost:///DATASTORE or vsphere://USER@HOST[:PORT][/DC]?thumbprint=...
+// vmhost:///DATASTORE, vsphere://USER@HOST[:PORT][/DC]?thumbprint=..., or a libvirt URI
 Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o);
 
 // `vmbackup vsphere thumbprint|vms`.

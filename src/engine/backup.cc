@@ -350,11 +350,35 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   }
   report.parent = parent;
 
+  // Marks in the repository ask for fulls: a failed CBT audit, an in-place restore.
+  VMBACKUP_ASSIGN_OR_RETURN(std::vector<repo::FullNeeded> marks,
+                            repo::FullNeededMarks(repo, vm.name));
+  auto full_needed = [&](int key) -> std::string {
+    for (const auto& m : marks) {
+      if (m.disks.empty() || std::find(m.disks.begin(), m.disks.end(), key) != m.disks.end())
+        return m.reason;
+    }
+    return "";
+  };
+
   SnapshotGuard guard(hv, vm);
   hv::SnapshotOptions so;
   so.quiesce = o.quiesce;
   so.allow_crash_consistent = o.allow_crash_consistent;
   so.description = "vmbackup: backup in progress";
+  if (!parent.empty() && !o.force_full) {
+    // The change ids BackupDisk will ask about (the same disk, size and uuid; no mark).
+    auto p = repo::LoadPoint(repo, parent);
+    for (const auto& d : vm.disks) {
+      for (const auto& pd : p ? p->disks : std::vector<repo::PointDisk>{}) {
+        if (pd.key == d.device_key && pd.capacity == d.capacity && !pd.change_id.empty() &&
+            pd.chunk_size == repo.chunk_size() &&
+            (pd.disk_uuid.empty() || d.uuid.empty() || pd.disk_uuid == d.uuid) &&
+            full_needed(d.device_key).empty())
+          so.since[d.device_key] = pd.change_id;
+      }
+    }
+  }
   const std::string snap_name = std::string(kSnapshotPrefix) + UtcNowRfc3339();
   VMBACKUP_ASSIGN_OR_RETURN(hv::SnapshotRef snap, hv.CreateSnapshot(vm, snap_name, so));
   guard.Set(snap);
@@ -372,17 +396,6 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   meta.snapshot = snap.id;
   meta.config = vm.config;
   VMBACKUP_ASSIGN_OR_RETURN(auto writer, repo::PointWriter::Start(repo, meta));
-
-  // Marks in the repository ask for fulls: a failed CBT audit, an in-place restore.
-  VMBACKUP_ASSIGN_OR_RETURN(std::vector<repo::FullNeeded> marks,
-                            repo::FullNeededMarks(repo, vm.name));
-  auto full_needed = [&](int key) -> std::string {
-    for (const auto& m : marks) {
-      if (m.disks.empty() || std::find(m.disks.begin(), m.disks.end(), key) != m.disks.end())
-        return m.reason;
-    }
-    return "";
-  };
 
   // Disks, a bounded number at once.
   std::vector<std::unique_ptr<DiskJob>> jobs;

@@ -416,6 +416,18 @@ Result<RestoreReport> RestoreToStream(repo::Repository& repo, const repo::Point&
   return report;
 }
 
+namespace {
+// The snapshot a restore writes under; in place, the restore asks what changed since the
+// point's change ids.
+hv::SnapshotOptions RestoreSnapshotOptions(const repo::Point& point, const std::string& what) {
+  hv::SnapshotOptions so;
+  so.description = "vmbackup: " + what + " of point " + point.id;
+  for (const auto& pd : point.disks)
+    if (!pd.change_id.empty()) so.since[pd.key] = pd.change_id;
+  return so;
+}
+}  // namespace
+
 Result<RestoreReport> RestoreToNewVm(hv::Hypervisor& hv, repo::Repository& repo,
                                      const repo::Point& point, const std::string& name,
                                      const RestoreOptions& o) {
@@ -448,7 +460,7 @@ Result<RestoreReport> RestoreToNewVm(hv::Hypervisor& hv, repo::Repository& repo,
   // Disks are written into a snapshot's layer, then the VM reverts to it (SYSTEM.md 2.2).
   VMBACKUP_ASSIGN_OR_RETURN(
       hv::SnapshotRef snap,
-      hv.CreateSnapshot(vm, kRestoreSnapshot, {"vmbackup: restore of point " + point.id}));
+      hv.CreateSnapshot(vm, kRestoreSnapshot, RestoreSnapshotOptions(point, "restore")));
   for (size_t i = 0; i < point.disks.size(); ++i) {
     const hv::DiskInfo& target = vm.disks.at(i);
     RestoredDisk d;
@@ -526,8 +538,8 @@ Result<RestoreReport> RestoreInPlace(hv::Hypervisor& hv, repo::Repository& repo,
                            " of an interrupted in-place restore");
   } else {
     VMBACKUP_ASSIGN_OR_RETURN(
-        snap, hv.CreateSnapshot(vm, kRestoreSnapshot,
-                                {"vmbackup: in-place restore of point " + point.id}));
+        snap,
+        hv.CreateSnapshot(vm, kRestoreSnapshot, RestoreSnapshotOptions(point, "in-place restore")));
   }
   // Every disk must open for writing before anything changes (a transport that cannot write
   // parts of a disk is named now); a snapshot made for nothing goes again.

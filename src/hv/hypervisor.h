@@ -7,6 +7,7 @@
 // intersection and transport negotiation live once, in hv/changed_areas.h and the engine.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -48,6 +49,10 @@ struct SnapshotOptions {
   std::string description;
   bool quiesce = false;
   bool allow_crash_consistent = false;  // a failed quiesce then gives a crash-consistent one
+  // The change ids this job will ask QueryChangedDiskAreas about, by device key. Hosts that
+  // must know an incremental's base when the snapshot is taken (libvirt: a backup job's
+  // checkpoint) use them; the others ignore them.
+  std::map<int, std::string> since;
 };
 
 // One answer of QueryChangedDiskAreas: it covers [start_offset, start_offset + length).

@@ -14,19 +14,54 @@ constexpr uint64_t kMaxRequest = 32 << 20;
 
 }  // namespace
 
-Result<std::unique_ptr<NbdDisk>> NbdDisk::Connect(const std::string& uri, const Options& options) {
+Result<std::unique_ptr<NbdDisk>> NbdDisk::Create(std::string name, const Options& options) {
   nbd_handle* h = nbd_create();
   if (!h) return IOError(std::string("libnbd: ") + nbd_get_error());
-  std::unique_ptr<NbdDisk> d(new NbdDisk(h, uri));
+  std::unique_ptr<NbdDisk> d(new NbdDisk(h, std::move(name)));
   if (!options.tls_username.empty() &&
       nbd_set_tls_username(h, options.tls_username.c_str()) == -1) {
     return d->Error("set the TLS user name");
   }
   if (nbd_set_uri_allow_local_file(h, options.allow_local_files) == -1 ||
-      nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
-      nbd_connect_uri(h, uri.c_str()) == -1) {
+      nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1) {
+    return d->Error("set up");
+  }
+  for (const std::string& c : options.meta_contexts) {
+    if (nbd_add_meta_context(h, c.c_str()) == -1) return d->Error("ask for context " + c);
+  }
+  return d;
+}
+
+Result<std::unique_ptr<NbdDisk>> NbdDisk::Connect(const std::string& uri, const Options& options) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto d, Create(uri, options));
+  if (nbd_connect_uri(d->h_, uri.c_str()) == -1) return d->Error("connect");
+  VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
+  return d;
+}
+
+Result<std::unique_ptr<NbdDisk>> NbdDisk::ConnectUnix(const std::string& socket_path,
+                                                      const std::string& export_name,
+                                                      const Options& options) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto d,
+                            Create("export '" + export_name + "' on " + socket_path, options));
+  if (nbd_set_export_name(d->h_, export_name.c_str()) == -1 ||
+      nbd_connect_unix(d->h_, socket_path.c_str()) == -1) {
     return d->Error("connect");
   }
+  VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
+  return d;
+}
+
+Result<std::unique_ptr<NbdDisk>> NbdDisk::ConnectActivated(const std::vector<std::string>& argv,
+                                                           const std::string& name,
+                                                           const Options& options) {
+  if (argv.empty()) return InvalidArgumentError("NBD: an empty command");
+  VMBACKUP_ASSIGN_OR_RETURN(auto d, Create(name, options));
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  if (nbd_connect_systemd_socket_activation(d->h_, args.data()) == -1)
+    return d->Error("run " + argv[0]);
   VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
   return d;
 }
@@ -34,16 +69,11 @@ Result<std::unique_ptr<NbdDisk>> NbdDisk::Connect(const std::string& uri, const 
 Result<std::unique_ptr<NbdDisk>> NbdDisk::ConnectCommand(const std::vector<std::string>& argv,
                                                          const std::string& name) {
   if (argv.empty()) return InvalidArgumentError("NBD: an empty command");
-  nbd_handle* h = nbd_create();
-  if (!h) return IOError(std::string("libnbd: ") + nbd_get_error());
-  std::unique_ptr<NbdDisk> d(new NbdDisk(h, name));
+  VMBACKUP_ASSIGN_OR_RETURN(auto d, Create(name, Options{}));
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
-      nbd_connect_command(h, args.data()) == -1) {
-    return d->Error("run " + argv[0]);
-  }
+  if (nbd_connect_command(d->h_, args.data()) == -1) return d->Error("run " + argv[0]);
   VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
   return d;
 }
@@ -54,6 +84,7 @@ Status NbdDisk::Handshaken() {
   size_ = uint64_t(size);
   read_only_ = nbd_is_read_only(h_) == 1;
   can_block_status_ = nbd_can_meta_context(h_, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  can_multi_conn_ = nbd_can_multi_conn(h_) == 1;
   return Status::Ok();
 }
 
@@ -123,43 +154,62 @@ Status NbdDisk::Flush() {
 
 namespace {
 struct MapState {
+  const std::string* context;
   ExtentSet* out;
   uint64_t pos;
+  uint32_t mask;
+  bool want_set;
   bool bad = false;
 };
 
 int OnExtents(void* user, const char* context, uint64_t, uint32_t* entries, size_t n, int*) {
   auto* st = static_cast<MapState*>(user);
-  if (std::string_view(context) != LIBNBD_CONTEXT_BASE_ALLOCATION) return 0;
+  if (*st->context != context) return 0;
   if (n % 2 != 0) {
     st->bad = true;
     return 0;
   }
   for (size_t i = 0; i < n; i += 2) {
-    uint32_t length = entries[i], flags = entries[i + 1];
-    if (!(flags & LIBNBD_STATE_HOLE)) st->out->Add(st->pos, length);
+    const uint32_t length = entries[i], flags = entries[i + 1];
+    const bool set = (flags & st->mask) == st->mask;
+    if (set == st->want_set) st->out->Add(st->pos, length);
     st->pos += length;
   }
   return 0;
 }
 }  // namespace
 
-Result<ExtentSet> NbdDisk::AllocatedExtents(uint64_t offset, uint64_t length) {
+bool NbdDisk::HasContext(const std::string& context) const {
+  return nbd_can_meta_context(h_, context.c_str()) == 1;
+}
+
+Result<ExtentSet> NbdDisk::MapContext(const std::string& context, uint64_t offset, uint64_t length,
+                                      uint32_t mask, bool want_set) {
+  if (!HasContext(context)) {
+    return NotSupportedError("NBD " + uri_ + ": the server does not offer context " + context);
+  }
   ExtentSet out;
   const uint64_t end = std::min(size_, offset + std::min(length, size_ - std::min(offset, size_)));
-  if (!can_block_status_) {
-    out.Add(offset, end - offset);
-    return out;
-  }
   for (uint64_t pos = offset; pos < end;) {
-    MapState st{&out, pos};
+    MapState st{&context, &out, pos, mask, want_set};
     uint64_t count = std::min<uint64_t>(end - pos, 1ull << 30);
     if (nbd_block_status(h_, count, pos, nbd_extent_callback{OnExtents, &st, nullptr}, 0) == -1)
-      return Error("block status");
+      return Error("block status of " + context);
     if (st.bad || st.pos <= pos) return ProtocolError("NBD " + uri_ + ": bad block status reply");
     pos = st.pos;
   }
   return out.Clip(offset, end - offset);
+}
+
+Result<ExtentSet> NbdDisk::AllocatedExtents(uint64_t offset, uint64_t length) {
+  if (!can_block_status_) {
+    ExtentSet out;
+    const uint64_t end =
+        std::min(size_, offset + std::min(length, size_ - std::min(offset, size_)));
+    out.Add(offset, end - offset);
+    return out;
+  }
+  return MapContext(LIBNBD_CONTEXT_BASE_ALLOCATION, offset, length, LIBNBD_STATE_HOLE, false);
 }
 
 }  // namespace vmbackup::nbd

@@ -126,6 +126,51 @@ Document& Document::operator=(Document&& o) noexcept {
 Document::~Document() {
   if (d_) xmlFreeDoc(d_);
 }
+void Node::SetAttr(std::string_view local_name, std::string_view value) {
+  if (!n_) return;
+  xmlSetProp(n_, reinterpret_cast<const xmlChar*>(std::string(local_name).c_str()),
+             reinterpret_cast<const xmlChar*>(std::string(value).c_str()));
+}
+
+void Node::RemoveAttr(std::string_view local_name) {
+  if (!n_) return;
+  xmlUnsetProp(n_, reinterpret_cast<const xmlChar*>(std::string(local_name).c_str()));
+}
+
+void Node::SetText(std::string_view text) {
+  if (!n_) return;
+  // xmlNodeSetContent takes entity references; the encoded form keeps '&' literal.
+  xmlChar* enc =
+      xmlEncodeSpecialChars(n_->doc, reinterpret_cast<const xmlChar*>(std::string(text).c_str()));
+  xmlNodeSetContent(n_, enc);
+  xmlFree(enc);
+}
+
+Node Node::AddChild(std::string_view local_name) {
+  if (!n_) return Node();
+  return Node(xmlNewChild(
+      n_, nullptr, reinterpret_cast<const xmlChar*>(std::string(local_name).c_str()), nullptr));
+}
+
+void Node::Remove() {
+  if (!n_) return;
+  xmlUnlinkNode(n_);
+  xmlFreeNode(n_);
+  n_ = nullptr;
+}
+
+std::string Document::ToString() const {
+  if (!d_) return "";
+  xmlNode* root = xmlDocGetRootElement(d_);
+  if (!root) return "";
+  xmlBuffer* buf = xmlBufferCreate();
+  xmlNodeDump(buf, d_, root, 0, 0);
+  std::string out(reinterpret_cast<const char*>(xmlBufferContent(buf)),
+                  size_t(xmlBufferLength(buf)));
+  xmlBufferFree(buf);
+  return out;
+}
+
 Node Document::root() const { return Node(d_ ? xmlDocGetRootElement(d_) : nullptr); }
 
 std::string Escape(std::string_view text) {

@@ -44,6 +44,14 @@ class Node {
   // ("" when there is none).
   std::string xsi_type() const;
 
+  // Editing (for documents this program rewrites, e.g. a libvirt domain for a new VM). The
+  // attribute and child helpers work on names without a namespace.
+  void SetAttr(std::string_view local_name, std::string_view value);
+  void RemoveAttr(std::string_view local_name);
+  void SetText(std::string_view text);
+  Node AddChild(std::string_view local_name);  // appended last
+  void Remove();                               // unlinks and frees it; the Node becomes absent
+
  private:
   xmlNode* n_ = nullptr;
 };
@@ -56,6 +64,7 @@ class Document {
   Document& operator=(Document&&) noexcept;
   ~Document();
   Node root() const;
+  std::string ToString() const;  // the document as XML text, without the XML declaration
 
  private:
   explicit Document(xmlDoc* d) : d_(d) {}

@@ -80,4 +80,25 @@ TEST(XmlTest, EscapeRoundTrips) {
 }
 
 }  // namespace
+TEST(XmlTest, EditsAndWritesBackWithTextEscaped) {
+  auto doc = Document::Parse(
+      "<domain><name>a</name><uuid>u</uuid><disk><source file='x'/></disk></domain>", "t");
+  ASSERT_TRUE(doc.ok());
+  Node root = doc->root();
+  root.child("name").SetText("b & <c>");
+  Node uuid = root.child("uuid");
+  uuid.Remove();
+  EXPECT_FALSE(uuid);
+  root.path("disk/source").SetAttr("file", "/d/\"q\".qcow2");
+  root.child("disk").AddChild("target").SetAttr("dev", "vda");
+  root.child("disk").child("source").RemoveAttr("nothing");
+  const std::string out = doc->ToString();
+  auto back = Document::Parse(out, "written");
+  ASSERT_TRUE(back.ok()) << out;
+  EXPECT_EQ(back->root().child("name").text(), "b & <c>");
+  EXPECT_FALSE(back->root().child("uuid"));
+  EXPECT_EQ(back->root().path("disk/source").attr("file").value_or(""), "/d/\"q\".qcow2");
+  EXPECT_EQ(back->root().path("disk/target").attr("dev").value_or(""), "vda");
+}
+
 }  // namespace vmbackup::xml

@@ -1,0 +1,209 @@
+// Backup jobs and checkpoints: a "snapshot" begins a pull-mode job with a new checkpoint, and
+// removing it ends the job and keeps the checkpoints few.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+
+#include "base/strings.h"
+#include "base/subprocess.h"
+#include "hv/libvirt/libvirt_driver.h"
+#include "hv/libvirt/session.h"
+
+namespace vmbackup::hv::libvirt {
+namespace {
+
+std::string NewCheckpointName() {
+  std::random_device rd;
+  std::string t = UtcNowRfc3339();  // 2026-11-30T12:00:00Z -> 20261130T120000Z
+  t.erase(std::remove_if(t.begin(), t.end(), [](char c) { return c == '-' || c == ':'; }), t.end());
+  return StrFormat("%s%s-%06x", std::string(kCheckpointPrefix).c_str(), t.c_str(),
+                   unsigned(rd()) & 0xffffffu);
+}
+
+bool IsOurs(const std::string& checkpoint) { return checkpoint.rfind(kCheckpointPrefix, 0) == 0; }
+
+// Ends the backup job of `dom` when it serves on `socket`; Ok when there is none.
+Status EndJobOn(virDomainPtr dom, const std::string& socket, const std::string& what) {
+  const std::string job = TakeString(virDomainBackupGetXMLDesc(dom, 0));
+  if (job.empty() || JobSocket(job) != socket) return Status::Ok();
+  if (virDomainAbortJob(dom) < 0) {
+    // It may have ended between the two calls.
+    if (TakeString(virDomainBackupGetXMLDesc(dom, 0)).empty()) return Status::Ok();
+    return LastError("end the backup job of " + what);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Consistency> LibvirtDriver::BeginJob(virDomainPtr dom, const VmInfo& vm, Session& s,
+                                            const SnapshotOptions& o) {
+  const std::string other = TakeString(virDomainBackupGetXMLDesc(dom, 0));
+  if (!other.empty()) {
+    return LockedError("domain " + vm.name + " already has a backup job (serving on " +
+                       JobSocket(other) + ") that vmbackup did not start; end it with " +
+                       "'virsh domjobabort " + vm.name + "' if nothing uses it");
+  }
+  s.socket = JobSocketPath(s.dir);
+  std::vector<std::string> all, bitmaps;
+  for (const auto& d : s.disks) {
+    all.push_back(d->dd.target);
+    if (s.bitmaps(*d)) bitmaps.push_back(d->dd.target);
+    ::unlink(ScratchPath(s.dir, d->dd.target).c_str());  // QEMU creates them anew
+  }
+  ::unlink(s.socket.c_str());
+  if (!bitmaps.empty()) s.checkpoint = NewCheckpointName();
+
+  Consistency achieved = Consistency::kCrash;
+  bool frozen = false;
+  if (o.quiesce) {
+    if (virDomainFSFreeze(dom, nullptr, 0, 0) >= 0) {
+      frozen = true;
+      achieved = Consistency::kFileSystem;
+    } else if (!o.allow_crash_consistent) {
+      return LastError("quiesce " + vm.name + " (guest agent fsfreeze)")
+          .WithContext(
+              "a quiesced backup was asked for; allow a crash-consistent one or fix "
+              "the guest agent");
+    }
+  }
+  auto begin = [&]() -> int {
+    std::vector<JobDisk> jd;
+    for (const auto& d : s.disks)
+      jd.push_back({d->dd.target, d->since, ScratchPath(s.dir, d->dd.target)});
+    const std::string job = BackupJobXml(s.socket, jd);
+    const std::string cp = s.checkpoint.empty() ? "" : CheckpointXml(s.checkpoint, all, bitmaps);
+    return virDomainBackupBegin(dom, job.c_str(), cp.empty() ? nullptr : cp.c_str(), 0);
+  };
+  int rc = begin();
+  Status first = rc < 0 ? LastError("begin a backup job on " + vm.name) : Status::Ok();
+  bool any_incremental = false;
+  for (const auto& d : s.disks) any_incremental = any_incremental || !d->since.empty();
+  if (rc < 0 && any_incremental) {
+    // A bitmap libvirt finds broken (lost in a crash, a disk replaced) fails the whole job:
+    // every disk starts over from a full view, with libvirt's reason.
+    for (auto& d : s.disks) {
+      if (d->since.empty()) continue;
+      d->why_full = "libvirt cannot start an incremental from checkpoint " + d->since + " (" +
+                    first.message() + ")";
+      d->since.clear();
+    }
+    rc = begin();
+    if (rc >= 0) first = Status::Ok();
+  }
+  if (frozen && virDomainFSThaw(dom, nullptr, 0, 0) < 0 && rc >= 0) {
+    Status thaw = LastError("thaw the file systems of " + vm.name);
+    virDomainAbortJob(dom);
+    return thaw;
+  }
+  if (rc < 0) return first;
+  return achieved;
+}
+
+Status LibvirtDriver::DeleteOurCheckpoints(virDomainPtr dom, const VmInfo& vm,
+                                           const std::vector<std::string>& keep, bool offline) {
+  virDomainCheckpointPtr* cps = nullptr;
+  const int n = virDomainListAllCheckpoints(dom, &cps, 0);
+  if (n < 0) return LastError("list the checkpoints of " + vm.name);
+  std::vector<CheckpointPtr> all;
+  for (int i = 0; i < n; ++i) all.emplace_back(cps[i]);
+  std::free(cps);
+  Status first;
+  for (auto& cp : all) {
+    const std::string name = virDomainCheckpointGetName(cp.get());
+    if (!IsOurs(name) || std::find(keep.begin(), keep.end(), name) != keep.end()) continue;
+    // Offline, libvirt can only forget a checkpoint: the bitmaps go with qemu-img.
+    if (!offline && virDomainCheckpointDelete(cp.get(), 0) == 0) continue;
+    if (virDomainCheckpointDelete(cp.get(), VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) < 0) {
+      if (first.ok()) first = LastError("delete checkpoint " + name + " of " + vm.name);
+      continue;
+    }
+    if (!offline) continue;  // a broken bitmap that QEMU could not delete: nothing more to do
+    for (const DiskInfo& d : vm.disks) {
+      auto r = RunCommand({"qemu-img", "bitmap", "--remove", d.backing_path, name}, 120);
+      (void)r;  // a disk without this bitmap (raw, or another chain) has nothing to remove
+    }
+  }
+  return first;
+}
+
+Status LibvirtDriver::ResetChangeTracking(const VmInfo& vm) {
+  {
+    // Our own block-status connections hold the images open (offline, qemu-nbd).
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [id, s] : sessions_)
+      for (auto& d : s->disks) {
+        std::lock_guard<std::mutex> dl(d->mu);
+        d->meta.reset();
+      }
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom.get(), &state, &reason, 0) < 0) return LastError("state of " + vm.name);
+  return DeleteOurCheckpoints(dom.get(), vm, {}, state == VIR_DOMAIN_SHUTOFF);
+}
+
+Status LibvirtDriver::EndSession(const VmInfo& vm, Session& s) {
+  for (auto& d : s.disks) {
+    std::lock_guard<std::mutex> l(d->mu);
+    d->meta.reset();
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
+  Status st = EndJobOn(dom.get(), JobSocketPath(s.dir), vm.name);
+  if (!st.ok()) return st;
+  for (const auto& d : s.disks) ::unlink(ScratchPath(s.dir, d->dd.target).c_str());
+  ::unlink(JobSocketPath(s.dir).c_str());
+  if (s.online && !s.checkpoint.empty()) {
+    // Kept: this job's checkpoint (the new point's change id) and those its incrementals
+    // started from (the previous point's, in case this point goes). Older ones, and those of
+    // runs that died, only cost QEMU work on every write.
+    std::vector<std::string> keep{s.checkpoint};
+    for (const auto& d : s.disks)
+      if (!d->since.empty()) keep.push_back(d->since);
+    DeleteOurCheckpoints(dom.get(), vm, keep, false).IgnoreError();  // hygiene, not the job
+  }
+  ::unlink(MarkerPath(s.dir).c_str());
+  return Status::Ok();
+}
+
+Status LibvirtDriver::RemoveSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {
+  std::unique_ptr<Session> s;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sessions_.find(snapshot.id);
+    if (it != sessions_.end()) {
+      s = std::move(it->second);
+      sessions_.erase(it);
+    }
+  }
+  if (!s) {
+    // A killed run's: its job, scratch files, socket and marker (its checkpoint goes with the
+    // next job's hygiene).
+    s = std::make_unique<Session>();
+    s->name = snapshot.name;
+    s->dir = options_.run_dir + "/" + vm.id;
+    VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
+    const std::string live = TakeString(virDomainGetXMLDesc(dom.get(), 0));
+    if (auto desc = ParseDomainXml(live)) {
+      for (const auto& dd : BackupDisks(*desc)) {
+        auto d = std::make_unique<Session::Disk>();
+        d->dd = dd;
+        s->disks.push_back(std::move(d));
+      }
+    }
+  }
+  return EndSession(vm, *s);
+}
+
+Status LibvirtDriver::RevertToSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {
+  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(&snapshot));
+  if (s->online) {
+    return NotSupportedError("libvirt: domain " + vm.name +
+                             " is running; a backup job's view cannot be reverted to");
+  }
+  return Status::Ok();  // offline, restores write the images themselves
+}
+
+}  // namespace vmbackup::hv::libvirt

@@ -1,0 +1,130 @@
+#include "hv/libvirt/libvirt_xml.h"
+
+#include <algorithm>
+
+#include "base/strings.h"
+#include "xml/xml.h"
+
+namespace vmbackup::hv::libvirt {
+
+Result<DomainDesc> ParseDomainXml(std::string_view text) {
+  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc, xml::Document::Parse(text, "libvirt domain XML"));
+  xml::Node root = doc.root();
+  if (root.name() != "domain") {
+    return CorruptionError("libvirt domain XML: the root element is <" + root.name() +
+                           ">, not <domain>");
+  }
+  DomainDesc d;
+  d.name = root.child("name").text();
+  d.uuid = root.child("uuid").text();
+  if (d.name.empty()) return CorruptionError("libvirt domain XML: no <name>");
+  for (xml::Node s : root.children("seclabel")) {
+    if (s.attr("model").value_or("") == "dac") d.qemu_user = s.child("label").text();
+  }
+  for (xml::Node disk : root.child("devices").children("disk")) {
+    DomainDisk dd;
+    dd.device = disk.attr("device").value_or("disk");
+    dd.type = disk.attr("type").value_or("file");
+    dd.target = disk.child("target").attr("dev").value_or("");
+    dd.format = disk.child("driver").attr("type").value_or("raw");
+    xml::Node src = disk.child("source");
+    if (dd.type == "file") dd.source = src.attr("file").value_or("");
+    if (dd.type == "block") dd.source = src.attr("dev").value_or("");
+    xml::Node backing = disk.child("backingStore");
+    dd.has_backing = backing && backing.child("source");
+    if (dd.target.empty()) return CorruptionError("libvirt domain XML: a disk has no target");
+    for (const auto& other : d.disks) {
+      if (other.target == dd.target)
+        return CorruptionError("libvirt domain XML: two disks have target " + dd.target);
+    }
+    d.disks.push_back(std::move(dd));
+  }
+  return d;
+}
+
+std::vector<DomainDisk> BackupDisks(const DomainDesc& d) {
+  std::vector<DomainDisk> out;
+  for (const auto& disk : d.disks) {
+    if (disk.device == "disk" && (disk.type == "file" || disk.type == "block") &&
+        !disk.source.empty())
+      out.push_back(disk);
+  }
+  return out;
+}
+
+Result<std::string> NewDomainXml(std::string_view config, std::string_view name,
+                                 const std::vector<NewDisk>& disks) {
+  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc, xml::Document::Parse(config, "saved domain XML"));
+  VMBACKUP_ASSIGN_OR_RETURN(DomainDesc desc, ParseDomainXml(config));
+  xml::Node root = doc.root();
+  root.child("name").SetText(name);
+  for (xml::Node u = root.child("uuid"); u; u = root.child("uuid")) u.Remove();
+  for (xml::Node m = root.child("metadata"); m; m = root.child("metadata")) m.Remove();
+  xml::Node devices = root.child("devices");
+  for (xml::Node iface : devices.children("interface")) {
+    for (xml::Node mac = iface.child("mac"); mac; mac = iface.child("mac")) mac.Remove();
+  }
+  size_t next = 0;
+  for (xml::Node disk : devices.children("disk")) {
+    const std::string device = disk.attr("device").value_or("disk"),
+                      type = disk.attr("type").value_or("file");
+    xml::Node src = disk.child("source");
+    const std::string path = type == "file"    ? src.attr("file").value_or("")
+                             : type == "block" ? src.attr("dev").value_or("")
+                                               : "";
+    if (device != "disk" || (type != "file" && type != "block") || path.empty()) continue;
+    if (next >= disks.size()) break;
+    const NewDisk& nd = disks[next++];
+    disk.SetAttr("type", "file");
+    for (xml::Node b = disk.child("backingStore"); b; b = disk.child("backingStore")) b.Remove();
+    src.Remove();
+    src = disk.AddChild("source");
+    src.SetAttr("file", nd.path);
+    xml::Node driver = disk.child("driver");
+    if (!driver) {
+      driver = disk.AddChild("driver");
+      driver.SetAttr("name", "qemu");
+    }
+    driver.SetAttr("type", nd.format);
+  }
+  if (next != disks.size() || BackupDisks(desc).size() != disks.size()) {
+    return InvalidArgumentError(StrFormat("the saved domain has %zu disks to restore, %zu given",
+                                          BackupDisks(desc).size(), disks.size()));
+  }
+  return doc.ToString();
+}
+
+std::string BackupJobXml(const std::string& socket, const std::vector<JobDisk>& disks) {
+  std::string x = "<domainbackup mode='pull'>\n  <server transport='unix' socket='" +
+                  xml::Escape(socket) + "'/>\n  <disks>\n";
+  for (const JobDisk& d : disks) {
+    x += "    <disk name='" + xml::Escape(d.target) + "' backup='yes' type='file'";
+    if (d.incremental_from.empty()) {
+      x += " backupmode='full'";
+    } else {
+      x += " backupmode='incremental' incremental='" + xml::Escape(d.incremental_from) + "'";
+    }
+    x += ">\n      <scratch file='" + xml::Escape(d.scratch) + "'/>\n    </disk>\n";
+  }
+  return x + "  </disks>\n</domainbackup>\n";
+}
+
+std::string CheckpointXml(const std::string& name, const std::vector<std::string>& all_targets,
+                          const std::vector<std::string>& bitmap_targets) {
+  std::string x = "<domaincheckpoint>\n  <name>" + xml::Escape(name) + "</name>\n  <disks>\n";
+  for (const std::string& t : all_targets) {
+    const bool bitmap =
+        std::find(bitmap_targets.begin(), bitmap_targets.end(), t) != bitmap_targets.end();
+    x += "    <disk name='" + xml::Escape(t) + "' checkpoint='" + (bitmap ? "bitmap" : "no") +
+         "'/>\n";
+  }
+  return x + "  </disks>\n</domaincheckpoint>\n";
+}
+
+std::string JobSocket(std::string_view job_xml) {
+  auto doc = xml::Document::Parse(job_xml, "backup job XML");
+  if (!doc) return "";
+  return doc->root().child("server").attr("socket").value_or("");
+}
+
+}  // namespace vmbackup::hv::libvirt

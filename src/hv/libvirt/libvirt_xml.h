@@ -1,0 +1,63 @@
+// The libvirt XML the driver reads and writes: domain definitions (the disks a backup reads,
+// and a saved definition made into a new domain), and the documents of a pull-mode backup job
+// and its checkpoint (https://libvirt.org/formatbackup.html, formatcheckpoint.html).
+//
+// Domain XML comes from libvirt and, for restores, from a restore point: both are parsed as
+// outside input (bounded, no entities; fuzz/libvirt_xml_fuzzer.cc).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace vmbackup::hv::libvirt {
+
+struct DomainDisk {
+  std::string target;        // "vda"
+  std::string device;        // "disk", "cdrom", "floppy", "lun"
+  std::string type;          // "file", "block", "network", "volume"
+  std::string source;        // the file or block device ("" for network disks and empty drives)
+  std::string format;        // the driver type: "qcow2", "raw", ...
+  bool has_backing = false;  // a backing chain below the top image
+};
+
+struct DomainDesc {
+  std::string name, uuid;
+  std::string qemu_user;          // the DAC label's "+UID:+GID" (where QEMU runs as another user)
+  std::vector<DomainDisk> disks;  // in document order
+};
+
+// kCorruption for XML that is not a domain.
+Result<DomainDesc> ParseDomainXml(std::string_view xml);
+
+// The disks a backup reads: device "disk" with a file or block source, in document order.
+// Their place in this list gives the device key (2000 + index).
+std::vector<DomainDisk> BackupDisks(const DomainDesc& d);
+inline constexpr int kFirstDeviceKey = 2000;
+
+struct NewDisk {
+  std::string path, format;  // a file, "qcow2" or "raw"
+};
+// A saved definition made into a new domain: `name`, no uuid (libvirt picks one), no MAC
+// addresses (libvirt picks new ones, so the copy can run beside the original), the backup
+// disks in order pointing at `disks` with no backing chain, and no <metadata> of ours.
+// kInvalidArgument when the count of disks differs.
+Result<std::string> NewDomainXml(std::string_view config, std::string_view name,
+                                 const std::vector<NewDisk>& disks);
+
+// A pull-mode backup job served on a unix socket: one entry per backup disk.
+struct JobDisk {
+  std::string target;
+  std::string incremental_from;  // a checkpoint name; "" = a full view
+  std::string scratch;           // the copy-before-write file
+};
+std::string BackupJobXml(const std::string& socket, const std::vector<JobDisk>& disks);
+// A checkpoint with a bitmap on the `bitmap_targets` and none on the other `all_targets`.
+std::string CheckpointXml(const std::string& name, const std::vector<std::string>& all_targets,
+                          const std::vector<std::string>& bitmap_targets);
+// The socket a running job serves on (its <server socket=...>), "" when there is none.
+std::string JobSocket(std::string_view job_xml);
+
+}  // namespace vmbackup::hv::libvirt

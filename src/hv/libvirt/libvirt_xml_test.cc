@@ -1,0 +1,114 @@
+#include "hv/libvirt/libvirt_xml.h"
+
+#include <gtest/gtest.h>
+
+#include "xml/xml.h"
+
+namespace vmbackup::hv::libvirt {
+namespace {
+
+// The shape of `virsh dumpxml` of a running domain (libvirt 9.0), trimmed.
+constexpr const char* kDomain = R"(<domain type='qemu' id='3'>
+  <name>web</name>
+  <uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid>
+  <metadata><vmbackup:powerOnBlock xmlns:vmbackup="https://vmbackup.dev/libvirt/1" reason="x"/></metadata>
+  <memory unit='KiB'>65536</memory>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/libvirt/images/web.qcow2' index='2'/>
+      <backingStore type='file' index='3'><format type='qcow2'/><source file='/var/lib/libvirt/images/base.qcow2'/><backingStore/></backingStore>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/><source file='/iso/debian.iso'/><target dev='sda' bus='sata'/>
+    </disk>
+    <disk type='block' device='disk'>
+      <driver name='qemu' type='raw'/><source dev='/dev/vg/data'/><target dev='vdb' bus='virtio'/>
+    </disk>
+    <disk type='network' device='disk'>
+      <driver name='qemu' type='raw'/><source protocol='nbd' name='x'><host name='h'/></source><target dev='vdc' bus='virtio'/>
+    </disk>
+    <interface type='network'><mac address='52:54:00:12:34:56'/><source network='default'/></interface>
+  </devices>
+  <seclabel type='dynamic' model='dac' relabel='yes'><label>+64055:+107</label><imagelabel>+64055:+107</imagelabel></seclabel>
+</domain>)";
+
+TEST(LibvirtXmlTest, ReadsDisksAndPicksThoseABackupReads) {
+  auto d = ParseDomainXml(kDomain);
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_EQ(d->name, "web");
+  EXPECT_EQ(d->uuid, "4dea22b3-1d52-d8f3-2516-782e98ab3fa0");
+  EXPECT_EQ(d->qemu_user, "+64055:+107");
+  ASSERT_EQ(d->disks.size(), 4u);
+  EXPECT_TRUE(d->disks[0].has_backing);
+  EXPECT_EQ(d->disks[0].format, "qcow2");
+  auto backup = BackupDisks(*d);
+  ASSERT_EQ(backup.size(), 2u);  // not the cdrom, not the network disk
+  EXPECT_EQ(backup[0].target, "vda");
+  EXPECT_EQ(backup[0].source, "/var/lib/libvirt/images/web.qcow2");
+  EXPECT_EQ(backup[1].target, "vdb");
+  EXPECT_EQ(backup[1].type, "block");
+  EXPECT_EQ(backup[1].source, "/dev/vg/data");
+  EXPECT_EQ(backup[1].format, "raw");
+}
+
+TEST(LibvirtXmlTest, RefusesWhatIsNotADomain) {
+  EXPECT_EQ(ParseDomainXml("<domainbackup/>").error().code(), ErrorCode::kCorruption);
+  EXPECT_EQ(ParseDomainXml("<domain><name>x</name").error().code(), ErrorCode::kCorruption);
+  EXPECT_EQ(ParseDomainXml("<domain/>").error().code(), ErrorCode::kCorruption);  // no name
+  EXPECT_EQ(ParseDomainXml("<domain><name>x</name><devices><disk><target dev='vda'/></disk>"
+                           "<disk><target dev='vda'/></disk></devices></domain>")
+                .error()
+                .code(),
+            ErrorCode::kCorruption);
+}
+
+TEST(LibvirtXmlTest, NewDomainGetsItsNameFilesAndNoIdentityOfTheOriginal) {
+  auto x = NewDomainXml(
+      kDomain, "web-copy",
+      {{"/restore/web-copy-vda.qcow2", "qcow2"}, {"/restore/web-copy-vdb.img", "raw"}});
+  ASSERT_TRUE(x.ok()) << x.error().ToString();
+  auto d = ParseDomainXml(*x);
+  ASSERT_TRUE(d.ok()) << *x;
+  EXPECT_EQ(d->name, "web-copy");
+  EXPECT_EQ(d->uuid, "");
+  auto backup = BackupDisks(*d);
+  ASSERT_EQ(backup.size(), 2u);
+  EXPECT_EQ(backup[0].source, "/restore/web-copy-vda.qcow2");
+  EXPECT_FALSE(backup[0].has_backing);
+  EXPECT_EQ(backup[1].type, "file");  // the block device became a file
+  EXPECT_EQ(backup[1].source, "/restore/web-copy-vdb.img");
+  EXPECT_EQ(backup[1].format, "raw");
+  EXPECT_EQ(d->disks[1].source, "/iso/debian.iso");  // the cdrom keeps its media
+  EXPECT_EQ(x->find("52:54:00:12:34:56"), std::string::npos);
+  EXPECT_EQ(x->find("powerOnBlock"), std::string::npos);
+  EXPECT_EQ(NewDomainXml(kDomain, "n", {{"/a", "qcow2"}}).error().code(),
+            ErrorCode::kInvalidArgument);
+}
+
+TEST(LibvirtXmlTest, JobAndCheckpointDocumentsAreWellFormedAndEscaped) {
+  const std::string job = BackupJobXml(
+      "/run/x/nbd.sock", {{"vda", "vmbackup-1", "/run/x/s'a.qcow2"}, {"vdb", "", "/run/x/b"}});
+  auto doc = xml::Document::Parse(job, "job");
+  ASSERT_TRUE(doc.ok()) << job;
+  EXPECT_EQ(JobSocket(job), "/run/x/nbd.sock");
+  auto disks = doc->root().child("disks").children("disk");
+  ASSERT_EQ(disks.size(), 2u);
+  EXPECT_EQ(disks[0].attr("backupmode").value_or(""), "incremental");
+  EXPECT_EQ(disks[0].attr("incremental").value_or(""), "vmbackup-1");
+  EXPECT_EQ(disks[0].child("scratch").attr("file").value_or(""), "/run/x/s'a.qcow2");
+  EXPECT_EQ(disks[1].attr("backupmode").value_or(""), "full");
+  const std::string cp = CheckpointXml("vmbackup-2", {"vda", "vdb"}, {"vda"});
+  auto c = xml::Document::Parse(cp, "checkpoint");
+  ASSERT_TRUE(c.ok()) << cp;
+  EXPECT_EQ(c->root().child("name").text(), "vmbackup-2");
+  auto cd = c->root().child("disks").children("disk");
+  ASSERT_EQ(cd.size(), 2u);
+  EXPECT_EQ(cd[0].attr("checkpoint").value_or(""), "bitmap");
+  EXPECT_EQ(cd[1].attr("checkpoint").value_or(""), "no");
+  EXPECT_EQ(JobSocket("not xml"), "");
+}
+
+}  // namespace
+}  // namespace vmbackup::hv::libvirt

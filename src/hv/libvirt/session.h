@@ -1,0 +1,49 @@
+// What the libvirt driver keeps for one snapshot while a job runs (private to the driver).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "hv/libvirt/libvirt_driver.h"
+#include "nbd/nbd_disk.h"
+
+namespace vmbackup::hv::libvirt {
+
+// The change id of a disk that cannot hold a bitmap (raw): asking about it answers
+// kNotSupported, so the engine reads what is allocated and stores only what differs.
+inline constexpr std::string_view kNoBitmapChangeId = "no-bitmap";
+inline constexpr std::string_view kCheckpointPrefix = "vmbackup-";
+
+struct LibvirtDriver::Session {
+  std::string id, name;
+  bool online = false;
+  std::string dir;         // the domain's run folder
+  std::string socket;      // the job's NBD socket (online)
+  std::string checkpoint;  // the checkpoint the job created ("" offline or with no bitmaps)
+  struct Disk {
+    int key = 0;
+    DomainDisk dd;
+    uint64_t capacity = 0;
+    std::string since;     // the change id this view's dirty bitmap starts from ("" = none)
+    std::string why_full;  // why the change id asked for could not be used
+    std::mutex mu;
+    std::unique_ptr<nbd::NbdDisk> meta;  // block status (and the offline bitmap) of this disk
+  };
+  std::vector<std::unique_ptr<Disk>> disks;
+
+  Disk* FindDisk(int key) {
+    for (auto& d : disks)
+      if (d->key == key) return d.get();
+    return nullptr;
+  }
+  bool bitmaps(const Disk& d) const { return d.dd.format == "qcow2"; }
+};
+
+// The files of a job in the domain's run folder.
+std::string JobSocketPath(const std::string& dir);
+std::string ScratchPath(const std::string& dir, const std::string& target);
+std::string MarkerPath(const std::string& dir);
+
+}  // namespace vmbackup::hv::libvirt

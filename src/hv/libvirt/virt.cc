@@ -1,0 +1,73 @@
+#include "hv/libvirt/virt.h"
+
+#include <libvirt/virterror.h>
+
+#include <cstdlib>
+#include <mutex>
+
+namespace vmbackup::hv::libvirt {
+namespace {
+
+void Quiet(void*, virErrorPtr) {}
+
+ErrorCode CodeOf(int number) {
+  switch (number) {
+    case VIR_ERR_NO_DOMAIN:
+    case VIR_ERR_NO_DOMAIN_CHECKPOINT:
+    case VIR_ERR_NO_DOMAIN_BACKUP:
+    case VIR_ERR_NO_DOMAIN_SNAPSHOT:
+    case VIR_ERR_NO_DOMAIN_METADATA:
+    case VIR_ERR_NO_STORAGE_VOL: return ErrorCode::kNotFound;
+    case VIR_ERR_OPERATION_INVALID:
+    case VIR_ERR_CHECKPOINT_INCONSISTENT: return ErrorCode::kFailedPrecondition;
+    case VIR_ERR_NO_SUPPORT:
+    case VIR_ERR_OPERATION_UNSUPPORTED:
+    case VIR_ERR_ARGUMENT_UNSUPPORTED: return ErrorCode::kNotSupported;
+    case VIR_ERR_OPERATION_DENIED:
+    case VIR_ERR_ACCESS_DENIED: return ErrorCode::kPermissionDenied;
+    case VIR_ERR_AUTH_FAILED:
+    case VIR_ERR_AUTH_CANCELLED:
+    case VIR_ERR_AUTH_UNAVAILABLE: return ErrorCode::kUnauthenticated;
+    case VIR_ERR_NO_CONNECT:
+    case VIR_ERR_RPC:
+    case VIR_ERR_AGENT_UNRESPONSIVE:
+    case VIR_ERR_AGENT_UNSYNCED:
+    case VIR_ERR_OPERATION_TIMEOUT: return ErrorCode::kUnavailable;
+    case VIR_ERR_DOM_EXIST:
+    case VIR_ERR_OPERATION_FAILED:
+    default: return number == VIR_ERR_DOM_EXIST ? ErrorCode::kAlreadyExists : ErrorCode::kIOError;
+  }
+}
+
+}  // namespace
+
+int LastErrorNumber() {
+  virErrorPtr e = virGetLastError();
+  return e ? e->code : VIR_ERR_OK;
+}
+
+Status LastError(const std::string& what) {
+  virErrorPtr e = virGetLastError();
+  if (!e) return IOError(what + ": libvirt failed without saying why");
+  return Status(CodeOf(e->code), what + ": " + (e->message ? e->message : "unknown error"));
+}
+
+std::string TakeString(char* s) {
+  if (!s) return "";
+  std::string out(s);
+  std::free(s);
+  return out;
+}
+
+Result<ConnectPtr> Connect(const std::string& uri) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    virInitialize();
+    virSetErrorFunc(nullptr, Quiet);
+  });
+  virConnectPtr c = virConnectOpen(uri.c_str());
+  if (!c) return LastError("connect to libvirt at " + uri);
+  return ConnectPtr(c);
+}
+
+}  // namespace vmbackup::hv::libvirt
