@@ -143,3 +143,52 @@ start_vmhost_serve() {
   [ -s info.json ] || fail "vmhost serve did not start: $(cat serve.log)"
   read -r PORT SHA1 SHA256 < <(python3 -c "import json; j=json.load(open('info.json')); print(j['port'], j['sha1'], j['sha256'])")
 }
+
+# libvirt_setup: libvirtd answers on qemu:///system (tests/libvirt/libvirtd-up starts it), QEMU
+# can reach the scratch folder, and every domain define_domain made is destroyed and undefined
+# when the test ends.
+LIBVIRT_DOMAINS=()
+libvirt_setup() {
+  requires virsh qemu-img qemu-io qemu-nbd qemu-system-x86_64
+  "$E2E_DIR/../libvirt/libvirtd-up" || fail "libvirtd did not start"
+  export LIBVIRT_DEFAULT_URI=qemu:///system
+  chmod 755 "$SCRATCH"
+  trap 'libvirt_cleanup; rm -rf "$SCRATCH"' EXIT
+}
+libvirt_cleanup() {
+  local d
+  for d in "${LIBVIRT_DOMAINS[@]}"; do
+    virsh destroy "$d" >/dev/null 2>&1 || true
+    virsh undefine "$d" --checkpoints-metadata --snapshots-metadata >/dev/null 2>&1 || true
+  done
+}
+# define_domain NAME FILE...: a domain with no OS under TCG (it idles in SeaBIOS) whose disks
+# vda, vdb, ... are the files (qcow2 or raw, by their contents); not started.
+define_domain() {
+  local name=$1 f i=0 disks="" fmt
+  shift
+  for f in "$@"; do
+    fmt=$(qemu-img info --output=json "$f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')
+    disks+="<disk type='file' device='disk'><driver name='qemu' type='$fmt'/><source file='$(realpath "$f")'/><target dev='vd$(printf "\\x$(printf %x $((97 + i)))")' bus='virtio'/></disk>"
+    i=$((i + 1))
+  done
+  cat > "$name.xml" <<XML
+<domain type='qemu'><name>$name</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>$disks
+    <interface type='user'><model type='virtio'/></interface></devices>
+</domain>
+XML
+  LIBVIRT_DOMAINS+=("$name")
+  virsh define "$name.xml" >/dev/null || fail "define $name"
+}
+# hmp DOMAIN INDEX 'QEMU-IO COMMAND': the running QEMU writes its disk INDEX (0 = vda) itself,
+# as a guest would.
+hmp() {
+  virsh qemu-monitor-command "$1" --hmp \
+    "qemu-io -d /machine/peripheral/virtio-disk$2/virtio-backend \"$3\"" >/dev/null
+}
+# json_field FILE EXPR: a value of a JSON report, EXPR in Python over `j` (e.g. j['disks'][0]['mode']).
+json_field() {
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}

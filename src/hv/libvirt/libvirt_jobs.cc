@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstdlib>
 #include <random>
 
@@ -33,7 +35,12 @@ Status EndJobOn(virDomainPtr dom, const std::string& socket, const std::string& 
     if (TakeString(virDomainBackupGetXMLDesc(dom, 0)).empty()) return Status::Ok();
     return LastError("end the backup job of " + what);
   }
-  return Status::Ok();
+  // libvirt tears the job down after answering: its scratch files stay in use until then.
+  for (int i = 0; i < 600; ++i) {
+    if (TakeString(virDomainBackupGetXMLDesc(dom, 0)).empty()) return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return UnavailableError("the backup job of " + what + " did not end within 30 s");
 }
 
 }  // namespace
