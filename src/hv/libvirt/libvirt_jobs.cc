@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <cstdlib>
 #include <random>
+#include <thread>
 
 #include "base/strings.h"
 #include "base/subprocess.h"

@@ -77,7 +77,7 @@ Result<std::string> NewDomainXml(std::string_view config, std::string_view name,
     const NewDisk& nd = disks[next++];
     disk.SetAttr("type", "file");
     for (xml::Node b = disk.child("backingStore"); b; b = disk.child("backingStore")) b.Remove();
-    src.Remove();
+    for (xml::Node old = disk.child("source"); old; old = disk.child("source")) old.Remove();
     src = disk.AddChild("source");
     src.SetAttr("file", nd.path);
     xml::Node driver = disk.child("driver");
