@@ -22,9 +22,10 @@ ALLOWED = {
     "hv": {"io", "base"},
     "hv/vsphere": {"hv", "http", "xml", "nbd", "format/vmdk", "io", "base"},
     "hv/vmhost": {"hv", "host", "nbd", "format/vmdk", "io", "base"},
+    "hv/libvirt": {"hv", "xml", "nbd", "io", "base"},
     "vsphere_api": {"host", "xml", "format/vmdk", "io", "base"},
     "engine": {"hv", "catalog", "repo", "storage", "io", "base"},
-    "cli": {"vsphere_api", "hv/vsphere", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
+    "cli": {"vsphere_api", "hv/vsphere", "hv/libvirt", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
             "io", "base"},
 }
 

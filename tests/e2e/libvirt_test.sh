@@ -82,7 +82,7 @@ done
 check_guest_points "${raws[@]}"
 rm -f "${raws[@]}"
 [ -z "$(virsh domjobinfo "$D" | grep -i backup)" ] || fail "a backup job is left"
-[ -z "$(ls "$RUN")" ] || fail "files are left in $RUN: $(ls "$RUN")"
+[ ! -e "$RUN" ] || fail "files are left in $RUN: $(ls -A "$RUN")"
 [ "$(virsh checkpoint-list "$D" --name | grep -c .)" -le 2 ] || fail "checkpoints pile up: $(virsh checkpoint-list "$D" --name)"
 
 echo "== an incremental after a libvirtd restart"
@@ -127,7 +127,7 @@ grep -q "left by an interrupted backup" b7.json || fail "no note of the cleanup:
 [ "$(mode 7 1)" = incremental ] || fail "after the kill: $(cat b7.json)"
 check_b 7
 [ -z "$(virsh domjobinfo "$D" | grep -i backup)" ] || fail "a backup job is left after the kill"
-[ -z "$(ls "$RUN")" ] || fail "files are left in $RUN after the kill: $(ls "$RUN")"
+[ ! -e "$RUN" ] || fail "files are left in $RUN after the kill: $(ls -A "$RUN")"
 cps=$(virsh checkpoint-list "$D" --name | grep -c .)
 [ "$cps" -le 2 ] || fail "the killed run's checkpoint stays: $(virsh checkpoint-list "$D" --name)"
 virsh checkpoint-list "$D" --name | grep -qx "$(json_field b7.json "j['disks'][1]['change_id']")" \

@@ -172,6 +172,7 @@ Status LibvirtDriver::EndSession(const VmInfo& vm, Session& s) {
     DeleteOurCheckpoints(dom.get(), vm, keep, false).IgnoreError();  // hygiene, not the job
   }
   ::unlink(MarkerPath(s.dir).c_str());
+  ::rmdir(s.dir.c_str());  // empty now, unless someone else's files are in it
   return Status::Ok();
 }
 
