@@ -24,21 +24,7 @@ secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 size() { du -sb "$1" | cut -f1; }
 
 echo "== building the 2 GiB image and the change set"
-python3 - <<'PY'
-import os, random
-line = b"2026-11-22T06:00:00 host kernel: event 00000000 ok\n"
-text = (line * ((1 << 20) // len(line) + 1))[: 1 << 20]
-with open("image.raw", "wb") as f:
-    for p in range(2048):
-        k = p % 4
-        f.write(os.urandom(1 << 20) if k < 2 else bytes(1 << 20) if k == 2 else text)
-random.seed(5)
-blocks = sorted(random.sample(range(2048 * 16), 1638))
-with open("changes.txt", "w") as out:
-    out.write("\n".join(str(b * 65536) for b in blocks) + "\n")
-with open("changes.bin", "wb") as f:
-    f.write(os.urandom(1638 * 65536))
-PY
+python3 "$root/bench/mixed_disk.py"
 "$H" init >/dev/null
 "$H" vm create bench --disk 2G --cbt >/dev/null
 "$H" vm power-on bench >/dev/null

@@ -78,7 +78,7 @@ class DiskAccess : public io::BlockWriter {
   // reads in flight on this disk, not one after another).
   virtual bool concurrent_reads() const { return false; }
   // The largest read this disk serves well (0: any); the engine's requests stay within it.
-  // QEMU 7.2's backup-job exports, for one, serve reads above 1 MiB about 8x slower.
+  // QEMU 7.2's backup-job exports, for one, serve large reads several times slower.
   virtual uint64_t max_read_size() const { return 0; }
 };
 

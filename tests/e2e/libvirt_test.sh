@@ -5,10 +5,11 @@
 #   held when its job began (vda: a prefix of a write sequence; vdb: a known image);
 # - an incremental after a libvirtd restart;
 # - fulls with their reasons after a checkpoint deleted behind our back, a QEMU crash (the
-#   bitmaps never reach the image) and a disk resize; another tool's checkpoint changes nothing;
+#   bitmaps never reach the image), a bitmap removed in QEMU, the domain defined anew, and a
+#   disk resize; another tool's checkpoint changes nothing;
 # - a killed backup leaves a job and scratch files that the next run ends and removes;
 # - a powered-off domain's incremental from its qcow2 bitmap, through qemu-nbd;
-# - an in-place restore that writes only what changed, and a restore to a new domain;
+# - an in-place restore that writes only what changed, and restores to new domains (qcow2, raw);
 # - a raw-disk domain, whose incrementals store only what changed (its patterns, 0xe5 and
 #   0xe6, are none of the writer's 1..160, which the repository holds already).
 source "$(dirname "$0")/functions.sh"
@@ -38,6 +39,20 @@ backup() {  # backup N [ARGS...]: the report in bN.json
     > "b$n.json" 2> "b$n.err" || fail "backup $n: $(cat "b$n.err")"
 }
 mode() { json_field "b$1.json" "j['disks'][$2]['mode']"; }
+# step N PATTERN OFFSET: the running QEMU writes 64 KiB of PATTERN into vdb, then backup N;
+# exp-b.N.raw is vdb as that point must hold it.
+step() {
+  wb "$2" "$3" 64k
+  cp exp-b.raw "exp-b.$1.raw"
+  backup "$1"
+}
+# want N MODE [REASON]: backup N read vdb as MODE (a full naming REASON), and its point's vdb is
+# exp-b.N.raw.
+want() {
+  [ "$(mode "$1" 1)" = "$2" ] || fail "backup $1: vdb is not $2: $(cat "b$1.json")"
+  [ -z "${3:-}" ] || reason "$1" 1 | grep -qF "$3" || fail "backup $1: reason '$(reason "$1" 1)' lacks '$3'"
+  check_b "$1"
+}
 reason() { json_field "b$1.json" "j['disks'][$2]['full_reason']"; }
 point() { json_field "b$1.json" "j['id']"; }
 check_b() {  # check_b N: point N's vdb equals exp-b.N.raw
@@ -57,9 +72,7 @@ bash writer.sh > writer.log 2>&1 &
 W=$!
 cp exp-b.raw exp-b.1.raw
 backup 1
-wb 0x22 4M 64k
-cp exp-b.raw exp-b.2.raw
-backup 2
+step 2 0x22 4M
 wb 0x23 8M 128k
 cp exp-b.raw exp-b.3.raw
 backup 3
@@ -90,20 +103,13 @@ old=$(pidof libvirtd)
 kill "$old"
 for _ in $(seq 600); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
 "$E2E_DIR/../libvirt/libvirtd-up" || fail "libvirtd did not come back"
-wb 0x31 12M 64k
-cp exp-b.raw exp-b.5.raw
-backup 5
-[ "$(mode 5 1)" = incremental ] || fail "after a libvirtd restart: $(cat b5.json)"
-check_b 5
+step 5 0x31 12M
+want 5 incremental
 
 echo "== a checkpoint deleted behind our back"
 virsh checkpoint-delete "$D" "$(json_field b5.json "j['disks'][1]['change_id']")" >/dev/null
-wb 0x41 13M 64k
-cp exp-b.raw exp-b.6.raw
-backup 6
-[ "$(mode 6 1)" = full ] || fail "after a deleted checkpoint: $(cat b6.json)"
-reason 6 1 | grep -q "libvirt has no checkpoint" || fail "reason: $(reason 6 1)"
-check_b 6
+step 6 0x41 13M
+want 6 full "libvirt has no checkpoint"
 
 echo "== a killed backup, then the next run cleans up"
 caught=0
@@ -120,12 +126,9 @@ for try in 1 2 3 4 5; do
 done
 [ $caught = 1 ] || fail "could not kill a backup while its job ran"
 ls "$RUN" | grep -q scratch || fail "the killed run left no scratch files to clean (test broken?)"
-wb 0x51 14M 64k
-cp exp-b.raw exp-b.7.raw
-backup 7
+step 7 0x51 14M
 grep -q "left by an interrupted backup" b7.json || fail "no note of the cleanup: $(cat b7.json)"
-[ "$(mode 7 1)" = incremental ] || fail "after the kill: $(cat b7.json)"
-check_b 7
+want 7 incremental
 [ -z "$(virsh domjobinfo "$D" | grep -i backup)" ] || fail "a backup job is left after the kill"
 [ ! -e "$RUN" ] || fail "files are left in $RUN after the kill: $(ls -A "$RUN")"
 cps=$(virsh checkpoint-list "$D" --name | grep -c .)
@@ -138,36 +141,47 @@ hmp "$D" 1 flush  # what a guest does before it counts a write as done
 kill -9 "$(pgrep -f "guest=$D,")"
 for _ in $(seq 100); do [ "$(virsh domstate "$D")" = "shut off" ] && break; sleep 0.1; done
 virsh start "$D" >/dev/null
-wb 0x61 15M 64k
-cp exp-b.raw exp-b.8.raw
-backup 8
-[ "$(mode 8 1)" = full ] || fail "after a crash: $(cat b8.json)"
-reason 8 1 | grep -q "libvirt cannot start an incremental from checkpoint" || fail "reason: $(reason 8 1)"
-check_b 8
-wb 0x62 16M 64k
-cp exp-b.raw exp-b.9.raw
-backup 9
-[ "$(mode 9 1)" = incremental ] || fail "the chain did not start again after the crash: $(cat b9.json)"
-check_b 9
+step 8 0x61 15M
+want 8 full "libvirt cannot start an incremental from checkpoint"
+step 9 0x62 16M
+want 9 incremental
+
+echo "== a bitmap removed behind libvirt's back (its checkpoint stays)"
+cp9=$(json_field b9.json "j['disks'][1]['change_id']")
+node=$(virsh qemu-monitor-command "$D" '{"execute":"query-named-block-nodes","arguments":{"flat":true}}' \
+  | python3 -c "
+import json, sys
+for n in json.load(sys.stdin)['return']:
+    if n['drv'] == 'qcow2' and n['file'].endswith('/b.qcow2'):
+        print(n['node-name']); break")
+[ -n "$node" ] || fail "no qcow2 node for b.qcow2"
+virsh qemu-monitor-command "$D" "{\"execute\":\"block-dirty-bitmap-remove\",\"arguments\":{\"node\":\"$node\",\"name\":\"$cp9\"}}" \
+  >/dev/null || fail "remove bitmap $cp9"
+step 9a 0x64 18M
+want 9a full "libvirt cannot start an incremental from checkpoint $cp9"
+virsh checkpoint-list "$D" --name | grep -qx "$cp9" && fail "the broken checkpoint stays"
+
+echo "== the domain defined anew (libvirt forgets its checkpoints)"
+virsh dumpxml --inactive "$D" > redefine.xml
+virsh destroy "$D" >/dev/null  # a running domain would keep its checkpoints while it runs
+virsh undefine "$D" --checkpoints-metadata >/dev/null
+virsh define redefine.xml >/dev/null || fail "define again"
+virsh start "$D" >/dev/null
+step 9c 0x65 19M
+want 9c full "libvirt has no checkpoint"
 
 echo "== another tool's checkpoint is left alone and breaks nothing"
 virsh checkpoint-create-as "$D" other-tool >/dev/null || fail "a foreign checkpoint"
-wb 0x63 17M 64k
-cp exp-b.raw exp-b.9b.raw
-backup 9b
-[ "$(mode 9b 1)" = incremental ] || fail "with a foreign checkpoint: $(cat b9b.json)"
-check_b 9b
+step 9b 0x63 17M
+want 9b incremental
 virsh checkpoint-list "$D" --name | grep -qx other-tool || fail "the foreign checkpoint was deleted"
 virsh checkpoint-delete "$D" other-tool >/dev/null
 
 echo "== a resized disk"
 virsh blockresize "$D" vdb 40M >/dev/null
 truncate -s 40M exp-b.raw
-wb 0x71 36M 64k
-cp exp-b.raw exp-b.10.raw
-backup 10
-[ "$(mode 10 1)" = full ] && reason 10 1 | grep -q resized || fail "after a resize: $(cat b10.json)"
-check_b 10
+step 10 0x71 36M
+want 10 full resized
 
 echo "== powered off: an incremental from the qcow2's bitmap"
 virsh destroy "$D" >/dev/null
@@ -208,6 +222,13 @@ qemu-img compare -q -f qcow2 -F raw "$SCRATCH/$N-vdb.qcow2" exp-b.10.raw || fail
 virsh start "$N" >/dev/null || fail "the new domain does not start"
 virsh destroy "$N" >/dev/null
 expect_failure 1 "already exists" -- "$VMBACKUP" restore "$(point 10)" --to-vm --name "$N" "${SRC[@]}"
+N2=vmbt-lv-raw-new-$$
+LIBVIRT_DOMAINS+=("$N2")
+"$VMBACKUP" restore "$(point 10)" --to-vm --name "$N2" "${SRC[@]}" --disk-dir "$SCRATCH" \
+  --disk-format raw >/dev/null || fail "restore to a new domain with raw disks"
+virsh dumpxml "$N2" | grep -q "type='raw'" || fail "not raw: $(virsh dumpxml "$N2")"
+cmp -s "$SCRATCH/$N2-vdb.img" exp-b.10.raw || fail "the raw new domain's vdb"
+
 
 echo "== a raw disk: incrementals store only what changed"
 R=vmbt-lv-raw-$$
