@@ -7,9 +7,11 @@
 # - fulls with their reasons after a checkpoint deleted behind our back, a QEMU crash (the
 #   bitmaps never reach the image), a bitmap removed in QEMU, the domain defined anew, and a
 #   disk resize; another tool's checkpoint changes nothing;
-# - a killed backup leaves a job and scratch files that the next run ends and removes;
+# - a killed backup leaves a job and scratch files that the next run ends and removes; a killed
+#   in-place restore is taken over by the next run, and no qemu-nbd of the dead run survives it;
 # - a powered-off domain's incremental from its qcow2 bitmap, through qemu-nbd;
-# - an in-place restore that writes only what changed, and restores to new domains (qcow2, raw);
+# - an in-place restore that writes only what changed, one killed and run again, and restores
+#   to new domains (qcow2, raw);
 # - a raw-disk domain, whose incrementals store only what changed (its patterns, 0xe5 and
 #   0xe6, are none of the writer's 1..160, which the repository holds already).
 source "$(dirname "$0")/functions.sh"
@@ -117,7 +119,7 @@ for try in 1 2 3 4 5; do
   "$VMBACKUP" backup "${SRC[@]}" --vm "$D" --no-progress --allow-crash-consistent \
     --reads-in-flight 1 > killed.out 2>&1 &
   k=$!
-  for _ in $(seq 4000); do [ -S "$RUN/nbd.sock" ] && break; kill -0 $k 2>/dev/null || break; done
+  for _ in $(seq 5000); do [ -S "$RUN/nbd.sock" ] && break; kill -0 $k 2>/dev/null || break; sleep 0.002; done
   kill -STOP $k 2>/dev/null || true
   if virsh domjobinfo "$D" 2>/dev/null | grep -q Backup; then caught=1; fi
   kill -9 $k 2>/dev/null || true
@@ -207,6 +209,25 @@ qemu-img compare -q -f qcow2 -F raw b.qcow2 exp-b.11.raw || fail "in place: vdb 
 [ -z "$(virsh checkpoint-list "$D" --name | grep .)" ] || fail "checkpoints survive an in-place restore"
 backup 12
 [ "$(mode 12 1)" = full ] || fail "the backup after an in-place restore: $(cat b12.json)"
+
+echo "== an in-place restore killed, then run again"
+caught=0
+for try in 1 2 3 4 5; do
+  "$VMBACKUP" restore "$(point 10)" --in-place "${SRC[@]}" --transport san > killed.out 2>&1 &
+  k=$!
+  for _ in $(seq 5000); do [ -e "$RUN/snapshot" ] && break; kill -0 $k 2>/dev/null || break; sleep 0.002; done
+  kill -9 $k 2>/dev/null || true
+  wait $k 2>/dev/null || true
+  [ -e "$RUN/snapshot" ] && { caught=1; break; }
+done
+[ $caught = 1 ] || fail "could not kill an in-place restore while it ran: $(cat killed.out)"
+expect_failure 1 "unfinished in-place restore" -- "$VMBACKUP" backup "${SRC[@]}" --vm "$D" --no-progress
+"$VMBACKUP" restore "$(point 10)" --in-place "${SRC[@]}" --transport san --json > ip2.json \
+  || fail "the in-place restore run again: $(cat ip2.json)"
+grep -q "took over snapshot vmbackup-restore" ip2.json || fail "no take-over: $(cat ip2.json)"
+qemu-img compare -q -f qcow2 -F raw b.qcow2 exp-b.10.raw || fail "in place again: vdb is not point 10"
+[ ! -e "$RUN" ] || fail "files are left in $RUN after the restore: $(ls -A "$RUN")"
+[ -z "$(pgrep -f "qemu-nbd.*$SCRATCH/")" ] || fail "qemu-nbd is left: $(pgrep -af "qemu-nbd.*$SCRATCH/")"
 
 echo "== to a new domain"
 N=vmbt-lv-new-$$

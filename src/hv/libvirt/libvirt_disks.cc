@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 
+#include "base/process.h"
 #include "base/strings.h"
 #include "hv/libvirt/libvirt_driver.h"
 #include "hv/libvirt/session.h"
@@ -73,9 +74,12 @@ class NbdPoolAccess final : public DiskAccess {
 };
 
 // qemu-nbd on one image, started by libnbd (socket activation): it serves this connection
-// only and ends with it, also when vmbackup is killed.
+// only and ends with it, also when vmbackup is killed after connecting. One killed before it
+// connected would wait forever holding the image's lock: the environment names its owner, so
+// that the next run ends it (KillOrphanedQemuNbd).
 std::vector<std::string> QemuNbdArgs(const DomainDisk& dd, bool write, const std::string& bitmap) {
-  std::vector<std::string> a{"qemu-nbd", "--format=" + dd.format};
+  std::vector<std::string> a{"env", std::string(kQemuNbdOwnerVar) + "=" + OwnerTag(), "qemu-nbd",
+                             "--format=" + dd.format};
   if (write) {
     a.push_back("--discard=unmap");
   } else {
@@ -94,7 +98,7 @@ std::string BitmapContext(const LibvirtDriver::Session& s, const LibvirtDriver::
 
 Result<std::string> LibvirtDriver::ChangeId(const VmInfo& vm, const SnapshotRef* snapshot,
                                             int device_key) {
-  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(snapshot));
+  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(vm, snapshot));
   Session::Disk* d = s->FindDisk(device_key);
   if (!d) return NotFoundError(StrFormat("domain %s has no disk %d", vm.name.c_str(), device_key));
   if (!s->bitmaps(*d)) return std::string(kNoBitmapChangeId);
@@ -107,7 +111,7 @@ Result<ChangedAreas> LibvirtDriver::QueryChangedDiskAreas(const VmInfo& vm,
                                                           const SnapshotRef* snapshot,
                                                           int device_key, uint64_t start_offset,
                                                           std::string_view change_id) {
-  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(snapshot));
+  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(vm, snapshot));
   Session::Disk* d = s->FindDisk(device_key);
   if (!d) return NotFoundError(StrFormat("domain %s has no disk %d", vm.name.c_str(), device_key));
   const bool all = change_id == "*";
@@ -187,7 +191,7 @@ Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenSan(const VmInfo& vm, Ses
 Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenDisk(
     const VmInfo& vm, const SnapshotRef* snapshot, int device_key,
     std::span<const TransportMode> modes, OpenMode mode, std::vector<std::string>* attempts) {
-  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(snapshot));
+  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(vm, snapshot));
   if (!s->FindDisk(device_key))
     return NotFoundError(StrFormat("domain %s has no disk %d", vm.name.c_str(), device_key));
   std::vector<std::string> tried;

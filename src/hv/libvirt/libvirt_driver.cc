@@ -1,6 +1,7 @@
 #include "hv/libvirt/libvirt_driver.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "base/process.h"
 #include "base/strings.h"
 #include "base/subprocess.h"
 #include "hv/libvirt/session.h"
@@ -56,6 +58,32 @@ std::string BitmapProblem(const std::string& path, const std::string& name) {
 
 }  // namespace
 
+int KillOrphanedQemuNbd() {
+  int killed = 0;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return 0;
+  const std::string want = std::string(kQemuNbdOwnerVar) + "=";
+  while (dirent* e = ::readdir(proc)) {
+    const std::string pid = e->d_name;
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto comm = io::ReadSmallFile("/proc/" + pid + "/comm", 64);
+    if (!comm || *comm != "qemu-nbd\n") continue;
+    auto env = io::ReadSmallFile("/proc/" + pid + "/environ", 1 << 20);
+    if (!env) continue;
+    for (size_t p = 0; p < env->size();) {
+      size_t end = env->find('\0', p);
+      if (end == std::string::npos) end = env->size();
+      if (env->compare(p, want.size(), want) == 0 &&
+          !OwnerAlive(env->substr(p + want.size(), end - p - want.size()))) {
+        if (::kill(std::stoi(pid), SIGKILL) == 0) ++killed;
+      }
+      p = end + 1;
+    }
+  }
+  ::closedir(proc);
+  return killed;
+}
+
 std::string JobSocketPath(const std::string& dir) { return dir + "/nbd.sock"; }
 std::string ScratchPath(const std::string& dir, const std::string& target) {
   return dir + "/scratch-" + target + ".qcow2";
@@ -86,6 +114,7 @@ Result<std::unique_ptr<LibvirtDriver>> LibvirtDriver::Connect(const std::string&
     return InvalidArgumentError("new disks are qcow2 or raw, not " + options.new_disk_format);
   }
   VMBACKUP_ASSIGN_OR_RETURN(ConnectPtr conn, libvirt::Connect(target));
+  KillOrphanedQemuNbd();  // a killed run's, which would hold images locked
   return std::unique_ptr<LibvirtDriver>(new LibvirtDriver(uri, std::move(conn), options));
 }
 
@@ -183,13 +212,31 @@ Result<std::string> LibvirtDriver::DomainDir(const VmInfo& vm, const DomainDesc&
   return dir;
 }
 
-Result<LibvirtDriver::Session*> LibvirtDriver::FindSession(const SnapshotRef* snapshot) {
+Result<LibvirtDriver::Session*> LibvirtDriver::FindSession(const VmInfo& vm,
+                                                           const SnapshotRef* snapshot) {
   if (!snapshot) return NotSupportedError("libvirt: reads need a backup job (a snapshot)");
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = sessions_.find(snapshot->id);
-  if (it == sessions_.end())
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sessions_.find(snapshot->id);
+    if (it != sessions_.end()) return it->second.get();
+  }
+  // A killed run's snapshot taken over (an interrupted in-place restore, the domain off): its
+  // images as they are, with no change id to start from.
+  if (snapshot->id.rfind("stale:", 0) != 0)
     return NotFoundError("libvirt: no job of this process for snapshot " + snapshot->name);
-  return it->second.get();
+  VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
+  VMBACKUP_ASSIGN_OR_RETURN(std::unique_ptr<Session> s,
+                            NewSession(dom.get(), vm, snapshot->name, {}));
+  if (s->online) {
+    return FailedPreconditionError("domain " + vm.name + " runs: snapshot " + snapshot->name +
+                                   " of a killed run can only be removed");
+  }
+  s->id = snapshot->id;
+  for (auto& d : s->disks) d->why_full = "an interrupted run's snapshot was taken over";
+  std::lock_guard<std::mutex> l(mu_);
+  auto& slot = sessions_[snapshot->id];
+  if (!slot) slot = std::move(s);
+  return slot.get();
 }
 
 Result<std::vector<SnapshotRef>> LibvirtDriver::ListSnapshots(const VmInfo& vm) {
@@ -213,18 +260,18 @@ Result<std::vector<SnapshotRef>> LibvirtDriver::ListSnapshots(const VmInfo& vm) 
   return out;
 }
 
-Result<SnapshotRef> LibvirtDriver::CreateSnapshot(const VmInfo& vm, std::string_view name,
-                                                  const SnapshotOptions& options) {
-  VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
-  const std::string live_xml = TakeString(virDomainGetXMLDesc(dom.get(), 0));
+Result<std::unique_ptr<LibvirtDriver::Session>> LibvirtDriver::NewSession(
+    virDomainPtr dom, const VmInfo& vm, const std::string& name,
+    const std::map<int, std::string>& since) {
+  const std::string live_xml = TakeString(virDomainGetXMLDesc(dom, 0));
   if (live_xml.empty()) return LastError("XML of " + vm.name);
   VMBACKUP_ASSIGN_OR_RETURN(DomainDesc live, ParseDomainXml(live_xml));
   auto s = std::make_unique<Session>();
-  s->name = std::string(name);
-  s->id = s->name;
+  s->name = name;
+  s->id = name;
   VMBACKUP_ASSIGN_OR_RETURN(s->dir, DomainDir(vm, live));
   int state = 0, reason = 0;
-  if (virDomainGetState(dom.get(), &state, &reason, 0) < 0) return LastError("state of " + vm.name);
+  if (virDomainGetState(dom, &state, &reason, 0) < 0) return LastError("state of " + vm.name);
   s->online = state != VIR_DOMAIN_SHUTOFF;
   const std::vector<DomainDisk> disks = BackupDisks(live);
   for (size_t i = 0; i < disks.size(); ++i) {
@@ -233,13 +280,13 @@ Result<SnapshotRef> LibvirtDriver::CreateSnapshot(const VmInfo& vm, std::string_
     d->dd = disks[i];
     for (const auto& vd : vm.disks)
       if (vd.device_key == d->key) d->capacity = vd.capacity;
-    if (auto it = options.since.find(d->key); it != options.since.end()) d->since = it->second;
+    if (auto it = since.find(d->key); it != since.end()) d->since = it->second;
     if (!d->since.empty() && !s->bitmaps(*d)) {
       d->why_full = "disk " + d->dd.target + " is " + d->dd.format + ", which cannot hold a " +
                     "persistent dirty bitmap";
       d->since.clear();
     } else if (!d->since.empty()) {
-      virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom.get(), d->since.c_str(), 0);
+      virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, d->since.c_str(), 0);
       if (!cp) {
         d->why_full =
             "libvirt has no checkpoint " + d->since + " (deleted, or the domain was defined anew)";
@@ -257,6 +304,14 @@ Result<SnapshotRef> LibvirtDriver::CreateSnapshot(const VmInfo& vm, std::string_
     }
     s->disks.push_back(std::move(d));
   }
+  return s;
+}
+
+Result<SnapshotRef> LibvirtDriver::CreateSnapshot(const VmInfo& vm, std::string_view name,
+                                                  const SnapshotOptions& options) {
+  VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
+  VMBACKUP_ASSIGN_OR_RETURN(std::unique_ptr<Session> s,
+                            NewSession(dom.get(), vm, std::string(name), options.since));
   // The marker first: a kill from here on leaves something the next run finds.
   VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(MarkerPath(s->dir), s->name + "\n"));
   SnapshotRef ref{s->id, s->name, Consistency::kCrash};

@@ -86,7 +86,11 @@ class LibvirtDriver final : public Hypervisor {
   LibvirtDriver(std::string uri, ConnectPtr conn, DriverOptions options);
   Result<DomainPtr> Domain(std::string_view name);
   Result<std::string> DomainDir(const VmInfo& vm, const DomainDesc& live);
-  Result<Session*> FindSession(const SnapshotRef* snapshot);
+  Result<Session*> FindSession(const VmInfo& vm, const SnapshotRef* snapshot);
+  // The disks of `dom` as a snapshot sees them, with the change ids each can start from.
+  Result<std::unique_ptr<Session>> NewSession(virDomainPtr dom, const VmInfo& vm,
+                                              const std::string& name,
+                                              const std::map<int, std::string>& since);
   Result<Consistency> BeginJob(virDomainPtr dom, const VmInfo& vm, Session& s,
                                const SnapshotOptions& o);
   Status EndSession(const VmInfo& vm, Session& s);

@@ -206,7 +206,7 @@ Status LibvirtDriver::RemoveSnapshot(const VmInfo& vm, const SnapshotRef& snapsh
 }
 
 Status LibvirtDriver::RevertToSnapshot(const VmInfo& vm, const SnapshotRef& snapshot) {
-  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(&snapshot));
+  VMBACKUP_ASSIGN_OR_RETURN(Session * s, FindSession(vm, &snapshot));
   if (s->online) {
     return NotSupportedError("libvirt: domain " + vm.name +
                              " is running; a backup job's view cannot be reverted to");

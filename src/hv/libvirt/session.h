@@ -15,6 +15,12 @@ namespace vmbackup::hv::libvirt {
 // kNotSupported, so the engine reads what is allocated and stores only what differs.
 inline constexpr std::string_view kNoBitmapChangeId = "no-bitmap";
 inline constexpr std::string_view kCheckpointPrefix = "vmbackup-";
+// In the environment of the qemu-nbd processes the driver starts: the OwnerTag of its vmbackup.
+inline constexpr std::string_view kQemuNbdOwnerVar = "VMBACKUP_QEMU_NBD_OWNER";
+
+// Ends the qemu-nbd processes of vmbackup runs that died (their owner tag names a process that
+// is gone); returns how many.
+int KillOrphanedQemuNbd();
 
 struct LibvirtDriver::Session {
   std::string id, name;
