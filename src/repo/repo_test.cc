@@ -104,6 +104,21 @@ TEST(BlobCodec, PlainCompressesOnlyWhenItPays) {
   EXPECT_EQ(codec.Decode(t, {}, 1000).error().code(), ErrorCode::kCorruption);
 }
 
+// The 4 KiB sample decides: a chunk that starts random is stored as it is (the price of not
+// compressing every random chunk whole), one that starts compressible is compressed.
+TEST(BlobCodec, ASampleDecidesWhetherToCompress) {
+  BlobCodec codec(std::nullopt);
+  auto random_head = Text(65536), text_head = Text(65536);
+  auto noise = Random(4096);
+  std::copy(noise.begin(), noise.end(), random_head.begin());
+  std::copy(noise.begin(), noise.end(), text_head.end() - 4096);
+  EXPECT_EQ(codec.Encode(random_head, {})[0], kBlobChecksummed);
+  EXPECT_EQ(codec.Encode(text_head, {})[0], kBlobCompressed | kBlobChecksummed);
+  EXPECT_EQ(*codec.Decode(codec.Encode(random_head, {}), {}, 65536), random_head);
+  // Small blobs have no sample: compressed whole when it pays.
+  EXPECT_EQ(codec.Encode(Text(8192), {})[0], kBlobCompressed | kBlobChecksummed);
+}
+
 // Version 2 blobs carry a checksum: a flipped byte anywhere fails the decode, even where
 // neither zstd nor the format would notice (an uncompressed payload), and so does a blob
 // decoded under another aad (another id).
