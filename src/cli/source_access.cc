@@ -74,8 +74,8 @@ void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool 
                 "libvirt restores to a new domain: qcow2 or raw (default: as the original)")
       ->check(CLI::IsMember({"qcow2", "raw"}));
   c->add_option("--disk-dir", o.disk_dir,
-                "libvirt restores to a new domain: the folder of its disks (default: the "
-                "original's)");
+                "libvirt restores to a new domain: the folder of its disks (default: "
+                "/var/lib/libvirt/images)");
 }
 
 Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o) {

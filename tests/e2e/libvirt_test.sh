@@ -41,6 +41,8 @@ backup() {  # backup N [ARGS...]: the report in bN.json
     > "b$n.json" 2> "b$n.err" || fail "backup $n: $(cat "b$n.err")"
 }
 mode() { json_field "b$1.json" "j['disks'][$2]['mode']"; }
+# (No `... | grep -q` here: grep -q ends first, the writer dies of SIGPIPE, and pipefail then
+# fails the pipeline at random.)
 # step N PATTERN OFFSET: the running QEMU writes 64 KiB of PATTERN into vdb, then backup N;
 # exp-b.N.raw is vdb as that point must hold it.
 step() {
@@ -52,7 +54,7 @@ step() {
 # exp-b.N.raw.
 want() {
   [ "$(mode "$1" 1)" = "$2" ] || fail "backup $1: vdb is not $2: $(cat "b$1.json")"
-  [ -z "${3:-}" ] || reason "$1" 1 | grep -qF "$3" || fail "backup $1: reason '$(reason "$1" 1)' lacks '$3'"
+  [ -z "${3:-}" ] || reason "$1" 1 | grep -F "$3" >/dev/null || fail "backup $1: reason '$(reason "$1" 1)' lacks '$3'"
   check_b "$1"
 }
 reason() { json_field "b$1.json" "j['disks'][$2]['full_reason']"; }
@@ -121,13 +123,13 @@ for try in 1 2 3 4 5; do
   k=$!
   for _ in $(seq 5000); do [ -S "$RUN/nbd.sock" ] && break; kill -0 $k 2>/dev/null || break; sleep 0.002; done
   kill -STOP $k 2>/dev/null || true
-  if virsh domjobinfo "$D" 2>/dev/null | grep -q Backup; then caught=1; fi
+  if virsh domjobinfo "$D" 2>/dev/null | grep Backup >/dev/null; then caught=1; fi
   kill -9 $k 2>/dev/null || true
   wait $k 2>/dev/null || true
   [ $caught = 1 ] && break
 done
 [ $caught = 1 ] || fail "could not kill a backup while its job ran"
-ls "$RUN" | grep -q scratch || fail "the killed run left no scratch files to clean (test broken?)"
+ls "$RUN" | grep scratch >/dev/null || fail "the killed run left no scratch files to clean (test broken?)"
 step 7 0x51 14M
 grep -q "left by an interrupted backup" b7.json || fail "no note of the cleanup: $(cat b7.json)"
 want 7 incremental
@@ -135,7 +137,7 @@ want 7 incremental
 [ ! -e "$RUN" ] || fail "files are left in $RUN after the kill: $(ls -A "$RUN")"
 cps=$(virsh checkpoint-list "$D" --name | grep -c .)
 [ "$cps" -le 2 ] || fail "the killed run's checkpoint stays: $(virsh checkpoint-list "$D" --name)"
-virsh checkpoint-list "$D" --name | grep -qx "$(json_field b7.json "j['disks'][1]['change_id']")" \
+virsh checkpoint-list "$D" --name | grep -x "$(json_field b7.json "j['disks'][1]['change_id']")" >/dev/null \
   || fail "the last point's checkpoint is gone"
 
 echo "== a QEMU crash: the bitmaps never reach the images"
@@ -161,7 +163,7 @@ virsh qemu-monitor-command "$D" "{\"execute\":\"block-dirty-bitmap-remove\",\"ar
   >/dev/null || fail "remove bitmap $cp9"
 step 9a 0x64 18M
 want 9a full "libvirt cannot start an incremental from checkpoint $cp9"
-virsh checkpoint-list "$D" --name | grep -qx "$cp9" && fail "the broken checkpoint stays"
+virsh checkpoint-list "$D" --name | grep -x "$cp9" >/dev/null && fail "the broken checkpoint stays"
 
 echo "== the domain defined anew (libvirt forgets its checkpoints)"
 virsh dumpxml --inactive "$D" > redefine.xml
@@ -176,7 +178,7 @@ echo "== another tool's checkpoint is left alone and breaks nothing"
 virsh checkpoint-create-as "$D" other-tool >/dev/null || fail "a foreign checkpoint"
 step 9b 0x63 17M
 want 9b incremental
-virsh checkpoint-list "$D" --name | grep -qx other-tool || fail "the foreign checkpoint was deleted"
+virsh checkpoint-list "$D" --name | grep -x other-tool >/dev/null || fail "the foreign checkpoint was deleted"
 virsh checkpoint-delete "$D" other-tool >/dev/null
 
 echo "== a resized disk"
@@ -235,7 +237,7 @@ LIBVIRT_DOMAINS+=("$N")
 "$VMBACKUP" restore "$(point 10)" --to-vm --name "$N" "${SRC[@]}" --disk-dir "$SCRATCH" --json \
   > new.json || fail "restore to a new domain: $(cat new.json)"
 [ "$(virsh domuuid "$N")" != "$UUID" ] || fail "the new domain kept the uuid"
-virsh dumpxml "$N" | grep -q "$SCRATCH/$N-vdb.qcow2" || fail "the new domain's disk: $(virsh dumpxml "$N")"
+virsh dumpxml "$N" | grep "$SCRATCH/$N-vdb.qcow2" >/dev/null || fail "the new domain's disk: $(virsh dumpxml "$N")"
 qemu-img compare -q -f qcow2 -F raw "$SCRATCH/$N-vdb.qcow2" exp-b.10.raw || fail "the new domain's vdb"
 [ "$(virsh dumpxml "$N" | grep -c 'mac address')" = 1 ] || fail "the new domain has no MAC"
 [ "$(virsh dumpxml "$N" | grep 'mac address')" != "$(virsh dumpxml "$D" | grep 'mac address')" ] \
@@ -247,8 +249,16 @@ N2=vmbt-lv-raw-new-$$
 LIBVIRT_DOMAINS+=("$N2")
 "$VMBACKUP" restore "$(point 10)" --to-vm --name "$N2" "${SRC[@]}" --disk-dir "$SCRATCH" \
   --disk-format raw >/dev/null || fail "restore to a new domain with raw disks"
-virsh dumpxml "$N2" | grep -q "type='raw'" || fail "not raw: $(virsh dumpxml "$N2")"
+virsh dumpxml "$N2" | grep "type='raw'" >/dev/null || fail "not raw: $(virsh dumpxml "$N2")"
 cmp -s "$SCRATCH/$N2-vdb.img" exp-b.10.raw || fail "the raw new domain's vdb"
+# Without --disk-dir the disks go to libvirt's pool, whatever folder the saved definition names.
+N3=vmbt-lv-pool-$$
+LIBVIRT_DOMAINS+=("$N3")
+"$VMBACKUP" restore "$(point 10)" --to-vm --name "$N3" "${SRC[@]}" >/dev/null || fail "restore to the pool"
+pool=/var/lib/libvirt/images
+virsh dumpxml "$N3" | grep "$pool/$N3-vdb.qcow2" >/dev/null || { rm -f "$pool/$N3"-*; fail "not in $pool"; }
+qemu-img compare -q -f qcow2 -F raw "$pool/$N3-vdb.qcow2" exp-b.10.raw || { rm -f "$pool/$N3"-*; fail "pool vdb"; }
+rm -f "$pool/$N3"-*
 
 
 echo "== a raw disk: incrementals store only what changed"
@@ -260,7 +270,7 @@ virsh start "$R" >/dev/null
 "$VMBACKUP" backup "${SRC[@]}" --vm "$R" --no-progress --json > r1.json || fail "raw full"
 hmp "$R" 0 "write -P 0xe6 8M 64k"
 "$VMBACKUP" backup "${SRC[@]}" --vm "$R" --no-progress --json > r2.json || fail "raw inc"
-json_field r2.json "j['disks'][0]['full_reason']" | grep -q "cannot hold a persistent dirty bitmap" \
+json_field r2.json "j['disks'][0]['full_reason']" | grep "cannot hold a persistent dirty bitmap" >/dev/null \
   || fail "raw: $(cat r2.json)"
 [ "$(json_field r2.json "j['disks'][0]['bytes_new']")" = 65536 ] || fail "raw stored more"
 virsh destroy "$R" >/dev/null

@@ -44,7 +44,7 @@ struct DriverOptions {
   // $XDG_RUNTIME_DIR/vmbackup-libvirt; VMBACKUP_LIBVIRT_RUN_DIR overrides it.
   std::string run_dir;
   // New domains' disks: this format ("qcow2" or "raw"; "" keeps the original's) in this
-  // folder ("" = the folder of the original disk).
+  // folder ("" = libvirt's default pool, /var/lib/libvirt/images for root).
   std::string new_disk_format, new_disk_dir;
   int max_connections_per_disk = 4;
 };

@@ -2,6 +2,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "base/strings.h"
 #include "base/subprocess.h"
 #include "hv/libvirt/libvirt_driver.h"
@@ -20,9 +22,12 @@ bool SafeName(std::string_view name) {
   return true;
 }
 
-std::string DirOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+// libvirt's own default pool: where virt-install and virt-manager put disks. Never a folder a
+// saved definition names (it comes from a repository, which must not choose where we write).
+std::string DefaultImagesDir() {
+  if (::geteuid() == 0) return "/var/lib/libvirt/images";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.local/share/libvirt/images";
 }
 
 }  // namespace
@@ -52,7 +57,11 @@ Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string&
                 : disks[i].format == "raw"        ? "raw"
                                                   : "qcow2";
     const std::string dir =
-        !options_.new_disk_dir.empty() ? options_.new_disk_dir : DirOf(disks[i].source);
+        !options_.new_disk_dir.empty() ? options_.new_disk_dir : DefaultImagesDir();
+    if (!io::PathExists(dir)) {
+      undo();
+      return NotFoundError("folder " + dir + " for the new disks does not exist (--disk-dir)");
+    }
     nd.path = io::JoinPath(
         dir, std::string(name) + "-" + disks[i].target + (nd.format == "raw" ? ".img" : ".qcow2"));
     if (io::PathExists(nd.path)) {
