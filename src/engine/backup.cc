@@ -345,10 +345,14 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
 
   // The parent: the VM's newest point.
   std::string parent;
+  std::vector<repo::PointDisk> parent_disks;
   VMBACKUP_ASSIGN_OR_RETURN(auto ids, repo::ListPoints(repo));
   for (auto it = ids.rbegin(); it != ids.rend() && parent.empty(); ++it) {
     auto p = repo::LoadPoint(repo, *it);
-    if (p && p->vm_name == vm.name) parent = *it;
+    if (p && p->vm_name == vm.name) {
+      parent = *it;
+      parent_disks = p->disks;
+    }
   }
   report.parent = parent;
 
@@ -368,11 +372,10 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   so.quiesce = o.quiesce;
   so.allow_crash_consistent = o.allow_crash_consistent;
   so.description = "vmbackup: backup in progress";
-  if (!parent.empty() && !o.force_full) {
+  if (!o.force_full) {
     // The change ids BackupDisk will ask about (the same disk, size and uuid; no mark).
-    auto p = repo::LoadPoint(repo, parent);
     for (const auto& d : vm.disks) {
-      for (const auto& pd : p ? p->disks : std::vector<repo::PointDisk>{}) {
+      for (const auto& pd : parent_disks) {
         if (pd.key == d.device_key && pd.capacity == d.capacity && !pd.change_id.empty() &&
             pd.chunk_size == repo.chunk_size() &&
             (pd.disk_uuid.empty() || d.uuid.empty() || pd.disk_uuid == d.uuid) &&

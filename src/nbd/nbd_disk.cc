@@ -12,6 +12,14 @@ namespace {
 // writes go in pieces of at most this.
 constexpr uint64_t kMaxRequest = 32 << 20;
 
+// argv as libnbd takes it: C strings ending in a null pointer (views into `argv`).
+std::vector<char*> CArgv(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  return args;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<NbdDisk>> NbdDisk::Create(std::string name, const Options& options) {
@@ -57,9 +65,7 @@ Result<std::unique_ptr<NbdDisk>> NbdDisk::ConnectActivated(const std::vector<std
                                                            const Options& options) {
   if (argv.empty()) return InvalidArgumentError("NBD: an empty command");
   VMBACKUP_ASSIGN_OR_RETURN(auto d, Create(name, options));
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  std::vector<char*> args = CArgv(argv);
   if (nbd_connect_systemd_socket_activation(d->h_, args.data()) == -1)
     return d->Error("run " + argv[0]);
   VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
@@ -70,9 +76,7 @@ Result<std::unique_ptr<NbdDisk>> NbdDisk::ConnectCommand(const std::vector<std::
                                                          const std::string& name) {
   if (argv.empty()) return InvalidArgumentError("NBD: an empty command");
   VMBACKUP_ASSIGN_OR_RETURN(auto d, Create(name, Options{}));
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  std::vector<char*> args = CArgv(argv);
   if (nbd_connect_command(d->h_, args.data()) == -1) return d->Error("run " + argv[0]);
   VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
   return d;

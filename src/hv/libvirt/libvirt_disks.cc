@@ -12,7 +12,6 @@ namespace vmbackup::hv::libvirt {
 namespace {
 
 constexpr uint32_t kDirty = 1;  // the flag of qemu:dirty-bitmap contexts
-constexpr uint32_t kHole = 1;   // LIBNBD_STATE_HOLE of base:allocation
 
 // A disk over one or several NBD connections to the same export: reads take any free one.
 class NbdPoolAccess final : public DiskAccess {
@@ -136,14 +135,9 @@ Result<ChangedAreas> LibvirtDriver::QueryChangedDiskAreas(const VmInfo& vm,
   }
   const uint64_t capacity = d->meta->size();
   if (start_offset >= capacity) return ChangedAreas{start_offset, 0, {}};
-  auto map = all ? d->meta->MapContext("base:allocation", start_offset, capacity - start_offset,
-                                       kHole, false)
+  auto map = all ? d->meta->AllocatedExtents(start_offset, capacity - start_offset)
                  : d->meta->MapContext(BitmapContext(*s, *d), start_offset, capacity - start_offset,
                                        kDirty, true);
-  if (!map && all && map.error().code() == ErrorCode::kNotSupported) {
-    map = ExtentSet();
-    map->Add(start_offset, capacity - start_offset);  // no block status: everything
-  }
   if (!map) return map.error().WithContext("disk " + d->dd.target + " of " + vm.name);
   ChangedAreas out{start_offset, capacity - start_offset, {}};
   for (const Extent& e : *map) out.areas.push_back(e);

@@ -148,9 +148,8 @@ Result<VmInfo> LibvirtDriver::GetVm(std::string_view name) {
   vm.name = virDomainGetName(dom.get());
   char uuid[VIR_UUID_STRING_BUFLEN];
   if (virDomainGetUUIDString(dom.get(), uuid) == 0) vm.id = uuid;
-  int state = 0, reason = 0;
-  if (virDomainGetState(dom.get(), &state, &reason, 0) < 0) return LastError("state of " + vm.name);
-  vm.power = state == VIR_DOMAIN_SHUTOFF ? PowerState::kOff : PowerState::kOn;
+  VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom.get(), vm.name));
+  vm.power = off ? PowerState::kOff : PowerState::kOn;
   vm.config = TakeString(virDomainGetXMLDesc(dom.get(), VIR_DOMAIN_XML_INACTIVE));
   if (vm.config.empty()) return LastError("definition of " + vm.name);
   const std::string live = TakeString(virDomainGetXMLDesc(dom.get(), 0));
@@ -270,9 +269,8 @@ Result<std::unique_ptr<LibvirtDriver::Session>> LibvirtDriver::NewSession(
   s->name = name;
   s->id = name;
   VMBACKUP_ASSIGN_OR_RETURN(s->dir, DomainDir(vm, live));
-  int state = 0, reason = 0;
-  if (virDomainGetState(dom, &state, &reason, 0) < 0) return LastError("state of " + vm.name);
-  s->online = state != VIR_DOMAIN_SHUTOFF;
+  VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom, vm.name));
+  s->online = !off;
   const std::vector<DomainDisk> disks = BackupDisks(live);
   for (size_t i = 0; i < disks.size(); ++i) {
     auto d = std::make_unique<Session::Disk>();

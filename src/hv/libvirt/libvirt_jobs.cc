@@ -147,9 +147,8 @@ Status LibvirtDriver::ResetChangeTracking(const VmInfo& vm) {
       }
   }
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
-  int state = 0, reason = 0;
-  if (virDomainGetState(dom.get(), &state, &reason, 0) < 0) return LastError("state of " + vm.name);
-  return DeleteOurCheckpoints(dom.get(), vm, {}, state == VIR_DOMAIN_SHUTOFF);
+  VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom.get(), vm.name));
+  return DeleteOurCheckpoints(dom.get(), vm, {}, off);
 }
 
 Status LibvirtDriver::EndSession(const VmInfo& vm, Session& s) {
@@ -189,18 +188,8 @@ Status LibvirtDriver::RemoveSnapshot(const VmInfo& vm, const SnapshotRef& snapsh
   if (!s) {
     // A killed run's: its job, scratch files, socket and marker (its checkpoint goes with the
     // next job's hygiene).
-    s = std::make_unique<Session>();
-    s->name = snapshot.name;
-    s->dir = options_.run_dir + "/" + vm.id;
     VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
-    const std::string live = TakeString(virDomainGetXMLDesc(dom.get(), 0));
-    if (auto desc = ParseDomainXml(live)) {
-      for (const auto& dd : BackupDisks(*desc)) {
-        auto d = std::make_unique<Session::Disk>();
-        d->dd = dd;
-        s->disks.push_back(std::move(d));
-      }
-    }
+    VMBACKUP_ASSIGN_OR_RETURN(s, NewSession(dom.get(), vm, snapshot.name, {}));
   }
   return EndSession(vm, *s);
 }

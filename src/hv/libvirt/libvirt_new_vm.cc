@@ -97,10 +97,8 @@ Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string&
 
 Status LibvirtDriver::DestroyVm(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
-  int state = 0, reason = 0;
-  if (virDomainGetState(dom.get(), &state, &reason, 0) < 0) return LastError("state of " + vm.name);
-  if (state != VIR_DOMAIN_SHUTOFF)
-    return FailedPreconditionError("domain " + vm.name + " runs: it is not destroyed");
+  VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom.get(), vm.name));
+  if (!off) return FailedPreconditionError("domain " + vm.name + " runs: it is not destroyed");
   const std::string config = TakeString(virDomainGetXMLDesc(dom.get(), VIR_DOMAIN_XML_INACTIVE));
   VMBACKUP_ASSIGN_OR_RETURN(DomainDesc desc, ParseDomainXml(config));
   if (virDomainUndefineFlags(dom.get(), VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |

@@ -59,6 +59,12 @@ std::string TakeString(char* s) {
   return out;
 }
 
+Result<bool> IsOff(virDomainPtr dom, const std::string& name) {
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom, &state, &reason, 0) < 0) return LastError("state of " + name);
+  return state == VIR_DOMAIN_SHUTOFF;
+}
+
 Result<ConnectPtr> Connect(const std::string& uri) {
   static std::once_flag once;
   std::call_once(once, [] {

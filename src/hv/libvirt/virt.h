@@ -36,6 +36,9 @@ int LastErrorNumber();
 
 Result<ConnectPtr> Connect(const std::string& uri);
 
+// Whether the domain is shut off (else it runs, or is paused: QEMU holds its images).
+Result<bool> IsOff(virDomainPtr dom, const std::string& name);
+
 // A string libvirt allocated, freed here.
 std::string TakeString(char* s);
 
