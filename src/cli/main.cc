@@ -7,6 +7,7 @@
 #include "cli/output.h"
 #include "cli/repo_commands.h"
 #include "cli/report_commands.h"
+#include "cli/serve_commands.h"
 #include "cli/source_access.h"
 #include "cli/vmdk_commands.h"
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   vmbackup::cli::AddRepoCommands(app, &exit_code);
   vmbackup::cli::AddBackupCommands(app, &exit_code);
   vmbackup::cli::AddReportCommands(app, &exit_code);
+  vmbackup::cli::AddServeCommands(app, &exit_code);
   vmbackup::cli::AddVsphereCommands(app, &exit_code);
   vmbackup::cli::AddKeyCommands(app, &exit_code);
   vmbackup::cli::AddHelpCommands(app, &exit_code, "vmbackup");

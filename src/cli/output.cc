@@ -136,17 +136,31 @@ Status StreamSink::Finish() {
   return Status::Ok();
 }
 
-std::string PluginPath() {
+std::string PluginPath(const std::string& name) {
   char buf[4096];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return "";
   std::string dir(buf, size_t(n));
   dir = dir.substr(0, dir.rfind('/'));
   for (const std::string& where : {dir, dir + "/" + VMBACKUP_PLUGIN_RELDIR}) {
-    std::string path = where + "/nbdkit-vmhost-plugin.so";
+    std::string path = where + "/" + name;
     if (::access(path.c_str(), R_OK) == 0) return path;
   }
   return "";
+}
+
+Result<std::pair<std::string, int>> ParseHostPort(const std::string& text,
+                                                  const std::string& option, bool allow_any_port) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return InvalidArgumentError(option + " wants HOST:PORT, not '" + text + "'");
+  auto port = ParseUint(text.substr(colon + 1));
+  if (!port || *port > 65535 || (*port == 0 && !allow_any_port))
+    return InvalidArgumentError(option + ": bad port in '" + text + "'");
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return std::make_pair(host, int(*port));
 }
 
 Status CopyDiskRange(vmdk::Disk& disk, uint64_t offset, uint64_t length, StreamSink& out) {

@@ -79,10 +79,15 @@ class StreamSink {
   uint64_t start_ = 0;  // file offset where output began
 };
 
-// Where the nbdkit plugin of the embedded host is: next to the executable (the build tree), or
-// in the installed library folder (VMBACKUP_PLUGIN_RELDIR from the executable's folder);
-// "" when neither has it.
-std::string PluginPath();
+// Where an nbdkit plugin of ours is (the embedded host's by default; nbdkit-vmbackup-plugin.so
+// serves restore points): next to the executable (the build tree), or in the installed library
+// folder (VMBACKUP_PLUGIN_RELDIR from the executable's folder); "" when neither has it.
+std::string PluginPath(const std::string& name = "nbdkit-vmhost-plugin.so");
+
+// HOST:PORT (or [IPV6]:PORT) of an option such as --listen; port 0 (any free port) only when
+// `allow_any_port`.
+Result<std::pair<std::string, int>> ParseHostPort(const std::string& text,
+                                                  const std::string& option, bool allow_any_port);
 
 // Writes [offset, offset+length) of a disk to `out`, skipping what no layer holds.
 Status CopyDiskRange(vmdk::Disk& disk, uint64_t offset, uint64_t length, StreamSink& out);

@@ -21,18 +21,6 @@ struct ServeOptions {
   bool log = false;
 };
 
-Result<std::pair<std::string, int>> ParseListen(const std::string& text) {
-  const size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return InvalidArgumentError("--listen wants HOST:PORT, not '" + text + "'");
-  auto port = ParseUint(text.substr(colon + 1));
-  if (!port || *port > 65535) return InvalidArgumentError("--listen: bad port in '" + text + "'");
-  std::string host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  return std::make_pair(host, int(*port));
-}
-
 Result<std::string> ServePassword(const ServeOptions& o) {
   std::string p;
   if (!o.password_file.empty()) {
@@ -49,7 +37,7 @@ Result<std::string> ServePassword(const ServeOptions& o) {
 }
 
 Status Serve(const ServeOptions& o, const std::string& root) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto listen, ParseListen(o.listen));
+  VMBACKUP_ASSIGN_OR_RETURN(auto listen, ParseHostPort(o.listen, "--listen", true));
   vsphere_api::ServerOptions so;
   so.host = listen.first;
   so.port = listen.second;

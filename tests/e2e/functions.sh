@@ -192,3 +192,15 @@ hmp() {
 json_field() {
   python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
 }
+
+# make_ca DIR: a test CA and a server certificate for localhost/127.0.0.1 signed by it, as
+# nbdkit's --tls-certificates wants them (ca-cert.pem, server-cert.pem, server-key.pem).
+make_ca() {
+  mkdir -p "$1" && (cd "$1" &&
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=test-ca -keyout ca-key.pem -out ca-cert.pem \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null &&
+  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server-key.pem -out server.csr 2>/dev/null &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n' > ext.cnf &&
+  openssl x509 -req -in server.csr -CA ca-cert.pem -CAkey ca-key.pem -CAcreateserial -days 30 -extfile ext.cnf -out server-cert.pem 2>/dev/null &&
+  chmod 600 ./*key.pem)
+}

@@ -48,15 +48,6 @@ assert not any(a <= (10 << 20) < b for a, b in data), data
 PY
 
 # 3. nbdssl: TLS with the right CA works, with a wrong CA it fails.
-make_ca() {  # DIR
-  mkdir -p "$1" && (cd "$1" &&
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=test-ca -keyout ca-key.pem -out ca-cert.pem \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null &&
-  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server-key.pem -out server.csr 2>/dev/null &&
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n' > ext.cnf &&
-  openssl x509 -req -in server.csr -CA ca-cert.pem -CAkey ca-key.pem -CAcreateserial -days 30 -extfile ext.cnf -out server-cert.pem 2>/dev/null &&
-  chmod 600 ./*key.pem)
-}
 make_ca "$SCRATCH/tls"
 make_ca "$SCRATCH/other"
 rm "$SCRATCH/other/server-key.pem" "$SCRATCH/other/server-cert.pem"

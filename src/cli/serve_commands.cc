@@ -1,0 +1,244 @@
+#include "cli/serve_commands.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/process.h"
+#include "base/strings.h"
+#include "cli/output.h"
+#include "cli/repo_access.h"
+#include "io/posix_file.h"
+#include "live/server_process.h"
+#include "repo/point.h"
+#include "storage/local_backend.h"
+
+namespace vmbackup::cli {
+namespace {
+
+struct ServeOpts {
+  RepoOpts repo;
+  int disk = 2000;
+  std::string socket, listen, tls, overlay, socket_group, run, info_file;
+  bool cow = false;
+  uint64_t cache_mib = 64;
+};
+
+// The repository opened with the key it took (asked for on a terminal when none was given and
+// it is encrypted): the export's nbdkit needs the same key.
+struct OpenedRepo {
+  std::unique_ptr<repo::Repository> repo;
+  repo::KeySource key;
+};
+Result<OpenedRepo> OpenWithKey(const RepoOpts& o) {
+  const std::string dir = RepoDir(o);
+  if (dir.empty())
+    return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
+  OpenedRepo out;
+  VMBACKUP_ASSIGN_OR_RETURN(out.key, Keys(o));
+  VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Open(dir));
+  auto r = repo::Repository::Open(std::move(backend), out.key);
+  if (!r && r.error().code() == ErrorCode::kUnauthenticated && out.key.empty() && ::isatty(0)) {
+    VMBACKUP_ASSIGN_OR_RETURN(out.key, KeysOrPrompt(o, false));
+    VMBACKUP_ASSIGN_OR_RETURN(backend, storage::LocalBackend::Open(dir));
+    r = repo::Repository::Open(std::move(backend), out.key);
+  }
+  if (!r) return r.error();
+  out.repo = std::move(*r);
+  return out;
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// Runs `command` through /bin/sh with $uri set; returns its exit status.
+Result<int> RunWithUri(const std::string& command, const std::string& uri) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return PosixError("fork", errno);
+  if (pid == 0) {
+    ::setenv("uri", uri.c_str(), 1);
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return PosixError("wait for --run", errno);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Waits for SIGINT or SIGTERM while the servers run; an error when one of them ends by itself.
+Status WaitForSignal(std::vector<live::ServerProcess*> servers) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  for (;;) {
+    timespec tick{1, 0};
+    if (::sigtimedwait(&set, nullptr, &tick) > 0) return Status::Ok();
+    for (auto* s : servers)
+      if (!s->Running()) return UnavailableError("the export's server ended by itself");
+  }
+}
+
+// The private folders of serves that were killed (their owner tag names a dead process): the
+// pid files and sockets in them are removed with them.
+void RemoveDeadRunDirs() {
+  constexpr std::string_view kPrefix = "vmbackup-serve-";
+  DIR* d = ::opendir("/tmp");
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (name.substr(0, kPrefix.size()) != kPrefix) continue;
+    if (FileTagOwnerAlive(name.substr(kPrefix.size()))) continue;
+    const std::string dir = "/tmp/" + std::string(name);
+    for (const char* f : {"nbdkit.pid", "qsd.pid", "point.sock"}) ::unlink((dir + "/" + f).c_str());
+    ::rmdir(dir.c_str());
+  }
+  ::closedir(d);
+}
+
+Status Serve(ServeOpts& o) {
+  if (o.socket.empty() == o.listen.empty())
+    return InvalidArgumentError("give one of --socket PATH and --listen HOST:PORT");
+  if (o.cow && !o.overlay.empty())
+    return InvalidArgumentError(
+        "--cow and --writable-overlay are two ways to take writes: give one");
+  if (!o.overlay.empty() && o.socket.empty())
+    return InvalidArgumentError("--writable-overlay serves on a unix socket (--socket) only");
+  live::ExportOptions eo;
+  if (!o.listen.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(auto hp, ParseHostPort(o.listen, "--listen", false));
+    if (o.tls.empty() && !IsLoopback(hp.first)) {
+      return InvalidArgumentError("--listen " + o.listen +
+                                  " reaches other machines: give --tls DIR (or listen on "
+                                  "127.0.0.1)");
+    }
+    eo.listen_host = hp.first;
+    eo.listen_port = hp.second;
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenWithKey(o.repo));
+  VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, o.repo.point, o.repo.vm));
+  VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
+  const repo::PointDisk* disk = nullptr;
+  std::string keys;
+  for (const auto& d : point.disks) {
+    if (d.key == o.disk) disk = &d;
+    keys += (keys.empty() ? "" : ", ") + std::to_string(d.key);
+  }
+  if (!disk) {
+    return NotFoundError(
+        StrFormat("point %s has no disk %d (its disks: %s)", id.c_str(), o.disk, keys.c_str()));
+  }
+  const uint64_t capacity = disk->capacity;
+  r.repo.reset();  // the export opens its own, under its lock
+
+  RemoveDeadRunDirs();
+  std::string tmpl = "/tmp/vmbackup-serve-" + OwnerFileTag() + "-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return PosixError("create a folder for the export", errno);
+  const std::string run_dir = tmpl;
+  struct RemoveDir {
+    std::string dir;
+    ~RemoveDir() { ::rmdir(dir.c_str()); }
+  } remove_dir{run_dir};
+
+  eo.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
+  eo.repo_dir = RepoDir(o.repo);
+  eo.point_id = id;
+  eo.disk_key = o.disk;
+  eo.key = r.key;
+  eo.tls_dir = o.tls;
+  eo.cow = o.cow;
+  eo.cache_mib = o.cache_mib;
+  eo.pidfile = run_dir + "/nbdkit.pid";
+  eo.socket = o.overlay.empty() ? o.socket : (o.socket.empty() ? "" : run_dir + "/point.sock");
+  if (o.overlay.empty()) eo.socket_group = o.socket_group;
+  VMBACKUP_ASSIGN_OR_RETURN(auto exporter, live::StartExport(eo));
+  std::vector<live::ServerProcess*> servers = {exporter.get()};
+  std::string uri = live::ExportUri(eo);
+  std::unique_ptr<live::ServerProcess> overlay;
+  if (!o.overlay.empty()) {
+    live::OverlayOptions ov;
+    ov.backing_socket = eo.socket;
+    ov.overlay = o.overlay;
+    ov.backing_label = StrFormat("vmbackup:%s:%d", id.c_str(), o.disk);
+    ov.size = capacity;
+    ov.socket = o.socket;
+    ov.pidfile = run_dir + "/qsd.pid";
+    VMBACKUP_ASSIGN_OR_RETURN(overlay, live::StartOverlay(ov));
+    if (!o.socket_group.empty())
+      VMBACKUP_RETURN_IF_ERROR(live::ShareSocket(o.socket, o.socket_group));
+    servers.push_back(overlay.get());
+    uri = "nbd+unix:///?socket=" + o.socket;
+  }
+  const bool writable = o.cow || !o.overlay.empty();
+  const nlohmann::json info = {{"uri", uri},           {"point", id},
+                               {"disk", o.disk},       {"size", capacity},
+                               {"writable", writable}, {"pid", int(::getpid())}};
+  if (!o.info_file.empty())
+    VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(o.info_file, info.dump() + "\n"));
+  if (Flags().json) {
+    std::printf("%s\n", info.dump().c_str());
+  } else if (Flags().verbosity > 0) {
+    const std::string mode = o.cow                ? "writes kept until it stops"
+                             : !o.overlay.empty() ? "writes go to " + o.overlay
+                                                  : "read-only";
+    std::printf("serving point %s disk %d (%s, %s) at %s\n", id.c_str(), o.disk,
+                HumanBytes(capacity).c_str(), mode.c_str(), uri.c_str());
+    if (o.run.empty()) std::printf("stop with Ctrl-C\n");
+  }
+  std::fflush(stdout);
+  Status s;
+  if (!o.run.empty()) {
+    VMBACKUP_ASSIGN_OR_RETURN(int rc, RunWithUri(o.run, uri));
+    if (rc != 0) s = IOError(StrFormat("--run command exited with status %d", rc));
+  } else {
+    s = WaitForSignal(servers);
+  }
+  if (overlay) overlay->Stop();
+  exporter->Stop();
+  return s;
+}
+
+}  // namespace
+
+void AddServeCommands(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<ServeOpts>();
+  CLI::App* c = app.add_subcommand(
+      "serve", "serve a restore point's disk over NBD, read-only (or with writes kept aside)");
+  AddRepoOptions(c, o->repo);
+  c->add_option("POINT", o->repo.point, "the restore point (id, unique prefix, or latest)")
+      ->required();
+  c->add_option("--vm", o->repo.vm, "with POINT latest: that VM's newest point");
+  c->add_option("--disk", o->disk, "the disk's device key (default 2000)");
+  c->add_option("--socket", o->socket, "serve on this unix socket");
+  c->add_option("--listen", o->listen,
+                "serve on HOST:PORT over TCP (another machine: with --tls only)");
+  c->add_option("--tls", o->tls,
+                "folder with ca-cert.pem, server-cert.pem, server-key.pem: "
+                "require TLS (nbdkit --tls-certificates)");
+  c->add_flag("--cow", o->cow,
+              "writable for a throwaway session: writes stay in memory and die with the server");
+  c->add_option("--writable-overlay", o->overlay,
+                "writable: writes go to this qcow2 file (created, or reused when it was made for "
+                "the same point and disk); the repository never changes");
+  c->add_option("--socket-group", o->socket_group,
+                "make the socket read-write for this group (libvirt-qemu for a VM under libvirt)");
+  c->add_option("--cache-size", o->cache_mib, "MiB of decoded chunks kept in memory (default 64)");
+  c->add_option("--run", o->run,
+                "run this shell command with $uri set, then stop serving (its exit status counts)");
+  c->add_option("--info-file", o->info_file,
+                "write uri, point, disk and size here as JSON once "
+                "serving");
+  Bind(c, exit_code, [o]() -> Status { return Serve(*o); });
+}
+
+}  // namespace vmbackup::cli

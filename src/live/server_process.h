@@ -1,0 +1,88 @@
+// The helper servers behind live disks: nbdkit with our plugin (a point's disk over NBD) and
+// qemu-storage-daemon (a qcow2 overlay that takes the writes). No shell: arguments go to the
+// program as they are. Secrets go through the environment of the child only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "repo/keys.h"
+
+namespace vmbackup::live {
+
+struct SpawnOptions {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // NAME=VALUE added to this process's environment
+  std::string pidfile;           // the server writes it once it serves: Start waits for it
+  std::string log_file;          // its stdout and stderr go here (appended); "": inherited
+  bool detach = false;           // its own session: survives this process and its terminal
+  int start_seconds = 30;
+};
+
+// A started server. Destroying it stops it (SIGTERM, then SIGKILL after 10 s) unless
+// Release() was called; Stop() also removes `cleanup` files.
+class ServerProcess {
+ public:
+  static Result<std::unique_ptr<ServerProcess>> Start(const SpawnOptions& options);
+  ~ServerProcess();
+  pid_t pid() const { return pid_; }
+  // Files removed after the server stopped (its socket, pid file).
+  void AddCleanup(std::string path) { cleanup_.push_back(std::move(path)); }
+  // Stops the server and waits for it. True when it was still running.
+  bool Stop();
+  // Leaves the server running (detached ones outlive us); returns its pid.
+  pid_t Release();
+  // Whether the server still runs (reaps it when it ended).
+  bool Running();
+
+ private:
+  explicit ServerProcess(pid_t pid) : pid_(pid) {}
+  pid_t pid_;
+  bool reaped_ = false;
+  std::vector<std::string> cleanup_;
+};
+
+// Stops a server started earlier by another vmbackup process (pid and its start time, as
+// ProcessStart gives): SIGTERM, then SIGKILL after `grace_seconds`. True when it had to.
+bool StopDetached(pid_t pid, uint64_t start, int grace_seconds = 10);
+
+struct ExportOptions {
+  std::string plugin;  // nbdkit-vmbackup-plugin.so
+  std::string repo_dir, point_id;
+  int disk_key = 2000;
+  repo::KeySource key;  // a passphrase reaches nbdkit through its environment only
+  std::string socket;   // a unix socket, or
+  std::string listen_host;
+  int listen_port = 0;  // TCP (with tls_dir, or on a loopback address)
+  std::string tls_dir;  // ca-cert.pem, server-cert.pem, server-key.pem: TLS required
+  bool cow = false;     // writable; writes live in nbdkit's memory/temp file and die with it
+  uint64_t cache_mib = 64;
+  std::string pidfile, log_file;
+  bool detach = false;       // else nbdkit exits with this process (--exit-with-parent)
+  std::string socket_group;  // the socket's group (rw for it): libvirt's QEMU user connects
+};
+Result<std::unique_ptr<ServerProcess>> StartExport(const ExportOptions& options);
+
+struct OverlayOptions {
+  std::string backing_socket;  // the read-only export
+  std::string overlay;         // qcow2; created when missing, refused when made for another disk
+  std::string backing_label;   // written into a new overlay and checked on reuse
+  uint64_t size = 0;
+  std::string socket;  // the writable export
+  std::string pidfile, log_file;
+};
+// qemu-storage-daemon: `overlay` over the export at `backing_socket` (reconnecting for 30 s
+// when it restarts), served writable over NBD at `socket`, export name "".
+Result<std::unique_ptr<ServerProcess>> StartOverlay(const OverlayOptions& options);
+
+// Makes a unix socket read-write for `group` (libvirt's QEMU user connects to it).
+Status ShareSocket(const std::string& path, const std::string& group);
+
+// "nbd+unix:///?socket=PATH" or "nbd[s]://HOST:PORT/".
+std::string ExportUri(const ExportOptions& options);
+
+}  // namespace vmbackup::live
