@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/backup_commands.h"
+#include "cli/files_commands.h"
 #include "cli/help_commands.h"
 #include "cli/key_commands.h"
 #include "cli/output.h"
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   vmbackup::cli::AddBackupCommands(app, &exit_code);
   vmbackup::cli::AddReportCommands(app, &exit_code);
   vmbackup::cli::AddServeCommands(app, &exit_code);
+  vmbackup::cli::AddFilesCommands(app, &exit_code);
   vmbackup::cli::AddVsphereCommands(app, &exit_code);
   vmbackup::cli::AddKeyCommands(app, &exit_code);
   vmbackup::cli::AddHelpCommands(app, &exit_code, "vmbackup");

@@ -120,20 +120,28 @@ Result<repo::KeySource> KeysOrPrompt(const RepoOpts& o, bool new_key) {
   return k;
 }
 
-Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o) {
-  std::string dir = RepoDir(o);
+Result<OpenedRepo> OpenRepoWithKey(const RepoOpts& o) {
+  const std::string dir = RepoDir(o);
   if (dir.empty())
     return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
+  OpenedRepo out;
+  VMBACKUP_ASSIGN_OR_RETURN(out.key, Keys(o));
   VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Open(dir));
-  VMBACKUP_ASSIGN_OR_RETURN(repo::KeySource keys, Keys(o));
-  auto r = repo::Repository::Open(std::move(backend), keys);
+  auto r = repo::Repository::Open(std::move(backend), out.key);
   // An encrypted repository opened with no key from a terminal: ask for the passphrase.
-  if (!r && r.error().code() == ErrorCode::kUnauthenticated && keys.empty() && ::isatty(0)) {
-    VMBACKUP_ASSIGN_OR_RETURN(keys, KeysOrPrompt(o, false));
+  if (!r && r.error().code() == ErrorCode::kUnauthenticated && out.key.empty() && ::isatty(0)) {
+    VMBACKUP_ASSIGN_OR_RETURN(out.key, KeysOrPrompt(o, false));
     VMBACKUP_ASSIGN_OR_RETURN(backend, storage::LocalBackend::Open(dir));
-    return repo::Repository::Open(std::move(backend), keys);
+    r = repo::Repository::Open(std::move(backend), out.key);
   }
-  return r;
+  if (!r) return r.error();
+  out.repo = std::move(*r);
+  return out;
+}
+
+Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o) {
+  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenRepoWithKey(o));
+  return std::move(r.repo);
 }
 
 std::string CacheDir() {
@@ -209,14 +217,18 @@ Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::stri
   if (o.no_lock) {
     if (exclusive)
       return InvalidArgumentError(purpose + " needs the exclusive lock: drop --no-lock");
-    VMBACKUP_ASSIGN_OR_RETURN(x.repo, OpenRepo(o));
+    VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenRepoWithKey(o));
+    x.repo = std::move(r.repo);
+    x.key = std::move(r.key);
     return x;
   }
   VMBACKUP_ASSIGN_OR_RETURN(x.lock_backend, storage::LocalBackend::Open(dir));
   VMBACKUP_ASSIGN_OR_RETURN(
       x.lock, repo::RepoLock::Acquire(*x.lock_backend, {exclusive, purpose, o.lock_wait}));
   for (const auto& b : x.lock->broken()) Note("removed a stale %s", repo::DescribeLock(b).c_str());
-  VMBACKUP_ASSIGN_OR_RETURN(x.repo, OpenRepo(o));
+  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenRepoWithKey(o));
+  x.repo = std::move(r.repo);
+  x.key = std::move(r.key);
   return x;
 }
 

@@ -39,6 +39,13 @@ Result<repo::KeySource> Keys(const RepoOpts& o);
 Result<repo::KeySource> KeysOrPrompt(const RepoOpts& o, bool new_key);
 // Reads a secret from the terminal (/dev/tty) without echo.
 Result<std::string> Prompt(const std::string& question);
+// The repository opened with the key it took (asked for on a terminal when none was given and
+// it is encrypted): helpers it starts (an export's nbdkit) need the same key.
+struct OpenedRepo {
+  std::unique_ptr<repo::Repository> repo;
+  repo::KeySource key;
+};
+Result<OpenedRepo> OpenRepoWithKey(const RepoOpts& o);
 Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o);
 // The per-user cache folder: VMBACKUP_CACHE_DIR, else $XDG_CACHE_HOME/vmbackup, else
 // ~/.cache/vmbackup.
@@ -57,6 +64,7 @@ struct LockedRepo {
   std::unique_ptr<storage::Backend> lock_backend;
   std::unique_ptr<repo::RepoLock> lock;
   std::unique_ptr<repo::Repository> repo;
+  repo::KeySource key;  // the key that opened it
 };
 // Stale locks removed on the way are reported on stderr. With --no-lock a shared lock is not
 // taken (an exclusive one cannot be skipped).

@@ -1,6 +1,5 @@
 #include "cli/serve_commands.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -28,30 +27,6 @@ struct ServeOpts {
   bool cow = false;
   uint64_t cache_mib = 64;
 };
-
-// The repository opened with the key it took (asked for on a terminal when none was given and
-// it is encrypted): the export's nbdkit needs the same key.
-struct OpenedRepo {
-  std::unique_ptr<repo::Repository> repo;
-  repo::KeySource key;
-};
-Result<OpenedRepo> OpenWithKey(const RepoOpts& o) {
-  const std::string dir = RepoDir(o);
-  if (dir.empty())
-    return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
-  OpenedRepo out;
-  VMBACKUP_ASSIGN_OR_RETURN(out.key, Keys(o));
-  VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Open(dir));
-  auto r = repo::Repository::Open(std::move(backend), out.key);
-  if (!r && r.error().code() == ErrorCode::kUnauthenticated && out.key.empty() && ::isatty(0)) {
-    VMBACKUP_ASSIGN_OR_RETURN(out.key, KeysOrPrompt(o, false));
-    VMBACKUP_ASSIGN_OR_RETURN(backend, storage::LocalBackend::Open(dir));
-    r = repo::Repository::Open(std::move(backend), out.key);
-  }
-  if (!r) return r.error();
-  out.repo = std::move(*r);
-  return out;
-}
 
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
@@ -89,23 +64,6 @@ Status WaitForSignal(std::vector<live::ServerProcess*> servers) {
   }
 }
 
-// The private folders of serves that were killed (their owner tag names a dead process): the
-// pid files and sockets in them are removed with them.
-void RemoveDeadRunDirs() {
-  constexpr std::string_view kPrefix = "vmbackup-serve-";
-  DIR* d = ::opendir("/tmp");
-  if (!d) return;
-  while (dirent* e = ::readdir(d)) {
-    const std::string_view name = e->d_name;
-    if (name.substr(0, kPrefix.size()) != kPrefix) continue;
-    if (FileTagOwnerAlive(name.substr(kPrefix.size()))) continue;
-    const std::string dir = "/tmp/" + std::string(name);
-    for (const char* f : {"nbdkit.pid", "qsd.pid", "point.sock"}) ::unlink((dir + "/" + f).c_str());
-    ::rmdir(dir.c_str());
-  }
-  ::closedir(d);
-}
-
 Status Serve(ServeOpts& o) {
   if (o.socket.empty() == o.listen.empty())
     return InvalidArgumentError("give one of --socket PATH and --listen HOST:PORT");
@@ -125,7 +83,7 @@ Status Serve(ServeOpts& o) {
     eo.listen_host = hp.first;
     eo.listen_port = hp.second;
   }
-  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenWithKey(o.repo));
+  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenRepoWithKey(o.repo));
   VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, o.repo.point, o.repo.vm));
   VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
   const repo::PointDisk* disk = nullptr;
@@ -141,14 +99,7 @@ Status Serve(ServeOpts& o) {
   const uint64_t capacity = disk->capacity;
   r.repo.reset();  // the export opens its own, under its lock
 
-  RemoveDeadRunDirs();
-  std::string tmpl = "/tmp/vmbackup-serve-" + OwnerFileTag() + "-XXXXXX";
-  if (!::mkdtemp(tmpl.data())) return PosixError("create a folder for the export", errno);
-  const std::string run_dir = tmpl;
-  struct RemoveDir {
-    std::string dir;
-    ~RemoveDir() { ::rmdir(dir.c_str()); }
-  } remove_dir{run_dir};
+  VMBACKUP_ASSIGN_OR_RETURN(live::RunDir run_dir, live::RunDir::Make("serve"));
 
   eo.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
   eo.repo_dir = RepoDir(o.repo);
@@ -158,8 +109,8 @@ Status Serve(ServeOpts& o) {
   eo.tls_dir = o.tls;
   eo.cow = o.cow;
   eo.cache_mib = o.cache_mib;
-  eo.pidfile = run_dir + "/nbdkit.pid";
-  eo.socket = o.overlay.empty() ? o.socket : (o.socket.empty() ? "" : run_dir + "/point.sock");
+  eo.pidfile = run_dir / "nbdkit.pid";
+  eo.socket = o.overlay.empty() ? o.socket : (o.socket.empty() ? "" : run_dir / "point.sock");
   if (o.overlay.empty()) eo.socket_group = o.socket_group;
   VMBACKUP_ASSIGN_OR_RETURN(auto exporter, live::StartExport(eo));
   std::vector<live::ServerProcess*> servers = {exporter.get()};
@@ -172,7 +123,7 @@ Status Serve(ServeOpts& o) {
     ov.backing_label = StrFormat("vmbackup:%s:%d", id.c_str(), o.disk);
     ov.size = capacity;
     ov.socket = o.socket;
-    ov.pidfile = run_dir + "/qsd.pid";
+    ov.pidfile = run_dir / "qsd.pid";
     VMBACKUP_ASSIGN_OR_RETURN(overlay, live::StartOverlay(ov));
     if (!o.socket_group.empty())
       VMBACKUP_RETURN_IF_ERROR(live::ShareSocket(o.socket, o.socket_group));

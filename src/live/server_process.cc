@@ -1,5 +1,6 @@
 #include "live/server_process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -166,6 +168,27 @@ bool StopDetached(pid_t pid, uint64_t start, int grace_seconds) {
   if (!WaitGone(pid, false, grace_seconds)) ::kill(pid, SIGKILL);
   WaitGone(pid, false, 5);
   return true;
+}
+
+Result<RunDir> RunDir::Make(const std::string& kind) {
+  const std::string prefix = "vmbackup-" + kind + "-";
+  if (DIR* d = ::opendir("/tmp")) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string_view name = e->d_name;
+      if (name.substr(0, prefix.size()) != prefix) continue;
+      if (FileTagOwnerAlive(name.substr(prefix.size()))) continue;
+      std::error_code ec;  // best effort: a folder that stays is only clutter
+      std::filesystem::remove_all("/tmp/" + std::string(name), ec);
+    }
+    ::closedir(d);
+  }
+  std::string tmpl = "/tmp/" + prefix + OwnerFileTag() + "-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return PosixError("create a folder for " + kind, errno);
+  return RunDir(tmpl);
+}
+
+RunDir::~RunDir() {
+  if (!path_.empty()) ::rmdir(path_.c_str());
 }
 
 Status ShareSocket(const std::string& path, const std::string& group) {

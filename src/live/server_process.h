@@ -79,6 +79,23 @@ struct OverlayOptions {
 // when it restarts), served writable over NBD at `socket`, export name "".
 Result<std::unique_ptr<ServerProcess>> StartOverlay(const OverlayOptions& options);
 
+// A private folder (0700) for the sockets and pid files of one command's servers:
+// /tmp/vmbackup-<kind>-<owner tag>-XXXXXX. Folders of the same kind whose owner is dead (a
+// killed command) are removed first, with what they hold. Destroying it removes the folder
+// (empty by then: the servers' cleanups removed their files).
+class RunDir {
+ public:
+  static Result<RunDir> Make(const std::string& kind);
+  RunDir(RunDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  ~RunDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  explicit RunDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
 // Makes a unix socket read-write for `group` (libvirt's QEMU user connects to it).
 Status ShareSocket(const std::string& path, const std::string& group);
 
