@@ -13,6 +13,7 @@
 #include "cli/output.h"
 #include "cli/repo_access.h"
 #include "io/posix_file.h"
+#include "live/point_mount.h"
 #include "live/server_process.h"
 #include "repo/point.h"
 #include "storage/local_backend.h"
@@ -159,6 +160,62 @@ Status Serve(ServeOpts& o) {
   return s;
 }
 
+struct MountOpts {
+  RepoOpts repo;
+  int disk = 2000;
+  std::string dir;
+  uint64_t cache_mib = 64;
+};
+
+Status Mount(const MountOpts& o) {
+  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenRepoWithKey(o.repo));
+  VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, o.repo.point, o.repo.vm));
+  VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
+  bool has_disk = false;
+  for (const auto& d : point.disks) has_disk = has_disk || d.key == o.disk;
+  if (!has_disk) return NotFoundError(StrFormat("point %s has no disk %d", id.c_str(), o.disk));
+  r.repo.reset();
+  live::ExportOptions eo;
+  eo.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
+  eo.repo_dir = RepoDir(o.repo);
+  eo.point_id = id;
+  eo.disk_key = o.disk;
+  eo.key = r.key;
+  eo.cache_mib = o.cache_mib;
+  VMBACKUP_ASSIGN_OR_RETURN(live::MountReport mounted, live::MountPoint(eo, o.dir));
+  const live::MountReport* report = &mounted;
+  if (Flags().json) {
+    nlohmann::json j = {{"point", id},
+                        {"disk", o.disk},
+                        {"disk_file", report->disk_file},
+                        {"loop", report->loop},
+                        {"partitions", nlohmann::json::array()}};
+    for (const auto& p : report->partitions) {
+      j["partitions"].push_back({{"partition", p.number},
+                                 {"device", p.device},
+                                 {"filesystem", p.fs_type},
+                                 {"dir", p.dir},
+                                 {"not_mounted", p.why_not}});
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return Status::Ok();
+  }
+  std::printf("point %s disk %d: the whole disk is %s (read-only)\n", id.c_str(), o.disk,
+              report->disk_file.c_str());
+  if (report->loop.empty()) std::printf("(not root: no loop device, no mounts)\n");
+  for (const auto& p : report->partitions) {
+    if (!p.dir.empty()) {
+      std::printf("  partition %d (%s) mounted read-only on %s\n", p.number, p.fs_type.c_str(),
+                  p.dir.c_str());
+    } else {
+      std::printf("  partition %d (%s) not mounted: %s\n", p.number,
+                  p.fs_type.empty() ? "?" : p.fs_type.c_str(), p.why_not.c_str());
+    }
+  }
+  std::printf("undo with: vmbackup umount %s\n", o.dir.c_str());
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddServeCommands(CLI::App& app, int* exit_code) {
@@ -190,6 +247,28 @@ void AddServeCommands(CLI::App& app, int* exit_code) {
                 "write uri, point, disk and size here as JSON once "
                 "serving");
   Bind(c, exit_code, [o]() -> Status { return Serve(*o); });
+
+  auto m = std::make_shared<MountOpts>();
+  c = app.add_subcommand("mount",
+                         "mount a restore point's disk read-only: DIR/disk.raw and its file "
+                         "systems under DIR/partN (loop devices and mounts need root)");
+  AddRepoOptions(c, m->repo);
+  c->add_option("POINT", m->repo.point, "the restore point (id, unique prefix, or latest)")
+      ->required();
+  c->add_option("DIR", m->dir, "an empty folder")->required();
+  c->add_option("--vm", m->repo.vm, "with POINT latest: that VM's newest point");
+  c->add_option("--disk", m->disk, "the disk's device key (default 2000)");
+  c->add_option("--cache-size", m->cache_mib, "MiB of decoded chunks kept in memory (default 64)");
+  Bind(c, exit_code, [m]() -> Status { return Mount(*m); });
+
+  auto dir = std::make_shared<std::string>();
+  c = app.add_subcommand("umount", "undo vmbackup mount: unmount, detach, stop the servers");
+  c->add_option("DIR", *dir, "the folder given to vmbackup mount")->required();
+  Bind(c, exit_code, [dir]() -> Status {
+    VMBACKUP_RETURN_IF_ERROR(live::UnmountPoint(*dir));
+    if (Flags().verbosity > 0 && !Flags().json) std::printf("unmounted %s\n", dir->c_str());
+    return Status::Ok();
+  });
 }
 
 }  // namespace vmbackup::cli

@@ -106,11 +106,25 @@ Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const SpawnOptions& 
   std::unique_ptr<ServerProcess> p(new ServerProcess(pid));
   if (!o.pidfile.empty()) p->AddCleanup(o.pidfile);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.start_seconds);
+  bool forked_off = false;  // a daemonizing program's first process is done
   while (!o.pidfile.empty()) {
     auto text = io::ReadSmallFile(o.pidfile, 64);
-    if (text && !text->empty() && text->back() == '\n') break;
+    if (text && !text->empty() && text->back() == '\n') {
+      if (o.daemonizes) {
+        auto daemon = ParseUint(Trim(*text));
+        if (!daemon || *daemon == 0) return UnavailableError(o.argv[0] + " wrote a bad pid file");
+        if (!forked_off) ::waitpid(pid, nullptr, 0);  // its first process exits now
+        p->pid_ = pid_t(*daemon);
+        p->child_ = false;
+      }
+      break;
+    }
     int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
+    if (!forked_off && ::waitpid(pid, &status, WNOHANG) == pid) {
+      if (o.daemonizes && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        forked_off = true;  // the daemon writes the pid file in a moment
+        continue;
+      }
       p->reaped_ = true;
       const std::string why = LastLogLine(o.log_file);
       if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && why.empty())
@@ -134,13 +148,16 @@ ServerProcess::~ServerProcess() {
 
 bool ServerProcess::Running() {
   if (pid_ <= 0 || reaped_) return false;
+  if (!child_) return ProcessAlive(pid_, 0);
   if (::waitpid(pid_, nullptr, WNOHANG) == pid_) reaped_ = true;
   return !reaped_;
 }
 
 bool ServerProcess::Stop() {
   bool was_running = false;
-  if (pid_ > 0 && !reaped_) {
+  if (pid_ > 0 && !child_) {
+    was_running = StopDetached(pid_, 0);
+  } else if (pid_ > 0 && !reaped_) {
     was_running = ::kill(pid_, SIGTERM) == 0;
     if (!WaitGone(pid_, true, 10)) {
       ::kill(pid_, SIGKILL);
@@ -207,15 +224,22 @@ std::string ExportUri(const ExportOptions& o) {
   return StrFormat("%s://%s:%d/", o.tls_dir.empty() ? "nbd" : "nbds", host.c_str(), o.listen_port);
 }
 
-Result<std::unique_ptr<ServerProcess>> StartExport(const ExportOptions& o) {
+Result<std::unique_ptr<ServerProcess>> StartExport(const ExportOptions& given) {
+  // A daemon works from "/": every path it is given must be absolute.
+  ExportOptions o = given;
+  for (std::string* path : {&o.repo_dir, &o.key.key_file, &o.socket, &o.pidfile, &o.tls_dir}) {
+    if (!path->empty()) *path = std::filesystem::absolute(*path).lexically_normal().string();
+  }
   if (o.plugin.empty())
     return UnavailableError("the nbdkit plugin nbdkit-vmbackup-plugin.so was not found");
   if (o.socket.empty() == o.listen_host.empty())
     return InvalidArgumentError("an export needs a unix socket or a TCP address (one of them)");
   if (o.pidfile.empty()) return InvalidArgumentError("an export needs a pid file");
   SpawnOptions so;
-  so.argv = {"nbdkit", "--foreground", "-P", o.pidfile};
-  if (!o.detach) so.argv.push_back("--exit-with-parent");
+  // In the foreground nbdkit always exits with its parent; a detached export daemonizes.
+  so.argv = {"nbdkit", "-P", o.pidfile};
+  if (!o.detach) so.argv.insert(so.argv.end(), {"--foreground", "--exit-with-parent"});
+  so.daemonizes = o.detach;
   if (!o.socket.empty()) {
     // nbdkit does not remove its socket when it stops; one left by a server that is gone
     // would make this one fail with "Address already in use".

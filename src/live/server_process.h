@@ -20,6 +20,9 @@ struct SpawnOptions {
   std::string pidfile;           // the server writes it once it serves: Start waits for it
   std::string log_file;          // its stdout and stderr go here (appended); "": inherited
   bool detach = false;           // its own session: survives this process and its terminal
+  // The program forks into the background itself (nbdkit without --foreground: in the
+  // foreground it asks for SIGTERM when its parent dies); the pid file names the server.
+  bool daemonizes = false;
   int start_seconds = 30;
 };
 
@@ -42,6 +45,7 @@ class ServerProcess {
  private:
   explicit ServerProcess(pid_t pid) : pid_(pid) {}
   pid_t pid_;
+  bool child_ = true;  // false: a daemon that is not our child (found by its pid file)
   bool reaped_ = false;
   std::vector<std::string> cleanup_;
 };

@@ -9,6 +9,8 @@ V=$VMBACKUP
 H=${VMHOST:-$(dirname "$VMBACKUP")/vmhost}
 export VMHOST_DATASTORE=$SCRATCH/ds VMBACKUP_REPO=$SCRATCH/repo
 SRC=vmhost://$SCRATCH/ds
+# Serves started in the background stop with the test, also when it fails.
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$SCRATCH"' EXIT
 
 "$H" init >/dev/null
 "$H" vm create web --disk 48M --disk 8M --cbt >/dev/null
