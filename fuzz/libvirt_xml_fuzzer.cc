@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!d) return 0;
   std::vector<NewDisk> disks;
   for (size_t i = 0; i < BackupDisks(*d).size(); ++i)
-    disks.push_back({"/restore/new-" + std::to_string(i) + ".qcow2", "qcow2"});
+    disks.push_back({"/restore/new-" + std::to_string(i) + ".qcow2", "qcow2", ""});
   auto x = NewDomainXml(text, "new-domain", disks);
   if (!x) return 0;
   auto back = ParseDomainXml(*x);

@@ -34,9 +34,19 @@ uint64_t ProcessStart(int64_t pid) {
   return 0;
 }
 
+// Field 3 of /proc/PID/stat: 'Z' for a zombie (dead, not yet reaped: where PID 1 does not
+// reap orphans, a killed daemon stays one), 0 when unknown.
+char ProcessState(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() ? text[paren + 2] : 0;
+}
+
 bool ProcessAlive(int64_t pid, uint64_t start) {
   if (pid <= 0) return false;
   if (::kill(pid_t(pid), 0) != 0 && errno == ESRCH) return false;
+  if (ProcessState(pid) == 'Z') return false;
   uint64_t now_start = ProcessStart(pid);
   return now_start == 0 || start == 0 || now_start == start;
 }

@@ -12,7 +12,8 @@ std::string HostName();
 // Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot. 0 when
 // the process does not exist (or /proc is not there).
 uint64_t ProcessStart(int64_t pid);
-// False when no process `pid` exists, or the one that does started at another time than
+// False when no process `pid` exists, or it is a zombie (dead, not yet reaped), or the one that
+// exists started at another time than
 // `start` (a reused pid is another process). `start` 0 means "unknown": any process counts.
 bool ProcessAlive(int64_t pid, uint64_t start);
 

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "base/strings.h"
+#include "cli/instant_commands.h"
 #include "cli/output.h"
 #include "cli/partial_file.h"
 #include "cli/repo_access.h"
@@ -33,6 +34,7 @@ struct BackupOpts {
   std::string format = "raw", vmdk_type = "sparse";
   bool quiesce = false, allow_crash = false, full = false, no_fallback = false;
   bool to_vm = false, in_place = false, verify = false, progress = true, ignore_damage = false;
+  bool instant = false;
   int disk = 2000, parallel_disks = 2, reads_in_flight = 4;
   double audit_cbt = 0;
   std::string notes;
@@ -308,6 +310,9 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
                 "with --format vmdk: sparse (default), flat, vmfs or stream");
   c->add_flag("--to-vm", o->to_vm, "create a new VM (--name) on --source with the point's disks");
   c->add_option("--name", o->name, "the new VM's name for --to-vm");
+  c->add_flag("--instant", o->instant,
+              "with --to-vm: start the VM now, its disks read from the point (libvirt only; "
+              "see vmbackup instant)");
   c->add_flag("--in-place", o->in_place,
               "write back into the VM the point came from (powered off), only what changed");
   c->add_option("--vm", o->vm,
@@ -323,6 +328,9 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     if (targets != 1)
       return InvalidArgumentError("give exactly one of --to-file, --to-vm, --in-place");
     if (o->to_vm && o->name.empty()) return InvalidArgumentError("--to-vm needs --name NEW_VM");
+    if (o->instant && !o->to_vm) return InvalidArgumentError("--instant goes with --to-vm");
+    if (o->instant)
+      return InstantRestore(o->repo, o->vm, o->name, o->source.source, o->source.disk_dir);
     engine::RestoreOptions ro;
     ro.verify = o->verify;
     ro.ignore_damage = o->ignore_damage;

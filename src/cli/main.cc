@@ -4,6 +4,7 @@
 #include "cli/backup_commands.h"
 #include "cli/files_commands.h"
 #include "cli/help_commands.h"
+#include "cli/instant_commands.h"
 #include "cli/key_commands.h"
 #include "cli/output.h"
 #include "cli/repo_commands.h"
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   vmbackup::cli::AddReportCommands(app, &exit_code);
   vmbackup::cli::AddServeCommands(app, &exit_code);
   vmbackup::cli::AddFilesCommands(app, &exit_code);
+  vmbackup::cli::AddInstantCommands(app, &exit_code);
   vmbackup::cli::AddVsphereCommands(app, &exit_code);
   vmbackup::cli::AddKeyCommands(app, &exit_code);
   vmbackup::cli::AddHelpCommands(app, &exit_code, "vmbackup");

@@ -41,7 +41,7 @@ bool WaitGone(pid_t pid, bool child, int seconds) {
   for (;;) {
     if (child) {
       if (::waitpid(pid, nullptr, WNOHANG) == pid) return true;
-    } else if (::kill(pid, 0) != 0 && errno == ESRCH) {
+    } else if (!ProcessAlive(pid, 0)) {  // gone, or a zombie nobody reaps
       return true;
     }
     if (std::chrono::steady_clock::now() > deadline) return false;

@@ -12,16 +12,6 @@
 namespace vmbackup::hv::libvirt {
 namespace {
 
-// A domain name that can also name files: letters, digits, '-', '_', '.', not starting with '.'.
-bool SafeName(std::string_view name) {
-  if (name.empty() || name.size() > 200 || name[0] == '.') return false;
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
-      return false;
-  }
-  return true;
-}
-
 // libvirt's own default pool: where virt-install and virt-manager put disks. Never a folder a
 // saved definition names (it comes from a repository, which must not choose where we write).
 std::string DefaultImagesDir() {
@@ -35,7 +25,7 @@ std::string DefaultImagesDir() {
 Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string& config,
                                        const std::vector<uint64_t>& capacities,
                                        const std::string& power_on_block) {
-  if (!SafeName(name)) {
+  if (!SafeDomainName(name)) {
     return InvalidArgumentError("domain name '" + std::string(name) +
                                 "': use letters, digits, '-', '_' and '.' (it names its files)");
   }

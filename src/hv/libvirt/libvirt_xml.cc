@@ -1,6 +1,7 @@
 #include "hv/libvirt/libvirt_xml.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "base/strings.h"
 #include "xml/xml.h"
@@ -52,6 +53,15 @@ std::vector<DomainDisk> BackupDisks(const DomainDesc& d) {
   return out;
 }
 
+bool SafeDomainName(std::string_view name) {
+  if (name.empty() || name.size() > 200 || name[0] == '.') return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return false;
+  }
+  return true;
+}
+
 Result<std::string> NewDomainXml(std::string_view config, std::string_view name,
                                  const std::vector<NewDisk>& disks) {
   VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc, xml::Document::Parse(config, "saved domain XML"));
@@ -86,6 +96,18 @@ Result<std::string> NewDomainXml(std::string_view config, std::string_view name,
       driver.SetAttr("name", "qemu");
     }
     driver.SetAttr("type", nd.format);
+    if (!nd.nbd_backing.empty()) {
+      xml::Node b = disk.AddChild("backingStore");
+      b.SetAttr("type", "network");
+      b.AddChild("format").SetAttr("type", "raw");
+      xml::Node bs = b.AddChild("source");
+      bs.SetAttr("protocol", "nbd");
+      xml::Node host = bs.AddChild("host");
+      host.SetAttr("transport", "unix");
+      host.SetAttr("socket", nd.nbd_backing);
+      driver.SetAttr("error_policy", "stop");
+      driver.SetAttr("rerror_policy", "stop");
+    }
   }
   if (next != disks.size() || BackupDisks(desc).size() != disks.size()) {
     return InvalidArgumentError(StrFormat("the saved domain has %zu disks to restore, %zu given",

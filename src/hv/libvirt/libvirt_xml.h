@@ -37,8 +37,17 @@ Result<DomainDesc> ParseDomainXml(std::string_view xml);
 std::vector<DomainDisk> BackupDisks(const DomainDesc& d);
 inline constexpr int kFirstDeviceKey = 2000;
 
+// A domain name that can also name files: letters, digits, '-', '_', '.', not starting with '.'.
+bool SafeDomainName(std::string_view name);
+
 struct NewDisk {
   std::string path, format;  // a file, "qcow2" or "raw"
+  // Instant recovery: `path` is a qcow2 overlay whose backing is the NBD export on this unix
+  // socket (raw, read-only). An I/O error pauses the domain instead of failing the guest's
+  // request (error_policy and rerror_policy "stop"): while the export restarts the guest
+  // waits, and resuming it retries the request (QEMU reconnects on demand). libvirt 9 has no
+  // reconnect delay for a backing store.
+  std::string nbd_backing;
 };
 // A saved definition made into a new domain: `name`, no uuid (libvirt picks one), no MAC
 // addresses (libvirt picks new ones, so the copy can run beside the original), the backup

@@ -1,5 +1,8 @@
 #include "hv/libvirt/libvirt_xml.h"
 
+#include "base/strings.h"
+#include "xml/xml.h"
+
 #include <gtest/gtest.h>
 
 #include "xml/xml.h"
@@ -64,10 +67,37 @@ TEST(LibvirtXmlTest, RefusesWhatIsNotADomain) {
             ErrorCode::kCorruption);
 }
 
+// Instant recovery: each disk a qcow2 overlay over the point's NBD export; errors pause.
+TEST(LibvirtXmlTest, InstantDomainDisksAreOverlaysOverTheExport) {
+  auto x = NewDomainXml(kDomain, "web-now",
+                        {{"/images/web-now-2000.qcow2", "qcow2", "/run/i/disk-2000.sock"},
+                         {"/images/web-now-2001.qcow2", "qcow2", "/run/i/disk-2001.sock"}});
+  ASSERT_TRUE(x.ok()) << x.error().ToString();
+  auto doc = xml::Document::Parse(*x, "test");
+  ASSERT_TRUE(doc.ok());
+  int i = 0;
+  for (xml::Node disk : doc->root().child("devices").children("disk")) {
+    if (disk.attr("device").value_or("disk") != "disk") continue;
+    if (disk.attr("type").value_or("") == "network") continue;  // not a backup disk: as it was
+    EXPECT_EQ(disk.child("driver").attr("type").value_or(""), "qcow2");
+    xml::Node b = disk.child("backingStore");
+    ASSERT_TRUE(b) << *x;
+    EXPECT_EQ(b.attr("type").value_or(""), "network");
+    EXPECT_EQ(b.child("format").attr("type").value_or(""), "raw");
+    EXPECT_EQ(b.child("source").attr("protocol").value_or(""), "nbd");
+    EXPECT_EQ(b.child("source").child("host").attr("socket").value_or(""),
+              StrFormat("/run/i/disk-%d.sock", 2000 + i));
+    EXPECT_EQ(disk.child("driver").attr("rerror_policy").value_or(""), "stop");
+    EXPECT_EQ(disk.child("driver").attr("error_policy").value_or(""), "stop");
+    ++i;
+  }
+  EXPECT_EQ(i, 2);
+}
+
 TEST(LibvirtXmlTest, NewDomainGetsItsNameFilesAndNoIdentityOfTheOriginal) {
   auto x = NewDomainXml(
       kDomain, "web-copy",
-      {{"/restore/web-copy-vda.qcow2", "qcow2"}, {"/restore/web-copy-vdb.img", "raw"}});
+      {{"/restore/web-copy-vda.qcow2", "qcow2", ""}, {"/restore/web-copy-vdb.img", "raw", ""}});
   ASSERT_TRUE(x.ok()) << x.error().ToString();
   auto d = ParseDomainXml(*x);
   ASSERT_TRUE(d.ok()) << *x;
@@ -83,7 +113,7 @@ TEST(LibvirtXmlTest, NewDomainGetsItsNameFilesAndNoIdentityOfTheOriginal) {
   EXPECT_EQ(d->disks[1].source, "/iso/debian.iso");  // the cdrom keeps its media
   EXPECT_EQ(x->find("52:54:00:12:34:56"), std::string::npos);
   EXPECT_EQ(x->find("powerOnBlock"), std::string::npos);
-  EXPECT_EQ(NewDomainXml(kDomain, "n", {{"/a", "qcow2"}}).error().code(),
+  EXPECT_EQ(NewDomainXml(kDomain, "n", {{"/a", "qcow2", ""}}).error().code(),
             ErrorCode::kInvalidArgument);
 }
 
