@@ -1,13 +1,12 @@
 // Process identity: alive, gone, reused, and dead but not reaped.
 #include "base/process.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace vmbackup {
 namespace {

@@ -60,17 +60,19 @@ Status InstantRestore(const RepoOpts& repo, const std::string& vm, const std::st
     std::printf("domain %s runs from point %s (%.2f s from the command to a running domain)\n",
                 rep.name.c_str(), id.c_str(), rep.seconds_to_running);
     for (const auto& ov : rep.overlays) std::printf("  writes go to %s\n", ov.c_str());
-    std::printf("move it to real storage: vmbackup instant migrate %s; throw it away: vmbackup "
-                "instant stop %s\n",
-                rep.name.c_str(), rep.name.c_str());
+    std::printf(
+        "move it to real storage: vmbackup instant migrate %s; throw it away: vmbackup "
+        "instant stop %s\n",
+        rep.name.c_str(), rep.name.c_str());
   }
   return Status::Ok();
 }
 
 void AddInstantCommands(CLI::App& app, int* exit_code) {
   CLI::App* inst = app.add_subcommand(
-      "instant", "VMs running straight from restore points (restore --instant): list, migrate, "
-                 "stop");
+      "instant",
+      "VMs running straight from restore points (restore --instant): list, migrate, "
+      "stop");
   inst->require_subcommand(1);
   struct Opts {
     std::string name, source, disk_dir;

@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <map>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -79,25 +79,46 @@ live::ExportOptions ExportFor(const Options& o, const nlohmann::json& state, int
   eo.disk_key = key;
   eo.key = o.key;
   eo.cache_mib = o.cache_mib;
-  eo.socket = StrFormat("%s/disk-%d.sock", dir.c_str(), key);
-  eo.pidfile = StrFormat("%s/disk-%d.pid", dir.c_str(), key);
-  eo.log_file = StrFormat("%s/disk-%d.log", dir.c_str(), key);
+  eo.socket = StrFormat("%s/point-%d.sock", dir.c_str(), key);
+  eo.pidfile = StrFormat("%s/point-%d.pid", dir.c_str(), key);
+  eo.log_file = StrFormat("%s/point-%d.log", dir.c_str(), key);
   eo.detach = true;
   return eo;
 }
 
+// QEMU connects to a proxy, never to the export itself: the proxy rides out a restart of the
+// export (reconnect-delay), which libvirt cannot ask of QEMU for a backing store.
+live::ProxyOptions ProxyFor(int key, const std::string& dir) {
+  live::ProxyOptions po;
+  po.backing_socket = StrFormat("%s/point-%d.sock", dir.c_str(), key);
+  po.socket = StrFormat("%s/disk-%d.sock", dir.c_str(), key);
+  po.pidfile = StrFormat("%s/disk-%d.pid", dir.c_str(), key);
+  po.log_file = StrFormat("%s/disk-%d.log", dir.c_str(), key);
+  po.detach = true;
+  return po;
+}
+
 Result<nlohmann::json> StartOneExport(const live::ExportOptions& eo) {
   VMBACKUP_ASSIGN_OR_RETURN(auto server, live::StartExport(eo));
-  if (::getgrnam(kQemuGroup))
-    VMBACKUP_RETURN_IF_ERROR(live::ShareSocket(eo.socket, kQemuGroup));
   const pid_t pid = server->Release();
   return nlohmann::json{{"pid", pid}, {"start", ProcessStart(pid)}};
 }
 
-bool ExportAlive(const nlohmann::json& disk) {
-  const auto& e = disk.value("export", nlohmann::json::object());
+Result<nlohmann::json> StartOneProxy(const live::ProxyOptions& po) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto server, live::StartProxy(po));
+  if (::getgrnam(kQemuGroup)) VMBACKUP_RETURN_IF_ERROR(live::ShareSocket(po.socket, kQemuGroup));
+  const pid_t pid = server->Release();
+  return nlohmann::json{{"pid", pid}, {"start", ProcessStart(pid)}};
+}
+
+bool Alive(const nlohmann::json& disk, const char* server) {
+  const auto& e = disk.value(server, nlohmann::json::object());
   const int64_t pid = e.value("pid", int64_t(0));
   return pid > 0 && ProcessAlive(pid, e.value("start", uint64_t(0)));
+}
+
+bool ExportAlive(const nlohmann::json& disk) {
+  return Alive(disk, "export") && Alive(disk, "proxy");
 }
 
 Result<lv::DomainPtr> DomainOf(virConnectPtr conn, const nlohmann::json& state) {
@@ -122,8 +143,10 @@ std::string StateName(virDomainPtr dom) {
 
 void StopExports(const nlohmann::json& state) {
   for (const auto& d : state.value("disks", nlohmann::json::array())) {
-    const auto& e = d.value("export", nlohmann::json::object());
-    live::StopDetached(pid_t(e.value("pid", 0)), e.value("start", uint64_t(0)));
+    for (const char* server : {"proxy", "export"}) {
+      const auto& e = d.value(server, nlohmann::json::object());
+      live::StopDetached(pid_t(e.value("pid", 0)), e.value("start", uint64_t(0)));
+    }
   }
 }
 
@@ -186,8 +209,10 @@ Result<StartReport> Start(const repo::Point& point, const std::string& name, con
   // The instance folder: QEMU's user passes through it to the sockets (0711), nobody lists it.
   VMBACKUP_RETURN_IF_ERROR(MakeDirs(StateRoot(o), 0755));
   VMBACKUP_RETURN_IF_ERROR(MakeDirs(dir, 0711));
-  nlohmann::json state = {{"name", name},         {"uri", o.uri},
-                          {"point", point.id},    {"repo", o.repo_dir},
+  nlohmann::json state = {{"name", name},
+                          {"uri", o.uri},
+                          {"point", point.id},
+                          {"repo", o.repo_dir},
                           {"disks", nlohmann::json::array()}};
   VMBACKUP_RETURN_IF_ERROR(SaveState(dir, state));
   StartReport report;
@@ -196,22 +221,25 @@ Result<StartReport> Start(const repo::Point& point, const std::string& name, con
     std::vector<lv::NewDisk> disks;
     for (const auto& pd : point.disks) {
       live::ExportOptions eo = ExportFor(o, state, pd.key, dir);
-      nlohmann::json d = {{"key", pd.key}, {"socket", eo.socket}};
+      const live::ProxyOptions po = ProxyFor(pd.key, dir);
+      nlohmann::json d = {{"key", pd.key}, {"socket", po.socket}};
       VMBACKUP_ASSIGN_OR_RETURN(d["export"], StartOneExport(eo));
       state["disks"].push_back(d);
       VMBACKUP_RETURN_IF_ERROR(SaveState(dir, state));
-      const std::string overlay = StrFormat("%s/%s-%d.instant.qcow2", OverlayDir(o).c_str(),
-                                            name.c_str(), pd.key);
+      VMBACKUP_ASSIGN_OR_RETURN(state["disks"].back()["proxy"], StartOneProxy(po));
+      VMBACKUP_RETURN_IF_ERROR(SaveState(dir, state));
+      const std::string overlay =
+          StrFormat("%s/%s-%d.instant.qcow2", OverlayDir(o).c_str(), name.c_str(), pd.key);
       if (io::PathExists(overlay)) return AlreadyExistsError(overlay + " exists");
-      VMBACKUP_RETURN_IF_ERROR(RunCommandOk({"qemu-img", "create", "-q", "-f", "qcow2", "-b",
-                                             "nbd+unix:///?socket=" + eo.socket, "-F", "raw",
-                                             overlay},
-                                            60)
-                                   .status());
+      VMBACKUP_RETURN_IF_ERROR(
+          RunCommandOk({"qemu-img", "create", "-q", "-f", "qcow2", "-b",
+                        "nbd+unix:///?socket=" + po.socket, "-F", "raw", overlay},
+                       60)
+              .status());
       state["disks"].back()["overlay"] = overlay;
       VMBACKUP_RETURN_IF_ERROR(SaveState(dir, state));
       report.overlays.push_back(overlay);
-      disks.push_back({overlay, "qcow2", eo.socket});
+      disks.push_back({overlay, "qcow2", po.socket});
     }
     VMBACKUP_ASSIGN_OR_RETURN(std::string xml, lv::NewDomainXml(point.config, name, disks));
     lv::DomainPtr dom(virDomainDefineXML(conn.get(), xml.c_str()));
@@ -255,7 +283,7 @@ Result<std::vector<Instance>> List(const Options& o) {
     }
     for (const auto& disk : state->value("disks", nlohmann::json::array())) {
       ++i.exports;
-      i.exports_running += ExportAlive(disk);
+      i.exports_running += ExportAlive(disk);  // the export and its proxy
       if (disk.contains("overlay")) i.overlays.push_back(disk.value("overlay", ""));
     }
     out.push_back(i);
@@ -268,11 +296,17 @@ Result<int> Reconnect(const std::string& name, const Options& o) {
   const std::string dir = InstanceDir(o, name);
   int started = 0;
   for (auto& disk : state["disks"]) {
-    if (ExportAlive(disk)) continue;
-    live::ExportOptions eo = ExportFor(o, state, disk.value("key", 0), dir);
-    VMBACKUP_ASSIGN_OR_RETURN(disk["export"], StartOneExport(eo));
-    VMBACKUP_RETURN_IF_ERROR(SaveState(dir, state));
-    ++started;
+    const int key = disk.value("key", 0);
+    if (!Alive(disk, "export")) {
+      VMBACKUP_ASSIGN_OR_RETURN(disk["export"], StartOneExport(ExportFor(o, state, key, dir)));
+      VMBACKUP_RETURN_IF_ERROR(SaveState(dir, state));
+      ++started;
+    }
+    if (!Alive(disk, "proxy")) {  // QEMU's connection broke: its next read fails once
+      VMBACKUP_ASSIGN_OR_RETURN(disk["proxy"], StartOneProxy(ProxyFor(key, dir)));
+      VMBACKUP_RETURN_IF_ERROR(SaveState(dir, state));
+      ++started;
+    }
   }
   // A guest that read during the outage was paused by its disk's error policy: resume it; the
   // request is retried, and QEMU reconnects to the export.
@@ -323,7 +357,8 @@ Status Migrate(const std::string& name, const Options& o, uint64_t bandwidth_mib
   VMBACKUP_ASSIGN_OR_RETURN(lv::ConnectPtr conn, lv::Connect(state.value("uri", o.uri)));
   VMBACKUP_ASSIGN_OR_RETURN(lv::DomainPtr dom, DomainOf(conn.get(), state));
   if (virDomainIsActive(dom.get()) != 1)
-    return FailedPreconditionError("domain " + name + " is not running: start it, or restore "
+    return FailedPreconditionError("domain " + name +
+                                   " is not running: start it, or restore "
                                    "the point with --to-vm instead");
   VMBACKUP_ASSIGN_OR_RETURN(lv::DomainDesc live,
                             lv::ParseDomainXml(lv::TakeString(virDomainGetXMLDesc(dom.get(), 0))));
@@ -334,9 +369,9 @@ Status Migrate(const std::string& name, const Options& o, uint64_t bandwidth_mib
     for (const auto& d : live.disks)
       if (d.source == overlay) target = d.target;
     if (target.empty()) return NotFoundError("domain " + name + " no longer uses " + overlay);
-    const std::string dest = StrFormat("%s/%s-%d.qcow2",
-                                       (dest_dir.empty() ? OverlayDir(o) : dest_dir).c_str(),
-                                       name.c_str(), disk.value("key", 0));
+    const std::string dest =
+        StrFormat("%s/%s-%d.qcow2", (dest_dir.empty() ? OverlayDir(o) : dest_dir).c_str(),
+                  name.c_str(), disk.value("key", 0));
     if (io::PathExists(dest)) return AlreadyExistsError(dest + " exists");
     for (const auto& d : state["disks"]) {
       if (!ExportAlive(d))

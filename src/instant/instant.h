@@ -22,7 +22,7 @@ namespace vmbackup::instant {
 
 struct Options {
   std::string uri = "qemu:///system";
-  std::string state_root;  // default /var/lib/vmbackup/instant (root) or ~/.local/state/...
+  std::string state_root;   // default /var/lib/vmbackup/instant (root) or ~/.local/state/...
   std::string overlay_dir;  // default: libvirt's pool (/var/lib/libvirt/images for root)
   std::string plugin;       // nbdkit-vmbackup-plugin.so
   std::string repo_dir;

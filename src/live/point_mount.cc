@@ -156,12 +156,7 @@ Result<MountReport> MountSteps(ExportOptions exp, const std::string& dir) {
   MountReport report;
   report.disk_file = dir + "/disk.raw";
   VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(report.disk_file, ""));  // the FUSE mount point
-  const nlohmann::json backing = {{"driver", "nbd"},
-                                  {"node-name", "point"},
-                                  {"server", {{"type", "unix"}, {"path", exp.socket}}},
-                                  {"export", ""},
-                                  {"read-only", true},
-                                  {"reconnect-delay", 30}};
+  const nlohmann::json backing = NbdBackingNode(exp.socket);
   const nlohmann::json fuse = {{"type", "fuse"},
                                {"id", "disk"},
                                {"node-name", "point"},

@@ -281,6 +281,12 @@ Result<std::unique_ptr<ServerProcess>> StartExport(const ExportOptions& given) {
   return p;
 }
 
+nlohmann::json NbdBackingNode(const std::string& socket) {
+  return {
+      {"driver", "nbd"}, {"node-name", "point"}, {"server", {{"type", "unix"}, {"path", socket}}},
+      {"export", ""},    {"read-only", true},    {"reconnect-delay", 30}};
+}
+
 Result<std::unique_ptr<ServerProcess>> StartOverlay(const OverlayOptions& o) {
   if (io::PathExists(o.overlay)) {
     VMBACKUP_ASSIGN_OR_RETURN(
@@ -303,12 +309,7 @@ Result<std::unique_ptr<ServerProcess>> StartOverlay(const OverlayOptions& o) {
                      60)
             .status());
   }
-  const nlohmann::json backing = {{"driver", "nbd"},
-                                  {"node-name", "point"},
-                                  {"server", {{"type", "unix"}, {"path", o.backing_socket}}},
-                                  {"export", ""},
-                                  {"read-only", true},
-                                  {"reconnect-delay", 30}};
+  const nlohmann::json backing = NbdBackingNode(o.backing_socket);
   const nlohmann::json file = {
       {"driver", "file"}, {"node-name", "overlay-file"}, {"filename", o.overlay}};
   const nlohmann::json qcow2 = {{"driver", "qcow2"},
@@ -338,6 +339,30 @@ Result<std::unique_ptr<ServerProcess>> StartOverlay(const OverlayOptions& o) {
              o.pidfile};
   so.pidfile = o.pidfile;
   so.log_file = o.log_file;
+  VMBACKUP_ASSIGN_OR_RETURN(auto p, ServerProcess::Start(so));
+  p->AddCleanup(o.socket);
+  return p;
+}
+
+Result<std::unique_ptr<ServerProcess>> StartProxy(const ProxyOptions& o) {
+  const nlohmann::json backing = NbdBackingNode(o.backing_socket);
+  const nlohmann::json server = {{"addr", {{"type", "unix"}, {"path", o.socket}}}};
+  const nlohmann::json exp = {
+      {"type", "nbd"}, {"id", "point"}, {"node-name", "point"}, {"name", ""}, {"writable", false}};
+  ::unlink(o.socket.c_str());
+  SpawnOptions so;
+  so.argv = {"qemu-storage-daemon",
+             "--blockdev",
+             backing.dump(),
+             "--nbd-server",
+             server.dump(),
+             "--export",
+             exp.dump(),
+             "--pidfile",
+             o.pidfile};
+  so.pidfile = o.pidfile;
+  so.log_file = o.log_file;
+  so.detach = o.detach;
   VMBACKUP_ASSIGN_OR_RETURN(auto p, ServerProcess::Start(so));
   p->AddCleanup(o.socket);
   return p;

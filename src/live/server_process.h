@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,10 @@ struct ExportOptions {
 };
 Result<std::unique_ptr<ServerProcess>> StartExport(const ExportOptions& options);
 
+// qemu-storage-daemon's node "point": the export at unix socket `socket`, read-only, waited
+// for 30 s when it restarts.
+nlohmann::json NbdBackingNode(const std::string& socket);
+
 struct OverlayOptions {
   std::string backing_socket;  // the read-only export
   std::string overlay;         // qcow2; created when missing, refused when made for another disk
@@ -102,6 +107,16 @@ class RunDir {
 
 // Makes a unix socket read-write for `group` (libvirt's QEMU user connects to it).
 Status ShareSocket(const std::string& path, const std::string& group);
+
+struct ProxyOptions {
+  std::string backing_socket;  // the export
+  std::string socket;          // served here, read-only, export name ""
+  std::string pidfile, log_file;
+  bool detach = false;
+};
+// qemu-storage-daemon between a client and the export: it waits up to 30 s for an export that
+// restarts (reconnect-delay), so its clients never see the restart.
+Result<std::unique_ptr<ServerProcess>> StartProxy(const ProxyOptions& options);
 
 // "nbd+unix:///?socket=PATH" or "nbd[s]://HOST:PORT/".
 std::string ExportUri(const ExportOptions& options);

@@ -10,14 +10,7 @@ V=$VMBACKUP
 H=${VMHOST:-$(dirname "$VMBACKUP")/vmhost}
 export VMHOST_DATASTORE=$SCRATCH/ds VMBACKUP_REPO=$SCRATCH/repo
 
-make_fs_disk disk.raw
-"$H" init >/dev/null
-"$H" vm create fs --disk 422M >/dev/null
-"$H" vm power-on fs >/dev/null
-write_sparse "$H" fs 0 disk.raw || fail "write the test disk into the VM"
-"$H" vm power-off fs >/dev/null
-"$V" init >/dev/null
-"$V" backup --source "vmhost://$SCRATCH/ds" --vm fs >/dev/null || fail "backup"
+backup_fs_disk "$V" "$H" || fail "the test disk and its backup"
 
 # 1. The partitions and their file systems.
 "$V" --json files ls latest > parts.json || fail "files ls"

@@ -108,3 +108,17 @@ PY
 )
   rm -f seg.bin
 }
+
+# backup_fs_disk VMBACKUP VMHOST: make_fs_disk disk.raw, written into VM "fs" of a new embedded
+# host ($VMHOST_DATASTORE) and backed up into a new repository ($VMBACKUP_REPO).
+backup_fs_disk() {
+  local v=$1 h=$2
+  make_fs_disk disk.raw
+  "$h" init >/dev/null
+  "$h" vm create fs --disk 422M >/dev/null
+  "$h" vm power-on fs >/dev/null
+  write_sparse "$h" fs 0 disk.raw || return 1
+  "$h" vm power-off fs >/dev/null
+  "$v" init >/dev/null
+  "$v" backup --source "vmhost://$VMHOST_DATASTORE" --vm fs >/dev/null
+}

@@ -37,6 +37,39 @@ grep -qa "$marker" vda.raw || fail "the freeze did not flush the guest's file to
   2> q2.err || fail "second quiesced backup: $(cat q2.err)"
 [ "$(json_field q2.json "j['disks'][0]['mode']")" = incremental ] || fail "second: $(cat q2.json)"
 
+echo "== instant recovery of the guest"
+# The original stops (the copy would share its console log); the point boots as a new domain
+# whose disks read from the point's exports.
+I=vmbt-instant-$$
+LIBVIRT_DOMAINS+=("$I")
+export VMBACKUP_INSTANT_DIR=$SCRATCH/instant
+trap '"$VMBACKUP" instant stop "$I" >/dev/null 2>&1 || true; "$G/guest-down" "$D" >/dev/null 2>&1 || true; libvirt_cleanup; rm -rf "$SCRATCH"' EXIT
+virsh destroy "$D" >/dev/null
+t0=$(date +%s.%N)
+"$VMBACKUP" --json restore "$(json_field q2.json "j['id']")" --instant --to-vm --name "$I" \
+  --source qemu:///system --disk-dir "$SCRATCH" > inst.json 2> inst.err || fail "restore --instant: $(cat inst.err)"
+for _ in $(seq 600); do "$G/guest-agent" "$I" ping >/dev/null 2>&1 && break; sleep 0.5; done
+"$G/guest-agent" "$I" ping >/dev/null 2>&1 || fail "the instant guest's agent does not answer"
+echo "FIGURE: restore --instant to a running domain $(json_field inst.json "j['seconds_to_running']") s, to the agent's first answer $(python3 -c "import time; print(f'{time.time() - $t0:.1f}')") s (TCG)"
+"$G/guest-agent" "$I" read /root/quiesce.txt | grep -q "$marker" || fail "the instant guest lacks the point's file"
+imarker="written-in-the-instant-guest-$$"
+"$G/guest-agent" "$I" sh "echo $imarker > /root/instant.txt; sync" >/dev/null || fail "write in the instant guest"
+# The export restarts under the running guest: it goes on reading (files it never read before).
+pkill -9 -f "nbdkit -P $SCRATCH/instant/$I/" || fail "no export to kill"
+sleep 1
+"$VMBACKUP" instant reconnect "$I" >/dev/null || fail "instant reconnect"
+"$G/guest-agent" "$I" sh "cat /usr/bin/* > /dev/null && cat /root/instant.txt" > after.txt || fail "the guest after the export's restart"
+grep -q "$imarker" after.txt || fail "the guest's file did not survive the export's restart"
+# Migrate while it runs; afterwards it needs no repository, and its disk holds its file.
+"$VMBACKUP" instant migrate "$I" --disk-dir "$SCRATCH" >/dev/null || fail "instant migrate"
+"$G/guest-agent" "$I" ping >/dev/null || fail "the guest stopped answering after the pivot"
+! pgrep -f "nbdkit -P $SCRATCH/instant/$I/" >/dev/null || fail "an export still runs after the migration"
+"$G/guest-agent" "$I" sh "sync" >/dev/null
+virsh destroy "$I" >/dev/null
+qemu-img convert -O raw "$SCRATCH/$I-2000.qcow2" migrated.raw
+grep -qa "$imarker" migrated.raw || fail "the migrated disk lacks the guest's write"
+grep -qa "$marker" migrated.raw || fail "the migrated disk lacks the point's data"
+
 echo "== no agent"
 N=vmbt-noagent-$$
 qemu-img create -q -f qcow2 n.qcow2 8M

@@ -19,14 +19,7 @@ M=$SCRATCH/mnt
 # Whatever happens, nothing stays mounted or attached.
 trap '"$V" umount "$M" >/dev/null 2>&1 || true; rm -rf "$SCRATCH"' EXIT
 
-make_fs_disk disk.raw
-"$H" init >/dev/null
-"$H" vm create fs --disk 422M >/dev/null
-"$H" vm power-on fs >/dev/null
-write_sparse "$H" fs 0 disk.raw || fail "write the test disk into the VM"
-"$H" vm power-off fs >/dev/null
-"$V" init >/dev/null
-"$V" backup --source "vmhost://$SCRATCH/ds" --vm fs >/dev/null || fail "backup"
+backup_fs_disk "$V" "$H" || fail "the test disk and its backup"
 
 # `restore --to-file -` streams the disk.
 "$V" restore latest --to-file - 2>/dev/null | cmp -s - disk.raw || fail "the streamed disk differs"

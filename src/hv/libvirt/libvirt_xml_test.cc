@@ -1,10 +1,8 @@
 #include "hv/libvirt/libvirt_xml.h"
 
-#include "base/strings.h"
-#include "xml/xml.h"
-
 #include <gtest/gtest.h>
 
+#include "base/strings.h"
 #include "xml/xml.h"
 
 namespace vmbackup::hv::libvirt {
