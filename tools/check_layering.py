@@ -25,7 +25,10 @@ ALLOWED = {
     "hv/libvirt": {"hv", "xml", "nbd", "io", "base"},
     "vsphere_api": {"host", "xml", "format/vmdk", "io", "base"},
     "engine": {"hv", "catalog", "repo", "storage", "io", "base"},
-    "cli": {"vsphere_api", "hv/vsphere", "hv/libvirt", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
+    "live": {"repo", "storage", "io", "base"},
+    "files": {"base"},
+    "instant": {"live", "hv/libvirt", "xml", "repo", "io", "base"},
+    "cli": {"instant", "live", "files", "vsphere_api", "hv/vsphere", "hv/libvirt", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
             "io", "base"},
 }
 
