@@ -10,6 +10,7 @@
 #include "base/strings.h"
 #include "cli/output.h"
 #include "cli/repo_access.h"
+#include "cli/serve_commands.h"
 #include "files/disk_browser.h"
 #include "files/guest_browser.h"
 #include "live/server_process.h"
@@ -71,12 +72,7 @@ Result<Target> ChooseTarget(OpenPointDisk& p, const FilesOpts& o) {
   // Start the export and the appliance (tens of seconds under TCG): once per command.
   VMBACKUP_ASSIGN_OR_RETURN(live::RunDir dir, live::RunDir::Make("files"));
   p.run_dir.emplace(std::move(dir));
-  live::ExportOptions eo;
-  eo.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
-  eo.repo_dir = RepoDir(o.repo);
-  eo.point_id = p.point_id;
-  eo.disk_key = o.disk;
-  eo.key = p.locked.key;
+  live::ExportOptions eo = ExportOf(o.repo, p.locked.key, p.point_id, o.disk);
   eo.socket = *p.run_dir / "point.sock";
   eo.pidfile = *p.run_dir / "nbdkit.pid";
   eo.log_file = *p.run_dir / "nbdkit.log";

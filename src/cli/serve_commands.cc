@@ -19,6 +19,26 @@
 #include "storage/local_backend.h"
 
 namespace vmbackup::cli {
+
+live::ExportOptions ExportOf(const RepoOpts& repo, const repo::KeySource& key,
+                             const std::string& point_id, int disk) {
+  live::ExportOptions eo;
+  eo.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
+  eo.repo_dir = RepoDir(repo);
+  eo.point_id = point_id;
+  eo.disk_key = disk;
+  eo.key = key;
+  return eo;
+}
+
+Result<PointExport> ResolvePointExport(const RepoOpts& repo, int disk) {
+  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenRepoWithKey(repo));
+  VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, repo.point, repo.vm));
+  VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
+  VMBACKUP_ASSIGN_OR_RETURN(size_t index, repo::FindPointDisk(point, disk));
+  return PointExport{ExportOf(repo, r.key, id, disk), point.disks[index].capacity};
+}
+
 namespace {
 
 struct ServeOpts {
@@ -73,40 +93,22 @@ Status Serve(ServeOpts& o) {
         "--cow and --writable-overlay are two ways to take writes: give one");
   if (!o.overlay.empty() && o.socket.empty())
     return InvalidArgumentError("--writable-overlay serves on a unix socket (--socket) only");
-  live::ExportOptions eo;
+  std::pair<std::string, int> listen;
   if (!o.listen.empty()) {
-    VMBACKUP_ASSIGN_OR_RETURN(auto hp, ParseHostPort(o.listen, "--listen", false));
-    if (o.tls.empty() && !IsLoopback(hp.first)) {
+    VMBACKUP_ASSIGN_OR_RETURN(listen, ParseHostPort(o.listen, "--listen", false));
+    if (o.tls.empty() && !IsLoopback(listen.first)) {
       return InvalidArgumentError("--listen " + o.listen +
                                   " reaches other machines: give --tls DIR (or listen on "
                                   "127.0.0.1)");
     }
-    eo.listen_host = hp.first;
-    eo.listen_port = hp.second;
   }
-  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenRepoWithKey(o.repo));
-  VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, o.repo.point, o.repo.vm));
-  VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
-  const repo::PointDisk* disk = nullptr;
-  std::string keys;
-  for (const auto& d : point.disks) {
-    if (d.key == o.disk) disk = &d;
-    keys += (keys.empty() ? "" : ", ") + std::to_string(d.key);
-  }
-  if (!disk) {
-    return NotFoundError(
-        StrFormat("point %s has no disk %d (its disks: %s)", id.c_str(), o.disk, keys.c_str()));
-  }
-  const uint64_t capacity = disk->capacity;
-  r.repo.reset();  // the export opens its own, under its lock
-
+  VMBACKUP_ASSIGN_OR_RETURN(PointExport pe, ResolvePointExport(o.repo, o.disk));
+  const std::string id = pe.options.point_id;
+  const uint64_t capacity = pe.capacity;
   VMBACKUP_ASSIGN_OR_RETURN(live::RunDir run_dir, live::RunDir::Make("serve"));
-
-  eo.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
-  eo.repo_dir = RepoDir(o.repo);
-  eo.point_id = id;
-  eo.disk_key = o.disk;
-  eo.key = r.key;
+  live::ExportOptions eo = pe.options;
+  eo.listen_host = listen.first;
+  eo.listen_port = listen.second;
   eo.tls_dir = o.tls;
   eo.cow = o.cow;
   eo.cache_mib = o.cache_mib;
@@ -168,19 +170,9 @@ struct MountOpts {
 };
 
 Status Mount(const MountOpts& o) {
-  VMBACKUP_ASSIGN_OR_RETURN(OpenedRepo r, OpenRepoWithKey(o.repo));
-  VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, o.repo.point, o.repo.vm));
-  VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
-  bool has_disk = false;
-  for (const auto& d : point.disks) has_disk = has_disk || d.key == o.disk;
-  if (!has_disk) return NotFoundError(StrFormat("point %s has no disk %d", id.c_str(), o.disk));
-  r.repo.reset();
-  live::ExportOptions eo;
-  eo.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
-  eo.repo_dir = RepoDir(o.repo);
-  eo.point_id = id;
-  eo.disk_key = o.disk;
-  eo.key = r.key;
+  VMBACKUP_ASSIGN_OR_RETURN(PointExport pe, ResolvePointExport(o.repo, o.disk));
+  const std::string id = pe.options.point_id;
+  live::ExportOptions eo = pe.options;
   eo.cache_mib = o.cache_mib;
   VMBACKUP_ASSIGN_OR_RETURN(live::MountReport mounted, live::MountPoint(eo, o.dir));
   const live::MountReport* report = &mounted;

@@ -226,15 +226,6 @@ Result<ExtentSet> FileDataExtents(int fd, const std::string& path, uint64_t offs
   return out;
 }
 
-Result<size_t> PointDiskIndex(const repo::Point& point, int key) {
-  for (size_t i = 0; i < point.disks.size(); ++i)
-    if (point.disks[i].key == key) return i;
-  std::string keys;
-  for (const auto& d : point.disks) keys += (keys.empty() ? "" : ", ") + std::to_string(d.key);
-  return NotFoundError(
-      StrFormat("point %s has no disk %d (it has %s)", point.id.c_str(), key, keys.c_str()));
-}
-
 ExtentSet Whole(uint64_t capacity) {
   ExtentSet s;
   s.Add(0, capacity);
@@ -285,7 +276,7 @@ Result<RestoreReport> RestoreToFile(repo::Repository& repo, const repo::Point& p
                                     int device_key, const std::string& path,
                                     const RestoreOptions& o) {
   const auto t0 = Clock::now();
-  VMBACKUP_ASSIGN_OR_RETURN(size_t index, PointDiskIndex(point, device_key));
+  VMBACKUP_ASSIGN_OR_RETURN(size_t index, repo::FindPointDisk(point, device_key));
   const uint64_t capacity = point.disks[index].capacity;
   // O_DIRECT: the page cache would only slow a write-once stream down (see storage/README).
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0600);
@@ -358,7 +349,7 @@ Result<RestoreReport> RestoreToStream(repo::Repository& repo, const repo::Point&
                                       const std::function<Status(uint64_t)>& zeros,
                                       const RestoreOptions& o) {
   const auto t0 = Clock::now();
-  VMBACKUP_ASSIGN_OR_RETURN(size_t index, PointDiskIndex(point, device_key));
+  VMBACKUP_ASSIGN_OR_RETURN(size_t index, repo::FindPointDisk(point, device_key));
   const uint64_t capacity = point.disks[index].capacity;
   VMBACKUP_ASSIGN_OR_RETURN(auto reader, repo::PointDiskReader::Open(repo, point, index));
   RestoredDisk d;

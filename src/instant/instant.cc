@@ -16,6 +16,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "base/subprocess.h"
+#include "hv/libvirt/libvirt_driver.h"
 #include "hv/libvirt/libvirt_xml.h"
 #include "hv/libvirt/virt.h"
 #include "io/posix_file.h"
@@ -39,10 +40,7 @@ std::string StateRoot(const Options& o) {
 }
 
 std::string OverlayDir(const Options& o) {
-  if (!o.overlay_dir.empty()) return o.overlay_dir;
-  if (::geteuid() == 0) return "/var/lib/libvirt/images";
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.local/share/libvirt/images";
+  return o.overlay_dir.empty() ? lv::DefaultImagesDir() : o.overlay_dir;
 }
 
 std::string InstanceDir(const Options& o, const std::string& name) {
@@ -362,6 +360,11 @@ Status Migrate(const std::string& name, const Options& o, uint64_t bandwidth_mib
                                    "the point with --to-vm instead");
   VMBACKUP_ASSIGN_OR_RETURN(lv::DomainDesc live,
                             lv::ParseDomainXml(lv::TakeString(virDomainGetXMLDesc(dom.get(), 0))));
+  for (const auto& d : state["disks"]) {
+    if (!ExportAlive(d))
+      return UnavailableError("an export of " + name + " is down: vmbackup instant reconnect " +
+                              name);
+  }
   std::map<std::string, std::string> moved;  // overlay -> copy
   for (const auto& disk : state["disks"]) {
     const std::string overlay = disk.value("overlay", "");
@@ -373,11 +376,6 @@ Status Migrate(const std::string& name, const Options& o, uint64_t bandwidth_mib
         StrFormat("%s/%s-%d.qcow2", (dest_dir.empty() ? OverlayDir(o) : dest_dir).c_str(),
                   name.c_str(), disk.value("key", 0));
     if (io::PathExists(dest)) return AlreadyExistsError(dest + " exists");
-    for (const auto& d : state["disks"]) {
-      if (!ExportAlive(d))
-        return UnavailableError("an export of " + name + " is down: vmbackup instant reconnect " +
-                                name);
-    }
     // The first read after an export restarted fails once while QEMU reconnects: a copy that
     // ends at once is begun again (twice at most).
     Status copied;

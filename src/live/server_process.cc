@@ -281,6 +281,30 @@ Result<std::unique_ptr<ServerProcess>> StartExport(const ExportOptions& given) {
   return p;
 }
 
+namespace {
+
+// qemu-storage-daemon with `args`, serving on unix socket `socket` (removed first, and again
+// when it stops).
+Result<std::unique_ptr<ServerProcess>> StartStorageDaemon(std::vector<std::string> args,
+                                                          const std::string& socket,
+                                                          const std::string& pidfile,
+                                                          const std::string& log_file,
+                                                          bool detach) {
+  ::unlink(socket.c_str());
+  SpawnOptions so;
+  so.argv = {"qemu-storage-daemon"};
+  so.argv.insert(so.argv.end(), args.begin(), args.end());
+  so.argv.insert(so.argv.end(), {"--pidfile", pidfile});
+  so.pidfile = pidfile;
+  so.log_file = log_file;
+  so.detach = detach;
+  VMBACKUP_ASSIGN_OR_RETURN(auto p, ServerProcess::Start(so));
+  p->AddCleanup(socket);
+  return p;
+}
+
+}  // namespace
+
 nlohmann::json NbdBackingNode(const std::string& socket) {
   return {
       {"driver", "nbd"}, {"node-name", "point"}, {"server", {{"type", "unix"}, {"path", socket}}},
@@ -322,26 +346,9 @@ Result<std::unique_ptr<ServerProcess>> StartOverlay(const OverlayOptions& o) {
                               {"node-name", "overlay"},
                               {"name", ""},
                               {"writable", true}};
-  ::unlink(o.socket.c_str());
-  SpawnOptions so;
-  so.argv = {"qemu-storage-daemon",
-             "--blockdev",
-             backing.dump(),
-             "--blockdev",
-             file.dump(),
-             "--blockdev",
-             qcow2.dump(),
-             "--nbd-server",
-             server.dump(),
-             "--export",
-             exp.dump(),
-             "--pidfile",
-             o.pidfile};
-  so.pidfile = o.pidfile;
-  so.log_file = o.log_file;
-  VMBACKUP_ASSIGN_OR_RETURN(auto p, ServerProcess::Start(so));
-  p->AddCleanup(o.socket);
-  return p;
+  return StartStorageDaemon({"--blockdev", backing.dump(), "--blockdev", file.dump(), "--blockdev",
+                             qcow2.dump(), "--nbd-server", server.dump(), "--export", exp.dump()},
+                            o.socket, o.pidfile, o.log_file, false);
 }
 
 Result<std::unique_ptr<ServerProcess>> StartProxy(const ProxyOptions& o) {
@@ -349,23 +356,9 @@ Result<std::unique_ptr<ServerProcess>> StartProxy(const ProxyOptions& o) {
   const nlohmann::json server = {{"addr", {{"type", "unix"}, {"path", o.socket}}}};
   const nlohmann::json exp = {
       {"type", "nbd"}, {"id", "point"}, {"node-name", "point"}, {"name", ""}, {"writable", false}};
-  ::unlink(o.socket.c_str());
-  SpawnOptions so;
-  so.argv = {"qemu-storage-daemon",
-             "--blockdev",
-             backing.dump(),
-             "--nbd-server",
-             server.dump(),
-             "--export",
-             exp.dump(),
-             "--pidfile",
-             o.pidfile};
-  so.pidfile = o.pidfile;
-  so.log_file = o.log_file;
-  so.detach = o.detach;
-  VMBACKUP_ASSIGN_OR_RETURN(auto p, ServerProcess::Start(so));
-  p->AddCleanup(o.socket);
-  return p;
+  return StartStorageDaemon(
+      {"--blockdev", backing.dump(), "--nbd-server", server.dump(), "--export", exp.dump()},
+      o.socket, o.pidfile, o.log_file, o.detach);
 }
 
 }  // namespace vmbackup::live

@@ -17,15 +17,10 @@ constexpr size_t kPrefetchQueue = 64;  // requests beyond it are dropped (they a
 Result<std::unique_ptr<SharedPointDisk>> SharedPointDisk::Open(repo::Repository& repo,
                                                                const repo::Point& point, int key,
                                                                const CacheOptions& options) {
-  for (const auto& d : point.disks) {
-    if (d.key != key) continue;
-    if (d.chunk_size == 0) return CorruptionError("point " + point.id + ": disk with chunk size 0");
-    return std::unique_ptr<SharedPointDisk>(new SharedPointDisk(repo, d, options));
-  }
-  std::string keys;
-  for (const auto& d : point.disks) keys += (keys.empty() ? "" : ", ") + std::to_string(d.key);
-  return NotFoundError(StrFormat("point %s has no disk %d (its disks: %s)", point.id.c_str(), key,
-                                 keys.empty() ? "none" : keys.c_str()));
+  VMBACKUP_ASSIGN_OR_RETURN(size_t i, repo::FindPointDisk(point, key));
+  const repo::PointDisk& d = point.disks[i];
+  if (d.chunk_size == 0) return CorruptionError("point " + point.id + ": disk with chunk size 0");
+  return std::unique_ptr<SharedPointDisk>(new SharedPointDisk(repo, d, options));
 }
 
 SharedPointDisk::SharedPointDisk(repo::Repository& repo, const repo::PointDisk& d,

@@ -276,6 +276,15 @@ Result<Point> PointWriter::Commit() {
   return point_;
 }
 
+Result<size_t> FindPointDisk(const Point& point, int key) {
+  for (size_t i = 0; i < point.disks.size(); ++i)
+    if (point.disks[i].key == key) return i;
+  std::string keys;
+  for (const auto& d : point.disks) keys += (keys.empty() ? "" : ", ") + std::to_string(d.key);
+  return NotFoundError(StrFormat("point %s has no disk %d (its disks: %s)", point.id.c_str(), key,
+                                 keys.empty() ? "none" : keys.c_str()));
+}
+
 Result<std::unique_ptr<PointDiskReader>> PointDiskReader::Open(Repository& repo, const Point& point,
                                                                size_t disk) {
   if (disk >= point.disks.size()) {

@@ -43,6 +43,10 @@ struct Point {
 // The point record as JSON (docs/repository-format.md section 7), plus "protected".
 nlohmann::json PointToJson(const Point& point);
 
+// The index in `point.disks` of the disk with device key `key`; kNotFound naming the keys
+// the point has.
+Result<size_t> FindPointDisk(const Point& point, int key);
+
 Status SavePoint(Repository& repo, const Point& point);
 Result<Point> LoadPoint(Repository& repo, const std::string& id);
 // Ids of every point, sorted (oldest first).

@@ -49,6 +49,11 @@ struct DriverOptions {
   int max_connections_per_disk = 4;
 };
 
+// libvirt's own default pool, where virt-install and virt-manager put disks (new domains' disks
+// go there by default). Never a folder a saved definition names: it comes from a repository,
+// which must not choose where we write.
+std::string DefaultImagesDir();
+
 class LibvirtDriver final : public Hypervisor {
  public:
   static Result<std::unique_ptr<LibvirtDriver>> Connect(const std::string& uri,

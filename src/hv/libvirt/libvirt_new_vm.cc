@@ -10,17 +10,12 @@
 #include "io/posix_file.h"
 
 namespace vmbackup::hv::libvirt {
-namespace {
 
-// libvirt's own default pool: where virt-install and virt-manager put disks. Never a folder a
-// saved definition names (it comes from a repository, which must not choose where we write).
 std::string DefaultImagesDir() {
   if (::geteuid() == 0) return "/var/lib/libvirt/images";
   const char* home = std::getenv("HOME");
   return std::string(home ? home : ".") + "/.local/share/libvirt/images";
 }
-
-}  // namespace
 
 Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string& config,
                                        const std::vector<uint64_t>& capacities,
