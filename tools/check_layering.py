@@ -28,7 +28,8 @@ ALLOWED = {
     "live": {"repo", "storage", "io", "base"},
     "files": {"base"},
     "instant": {"live", "hv/libvirt", "xml", "repo", "io", "base"},
-    "cli": {"instant", "live", "files", "vsphere_api", "hv/vsphere", "hv/libvirt", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
+    "restore_check": {"instant", "files", "live", "hv/libvirt", "repo", "storage", "io", "base"},
+    "cli": {"restore_check", "instant", "live", "files", "vsphere_api", "hv/vsphere", "hv/libvirt", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
             "io", "base"},
 }
 

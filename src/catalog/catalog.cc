@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS jobs(
   message TEXT NOT NULL DEFAULT '', point TEXT NOT NULL DEFAULT '',
   owner TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS jobs_by_vm ON jobs(vm_name, id);
+CREATE TABLE IF NOT EXISTS tests(
+  name TEXT PRIMARY KEY, point TEXT NOT NULL REFERENCES points(id) ON DELETE CASCADE,
+  time TEXT NOT NULL, ok INTEGER NOT NULL, summary TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tests_by_point ON tests(point, time);
 )sql";
 
 Status SqlError(sqlite3* db, const std::string& what) {
@@ -83,13 +87,18 @@ PointRow RowOf(Stmt& s) {
   r.is_protected = s.Int(6) != 0;
   r.disks = int(s.Int(7));
   r.bytes_new = uint64_t(s.Int(8));
+  r.tested_time = s.Text(9);
+  r.tested_ok = s.Int(10) != 0;
+  r.tested_summary = s.Text(11);
   return r;
 }
 
 constexpr const char* kPointColumns =
     "SELECT p.id, p.vm_name, p.vm_id, p.created, p.parent, p.consistency, p.protected, "
     "(SELECT count(*) FROM disks d WHERE d.point = p.id), "
-    "(SELECT coalesce(sum(bytes_new), 0) FROM disks d WHERE d.point = p.id) FROM points p ";
+    "(SELECT coalesce(sum(bytes_new), 0) FROM disks d WHERE d.point = p.id), "
+    "t.time, t.ok, t.summary FROM points p LEFT JOIN tests t ON t.name = "
+    "(SELECT name FROM tests l WHERE l.point = p.id ORDER BY l.time DESC LIMIT 1) ";
 
 // Point ids start with their UTC time (YYYYMMDDTHHMMSS), so a time bound given as RFC 3339
 // ("2026-11-22", "2026-11-22T08:30:00Z") becomes an id prefix: its digits, with the 'T'.
@@ -229,6 +238,19 @@ Status Catalog::RemovePoint(const std::string& id) {
   return del.Bind(1, id).Run("remove point " + id);
 }
 
+Status Catalog::AddRestoreTest(const std::string& name, const repo::RestoreTest& t) {
+  // Only for a point the catalog lists (a damaged point record is not listed).
+  Stmt ins(db_,
+           "INSERT OR REPLACE INTO tests(name, point, time, ok, summary) SELECT ?1, ?2, ?3, ?4, ?5 "
+           "WHERE EXISTS (SELECT 1 FROM points WHERE id = ?2)");
+  return ins.Bind(1, name)
+      .Bind(2, t.point)
+      .Bind(3, t.time)
+      .Bind(4, int64_t(t.ok))
+      .Bind(5, t.summary)
+      .Run("add the restore test " + name);
+}
+
 Result<SyncStats> Catalog::Sync(repo::Repository& repo) {
   SyncStats stats;
   VMBACKUP_ASSIGN_OR_RETURN(auto objects, repo.backend().List(storage::ObjectType::kPoint));
@@ -282,7 +304,34 @@ Result<SyncStats> Catalog::Sync(repo::Repository& repo) {
     VMBACKUP_RETURN_IF_ERROR(AddPoint(*p));
     ++stats.added;
   }
+  VMBACKUP_RETURN_IF_ERROR(SyncRestoreTests(repo, &stats));
   return stats;
+}
+
+// Reads the results the catalog lacks (results are write-once: a known name is up to date) and
+// drops the rows of results that left the repository.
+Status Catalog::SyncRestoreTests(repo::Repository& repo, SyncStats* stats) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto objects, repo.backend().List(storage::ObjectType::kTest));
+  std::set<std::string> present, known;
+  for (const auto& o : objects) present.insert(o.name);
+  {
+    Stmt all(db_, "SELECT name FROM tests");
+    if (!all.ok()) return SqlError(db_, "list restore tests");
+    while (all.Step() == SQLITE_ROW) known.insert(all.Text(0));
+  }
+  for (const auto& name : known) {
+    if (present.count(name)) continue;
+    Stmt del(db_, "DELETE FROM tests WHERE name = ?");
+    VMBACKUP_RETURN_IF_ERROR(del.Bind(1, name).Run("remove the restore test " + name));
+  }
+  for (const auto& name : present) {
+    if (known.count(name)) continue;
+    auto t = repo::LoadRestoreTest(repo, name);
+    if (!t) continue;  // unreadable: a note lost, nothing a restore needs
+    VMBACKUP_RETURN_IF_ERROR(AddRestoreTest(name, *t));
+    ++stats->tests_added;
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<PointRow>> Catalog::Points(const PointQuery& q) {

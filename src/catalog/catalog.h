@@ -4,10 +4,10 @@
 //
 // The repository stays the truth about points: Sync() adds the records of points the catalog
 // does not know and drops the rows of points that were pruned or forgotten (they leave a
-// tombstone), so a lost or stale catalog heals itself; a point that vanished without one is kept
-// as lost. Only the job history lives nowhere else. The catalog lives outside the repository,
-// in a per-user cache folder (cli/repo_access.h), so that a repository can be read-only and an
-// encrypted one holds nothing readable.
+// tombstone), and the results of restore tests, so a lost or stale catalog heals itself; a point
+// that vanished without one is kept as lost. Only the job history lives nowhere else. The catalog
+// lives outside the repository, in a per-user cache folder (cli/repo_access.h), so that a
+// repository can be read-only and an encrypted one holds nothing readable.
 #pragma once
 
 #include <memory>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "repo/point.h"
+#include "repo/restore_tests.h"
 
 struct sqlite3;
 
@@ -33,6 +34,9 @@ struct PointRow {
   bool is_protected = false;
   int disks = 0;
   uint64_t bytes_new = 0;
+  // The latest restore test (test-restore) of the point; tested_time empty: never tested.
+  std::string tested_time, tested_summary;
+  bool tested_ok = false;
 };
 
 struct DiskRow {
@@ -49,7 +53,8 @@ struct Job {
 
 struct SyncStats {
   int added = 0, removed = 0;
-  int vanished = 0;  // points gone from the repository without a tombstone (lost, not pruned)
+  int tests_added = 0;  // restore test results newly read from the repository
+  int vanished = 0;     // points gone from the repository without a tombstone (lost, not pruned)
 };
 
 class Catalog {
@@ -70,6 +75,8 @@ class Catalog {
   Result<SyncStats> Sync(repo::Repository& repo);
   Status AddPoint(const repo::Point& point);
   Status RemovePoint(const std::string& id);
+  // A restore test's result (its object name in the repository, repo/restore_tests.h).
+  Status AddRestoreTest(const std::string& name, const repo::RestoreTest& t);
 
   // Newest first; lost points (see Vanished) are not listed.
   Result<std::vector<PointRow>> Points(const PointQuery& query);
@@ -92,6 +99,7 @@ class Catalog {
  private:
   explicit Catalog(sqlite3* db) : db_(db) {}
   Status Exec(const char* sql);
+  Status SyncRestoreTests(repo::Repository& repo, SyncStats* stats);
   sqlite3* db_;
 };
 

@@ -89,6 +89,41 @@ TEST_F(CatalogTest, SyncFollowsTheRepository) {
   EXPECT_TRUE(catalog_->Vanished()->empty());
 }
 
+TEST_F(CatalogTest, LatestRestoreTestOfEachPoint) {
+  repo::Point a = Write("vm1", "x"), b = Write("vm1", "yy");
+  ASSERT_TRUE(catalog_->Sync(*repo_));
+  auto record = [&](const std::string& point, const std::string& time, bool ok,
+                    const std::string& summary) {
+    repo::RestoreTest t;
+    t.point = point;
+    t.time = time;
+    t.ok = ok;
+    t.summary = summary;
+    ASSERT_TRUE(repo::RecordRestoreTest(*repo_, t).ok());
+  };
+  record(a.id, "2026-11-30T10:00:00Z", true, "boot");
+  record(a.id, "2026-11-30T11:00:00Z", false, "fsck /dev/sda1 failed");
+  auto s = catalog_->Sync(*repo_);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->tests_added, 2);
+  EXPECT_EQ(catalog_->Sync(*repo_)->tests_added, 0);
+  auto rows = *catalog_->Points({"vm1", "", ""});
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].id, a.id);
+  EXPECT_EQ(rows[1].tested_time, "2026-11-30T11:00:00Z");  // the latest one
+  EXPECT_FALSE(rows[1].tested_ok);
+  EXPECT_EQ(rows[1].tested_summary, "fsck /dev/sda1 failed");
+  EXPECT_TRUE(rows[0].tested_time.empty());  // b: never tested
+  record(b.id, "2026-11-30T12:00:00Z", true, "boot, fsck");
+  ASSERT_TRUE(catalog_->Sync(*repo_));
+  EXPECT_TRUE((*catalog_->LatestPoint("vm1"))->tested_ok);
+  // A forgotten point takes its results along, in the repository and in the catalog.
+  ASSERT_TRUE(repo::ForgetPoint(*repo_, a.id, "forget").ok());
+  ASSERT_TRUE(catalog_->Sync(*repo_));
+  EXPECT_EQ(catalog_->Points({"vm1", "", ""})->size(), 1u);
+  EXPECT_EQ(repo::RestoreTests(*repo_)->size(), 1u);
+}
+
 TEST_F(CatalogTest, TimeBounds) {
   repo::Point a = Write("vm1", "x");
   std::string day = a.id.substr(0, 4) + "-" + a.id.substr(4, 2) + "-" + a.id.substr(6, 2);

@@ -21,15 +21,15 @@ bool IsLibvirtUri(const std::string& uri) {
   return uri.rfind("qemu", 0) == 0 || uri.rfind("libvirt://", 0) == 0;
 }
 
-instant::Options BaseOptions(const std::string& uri) {
+}  // namespace
+
+instant::Options InstantOptions(const std::string& uri) {
   instant::Options o;
   o.uri = LibvirtUri(uri.empty() ? "qemu:///system" : uri);
   o.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
   if (const char* root = std::getenv("VMBACKUP_INSTANT_DIR")) o.state_root = root;
   return o;
 }
-
-}  // namespace
 
 Status InstantRestore(const RepoOpts& repo, const std::string& vm, const std::string& name,
                       const std::string& source, const std::string& disk_dir) {
@@ -43,7 +43,7 @@ Status InstantRestore(const RepoOpts& repo, const std::string& vm, const std::st
   VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, repo.point, vm));
   VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
   r.repo.reset();
-  instant::Options o = BaseOptions(source);
+  instant::Options o = InstantOptions(source);
   o.repo_dir = RepoDir(repo);
   o.key = r.key;
   o.overlay_dir = disk_dir;
@@ -85,7 +85,7 @@ void AddInstantCommands(CLI::App& app, int* exit_code) {
   CLI::App* c = inst->add_subcommand("list", "the instances, their domains and exports");
   source(c);
   Bind(c, exit_code, [o]() -> Status {
-    VMBACKUP_ASSIGN_OR_RETURN(auto list, instant::List(BaseOptions(o->source)));
+    VMBACKUP_ASSIGN_OR_RETURN(auto list, instant::List(InstantOptions(o->source)));
     if (Flags().json) {
       nlohmann::json j = nlohmann::json::array();
       for (const auto& i : list) {
@@ -110,7 +110,7 @@ void AddInstantCommands(CLI::App& app, int* exit_code) {
   c->add_option("NAME", o->name)->required();
   source(c);
   Bind(c, exit_code, [o]() -> Status {
-    VMBACKUP_ASSIGN_OR_RETURN(int n, instant::Reconnect(o->name, BaseOptions(o->source)));
+    VMBACKUP_ASSIGN_OR_RETURN(int n, instant::Reconnect(o->name, InstantOptions(o->source)));
     if (!Flags().json) std::printf("%d exports started again\n", n);
     return Status::Ok();
   });
@@ -123,7 +123,7 @@ void AddInstantCommands(CLI::App& app, int* exit_code) {
   source(c);
   Bind(c, exit_code, [o]() -> Status {
     VMBACKUP_RETURN_IF_ERROR(
-        instant::Migrate(o->name, BaseOptions(o->source), o->bandwidth, o->disk_dir));
+        instant::Migrate(o->name, InstantOptions(o->source), o->bandwidth, o->disk_dir));
     if (!Flags().json) std::printf("%s runs on its own disks now\n", o->name.c_str());
     return Status::Ok();
   });
@@ -131,7 +131,7 @@ void AddInstantCommands(CLI::App& app, int* exit_code) {
   c->add_option("NAME", o->name)->required();
   source(c);
   Bind(c, exit_code, [o]() -> Status {
-    VMBACKUP_RETURN_IF_ERROR(instant::Stop(o->name, BaseOptions(o->source)));
+    VMBACKUP_RETURN_IF_ERROR(instant::Stop(o->name, InstantOptions(o->source)));
     if (!Flags().json) std::printf("%s stopped and removed\n", o->name.c_str());
     return Status::Ok();
   });

@@ -7,6 +7,7 @@
 
 #include "base/result.h"
 #include "cli/repo_access.h"
+#include "instant/instant.h"
 
 namespace vmbackup::cli {
 
@@ -15,5 +16,8 @@ namespace vmbackup::cli {
 Status InstantRestore(const RepoOpts& repo, const std::string& vm, const std::string& name,
                       const std::string& source, const std::string& disk_dir);
 void AddInstantCommands(CLI::App& app, int* exit_code);
+// The instance options for libvirt URI `source` ("" = qemu:///system; libvirt:// means qemu://):
+// our nbdkit plugin, VMBACKUP_INSTANT_DIR for the records.
+instant::Options InstantOptions(const std::string& source);
 
 }  // namespace vmbackup::cli

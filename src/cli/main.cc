@@ -11,6 +11,7 @@
 #include "cli/report_commands.h"
 #include "cli/serve_commands.h"
 #include "cli/source_access.h"
+#include "cli/test_restore_commands.h"
 #include "cli/vmdk_commands.h"
 
 int main(int argc, char** argv) {
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   vmbackup::cli::AddServeCommands(app, &exit_code);
   vmbackup::cli::AddFilesCommands(app, &exit_code);
   vmbackup::cli::AddInstantCommands(app, &exit_code);
+  vmbackup::cli::AddTestRestoreCommands(app, &exit_code);
   vmbackup::cli::AddVsphereCommands(app, &exit_code);
   vmbackup::cli::AddKeyCommands(app, &exit_code);
   vmbackup::cli::AddHelpCommands(app, &exit_code, "vmbackup");

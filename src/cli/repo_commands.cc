@@ -147,7 +147,11 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
                    {"consistency", p.consistency},
                    {"disks", disks},
                    {"bytes_new", p.bytes_new},
-                   {"protected", p.is_protected}});
+                   {"protected", p.is_protected},
+                   {"tested", p.tested_time.empty() ? json(nullptr)
+                                                    : json{{"time", p.tested_time},
+                                                           {"ok", p.tested_ok},
+                                                           {"summary", p.tested_summary}}}});
     }
     if (Flags().json) {
       std::printf("%s\n", j.dump(2).c_str());
@@ -156,9 +160,13 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
     std::printf("%-33s %-20s %-21s %5s %10s %s\n", "point", "vm", "created", "disks", "new",
                 "flags");
     for (const auto& p : rows) {
+      std::string flags = p.is_protected ? "protected" : "";
+      if (!p.tested_time.empty()) {  // "tested ok 2026-11-30" (the latest test-restore)
+        flags += std::string(flags.empty() ? "" : ", ") + "tested " +
+                 (p.tested_ok ? "ok " : "FAILED ") + p.tested_time.substr(0, 10);
+      }
       std::printf("%-33s %-20s %-21s %5d %10s %s\n", p.id.c_str(), p.vm_name.c_str(),
-                  p.created.c_str(), p.disks, HumanBytes(p.bytes_new).c_str(),
-                  p.is_protected ? "protected" : "");
+                  p.created.c_str(), p.disks, HumanBytes(p.bytes_new).c_str(), flags.c_str());
     }
     return Status::Ok();
   });

@@ -1,7 +1,6 @@
 #include "files/guest_browser.h"
 
 #include <fcntl.h>
-#include <guestfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,69 +12,16 @@
 #include <fstream>
 
 #include "base/strings.h"
+#include "files/appliance.h"
 
 namespace vmbackup::files {
-namespace {
 
-// A list of strings libguestfs returned (NULL-terminated, each and the array malloc'ed).
-struct StringList {
-  char** v = nullptr;
-  ~StringList() {
-    if (!v) return;
-    for (char** p = v; *p; ++p) std::free(*p);
-    std::free(v);
-  }
-};
-
-// KVM that cannot boot Linux (no hardware virtualization: a paravirtual /dev/kvm) makes the
-// appliance hang; TCG works everywhere.
-bool HardwareVirtualization() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("flags", 0) != 0) continue;
-    return line.find(" vmx") != std::string::npos || line.find(" svm") != std::string::npos;
-  }
-  return false;
-}
-
-}  // namespace
-
-struct GuestBrowser::Handle {
-  guestfs_h* g = nullptr;
-  ~Handle() {
-    if (g) {
-      guestfs_shutdown(g);
-      guestfs_close(g);
-    }
-  }
-  Status Error(const std::string& what) const {
-    const char* e = guestfs_last_error(g);
-    return IOError(what + ": " + (e && *e ? e : "libguestfs failed"));
-  }
-};
-
-GuestBrowser::GuestBrowser(std::unique_ptr<Handle> h) : h_(std::move(h)) {}
+GuestBrowser::GuestBrowser(std::unique_ptr<Appliance> h) : h_(std::move(h)) {}
 GuestBrowser::~GuestBrowser() = default;
 
 Result<std::unique_ptr<GuestBrowser>> GuestBrowser::Launch(const std::string& socket) {
-  auto h = std::make_unique<Handle>();
-  h->g = guestfs_create();
-  if (!h->g) return UnavailableError("libguestfs: cannot create a handle");
-  guestfs_set_error_handler(h->g, nullptr, nullptr);  // errors come back as Status
-  if (!HardwareVirtualization() && !std::getenv("LIBGUESTFS_BACKEND_SETTINGS")) {
-    char* settings[] = {const_cast<char*>("force_tcg"), nullptr};
-    guestfs_set_backend_settings(h->g, settings);
-  }
-  const std::string server = "unix:" + socket;
-  const char* servers[] = {server.c_str(), nullptr};
-  if (guestfs_add_drive_opts(h->g, "", GUESTFS_ADD_DRIVE_OPTS_FORMAT, "raw",
-                             GUESTFS_ADD_DRIVE_OPTS_READONLY, 1, GUESTFS_ADD_DRIVE_OPTS_PROTOCOL,
-                             "nbd", GUESTFS_ADD_DRIVE_OPTS_SERVER, servers, -1) != 0) {
-    return h->Error("libguestfs: add the point's disk");
-  }
-  if (guestfs_launch(h->g) != 0) return h->Error("libguestfs: start the appliance");
-  return std::unique_ptr<GuestBrowser>(new GuestBrowser(std::move(h)));
+  VMBACKUP_ASSIGN_OR_RETURN(auto a, LaunchAppliance({socket}));
+  return std::unique_ptr<GuestBrowser>(new GuestBrowser(std::move(a)));
 }
 
 Status GuestBrowser::Mount(int number) {

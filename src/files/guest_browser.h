@@ -17,6 +17,8 @@
 
 namespace vmbackup::files {
 
+struct Appliance;
+
 class GuestBrowser {
  public:
   // Launches the appliance over the NBD export at unix socket `socket`. On a host whose KVM
@@ -32,12 +34,11 @@ class GuestBrowser {
   Result<ExtractStats> Extract(int number, const std::string& path, const std::string& to_dir);
 
  private:
-  struct Handle;
-  explicit GuestBrowser(std::unique_ptr<Handle> h);
+  explicit GuestBrowser(std::unique_ptr<Appliance> h);
   Status Mount(int number);
   // One entry of the mounted file system (`number` must be mounted).
   Result<Entry> Stat(int number, const std::string& path);
-  std::unique_ptr<Handle> h_;
+  std::unique_ptr<Appliance> h_;
   int mounted_ = -1;
 };
 

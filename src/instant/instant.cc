@@ -207,14 +207,20 @@ Result<StartReport> Start(const repo::Point& point, const std::string& name, con
   // The instance folder: QEMU's user passes through it to the sockets (0711), nobody lists it.
   VMBACKUP_RETURN_IF_ERROR(MakeDirs(StateRoot(o), 0755));
   VMBACKUP_RETURN_IF_ERROR(MakeDirs(dir, 0711));
+  StartReport report;
+  report.name = name;
   nlohmann::json state = {{"name", name},
                           {"uri", o.uri},
                           {"point", point.id},
                           {"repo", o.repo_dir},
                           {"disks", nlohmann::json::array()}};
+  if (o.sandbox) {
+    const pid_t self = ::getpid();
+    state["sandbox"] = true;
+    state["owner"] = {{"pid", self}, {"start", ProcessStart(self)}};
+    report.console_log = dir + "/console.log";
+  }
   VMBACKUP_RETURN_IF_ERROR(SaveState(dir, state));
-  StartReport report;
-  report.name = name;
   auto steps = [&]() -> Status {
     std::vector<lv::NewDisk> disks;
     for (const auto& pd : point.disks) {
@@ -240,6 +246,9 @@ Result<StartReport> Start(const repo::Point& point, const std::string& name, con
       disks.push_back({overlay, "qcow2", po.socket});
     }
     VMBACKUP_ASSIGN_OR_RETURN(std::string xml, lv::NewDomainXml(point.config, name, disks));
+    if (o.sandbox) {
+      VMBACKUP_ASSIGN_OR_RETURN(xml, lv::SandboxDomainXml(xml, report.console_log));
+    }
     lv::DomainPtr dom(virDomainDefineXML(conn.get(), xml.c_str()));
     if (!dom) return lv::LastError("define domain " + name);
     char uuid[VIR_UUID_STRING_BUFLEN] = {};
@@ -347,6 +356,21 @@ Status Stop(const std::string& name, const Options& o) {
   std::filesystem::remove_all(InstanceDir(o, name), ec);
   if (ec) return PosixError("remove the record of " + name, ec.value());
   return Status::Ok();
+}
+
+Result<std::vector<std::string>> StopAbandonedSandboxes(const Options& o) {
+  std::vector<std::string> stopped;
+  VMBACKUP_ASSIGN_OR_RETURN(auto all, List(o));
+  for (const auto& i : all) {
+    auto state = LoadState(o, i.name);
+    if (!state || !state->value("sandbox", false)) continue;
+    const auto& owner = state->value("owner", nlohmann::json::object());
+    const int64_t pid = owner.value("pid", int64_t(0));
+    if (pid > 0 && ProcessAlive(pid, owner.value("start", uint64_t(0)))) continue;
+    VMBACKUP_RETURN_IF_ERROR(Stop(i.name, o).WithContext("remove abandoned sandbox " + i.name));
+    stopped.push_back(i.name);
+  }
+  return stopped;
 }
 
 Status Migrate(const std::string& name, const Options& o, uint64_t bandwidth_mib,

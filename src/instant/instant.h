@@ -28,10 +28,16 @@ struct Options {
   std::string repo_dir;
   repo::KeySource key;
   uint64_t cache_mib = 256;
+  // A restore test's throwaway instance (test-restore): the domain gets no network and no host
+  // devices, its first serial port logs to <instance>/console.log, and the record names the
+  // process that owns it, so that a later StopAbandonedSandboxes removes it if that process
+  // died.
+  bool sandbox = false;
 };
 
 struct StartReport {
   std::string name, uuid;
+  std::string console_log;        // sandboxes: where the serial console goes
   double seconds_to_running = 0;  // from the call to a running domain
   std::vector<std::string> overlays;
 };
@@ -50,6 +56,8 @@ Result<int> Reconnect(const std::string& name, const Options& o);
 // Throws the instance away: the domain (only the one with the recorded uuid), its exports, its
 // overlays, its record.
 Status Stop(const std::string& name, const Options& o);
+// Stops the sandboxes whose owning process is gone (a killed test-restore); returns their names.
+Result<std::vector<std::string>> StopAbandonedSandboxes(const Options& o);
 // Copies each disk into `dest_dir` (default: the overlays' folder) as <name>-<key>.qcow2 while
 // the guest runs, pivots, makes the definition use the copies, then stops the exports and
 // removes the overlays and the record. `bandwidth_mib` 0: unlimited.

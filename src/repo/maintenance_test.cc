@@ -7,6 +7,8 @@
 #include <random>
 
 #include "base/testing/temp_dir.h"
+#include "repo/marks.h"
+#include "repo/restore_tests.h"
 #include "storage/local_backend.h"
 
 namespace vmbackup::repo {
@@ -83,6 +85,45 @@ TEST_F(MaintenanceTest, ProtectMarksWithoutChangingThePoint) {
   EXPECT_FALSE(LoadPoint(*repo_, inc_)->is_protected);
   EXPECT_EQ(ListPoints(*repo_)->size(), 2u);
   EXPECT_EQ(ProtectPoint(*repo_, "20200101T000000.000000Z-00000000").code(), ErrorCode::kNotFound);
+}
+
+TEST_F(MaintenanceTest, RestoreTestResultsBelongToTheirPointAndGoWithIt) {
+  RestoreTest t;
+  t.point = full_;
+  t.time = "2026-11-30T19:00:00Z";
+  t.ok = false;
+  t.summary = "fsck /dev/sda1: UNEXPECTED INCONSISTENCY";
+  t.checks.push_back({{"check", "fsck"}, {"ok", false}});
+  ASSERT_TRUE(RecordRestoreTest(*repo_, t).ok());
+  EXPECT_EQ(RecordRestoreTest(*repo_, t).code(), ErrorCode::kAlreadyExists);  // same second
+  t.time = "2026-11-30T20:00:00Z";
+  t.ok = true;
+  t.summary = "boot";
+  ASSERT_TRUE(RecordRestoreTest(*repo_, t).ok());
+  t.point = inc_;
+  ASSERT_TRUE(RecordRestoreTest(*repo_, t).ok());
+  t.point = "20200101T000000.000000Z-00000000";  // no such point
+  EXPECT_EQ(RecordRestoreTest(*repo_, t).code(), ErrorCode::kNotFound);
+
+  Reopen();  // the results are in the repository, not in memory
+  auto of_full = RestoreTests(*repo_, full_);
+  ASSERT_TRUE(of_full);
+  ASSERT_EQ(of_full->size(), 2u);
+  EXPECT_FALSE((*of_full)[0].ok);  // oldest first
+  EXPECT_EQ((*of_full)[0].summary, "fsck /dev/sda1: UNEXPECTED INCONSISTENCY");
+  EXPECT_EQ((*of_full)[0].checks.size(), 1u);
+  EXPECT_TRUE((*of_full)[1].ok);
+  EXPECT_EQ(RestoreTests(*repo_)->size(), 3u);
+  EXPECT_EQ(ListPoints(*repo_)->size(), 2u);  // results are not points
+
+  // A damaged result is skipped, never taken for a pass.
+  const std::string victim = dir_ / ("repo/tests/" + inc_ + ".20261130T200000Z");
+  ASSERT_EQ(::truncate(victim.c_str(), 5), 0);
+  EXPECT_EQ(RestoreTests(*repo_, inc_)->size(), 0u);
+
+  ASSERT_TRUE(ForgetPoint(*repo_, full_, "forget").ok());
+  EXPECT_EQ(RestoreTests(*repo_, full_)->size(), 0u);
+  EXPECT_EQ(RestoreTests(*repo_)->size(), 0u);
 }
 
 TEST_F(MaintenanceTest, FlippedByteNamesExactlyTheDamagedPointsAndRange) {

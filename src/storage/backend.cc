@@ -17,6 +17,7 @@ std::string_view ObjectTypeName(ObjectType t) {
     case ObjectType::kMark: return "marks";
     case ObjectType::kForgotten: return "forgotten";
     case ObjectType::kDamage: return "damage";
+    case ObjectType::kTest: return "tests";
   }
   return "?";
 }

@@ -28,6 +28,7 @@ enum class ObjectType {
   kMark,       // notes for the next job of a VM ("the next backup must be a full")
   kForgotten,  // tombstones of removed point records
   kDamage,     // blob copies found damaged or missing
+  kTest,       // results of restore tests (test-restore), per point
 };
 std::string_view ObjectTypeName(ObjectType t);  // "config", "keys", "packs", ...
 

@@ -23,7 +23,7 @@ namespace {
 constexpr ObjectType kAllTypes[] = {ObjectType::kConfig, ObjectType::kKey,  ObjectType::kPack,
                                     ObjectType::kIndex,  ObjectType::kTree, ObjectType::kPoint,
                                     ObjectType::kLock,   ObjectType::kMark, ObjectType::kForgotten,
-                                    ObjectType::kDamage};
+                                    ObjectType::kDamage, ObjectType::kTest};
 
 std::string Join(const std::string& a, std::string_view b) { return a + "/" + std::string(b); }
 

@@ -8,7 +8,8 @@
 # It leaves expected.txt: "p<N> <path> <sha256> <mtime> <mode octal>" (tab-separated; "-" where
 # a value is not checked) for each file, and
 # the source tree in fs-src/ (for timestamps). Requires sgdisk, mkfs.vfat, mtools, mkfs.ext4,
-# mkfs.xfs, mkntfs, ntfscp.
+# mkfs.xfs, mkntfs, ntfscp. With FS_DISK_DAMAGE=1 the ext4 file system is damaged on purpose
+# (debugfs clears the inode of /home/alice/docs, whose entry stays: a folder the guest lost).
 make_fs_disk() {
   local out=$1 MiB=$((1024 * 1024)) w=fs-src
   rm -rf "$w" && mkdir -p "$w"/{fat/EFI/BOOT,root/home/alice/docs,root/etc,root/bin,xfs,ntfs}
@@ -38,6 +39,9 @@ make_fs_disk() {
   MTOOLS_SKIP_CHECK=1 mcopy -m -i p1.img "$w/fat/EFI/BOOT/README.TXT" ::/EFI/BOOT/README.TXT
   truncate -s $((64 * MiB)) p2.img
   mkfs.ext4 -q -F -L root -d "$w/root" p2.img
+  if [ "${FS_DISK_DAMAGE:-}" = 1 ]; then
+    debugfs -w -R "clri /home/alice/docs" p2.img >/dev/null 2>&1
+  fi
   cat > xfs.proto <<EOF
 dummy
 0 0
@@ -56,6 +60,7 @@ EOF
   ntfscp -q p4.img "$w/ntfs/photo.bin" /photo.bin
 
   local window="$t0:$(($(date +%s) + 1))"
+  rm -f "$out"
   truncate -s $((422 * MiB)) "$out"
   sgdisk -a 2048 \
     -n 1:$((1 * MiB / 512)):+$((32 * MiB / 512)) -t 1:EF00 -c 1:ESP \
@@ -109,16 +114,17 @@ PY
   rm -f seg.bin
 }
 
-# backup_fs_disk VMBACKUP VMHOST: make_fs_disk disk.raw, written into VM "fs" of a new embedded
-# host ($VMHOST_DATASTORE) and backed up into a new repository ($VMBACKUP_REPO).
+# backup_fs_disk VMBACKUP VMHOST [VM]: make_fs_disk disk.raw, written into VM (default "fs") of
+# the embedded host ($VMHOST_DATASTORE, made when missing) and backed up into the repository
+# ($VMBACKUP_REPO, made when missing).
 backup_fs_disk() {
-  local v=$1 h=$2
+  local v=$1 h=$2 vm=${3:-fs}
   make_fs_disk disk.raw
-  "$h" init >/dev/null
-  "$h" vm create fs --disk 422M >/dev/null
-  "$h" vm power-on fs >/dev/null
-  write_sparse "$h" fs 0 disk.raw || return 1
-  "$h" vm power-off fs >/dev/null
-  "$v" init >/dev/null
-  "$v" backup --source "vmhost://$VMHOST_DATASTORE" --vm fs >/dev/null
+  [ -e "$VMHOST_DATASTORE" ] || "$h" init >/dev/null
+  "$h" vm create "$vm" --disk 422M >/dev/null
+  "$h" vm power-on "$vm" >/dev/null
+  write_sparse "$h" "$vm" 0 disk.raw || return 1
+  "$h" vm power-off "$vm" >/dev/null
+  [ -e "$VMBACKUP_REPO/config" ] || "$v" init >/dev/null
+  "$v" backup --source "vmhost://$VMHOST_DATASTORE" --vm "$vm" >/dev/null
 }

@@ -40,6 +40,10 @@ Result<DomainDesc> ParseDomainXml(std::string_view text) {
     }
     d.disks.push_back(std::move(dd));
   }
+  for (xml::Node ch : root.child("devices").children("channel")) {
+    if (ch.child("target").attr("name").value_or("") == "org.qemu.guest_agent.0")
+      d.has_agent_channel = true;
+  }
   return d;
 }
 
@@ -112,6 +116,42 @@ Result<std::string> NewDomainXml(std::string_view config, std::string_view name,
   if (next != disks.size() || BackupDisks(desc).size() != disks.size()) {
     return InvalidArgumentError(StrFormat("the saved domain has %zu disks to restore, %zu given",
                                           BackupDisks(desc).size(), disks.size()));
+  }
+  return doc.ToString();
+}
+
+Result<std::string> SandboxDomainXml(std::string_view domain_xml, const std::string& console_log) {
+  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc, xml::Document::Parse(domain_xml, "domain XML"));
+  xml::Node devices = doc.root().child("devices");
+  for (const char* kind : {"interface", "hostdev", "filesystem", "redirdev", "smartcard"}) {
+    for (xml::Node n = devices.child(kind); n; n = devices.child(kind)) n.Remove();
+  }
+  // A console that is not the first serial port's alias, and every other serial port, go.
+  bool first = true;
+  for (xml::Node serial : devices.children("serial")) {
+    if (!first) {
+      serial.Remove();
+      continue;
+    }
+    first = false;
+    for (xml::Node l = serial.child("log"); l; l = serial.child("log")) l.Remove();
+    if (serial.attr("type").value_or("") == "file") {
+      serial.child("source").SetAttr("path", console_log);
+    } else {
+      xml::Node log = serial.AddChild("log");
+      log.SetAttr("file", console_log);
+      log.SetAttr("append", "off");
+    }
+  }
+  for (xml::Node console : devices.children("console")) {
+    if (first || console.child("target").attr("type").value_or("serial") != "serial")
+      console.Remove();
+  }
+  if (first) {  // no serial port: one that only logs
+    xml::Node serial = devices.AddChild("serial");
+    serial.SetAttr("type", "file");
+    serial.AddChild("source").SetAttr("path", console_log);
+    serial.AddChild("target").SetAttr("port", "0");
   }
   return doc.ToString();
 }

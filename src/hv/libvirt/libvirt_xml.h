@@ -25,8 +25,9 @@ struct DomainDisk {
 
 struct DomainDesc {
   std::string name, uuid;
-  std::string qemu_user;          // the DAC label's "+UID:+GID" (where QEMU runs as another user)
-  std::vector<DomainDisk> disks;  // in document order
+  std::string qemu_user;           // the DAC label's "+UID:+GID" (where QEMU runs as another user)
+  std::vector<DomainDisk> disks;   // in document order
+  bool has_agent_channel = false;  // a virtio channel org.qemu.guest_agent.0
 };
 
 // kCorruption for XML that is not a domain.
@@ -55,6 +56,12 @@ struct NewDisk {
 // kInvalidArgument when the count of disks differs.
 Result<std::string> NewDomainXml(std::string_view config, std::string_view name,
                                  const std::vector<NewDisk>& disks);
+
+// A restore test's sandbox (test-restore): `domain_xml` with no way out of the host's QEMU
+// process: no network interfaces, no host devices passed through, no shared host folders, no
+// USB redirection. Its first serial port keeps its type and logs to `console_log` (written by
+// libvirt's virtlogd), so that the boot can be watched; the other serial ports and consoles go.
+Result<std::string> SandboxDomainXml(std::string_view domain_xml, const std::string& console_log);
 
 // A pull-mode backup job served on a unix socket: one entry per backup disk.
 struct JobDisk {

@@ -115,6 +115,49 @@ TEST(LibvirtXmlTest, NewDomainGetsItsNameFilesAndNoIdentityOfTheOriginal) {
             ErrorCode::kInvalidArgument);
 }
 
+TEST(LibvirtXmlTest, SandboxHasNoWayOutAndLogsItsConsole) {
+  constexpr const char* kGuest = R"(<domain type='qemu'><name>g</name><devices>
+    <disk type='file' device='disk'><source file='/a.qcow2'/><target dev='vda'/></disk>
+    <interface type='network'><source network='default'/></interface>
+    <interface type='bridge'><source bridge='br0'/></interface>
+    <hostdev mode='subsystem' type='pci'><source><address bus='0x01'/></source></hostdev>
+    <filesystem type='mount'><source dir='/srv/share'/><target dir='share'/></filesystem>
+    <serial type='pty'><log file='/var/log/old.log' append='on'/><target port='0'/></serial>
+    <serial type='pty'><target port='1'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <console type='pty'><target type='virtio' port='1'/></console>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+  </devices></domain>)";
+  auto d = ParseDomainXml(kGuest);
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->has_agent_channel);
+  EXPECT_FALSE(ParseDomainXml(kDomain)->has_agent_channel);
+  auto x = SandboxDomainXml(kGuest, "/run/t/console.log");
+  ASSERT_TRUE(x.ok()) << x.error().ToString();
+  auto doc = xml::Document::Parse(*x, "sandbox");
+  ASSERT_TRUE(doc.ok());
+  xml::Node devices = doc->root().child("devices");
+  for (const char* gone : {"interface", "hostdev", "filesystem"})
+    EXPECT_FALSE(devices.child(gone)) << gone;
+  ASSERT_EQ(devices.children("serial").size(), 1u);
+  xml::Node serial = devices.child("serial");
+  EXPECT_EQ(serial.attr("type").value_or(""), "pty");
+  EXPECT_EQ(serial.children("log").size(), 1u);
+  EXPECT_EQ(serial.child("log").attr("file").value_or(""), "/run/t/console.log");
+  EXPECT_EQ(serial.child("log").attr("append").value_or(""), "off");
+  ASSERT_EQ(devices.children("console").size(), 1u);  // the serial port's alias stays
+  EXPECT_EQ(devices.child("console").child("target").attr("type").value_or(""), "serial");
+  EXPECT_TRUE(devices.child("channel"));  // the agent stays: it is how the test talks to it
+  EXPECT_TRUE(devices.child("disk"));
+  // No serial port at all: one that writes to the log file.
+  auto bare = SandboxDomainXml("<domain><name>b</name><devices/></domain>", "/l");
+  ASSERT_TRUE(bare.ok());
+  auto bdoc = xml::Document::Parse(*bare, "sandbox");
+  xml::Node bs = bdoc->root().child("devices").child("serial");
+  EXPECT_EQ(bs.attr("type").value_or(""), "file");
+  EXPECT_EQ(bs.child("source").attr("path").value_or(""), "/l");
+}
+
 TEST(LibvirtXmlTest, JobAndCheckpointDocumentsAreWellFormedAndEscaped) {
   const std::string job = BackupJobXml(
       "/run/x/nbd.sock", {{"vda", "vmbackup-1", "/run/x/s'a.qcow2"}, {"vdb", "", "/run/x/b"}});
