@@ -1,12 +1,14 @@
 // Fuzzes the libvirt driver's reading of domain XML, which comes from libvirt and, for a
 // restore to a new domain, from a restore point (outside input): parsing, choosing the disks
-// to back up, and making the definition of a new domain. Nothing may crash; a new definition
-// made from any input must parse again with the new name and disk files.
+// to back up, and making the definition of a new domain and of a restore test's sandbox. Nothing
+// may crash; a new definition made from any input must parse again with the new name and disk
+// files, and its sandbox must have no network interface.
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "hv/libvirt/libvirt_xml.h"
+#include "xml/xml.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace vmbackup::hv::libvirt;
@@ -23,6 +25,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::abort();
   for (size_t i = 0; i < disks.size(); ++i)
     if (BackupDisks(*back)[i].source != disks[i].path) std::abort();
+  auto sandbox = SandboxDomainXml(*x, "/run/test/console.log");
+  if (!sandbox) std::abort();  // the new definition parsed: its sandbox must be made
+  auto sd = ParseDomainXml(*sandbox);
+  auto sdoc = vmbackup::xml::Document::Parse(*sandbox, "sandbox");
+  if (!sd || sd->name != "new-domain" || !sdoc || sdoc->root().child("devices").child("interface"))
+    std::abort();
   (void)JobSocket(text);
   return 0;
 }

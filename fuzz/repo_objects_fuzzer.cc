@@ -1,5 +1,6 @@
 // Fuzzes the readers of repository objects, which come from storage nobody vouches for: the
-// config, key objects, point records, index files, pack trailers and lock objects. The input's
+// config, key objects, point records, index files, pack trailers, lock objects and restore test
+// results. The input's
 // first byte picks the object; the rest is its content. Nothing may crash or allocate without
 // bound; damage is an error.
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include "repo/pack.h"
 #include "repo/point.h"
 #include "repo/repository.h"
+#include "repo/restore_tests.h"
 #include "storage/mem_backend.h"
 
 using namespace vmbackup;
@@ -29,7 +31,7 @@ std::unique_ptr<repo::Repository>& Base() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
-  const uint8_t kind = data[0] % 6;
+  const uint8_t kind = data[0] % 7;
   std::span<const uint8_t> body(data + 1, size - 1);
   repo::Repository& r = *Base();
   switch (kind) {
@@ -74,6 +76,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 5:  // a stored blob under the repository's codec
       (void)r.codec().Decode(body, body.subspan(0, std::min<size_t>(body.size(), 33)), 1 << 20);
       break;
+    case 6: {  // a restore test's result, stored as is and wrapped as a blob
+      const std::string name = "20261122T000000.000000Z-fuzz0000.20261122T010000Z";
+      for (const auto& content :
+           {std::vector<uint8_t>(body.begin(), body.end()), r.codec().Encode(body, [&] {
+              const std::string aad = "vmbackup test " + name;
+              return std::vector<uint8_t>(aad.begin(), aad.end());
+            }())}) {
+        (void)r.backend().Delete({storage::ObjectType::kTest, name});
+        (void)r.backend().Save({storage::ObjectType::kTest, name}, content);
+        auto t = repo::LoadRestoreTest(r, name);
+        if (t && t->point != "20261122T000000.000000Z-fuzz0000") std::abort();
+        (void)repo::RestoreTests(r, "");
+      }
+      break;
+    }
   }
   return 0;
 }

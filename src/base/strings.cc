@@ -301,4 +301,23 @@ bool IsAllZero(const uint8_t* data, size_t size) {
   return true;
 }
 
+std::string LastLines(std::string_view text, size_t lines, std::string_view sep) {
+  std::vector<std::string> kept;
+  for (const auto& raw : Split(text, '\n')) {
+    std::string line;
+    for (char c : raw) {
+      if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) line += c;
+    }
+    const std::string_view t = Trim(line);
+    if (!t.empty()) kept.emplace_back(t);
+  }
+  if (kept.size() > lines) kept.erase(kept.begin(), kept.end() - ptrdiff_t(lines));
+  std::string out;
+  for (const auto& l : kept) {
+    if (!out.empty()) out += sep;
+    out += l;
+  }
+  return out;
+}
+
 }  // namespace vmbackup

@@ -42,6 +42,9 @@ std::string_view Trim(std::string_view s);
 // "a-b--c" split at '-' -> {"a", "b", "", "c"}.
 std::vector<std::string> Split(std::string_view s, char sep);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+// The last `lines` non-blank lines of `text` (a program's complaint, a console log), trimmed,
+// control characters dropped, joined with `sep`: enough to name a problem, not a wall of text.
+std::string LastLines(std::string_view text, size_t lines, std::string_view sep);
 
 // The current UTC time as RFC 3339 ("2026-11-22T07:00:00Z").
 std::string UtcNowRfc3339();

@@ -71,6 +71,14 @@ TEST(Strings, Helpers) {
   EXPECT_EQ(HumanBytes(3ull << 30), "3.0 GiB");
 }
 
+TEST(Strings, LastLines) {
+  EXPECT_EQ(LastLines("a\n\n  b  \r\nc\n", 2, " | "), "b | c");  // blanks skipped, trimmed
+  EXPECT_EQ(LastLines("one\ntwo", 5, "; "), "one; two");
+  EXPECT_EQ(LastLines("\x1b[0mlogin:\x07 \n", 1, ""), "[0mlogin:");  // control bytes dropped
+  EXPECT_EQ(LastLines("", 3, ","), "");
+  EXPECT_EQ(LastLines("x\ny", 0, ","), "");
+}
+
 TEST(Strings, IsAllZero) {
   std::vector<uint8_t> v(1000, 0);
   EXPECT_TRUE(IsAllZero(v.data(), v.size()));

@@ -244,9 +244,7 @@ void AddFilesCommands(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<FilesOpts>();
   auto common = [o](CLI::App* c) {
     AddRepoOptions(c, o->repo);
-    c->add_option("POINT", o->repo.point, "the restore point (id, unique prefix, or latest)")
-        ->required();
-    c->add_option("--vm", o->repo.vm, "with POINT latest: that VM's newest point");
+    AddPointArgument(c, o->repo);
     c->add_option("--disk", o->disk, "the disk's device key (default 2000)");
     c->add_option("--partition", o->partition,
                   "partition number (files ls shows them); default: the only file system");

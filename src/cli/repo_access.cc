@@ -29,6 +29,11 @@ void AddRepoOptions(CLI::App* c, RepoOpts& o) {
               "take no lock (a read-only repository); for commands that only read");
 }
 
+void AddPointArgument(CLI::App* cmd, RepoOpts& o) {
+  cmd->add_option("POINT", o.point, "the restore point (id, unique prefix, or latest)")->required();
+  cmd->add_option("--vm", o.vm, "with POINT latest: that VM's newest point");
+}
+
 std::string RepoDir(const RepoOpts& o) {
   if (!o.repo.empty()) return o.repo;
   const char* env = std::getenv("VMBACKUP_REPO");

@@ -29,6 +29,9 @@ struct RepoOpts {
 // The options every repository command takes: --repo, the key options, --no-lock, --json.
 void AddRepoOptions(CLI::App* cmd, RepoOpts& o);
 
+// POINT (required) and --vm, for commands that work on one point.
+void AddPointArgument(CLI::App* cmd, RepoOpts& o);
+
 // --repo, or VMBACKUP_REPO; empty when neither is given.
 std::string RepoDir(const RepoOpts& o);
 // The key given: --key-file, --passphrase-file, --password-command or VMBACKUP_PASSPHRASE (at

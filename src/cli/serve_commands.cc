@@ -215,9 +215,7 @@ void AddServeCommands(CLI::App& app, int* exit_code) {
   CLI::App* c = app.add_subcommand(
       "serve", "serve a restore point's disk over NBD, read-only (or with writes kept aside)");
   AddRepoOptions(c, o->repo);
-  c->add_option("POINT", o->repo.point, "the restore point (id, unique prefix, or latest)")
-      ->required();
-  c->add_option("--vm", o->repo.vm, "with POINT latest: that VM's newest point");
+  AddPointArgument(c, o->repo);
   c->add_option("--disk", o->disk, "the disk's device key (default 2000)");
   c->add_option("--socket", o->socket, "serve on this unix socket");
   c->add_option("--listen", o->listen,
@@ -245,10 +243,8 @@ void AddServeCommands(CLI::App& app, int* exit_code) {
                          "mount a restore point's disk read-only: DIR/disk.raw and its file "
                          "systems under DIR/partN (loop devices and mounts need root)");
   AddRepoOptions(c, m->repo);
-  c->add_option("POINT", m->repo.point, "the restore point (id, unique prefix, or latest)")
-      ->required();
+  AddPointArgument(c, m->repo);
   c->add_option("DIR", m->dir, "an empty folder")->required();
-  c->add_option("--vm", m->repo.vm, "with POINT latest: that VM's newest point");
   c->add_option("--disk", m->disk, "the disk's device key (default 2000)");
   c->add_option("--cache-size", m->cache_mib, "MiB of decoded chunks kept in memory (default 64)");
   Bind(c, exit_code, [m]() -> Status { return Mount(*m); });

@@ -87,9 +87,7 @@ void AddTestRestoreCommands(CLI::App& app, int* exit_code) {
       "restore a point for real and check it (file systems, a boot in a sandbox, a script in "
       "the guest); the result is recorded on the point, and list shows it");
   AddRepoOptions(c, o->repo);
-  c->add_option("POINT", o->repo.point, "the restore point (id, unique prefix, or latest)")
-      ->required();
-  c->add_option("--vm", o->repo.vm, "with POINT latest: that VM's newest point");
+  AddPointArgument(c, o->repo);
   c->add_flag("--fsck", o->fsck,
               "check every file system read-only in libguestfs's appliance (the default)");
   c->add_flag("--boot", o->boot,

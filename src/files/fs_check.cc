@@ -22,19 +22,6 @@ int DriveOf(const std::string& device) {
   return c >= 'a' && c <= 'z' ? c - 'a' : -1;
 }
 
-// The last lines of a checker's complaint: enough to name the problem, not a wall of text.
-std::string Tail(const std::string& text, size_t lines) {
-  std::vector<std::string> kept;
-  for (const auto& line : Split(text, '\n')) {
-    const std::string_view l = Trim(line);
-    if (!l.empty()) kept.emplace_back(l);
-  }
-  if (kept.size() > lines) kept.erase(kept.begin(), kept.end() - lines);
-  std::string out;
-  for (const auto& l : kept) out += (out.empty() ? "" : "; ") + l;
-  return out;
-}
-
 // Runs the checker of `c.type` on `c.device`; fills checker, checked, ok and detail.
 void RunChecker(Appliance& a, FsCheck& c) {
   guestfs_h* g = a.g;
@@ -42,7 +29,7 @@ void RunChecker(Appliance& a, FsCheck& c) {
   auto failed = [&](const std::string& what) {
     c.ok = false;
     const char* e = guestfs_last_error(g);
-    c.detail = what + (e && *e ? ": " + Tail(e, 6) : "");
+    c.detail = what + (e && *e ? ": " + LastLines(e, 6, "; ") : "");
   };
   c.checked = true;
   if (c.type == "ext2" || c.type == "ext3" || c.type == "ext4") {

@@ -376,6 +376,9 @@ Result<std::vector<std::string>> StopAbandonedSandboxes(const Options& o) {
 Status Migrate(const std::string& name, const Options& o, uint64_t bandwidth_mib,
                const std::string& dest_dir) {
   VMBACKUP_ASSIGN_OR_RETURN(nlohmann::json state, LoadState(o, name));
+  if (state.value("sandbox", false))
+    return FailedPreconditionError(name +
+                                   " is a restore test's sandbox: it is thrown away, not kept");
   VMBACKUP_ASSIGN_OR_RETURN(lv::ConnectPtr conn, lv::Connect(state.value("uri", o.uri)));
   VMBACKUP_ASSIGN_OR_RETURN(lv::DomainPtr dom, DomainOf(conn.get(), state));
   if (virDomainIsActive(dom.get()) != 1)

@@ -46,24 +46,6 @@ json Check(const std::string& check, const std::string& target, bool ok, const s
           {"seconds", double(int64_t(seconds * 10)) / 10}};
 }
 
-// The last `lines` non-empty lines of `text`, control characters dropped (a console log holds
-// escape sequences).
-std::string TailLines(const std::string& text, size_t lines) {
-  std::vector<std::string> kept;
-  for (const auto& raw : Split(text, '\n')) {
-    std::string l;
-    for (char c : raw) {
-      if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) l += c;
-    }
-    const std::string_view t = Trim(l);
-    if (!t.empty()) kept.emplace_back(t);
-  }
-  if (kept.size() > lines) kept.erase(kept.begin(), kept.end() - lines);
-  std::string out;
-  for (const auto& l : kept) out += (out.empty() ? "" : " | ") + l;
-  return out;
-}
-
 // The end of the console log (its last MiB: patterns and tails look there).
 std::string ReadConsole(const std::string& path) {
   auto text = io::ReadSmallFile(path, 64 << 20);
@@ -134,7 +116,7 @@ Result<json> WaitForGuest(virDomainPtr dom, bool agent, const std::string& conso
       if (at != std::string::npos) {
         return Check("boot", "console", false,
                      std::string("the console shows \"") + bad +
-                         "\": " + TailLines(log.substr(at > 2000 ? at - 2000 : 0), 6),
+                         "\": " + LastLines(log.substr(at > 2000 ? at - 2000 : 0), 6, " | "),
                      Since(started));
       }
     }
@@ -154,14 +136,14 @@ Result<json> WaitForGuest(virDomainPtr dom, bool agent, const std::string& conso
       }
       if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED) {
         return Check("boot", "domain", false,
-                     "the guest stopped by itself; its console ended: " + TailLines(log, 4),
+                     "the guest stopped by itself; its console ended: " + LastLines(log, 4, " | "),
                      Since(started));
       }
     }
     if (Clock::now() >= deadline) {
       return Check("boot", agent ? "guest agent" : "console", false,
                    StrFormat("no answer from %s within %d s; the console ended: %s", what.c_str(),
-                             o.boot_timeout_s, TailLines(log, 4).c_str()),
+                             o.boot_timeout_s, LastLines(log, 4, " | ").c_str()),
                    Since(started));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -179,7 +161,7 @@ json RunScript(virDomainPtr dom, const Options& o) {
   const bool ok = r->exit_code == 0 && r->signal == 0;
   std::string detail = r->signal ? StrFormat("ended by signal %d", r->signal)
                                  : StrFormat("exited with %d", r->exit_code);
-  const std::string said = TailLines(ok ? r->out : r->err + "\n" + r->out, 4);
+  const std::string said = LastLines(ok ? r->out : r->err + "\n" + r->out, 4, " | ");
   if (!said.empty()) detail += ": " + said;
   return Check("script", o.script_name, ok, detail, Since(t));
 }

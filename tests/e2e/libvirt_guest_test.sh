@@ -6,10 +6,13 @@
 # guest-fsfreeze-status is "thawed" afterwards: the freeze ended. A domain without an agent
 # cannot be quiesced: the backup fails naming the agent, or with --allow-crash-consistent is
 # crash-consistent and says so. (Control, run by hand on 2026-11-30: the same write followed at
-# once by a backup without --quiesce is not in the point.)
+# once by a backup without --quiesce is not in the point.) The point then runs as an instant
+# recovery (export restart, migrate), and test-restore boots it in a sandbox, checks its file
+# system and runs a script in it; a copy whose file system was damaged before its backup fails,
+# naming e2fsck's finding, and a killed test-restore's sandbox is removed by the next.
 source "$(dirname "$0")/functions.sh"
 libvirt_setup
-requires debootstrap python3
+requires debootstrap python3 debugfs partx
 G=$SHARED_TOOLS/guest
 export VMBACKUP_REPO=$SCRATCH/repo
 "$VMBACKUP" init >/dev/null
@@ -69,6 +72,98 @@ virsh destroy "$I" >/dev/null
 qemu-img convert -O raw "$SCRATCH/$I-2000.qcow2" migrated.raw
 grep -qa "$imarker" migrated.raw || fail "the migrated disk lacks the guest's write"
 grep -qa "$marker" migrated.raw || fail "the migrated disk lacks the point's data"
+
+echo "== test-restore: the point boots in a sandbox, its file systems check, a script runs"
+# A sandbox a failed run leaves is removed on the way out.
+trap 'for n in $(ls "$VMBACKUP_INSTANT_DIR" 2>/dev/null); do "$VMBACKUP" instant stop "$n" >/dev/null 2>&1 || true; done; "$G/guest-down" "$D" >/dev/null 2>&1 || true; libvirt_cleanup; rm -rf "$SCRATCH"' EXIT
+# The script runs in the sandboxed guest through its agent: the point's file is there, and the
+# guest sees no network interface but lo.
+cat > check.sh <<SCRIPT
+grep -q "$marker" /root/quiesce.txt || { echo "the point's file is missing" >&2; exit 3; }
+[ "\$(ls /sys/class/net)" = lo ] || { echo "a network: \$(ls /sys/class/net)" >&2; exit 4; }
+echo sandbox-ok
+SCRIPT
+"$VMBACKUP" --json test-restore "$(json_field q2.json "j['id']")" --boot --fsck --script check.sh \
+  --disk-dir "$SCRATCH" > tr.json 2> tr.err || fail "test-restore of the guest: $(cat tr.err)"
+python3 - tr.json <<'PY' || fail "test-restore: $(cat tr.json)"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["ok"] is True, j
+by = {c["check"]: c for c in j["checks"]}
+assert [c["target"] for c in j["checks"] if c["check"] == "fsck"] == ["disk 2000 /dev/sda1 (ext4)"], j
+assert by["boot"]["ok"] and by["boot"]["target"] == "guest agent", by["boot"]
+assert by["script"]["ok"] and "sandbox-ok" in by["script"]["detail"], by["script"]
+assert j["summary"] == "fsck of 1 file system, boot, script check.sh: ok", j["summary"]
+PY
+echo "FIGURE: test-restore --boot: the guest agent answered $(json_field tr.json "[c for c in j['checks'] if c['check'] == 'boot'][0]['seconds']") s after the start (TCG)"
+"$VMBACKUP" list | grep -E "^$(json_field q2.json "j['id']") .*tested ok $(date -u +%F)" >/dev/null \
+  || fail "list does not show the test: $("$VMBACKUP" list)"
+# Nothing of the sandbox is left: no domain, no record, no overlay, no export.
+no_sandbox_left() {
+  local doms
+  doms=$(virsh list --all --name)
+  ! grep -q "^vmbackup-test-" <<< "$doms" || fail "a sandbox domain is left: $doms"
+  [ -z "$(ls "$VMBACKUP_INSTANT_DIR")" ] || fail "records left: $(ls "$VMBACKUP_INSTANT_DIR")"
+  [ -z "$(find "$SCRATCH" -maxdepth 1 -name 'vmbackup-test-*')" ] || fail "a sandbox overlay is left"
+  ! pgrep -f "nbdkit -P $SCRATCH/instant/vmbackup-test-" >/dev/null || fail "a sandbox export is left"
+}
+no_sandbox_left
+
+echo "== test-restore of a point whose file system was damaged before the backup"
+# A copy of the guest's disk whose root file system lost /usr/share/doc's inode (its entry
+# stays), defined as a domain of its own and backed up powered off.
+DM=vmbt-damaged-$$
+LIBVIRT_DOMAINS+=("$DM")
+qemu-img convert -O raw "$(virsh domblklist "$D" | awk '$1 == "vda" { print $2 }')" dmg.raw
+start=$(partx -g -o START -n 1 dmg.raw | tr -d ' ')
+debugfs -w -R "clri /usr/share/doc" "dmg.raw?offset=$((start * 512))" >/dev/null 2>&1 \
+  || fail "debugfs could not damage the copy"
+virsh dumpxml --inactive "$D" | python3 -c '
+import sys, xml.etree.ElementTree as ET
+d = ET.fromstring(sys.stdin.read())
+d.find("name").text = sys.argv[1]
+d.remove(d.find("uuid"))
+dev = d.find("devices")
+for disk in dev.findall("disk"):
+    if disk.find("target").get("dev") == "vda":
+        disk.find("driver").set("type", "raw")
+        disk.find("source").set("file", sys.argv[2])
+    else:
+        dev.remove(disk)
+for s in dev.findall("serial"):
+    for l in s.findall("log"):
+        s.remove(l)
+print(ET.tostring(d, encoding="unicode"))' "$DM" "$SCRATCH/dmg.raw" > dm.xml
+virsh define dm.xml >/dev/null || fail "define the damaged domain"
+"$VMBACKUP" backup --source qemu:///system --vm "$DM" --no-progress --json > dm.json 2> dm.err \
+  || fail "backup of the damaged domain: $(cat dm.err)"
+dm=$(json_field dm.json "j['id']")
+# A test-restore killed while its sandbox boots leaves it behind; the next one removes it.
+"$VMBACKUP" test-restore "$dm" --boot --disk-dir "$SCRATCH" > /dev/null 2>&1 &
+killed=$!
+sandbox_runs() { local doms; doms=$(virsh list --name); grep -q "^vmbackup-test-" <<< "$doms"; }
+for _ in $(seq 120); do sandbox_runs && break; sleep 0.5; done
+sandbox_runs || fail "the sandbox of the run to kill never started"
+kill -9 $killed
+wait $killed 2>/dev/null || true
+set +e
+"$VMBACKUP" --json test-restore "$dm" --boot --fsck --boot-timeout 300 --disk-dir "$SCRATCH" \
+  > dmt.json 2> dmt.err
+rc=$?
+set -e
+[ $rc -eq 1 ] || fail "the damaged point: exit $rc, not 1: $(cat dmt.err)"
+grep -q "removed the sandbox of a killed test" dmt.err || fail "the killed run's sandbox: $(cat dmt.err)"
+grep -q "failed: fsck disk 2000 /dev/sda1 (ext4): e2fsck found" dmt.err || fail "no reason: $(cat dmt.err)"
+python3 - dmt.json <<'PY' || fail "damaged point: $(cat dmt.json)"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["ok"] is False, j
+fsck = [c for c in j["checks"] if c["check"] == "fsck"]
+assert len(fsck) == 1 and not fsck[0]["ok"] and "e2fsck found" in fsck[0]["detail"], fsck
+assert [c["check"] for c in j["checks"]] == ["fsck", "boot"], j["checks"]  # the boot ran too
+PY
+"$VMBACKUP" list | grep -E "^$dm .*tested FAILED" >/dev/null || fail "list: $("$VMBACKUP" list)"
+no_sandbox_left
 
 echo "== no agent"
 N=vmbt-noagent-$$
