@@ -15,6 +15,7 @@ ALLOWED = {
     "nbd": {"io", "base"},
     "host": {"format/vmdk", "io", "base"},
     "storage": {"base"},
+    "s3": {"storage", "http", "xml", "base"},
     "repo": {"storage", "base"},
     "catalog": {"repo", "storage", "base"},
     "xml": {"base"},

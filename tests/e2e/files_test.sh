@@ -2,10 +2,10 @@
 # File-level restore: a disk with a GPT holding FAT, ext4, XFS and NTFS partitions (built without
 # mounting), backed up through vmhost; `files ls` lists the partitions and every file, `files get`
 # returns identical bytes, times and modes, folders with their links; nothing is overwritten;
-# bad requests get clear errors.
+# bad requests get clear errors; an MBR disk numbers a logical partition 5, as Linux does.
 source "$(dirname "$0")/functions.sh"
 source "$E2E_DIR/fs_disk.sh"
-requires sgdisk mkfs.vfat mcopy mkfs.ext4 mkfs.xfs mkntfs ntfscp python3
+requires sgdisk sfdisk mkfs.vfat mcopy mkfs.ext4 mkfs.xfs mkntfs ntfscp python3
 V=$VMBACKUP
 H=${VMHOST:-$(dirname "$VMBACKUP")/vmhost}
 export VMHOST_DATASTORE=$SCRATCH/ds VMBACKUP_REPO=$SCRATCH/repo
@@ -83,4 +83,30 @@ expect_failure 2 "choose one with --partition" -- "$V" files ls latest /
 expect_failure 1 "has no disk 2001" -- "$V" files ls latest --disk 2001
 expect_failure 2 "not .." -- "$V" files get latest --partition 2 /home/.. --to got
 expect_failure 2 "is not a folder" -- "$V" files get latest --partition 2 /etc --to disk.raw
+
+# 5. An MBR disk numbers its partitions as Linux does: the primary one 1, the extended container
+#    2 (no file system, not listed), the logical one inside it 5.
+rm -rf r1 r5 && mkdir -p r1 r5 && echo "primary one" > r1/one.txt && echo "logical five" > r5/five.txt
+truncate -s 10M p1.img && mkfs.ext4 -q -F -d r1 p1.img
+truncate -s 20M p5.img && mkfs.ext4 -q -F -d r5 p5.img
+truncate -s 64M mbr.raw
+printf 'label: dos\nstart=2048, size=20480, type=83\nstart=24576, size=81920, type=5\nstart=26624, size=40960, type=83\n' \
+  | sfdisk -q mbr.raw || fail "sfdisk"
+dd if=p1.img of=mbr.raw bs=512 seek=2048 conv=notrunc,sparse status=none
+dd if=p5.img of=mbr.raw bs=512 seek=26624 conv=notrunc,sparse status=none
+"$H" vm create mbr --disk 64M >/dev/null && "$H" vm power-on mbr >/dev/null
+write_sparse "$H" mbr 0 mbr.raw || fail "write the MBR disk"
+"$H" vm power-off mbr >/dev/null
+"$V" backup --source "vmhost://$VMHOST_DATASTORE" --vm mbr >/dev/null || fail "back up the MBR disk"
+"$V" --json files ls latest --vm mbr > mbr.json || fail "files ls of the MBR disk"
+python3 - mbr.json <<'PY' || fail "MBR partitions: $(cat mbr.json)"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["table"] == "dos", j["table"]
+got = [(p["partition"], p["offset"], p["filesystem"]) for p in j["partitions"]]
+assert got == [(1, 1 << 20, "ext4"), (5, 26624 * 512, "ext4")], got
+PY
+rm -rf got/* && "$V" files get latest --vm mbr --partition 5 /five.txt --to got >/dev/null \
+  || fail "files get from the logical partition"
+cmp -s got/five.txt r5/five.txt || fail "the logical partition's file differs"
 echo PASS

@@ -3,9 +3,9 @@
 # running QEMU writes its disk itself through HMP qemu-io, as a guest would): `restore
 # --instant` defines and starts a new domain whose disks are qcow2 overlays over the point's
 # exports; its writes stay in the overlays; the domain survives a restart of the export
-# (`instant reconnect`); `instant migrate` copies the disks while it runs and pivots, after which
-# the domain needs no export and its disks equal the point plus its writes; `instant stop`
-# removes everything; a point without a libvirt definition is refused.
+# (`instant reconnect`); `instant migrate` copies the disks while it runs (at the bandwidth asked
+# for) and pivots, after which the domain needs no export and its disks equal the point plus its
+# writes; `instant stop` removes everything; a point without a libvirt definition is refused.
 source "$(dirname "$0")/functions.sh"
 libvirt_setup
 requires nbdkit qemu-img python3
@@ -54,9 +54,20 @@ expect_failure 1 "instant reconnect inst-copy" -- "$V" instant migrate inst-copy
 "$V" instant reconnect inst-copy >/dev/null || fail "instant reconnect"
 [ "$(virsh domstate inst-copy)" = running ] || fail "the domain does not run after the export's restart"
 
-# 4. Migrate while it runs (its reads go through the restarted export): afterwards no export,
-#    no overlay, and its disk is the point plus its writes.
-"$V" instant migrate inst-copy --disk-dir "$SCRATCH" >/dev/null || fail "instant migrate"
+# 4. Migrate while it runs (its reads go through the restarted export), at most 1 MiB/s (QEMU's
+#    block job carries the limit): afterwards no export, no overlay, and its disk is the point
+#    plus its writes.
+"$V" instant migrate inst-copy --disk-dir "$SCRATCH" --bandwidth 1 >/dev/null 2> mig.err &
+mig=$!
+limit=""
+for _ in $(seq 200); do
+  info=$(virsh blockjob inst-copy vda --info --bytes 2>/dev/null || true)
+  limit=$(grep -o "Bandwidth limit: [0-9]*" <<< "$info" || true)
+  [ -n "$limit" ] && break
+  sleep 0.05
+done
+wait $mig || fail "instant migrate: $(cat mig.err)"
+[ "$limit" = "Bandwidth limit: 1048576" ] || fail "instant migrate --bandwidth 1: the copy ran with '$limit'"
 [ "$(virsh domstate inst-copy)" = running ] || fail "the domain stopped during the migration"
 virsh dumpxml inst-copy > live2.xml
 ! grep -q "protocol='nbd'" live2.xml || fail "the domain still reads from the export"

@@ -1,0 +1,88 @@
+#include "storage/retrying_backend.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <thread>
+
+namespace vmbackup::storage {
+namespace {
+
+template <class T>
+bool Retryable(const Result<T>& r) {
+  return !r.ok() && r.error().code() == ErrorCode::kUnavailable;
+}
+bool Retryable(const Status& s) { return !s.ok() && s.code() == ErrorCode::kUnavailable; }
+
+}  // namespace
+
+void RetryingBackend::Sleep(int attempt) {
+  // Full jitter: a random wait up to the exponential bound, so clients that failed together do
+  // not come back together.
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  const double bound =
+      std::min(policy_.max_delay_seconds,
+               policy_.first_delay_seconds * double(1ull << std::min(attempt, 20)));
+  std::uniform_real_distribution<double> d(0, bound);
+  std::this_thread::sleep_for(std::chrono::duration<double>(d(rng)));
+}
+
+template <class Call>
+auto RetryingBackend::Retry(Call call) -> decltype(call()) {
+  for (int attempt = 1;; ++attempt) {
+    auto r = call();
+    if (!Retryable(r) || attempt >= policy_.attempts) return r;
+    ++retries_;
+    Sleep(attempt - 1);
+  }
+}
+
+Status RetryingBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
+  bool failed_before = false;
+  for (int attempt = 1;; ++attempt) {
+    Status s = inner_->Save(ref, data);
+    if (s.code() == ErrorCode::kAlreadyExists && failed_before) {
+      // Our earlier attempt may have stored it before its answer was lost.
+      auto stored = Load(ref);
+      if (stored && stored->size() == data.size() &&
+          std::equal(stored->begin(), stored->end(), data.begin()))
+        return Status::Ok();
+      return s;
+    }
+    if (!Retryable(s) || attempt >= policy_.attempts) return s;
+    failed_before = true;
+    ++retries_;
+    Sleep(attempt - 1);
+  }
+}
+
+Result<std::vector<uint8_t>> RetryingBackend::Load(const ObjectRef& ref) {
+  return Retry([&] { return inner_->Load(ref); });
+}
+
+Status RetryingBackend::ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) {
+  return Retry([&] { return inner_->ReadRange(ref, offset, out); });
+}
+
+Result<ObjectInfo> RetryingBackend::Stat(const ObjectRef& ref) {
+  return Retry([&] { return inner_->Stat(ref); });
+}
+
+Result<std::vector<ObjectInfo>> RetryingBackend::List(ObjectType type) {
+  return Retry([&] { return inner_->List(type); });
+}
+
+Status RetryingBackend::Delete(const ObjectRef& ref) {
+  bool failed_before = false;
+  for (int attempt = 1;; ++attempt) {
+    Status s = inner_->Delete(ref);
+    // A delete whose answer was lost finds nothing the second time: it is done.
+    if (s.code() == ErrorCode::kNotFound && failed_before) return Status::Ok();
+    if (!Retryable(s) || attempt >= policy_.attempts) return s;
+    failed_before = true;
+    ++retries_;
+    Sleep(attempt - 1);
+  }
+}
+
+}  // namespace vmbackup::storage

@@ -1,0 +1,50 @@
+// A Backend decorator that retries what may succeed when tried again: calls that fail with
+// kUnavailable (a remote store's 5xx, 408, 429, a reset connection, a timeout) are repeated with
+// exponential backoff and full jitter, up to `attempts` times in all. Nothing else is retried: a
+// 4xx that means "wrong" (no permission, not found, a bad signature, already exists) is the
+// answer. A Save retried after a lost answer may find its own object there (kAlreadyExists):
+// then the stored object is read back, and only the same bytes count as saved.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "storage/backend.h"
+
+namespace vmbackup::storage {
+
+struct RetryPolicy {
+  int attempts = 6;
+  double first_delay_seconds = 0.2;
+  double max_delay_seconds = 10;
+};
+
+class RetryingBackend : public Backend {
+ public:
+  RetryingBackend(std::unique_ptr<Backend> inner, RetryPolicy policy = {})
+      : inner_(std::move(inner)), policy_(policy) {}
+  Status Save(const ObjectRef& ref, std::span<const uint8_t> data) override;
+  Result<std::vector<uint8_t>> Load(const ObjectRef& ref) override;
+  Status ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) override;
+  void Prefetch(const ObjectRef& ref, uint64_t offset, uint64_t length) override {
+    inner_->Prefetch(ref, offset, length);
+  }
+  Result<ObjectInfo> Stat(const ObjectRef& ref) override;
+  Result<std::vector<ObjectInfo>> List(ObjectType type) override;
+  Status Delete(const ObjectRef& ref) override;
+  std::string location() const override { return inner_->location(); }
+  // How many calls were repeated (for reports and tests).
+  uint64_t retries() const { return retries_; }
+
+ private:
+  // Runs `call` until it succeeds, fails with something other than kUnavailable, or the
+  // attempts run out. `call` returns a Status or a Result.
+  template <class Call>
+  auto Retry(Call call) -> decltype(call());
+  void Sleep(int attempt);
+  std::unique_ptr<Backend> inner_;
+  RetryPolicy policy_;
+  std::atomic<uint64_t> retries_{0};
+};
+
+}  // namespace vmbackup::storage
