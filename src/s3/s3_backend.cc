@@ -1,0 +1,103 @@
+#include "s3/s3_backend.h"
+
+namespace vmbackup::s3 {
+
+struct S3Backend::Lease {
+  S3Backend* owner = nullptr;
+  std::unique_ptr<Client> client;
+  Lease(S3Backend* o, std::unique_ptr<Client> c) : owner(o), client(std::move(c)) {}
+  Lease(Lease&& other) noexcept : owner(other.owner), client(std::move(other.client)) {}
+  ~Lease() {
+    if (client) owner->Give(std::move(client));
+  }
+  Client* operator->() { return client.get(); }
+};
+
+Result<S3Backend::Lease> S3Backend::Take() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(c));
+    }
+  }
+  VMBACKUP_ASSIGN_OR_RETURN(auto c, Client::Create(where_, keys_, tls_));
+  return Lease(this, std::move(c));
+}
+
+void S3Backend::Give(std::unique_ptr<Client> c) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (idle_.size() < 32) idle_.push_back(std::move(c));
+}
+
+Result<std::unique_ptr<S3Backend>> S3Backend::Open(const std::string& url, const Credentials& keys,
+                                                   const http::TlsOptions& tls,
+                                                   bool create_bucket) {
+  VMBACKUP_ASSIGN_OR_RETURN(Location where, ParseS3Url(url));
+  std::unique_ptr<S3Backend> b(new S3Backend(where, keys, tls));
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, b->Take());
+  if (create_bucket) {
+    VMBACKUP_RETURN_IF_ERROR(c->EnsureBucket());
+  } else {
+    auto config = c->Head(b->Key({storage::ObjectType::kConfig, "config"}));
+    if (!config) {
+      if (config.error().code() == ErrorCode::kNotFound)
+        return NoRepositoryError("no repository at " + url + " (vmbackup init makes one)");
+      return config.error();
+    }
+  }
+  return b;
+}
+
+std::string S3Backend::Key(const storage::ObjectRef& ref) const {
+  return where_.prefix + std::string(storage::ObjectTypeName(ref.type)) + "/" + ref.name;
+}
+
+Status S3Backend::Save(const storage::ObjectRef& ref, std::span<const uint8_t> data) {
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  return c->Put(Key(ref), data, /*create_only=*/true);
+}
+
+Result<std::vector<uint8_t>> S3Backend::Load(const storage::ObjectRef& ref) {
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  return c->Get(Key(ref));
+}
+
+Status S3Backend::ReadRange(const storage::ObjectRef& ref, uint64_t offset,
+                            std::span<uint8_t> out) {
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  return c->GetRange(Key(ref), offset, out);
+}
+
+Result<storage::ObjectInfo> S3Backend::Stat(const storage::ObjectRef& ref) {
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  VMBACKUP_ASSIGN_OR_RETURN(ObjectMeta m, c->Head(Key(ref)));
+  return storage::ObjectInfo{ref.name, m.size, m.mtime};
+}
+
+Result<std::vector<storage::ObjectInfo>> S3Backend::List(storage::ObjectType type) {
+  const std::string prefix = where_.prefix + std::string(storage::ObjectTypeName(type)) + "/";
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  VMBACKUP_ASSIGN_OR_RETURN(auto all, c->List(prefix));
+  std::vector<storage::ObjectInfo> out;
+  for (const auto& m : all) {
+    const std::string name = m.key.substr(prefix.size());
+    // Only objects this layout can name (no deeper keys, nothing another tool left).
+    if (!storage::ValidateObjectName(name).ok()) continue;
+    out.push_back({name, m.size, m.mtime});
+  }
+  return out;
+}
+
+Status S3Backend::Delete(const storage::ObjectRef& ref) {
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  return c->Delete(Key(ref));
+}
+
+}  // namespace vmbackup::s3

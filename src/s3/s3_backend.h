@@ -1,0 +1,51 @@
+// A repository's objects in an S3 bucket (docs/repository-format.md section 1): object T/N is
+// the key PREFIX + "T/N". Write-once objects are created with If-None-Match: * (the server
+// refuses to overwrite: kAlreadyExists), read whole or by range, listed page by page, deleted
+// after a HEAD (S3 answers 204 for a missing key; the Backend contract wants kNotFound).
+// Thread-safe: each call takes a connection from a pool (kept open between requests), so
+// several requests are in flight when several threads call.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "s3/s3_client.h"
+#include "storage/backend.h"
+
+namespace vmbackup::s3 {
+
+class S3Backend : public storage::Backend {
+ public:
+  // Connects to the bucket of `url` ("s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]"). With
+  // `create_bucket` a missing bucket is created (init); otherwise kNoRepository when it has no
+  // config object.
+  static Result<std::unique_ptr<S3Backend>> Open(const std::string& url, const Credentials& keys,
+                                                 const http::TlsOptions& tls, bool create_bucket);
+
+  Status Save(const storage::ObjectRef& ref, std::span<const uint8_t> data) override;
+  Result<std::vector<uint8_t>> Load(const storage::ObjectRef& ref) override;
+  Status ReadRange(const storage::ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) override;
+  Result<storage::ObjectInfo> Stat(const storage::ObjectRef& ref) override;
+  Result<std::vector<storage::ObjectInfo>> List(storage::ObjectType type) override;
+  Status Delete(const storage::ObjectRef& ref) override;
+  std::string location() const override { return where_.url; }
+
+ private:
+  S3Backend(Location where, Credentials keys, http::TlsOptions tls)
+      : where_(std::move(where)), keys_(std::move(keys)), tls_(std::move(tls)) {}
+  std::string Key(const storage::ObjectRef& ref) const;
+  // A connection for one call, returned to the pool when the holder goes.
+  struct Lease;
+  Result<Lease> Take();
+  void Give(std::unique_ptr<Client> c);
+
+  Location where_;
+  Credentials keys_;
+  http::TlsOptions tls_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Client>> idle_;
+};
+
+}  // namespace vmbackup::s3

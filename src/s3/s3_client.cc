@@ -1,0 +1,201 @@
+#include "s3/s3_client.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+
+#include "base/strings.h"
+#include "xml/xml.h"
+
+namespace vmbackup::s3 {
+namespace {
+
+// "Mon, 30 Nov 2026 19:00:00 GMT" (HTTP) or "2026-11-30T19:00:00.000Z" (S3 XML) -> Unix seconds.
+int64_t ParseTime(const std::string& text) {
+  std::tm tm{};
+  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S", &tm);
+  if (!end) end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  return end ? int64_t(timegm(&tm)) : 0;
+}
+
+std::string Header(const http::Response& r, const std::string& name) {
+  auto it = r.headers.find(name);
+  return it == r.headers.end() ? "" : std::string(Trim(it->second));
+}
+
+}  // namespace
+
+Status ErrorOf(const http::Response& r, const std::string& what) {
+  std::string code, message;
+  if (!r.body.empty()) {
+    if (auto doc = xml::Document::Parse(r.body, "S3 error")) {
+      code = doc->root().child("Code").text();
+      message = doc->root().child("Message").text();
+    }
+  }
+  const std::string detail = StrFormat("%s: HTTP %ld%s%s%s", what.c_str(), r.status,
+                                       code.empty() ? "" : (" " + code).c_str(),
+                                       message.empty() ? "" : ": ", message.c_str());
+  if (r.status >= 500 || r.status == 408 || r.status == 429 || code == "SlowDown" ||
+      code == "RequestTimeout")
+    return UnavailableError(detail);
+  if (r.status == 404) return NotFoundError(detail);
+  if (r.status == 412) return AlreadyExistsError(detail);
+  if (r.status == 401 || r.status == 403) return PermissionDeniedError(detail);
+  if (code == "XAmzContentSHA256Mismatch" || code == "BadDigest")
+    return CorruptionError(detail + " (the data changed on its way)");
+  return IOError(detail);
+}
+
+Result<std::unique_ptr<Client>> Client::Create(const Location& where, const Credentials& keys,
+                                               const http::TlsOptions& tls) {
+  VMBACKUP_ASSIGN_OR_RETURN(auto http, http::Client::Create(where.endpoint, tls, 60));
+  return std::unique_ptr<Client>(new Client(where, keys, std::move(http)));
+}
+
+Result<http::Response> Client::Send(const std::string& method, const std::string& key,
+                                    const std::vector<std::pair<std::string, std::string>>& query,
+                                    std::map<std::string, std::string> headers,
+                                    std::span<const uint8_t> body) {
+  SignedRequest r;
+  r.method = method;
+  r.host = where_.host;
+  r.path = "/" + where_.bucket + (key.empty() ? "" : "/" + key);
+  r.query = query;
+  r.headers = std::move(headers);
+  r.payload_sha256 = Sha256Hex(body);
+  const Signature sig = Sign(r, keys_, where_.region, AmzDateNow());
+  http::Request req;
+  req.method = method;
+  req.path =
+      http::UrlEncode(r.path, true) + (sig.query_string.empty() ? "" : "?" + sig.query_string);
+  req.headers = sig.headers;
+  req.headers.erase("host");  // libcurl writes it from the URL
+  req.headers["authorization"] = sig.authorization;
+  req.body.assign(reinterpret_cast<const char*>(body.data()), body.size());
+  auto resp = http_->Send(req);
+  if (!resp) {  // no answer: a reset, a timeout, a refused connection
+    if (resp.error().code() == ErrorCode::kUnauthenticated) return resp.error();  // TLS
+    return UnavailableError(resp.error().message());
+  }
+  return resp;
+}
+
+Status Client::Put(const std::string& key, std::span<const uint8_t> data, bool create_only) {
+  std::map<std::string, std::string> h = {{"content-type", "application/octet-stream"}};
+  if (create_only) h["if-none-match"] = "*";
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("PUT", key, {}, h, data));
+  if (r.status == 200) return Status::Ok();
+  return ErrorOf(r, "PUT " + where_.endpoint + "/" + where_.bucket + "/" + key);
+}
+
+Result<std::vector<uint8_t>> Client::Get(const std::string& key) {
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("GET", key, {}, {}, {}));
+  if (r.status != 200)
+    return ErrorOf(r, "GET " + where_.endpoint + "/" + where_.bucket + "/" + key);
+  return std::vector<uint8_t>(r.body.begin(), r.body.end());
+}
+
+Status Client::GetRange(const std::string& key, uint64_t offset, std::span<uint8_t> out) {
+  if (out.empty()) return Status::Ok();
+  const std::string range = StrFormat("bytes=%llu-%llu", (unsigned long long)offset,
+                                      (unsigned long long)(offset + out.size() - 1));
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("GET", key, {}, {{"range", range}}, {}));
+  const std::string what = "GET " + where_.endpoint + "/" + where_.bucket + "/" + key + " " + range;
+  if (r.status == 416) return CorruptionError(what + ": the object is shorter");
+  if (r.status != 206 && r.status != 200) return ErrorOf(r, what);
+  if (r.status == 200) {  // a server that ignores ranges sends everything
+    if (r.body.size() < offset + out.size())
+      return CorruptionError(what + ": the object is shorter");
+    std::memcpy(out.data(), r.body.data() + offset, out.size());
+    return Status::Ok();
+  }
+  if (r.body.size() != out.size())
+    return CorruptionError(StrFormat("%s: %zu bytes came", what.c_str(), r.body.size()));
+  std::memcpy(out.data(), r.body.data(), out.size());
+  return Status::Ok();
+}
+
+Result<ObjectMeta> Client::Head(const std::string& key) {
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("HEAD", key, {}, {}, {}));
+  const std::string what = "HEAD " + where_.endpoint + "/" + where_.bucket + "/" + key;
+  if (r.status != 200) return HeadError(r, key, what);
+  ObjectMeta m;
+  m.key = key;
+  m.size = std::strtoull(Header(r, "content-length").c_str(), nullptr, 10);
+  m.mtime = ParseTime(Header(r, "last-modified"));
+  return m;
+}
+
+// A HEAD answer has no body, so no S3 error code: for anything but 404 the same request as a
+// GET of one byte tells why (SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied).
+Status Client::HeadError(const http::Response& head, const std::string& key,
+                         const std::string& what) {
+  if (head.status == 404) return ErrorOf(head, what);
+  auto get = Send("GET", key,
+                  key.empty() ? std::vector<std::pair<std::string, std::string>>{{"list-type", "2"},
+                                                                                 {"max-keys", "1"}}
+                              : std::vector<std::pair<std::string, std::string>>{},
+                  {{"range", "bytes=0-0"}}, {});
+  if (get && get->status == head.status && !get->body.empty()) return ErrorOf(*get, what);
+  return ErrorOf(head, what);
+}
+
+Status Client::Delete(const std::string& key) {
+  VMBACKUP_RETURN_IF_ERROR(Head(key).status());
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("DELETE", key, {}, {}, {}));
+  if (r.status == 204 || r.status == 200) return Status::Ok();
+  return ErrorOf(r, "DELETE " + where_.endpoint + "/" + where_.bucket + "/" + key);
+}
+
+Result<ListPage> ParseListPage(const std::string& body, const std::string& prefix,
+                               const std::string& what) {
+  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc, xml::Document::Parse(body, what));
+  xml::Node root = doc.root();
+  if (root.name() != "ListBucketResult") return ProtocolError(what + ": not a listing");
+  ListPage p;
+  for (xml::Node c : root.children("Contents")) {
+    ObjectMeta m;
+    m.key = c.child("Key").text();
+    m.size = std::strtoull(c.child("Size").text().c_str(), nullptr, 10);
+    m.mtime = ParseTime(c.child("LastModified").text());
+    if (m.key.rfind(prefix, 0) != 0) return ProtocolError(what + ": a key outside the prefix");
+    p.objects.push_back(std::move(m));
+  }
+  p.truncated = root.child("IsTruncated").text() == "true";
+  p.next_token = root.child("NextContinuationToken").text();
+  return p;
+}
+
+Result<std::vector<ObjectMeta>> Client::List(const std::string& prefix) {
+  std::vector<ObjectMeta> out;
+  std::string token;
+  for (int page = 0;; ++page) {
+    std::vector<std::pair<std::string, std::string>> q = {{"list-type", "2"}, {"prefix", prefix}};
+    if (!token.empty()) q.emplace_back("continuation-token", token);
+    VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("GET", "", q, {}, {}));
+    const std::string what = "list " + where_.url + " (" + prefix + ")";
+    if (r.status != 200) return ErrorOf(r, what);
+    VMBACKUP_ASSIGN_OR_RETURN(ListPage p, ParseListPage(r.body, prefix, what));
+    for (auto& m : p.objects) out.push_back(std::move(m));
+    if (!p.truncated) break;
+    if (p.next_token.empty() || p.next_token == token || page > 1000000)
+      return ProtocolError(what + ": a truncated listing without a new continuation token");
+    token = p.next_token;
+  }
+  return out;
+}
+
+Status Client::EnsureBucket() {
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response head, Send("HEAD", "", {}, {}, {}));
+  if (head.status == 200) return Status::Ok();
+  if (head.status != 404) return HeadError(head, "", "bucket " + where_.url);
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("PUT", "", {}, {}, {}));
+  if (r.status == 200) return Status::Ok();
+  return ErrorOf(r, "create bucket " + where_.bucket + " at " + where_.endpoint);
+}
+
+}  // namespace vmbackup::s3
