@@ -16,6 +16,7 @@ ALLOWED = {
     "host": {"format/vmdk", "io", "base"},
     "storage": {"base"},
     "s3": {"storage", "http", "xml", "base"},
+    "location": {"s3", "storage", "base"},
     "repo": {"storage", "base"},
     "catalog": {"repo", "storage", "base"},
     "xml": {"base"},
@@ -26,11 +27,11 @@ ALLOWED = {
     "hv/libvirt": {"hv", "xml", "nbd", "io", "base"},
     "vsphere_api": {"host", "xml", "format/vmdk", "io", "base"},
     "engine": {"hv", "catalog", "repo", "storage", "io", "base"},
-    "live": {"repo", "storage", "io", "base"},
+    "live": {"location", "repo", "storage", "io", "base"},
     "files": {"base"},
     "instant": {"live", "hv/libvirt", "xml", "repo", "io", "base"},
     "restore_check": {"instant", "files", "live", "hv/libvirt", "repo", "storage", "io", "base"},
-    "cli": {"restore_check", "instant", "live", "files", "vsphere_api", "hv/vsphere", "hv/libvirt", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
+    "cli": {"location", "restore_check", "instant", "live", "files", "vsphere_api", "hv/vsphere", "hv/libvirt", "http", "xml", "hv/vmhost", "hv", "engine", "nbd", "host", "catalog", "repo", "storage", "format/vmdk",
             "io", "base"},
 }
 

@@ -44,7 +44,8 @@ Status InstantRestore(const RepoOpts& repo, const std::string& vm, const std::st
   VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
   r.repo.reset();
   instant::Options o = InstantOptions(source);
-  o.repo_dir = RepoDir(repo);
+  o.repo_location = RepoLocation(repo);
+  o.s3_ca_file = repo.s3_ca_file;
   o.key = r.key;
   o.overlay_dir = disk_dir;
   VMBACKUP_ASSIGN_OR_RETURN(instant::StartReport rep, instant::Start(point, name, o));

@@ -13,18 +13,22 @@
 #include "base/strings.h"
 #include "cli/output.h"
 #include "io/posix_file.h"
+#include "location/location.h"
 #include "repo/point.h"
-#include "storage/local_backend.h"
 
 namespace vmbackup::cli {
 
 void AddRepoOptions(CLI::App* c, RepoOpts& o) {
-  c->add_option("--repo", o.repo, "repository folder (or VMBACKUP_REPO)");
+  c->add_option("--repo", o.repo,
+                "repository: a folder, or s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX] (or "
+                "VMBACKUP_REPO)");
   c->add_option("--key-file", o.key_file, "key file of an encrypted repository");
   c->add_option("--passphrase-file", o.passphrase_file,
                 "file holding the passphrase (or VMBACKUP_PASSPHRASE)");
   c->add_option("--password-command", o.password_command,
                 "command that prints the passphrase (run by /bin/sh)");
+  c->add_option("--s3-ca-file", o.s3_ca_file,
+                "PEM bundle of the CA that signed an S3 server's certificate (else the system's)");
   c->add_flag("--no-lock", o.no_lock,
               "take no lock (a read-only repository); for commands that only read");
 }
@@ -34,10 +38,17 @@ void AddPointArgument(CLI::App* cmd, RepoOpts& o) {
   cmd->add_option("--vm", o.vm, "with POINT latest: that VM's newest point");
 }
 
-std::string RepoDir(const RepoOpts& o) {
+std::string RepoLocation(const RepoOpts& o) {
   if (!o.repo.empty()) return o.repo;
   const char* env = std::getenv("VMBACKUP_REPO");
   return env ? env : "";
+}
+
+Result<std::unique_ptr<storage::Backend>> OpenBackend(const RepoOpts& o) {
+  const std::string where = RepoLocation(o);
+  if (where.empty())
+    return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
+  return location::Open(where, {o.s3_ca_file});
 }
 
 namespace {
@@ -126,17 +137,14 @@ Result<repo::KeySource> KeysOrPrompt(const RepoOpts& o, bool new_key) {
 }
 
 Result<OpenedRepo> OpenRepoWithKey(const RepoOpts& o) {
-  const std::string dir = RepoDir(o);
-  if (dir.empty())
-    return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
   OpenedRepo out;
   VMBACKUP_ASSIGN_OR_RETURN(out.key, Keys(o));
-  VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Open(dir));
+  VMBACKUP_ASSIGN_OR_RETURN(auto backend, OpenBackend(o));
   auto r = repo::Repository::Open(std::move(backend), out.key);
   // An encrypted repository opened with no key from a terminal: ask for the passphrase.
   if (!r && r.error().code() == ErrorCode::kUnauthenticated && out.key.empty() && ::isatty(0)) {
     VMBACKUP_ASSIGN_OR_RETURN(out.key, KeysOrPrompt(o, false));
-    VMBACKUP_ASSIGN_OR_RETURN(backend, storage::LocalBackend::Open(dir));
+    VMBACKUP_ASSIGN_OR_RETURN(backend, OpenBackend(o));
     r = repo::Repository::Open(std::move(backend), out.key);
   }
   if (!r) return r.error();
@@ -172,9 +180,9 @@ bool MakePrivateDirs(const std::string& path) {
 Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::Repository& r) {
   // Versions before the cache folder kept the catalog inside the repository, where it showed
   // VM names in the clear: it goes (when the repository can be written).
-  const std::string dir = RepoDir(o);
+  const std::string dir = RepoLocation(o);
   const std::string old = dir + "/catalog.db";
-  if (io::PathExists(old) && ::access(dir.c_str(), W_OK) == 0) {
+  if (!location::IsRemote(dir) && io::PathExists(old) && ::access(dir.c_str(), W_OK) == 0) {
     for (const char* suffix : {"", "-wal", "-shm"}) ::unlink((old + suffix).c_str());
     Note(
         "removed the old catalog.db from the repository (the catalog now lives in the cache "
@@ -215,9 +223,6 @@ Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
 }
 
 Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::string& purpose) {
-  std::string dir = RepoDir(o);
-  if (dir.empty())
-    return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
   LockedRepo x;
   if (o.no_lock) {
     if (exclusive)
@@ -227,7 +232,7 @@ Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::stri
     x.key = std::move(r.key);
     return x;
   }
-  VMBACKUP_ASSIGN_OR_RETURN(x.lock_backend, storage::LocalBackend::Open(dir));
+  VMBACKUP_ASSIGN_OR_RETURN(x.lock_backend, OpenBackend(o));
   VMBACKUP_ASSIGN_OR_RETURN(
       x.lock, repo::RepoLock::Acquire(*x.lock_backend, {exclusive, purpose, o.lock_wait}));
   for (const auto& b : x.lock->broken()) Note("removed a stale %s", repo::DescribeLock(b).c_str());

@@ -17,6 +17,7 @@ namespace vmbackup::cli {
 
 struct RepoOpts {
   std::string repo, key_file, passphrase_file, password_command, chunk_size = "64K", point, vm;
+  std::string s3_ca_file;
   bool encrypt = false, dry_run = false, repair = false, no_lock = false;
   bool remove = false, damaged = false;
   std::vector<std::string> points;
@@ -26,14 +27,16 @@ struct RepoOpts {
   double repack_below = 0.5, lock_wait = 0;
 };
 
-// The options every repository command takes: --repo, the key options, --no-lock, --json.
+// The options every repository command takes: --repo, the key options, --s3-ca-file, --no-lock.
 void AddRepoOptions(CLI::App* cmd, RepoOpts& o);
 
 // POINT (required) and --vm, for commands that work on one point.
 void AddPointArgument(CLI::App* cmd, RepoOpts& o);
 
-// --repo, or VMBACKUP_REPO; empty when neither is given.
-std::string RepoDir(const RepoOpts& o);
+// --repo, or VMBACKUP_REPO: a folder or an S3 URL; empty when neither is given.
+std::string RepoLocation(const RepoOpts& o);
+// The backend of the repository the options name (location/location.h).
+Result<std::unique_ptr<storage::Backend>> OpenBackend(const RepoOpts& o);
 // The key given: --key-file, --passphrase-file, --password-command or VMBACKUP_PASSPHRASE (at
 // most one of the options; an empty passphrase is refused). Empty when none is given.
 Result<repo::KeySource> Keys(const RepoOpts& o);

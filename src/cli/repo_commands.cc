@@ -14,13 +14,13 @@
 #include "cli/output.h"
 #include "cli/repo_access.h"
 #include "io/posix_file.h"
+#include "location/location.h"
 #include "repo/gc.h"
 #include "repo/lock.h"
 #include "repo/maintenance.h"
 #include "repo/marks.h"
 #include "repo/point.h"
 #include "repo/prune.h"
-#include "storage/local_backend.h"
 
 namespace vmbackup::cli {
 namespace {
@@ -59,7 +59,8 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   c->add_flag("--encrypt", o->encrypt,
               "AES-256-GCM; needs --key-file (created if missing) or a passphrase");
   Bind(c, exit_code, [o]() -> Status {
-    std::string dir = RepoDir(*o);
+    const std::string dir = RepoLocation(*o);
+    const location::Options where{o->s3_ca_file};
     if (dir.empty())
       return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
     repo::InitOptions io;
@@ -74,18 +75,18 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       io.key = {};  // VMBACKUP_PASSPHRASE alone does not ask for encryption
     }
     // A failed init leaves nothing behind: not the folder, not its sub-folders, not a key file.
-    const bool dir_existed = io::PathExists(dir);
+    const bool dir_existed = location::IsRemote(dir) || io::PathExists(dir);
     const bool key_existed = io.key.key_file.empty() || io::PathExists(io.key.key_file);
     std::unique_ptr<repo::Repository> r;
     Status made = [&]() -> Status {
-      VMBACKUP_ASSIGN_OR_RETURN(auto backend, storage::LocalBackend::Create(dir));
+      VMBACKUP_ASSIGN_OR_RETURN(auto backend, location::Create(dir, where));
       VMBACKUP_RETURN_IF_ERROR(repo::Repository::Init(*backend, io));
       VMBACKUP_ASSIGN_OR_RETURN(r, repo::Repository::Open(std::move(backend), io.key));
       return Status::Ok();
     }();
     if (!made.ok()) {
       if (made.code() != ErrorCode::kAlreadyExists) {
-        storage::LocalBackend::RemoveNew(dir, /*remove_folder=*/!dir_existed);
+        location::RemoveNew(dir, where, /*remove_folder=*/!dir_existed);
         if (!key_existed) ::unlink(io.key.key_file.c_str());
       }
       return made;

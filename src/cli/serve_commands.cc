@@ -16,7 +16,6 @@
 #include "live/point_mount.h"
 #include "live/server_process.h"
 #include "repo/point.h"
-#include "storage/local_backend.h"
 
 namespace vmbackup::cli {
 
@@ -24,7 +23,8 @@ live::ExportOptions ExportOf(const RepoOpts& repo, const repo::KeySource& key,
                              const std::string& point_id, int disk) {
   live::ExportOptions eo;
   eo.plugin = PluginPath("nbdkit-vmbackup-plugin.so");
-  eo.repo_dir = RepoDir(repo);
+  eo.repo_location = RepoLocation(repo);
+  eo.s3_ca_file = repo.s3_ca_file;
   eo.point_id = point_id;
   eo.disk_key = disk;
   eo.key = key;

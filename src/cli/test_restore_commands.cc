@@ -49,7 +49,8 @@ Status TestRestore(const TestOpts& o) {
   VMBACKUP_ASSIGN_OR_RETURN(LockedRepo r, OpenLocked(o.repo, false, "test-restore"));
   VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, o.repo.point, o.repo.vm));
   VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*r.repo, id));
-  ro.instant.repo_dir = RepoDir(o.repo);
+  ro.instant.repo_location = RepoLocation(o.repo);
+  ro.instant.s3_ca_file = o.repo.s3_ca_file;
   ro.instant.key = r.key;
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;

@@ -72,7 +72,8 @@ live::ExportOptions ExportFor(const Options& o, const nlohmann::json& state, int
                               const std::string& dir) {
   live::ExportOptions eo;
   eo.plugin = o.plugin;
-  eo.repo_dir = state.value("repo", o.repo_dir);
+  eo.repo_location = state.value("repo", o.repo_location);
+  eo.s3_ca_file = state.value("s3_ca_file", o.s3_ca_file);
   eo.point_id = state.value("point", "");
   eo.disk_key = key;
   eo.key = o.key;
@@ -212,7 +213,8 @@ Result<StartReport> Start(const repo::Point& point, const std::string& name, con
   nlohmann::json state = {{"name", name},
                           {"uri", o.uri},
                           {"point", point.id},
-                          {"repo", o.repo_dir},
+                          {"repo", o.repo_location},
+                          {"s3_ca_file", o.s3_ca_file},
                           {"disks", nlohmann::json::array()}};
   if (o.sandbox) {
     const pid_t self = ::getpid();

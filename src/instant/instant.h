@@ -22,10 +22,11 @@ namespace vmbackup::instant {
 
 struct Options {
   std::string uri = "qemu:///system";
-  std::string state_root;   // default /var/lib/vmbackup/instant (root) or ~/.local/state/...
-  std::string overlay_dir;  // default: libvirt's pool (/var/lib/libvirt/images for root)
-  std::string plugin;       // nbdkit-vmbackup-plugin.so
-  std::string repo_dir;
+  std::string state_root;     // default /var/lib/vmbackup/instant (root) or ~/.local/state/...
+  std::string overlay_dir;    // default: libvirt's pool (/var/lib/libvirt/images for root)
+  std::string plugin;         // nbdkit-vmbackup-plugin.so
+  std::string repo_location;  // a folder or an S3 URL
+  std::string s3_ca_file;
   repo::KeySource key;
   uint64_t cache_mib = 256;
   // A restore test's throwaway instance (test-restore): the domain gets no network and no host

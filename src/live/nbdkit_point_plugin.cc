@@ -1,8 +1,10 @@
 // nbdkit-vmbackup-plugin.so: serves one disk of a restore point straight from the repository,
 // read-only (`vmbackup serve` runs nbdkit with it). Parameters:
-//   repo=DIR point=ID disk=KEY [key-file=PATH] [passphrase-file=PATH] [cache=MIB]
+//   repo=DIR|S3-URL point=ID disk=KEY [key-file=PATH] [passphrase-file=PATH] [cache=MIB]
+//   [s3-ca-file=PATH]
 // An encrypted repository's passphrase may also come from VMBACKUP_PASSPHRASE (never from a
-// parameter: nbdkit's command line is visible to every user).
+// parameter: nbdkit's command line is visible to every user), and an S3 repository's
+// credentials from the environment or ~/.aws/credentials (location/location.h).
 //
 // Requests run in parallel and the export allows multi-conn (it never changes). Chunks are
 // loaded once, cached and verified by live::SharedPointDisk; extents report zero chunks as
@@ -20,8 +22,8 @@
 #include "base/strings.h"
 #include "io/posix_file.h"
 #include "live/shared_point_disk.h"
+#include "location/location.h"
 #include "repo/lock.h"
-#include "storage/local_backend.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -31,7 +33,7 @@ using vmbackup::ErrorCode;
 using vmbackup::Status;
 
 struct Params {
-  std::string repo, point, key_file, passphrase_file;
+  std::string repo, point, key_file, passphrase_file, s3_ca_file;
   int disk = 2000;
   uint64_t cache_mib = 64;
 } g_params;
@@ -65,6 +67,8 @@ int Config(const char* key, const char* value) {
     g_params.key_file = value;
   } else if (k == "passphrase-file") {
     g_params.passphrase_file = value;
+  } else if (k == "s3-ca-file") {
+    g_params.s3_ca_file = value;
   } else if (k == "disk" || k == "cache") {
     auto n = vmbackup::ParseUint(value);
     if (!n || *n > 1'000'000) {
@@ -105,13 +109,13 @@ vmbackup::Result<vmbackup::repo::KeySource> Keys() {
 
 Status Start() {
   auto served = std::make_unique<Served>();
-  VMBACKUP_ASSIGN_OR_RETURN(served->lock_backend,
-                            vmbackup::storage::LocalBackend::Open(g_params.repo));
+  const vmbackup::location::Options where{g_params.s3_ca_file};
+  VMBACKUP_ASSIGN_OR_RETURN(served->lock_backend, vmbackup::location::Open(g_params.repo, where));
   vmbackup::repo::LockOptions lo;
   lo.purpose = "serve";
   VMBACKUP_ASSIGN_OR_RETURN(served->lock,
                             vmbackup::repo::RepoLock::Acquire(*served->lock_backend, lo));
-  VMBACKUP_ASSIGN_OR_RETURN(auto backend, vmbackup::storage::LocalBackend::Open(g_params.repo));
+  VMBACKUP_ASSIGN_OR_RETURN(auto backend, vmbackup::location::Open(g_params.repo, where));
   VMBACKUP_ASSIGN_OR_RETURN(auto keys, Keys());
   VMBACKUP_ASSIGN_OR_RETURN(served->repo,
                             vmbackup::repo::Repository::Open(std::move(backend), keys));

@@ -19,6 +19,7 @@
 #include "base/strings.h"
 #include "base/subprocess.h"
 #include "io/posix_file.h"
+#include "location/location.h"
 
 extern char** environ;
 
@@ -227,7 +228,8 @@ std::string ExportUri(const ExportOptions& o) {
 Result<std::unique_ptr<ServerProcess>> StartExport(const ExportOptions& given) {
   // A daemon works from "/": every path it is given must be absolute.
   ExportOptions o = given;
-  for (std::string* path : {&o.repo_dir, &o.key.key_file, &o.socket, &o.pidfile, &o.tls_dir}) {
+  o.repo_location = location::Absolute(o.repo_location);
+  for (std::string* path : {&o.s3_ca_file, &o.key.key_file, &o.socket, &o.pidfile, &o.tls_dir}) {
     if (!path->empty()) *path = std::filesystem::absolute(*path).lexically_normal().string();
   }
   if (o.plugin.empty())
@@ -266,9 +268,10 @@ Result<std::unique_ptr<ServerProcess>> StartExport(const ExportOptions& given) {
     so.argv.push_back("-r");
   }
   so.argv.insert(so.argv.end(),
-                 {o.plugin, "repo=" + o.repo_dir, "point=" + o.point_id,
+                 {o.plugin, "repo=" + o.repo_location, "point=" + o.point_id,
                   "disk=" + std::to_string(o.disk_key), "cache=" + std::to_string(o.cache_mib)});
   if (!o.key.key_file.empty()) so.argv.push_back("key-file=" + o.key.key_file);
+  if (!o.s3_ca_file.empty()) so.argv.push_back("s3-ca-file=" + o.s3_ca_file);
   if (o.key.passphrase) so.env.push_back("VMBACKUP_PASSPHRASE=" + *o.key.passphrase);
   so.pidfile = o.pidfile;
   so.log_file = o.log_file;

@@ -56,8 +56,10 @@ class ServerProcess {
 bool StopDetached(pid_t pid, uint64_t start, int grace_seconds = 10);
 
 struct ExportOptions {
-  std::string plugin;  // nbdkit-vmbackup-plugin.so
-  std::string repo_dir, point_id;
+  std::string plugin;         // nbdkit-vmbackup-plugin.so
+  std::string repo_location;  // a folder or an S3 URL (location/location.h)
+  std::string s3_ca_file;     // for an S3 server with a private CA
+  std::string point_id;
   int disk_key = 2000;
   repo::KeySource key;  // a passphrase reaches nbdkit through its environment only
   std::string socket;   // a unix socket, or

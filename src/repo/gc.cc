@@ -26,6 +26,15 @@ struct PackUse {
   std::vector<PackEntry> entries, live;
 };
 
+// The blob bytes a pack holds. Usually those the index lists there; but a blob stored twice (two
+// writers at once, neither aware of the other's upload) is listed in one pack only, and the
+// other copy is garbage the listing does not show. It shows in the pack's size: what is beyond
+// the listed blobs and a generous trailer (an entry is under 64 bytes) is such garbage.
+uint64_t HeldBytes(const PackUse& u) {
+  const uint64_t trailer = 64 * u.entries.size() + 4096;
+  return u.size > u.blob_bytes + trailer ? u.size - trailer : u.blob_bytes;
+}
+
 Result<std::unordered_set<Id, IdHash>> MarkLive(Repository& repo, GcReport& report) {
   std::unordered_set<Id, IdHash> live;
   VMBACKUP_ASSIGN_OR_RETURN(auto ids, ListPoints(repo));
@@ -167,7 +176,7 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
       keep.insert(keep.end(), u.entries.begin(), u.entries.end());
     } else if (u.live.empty()) {
       to_delete.push_back(id);
-    } else if (double(u.live_bytes) < o.repack_below * double(u.blob_bytes)) {
+    } else if (double(u.live_bytes) < o.repack_below * double(HeldBytes(u))) {
       to_repack.push_back(id);
     } else {
       // Dead blobs of a kept pack stay listed: the pack's garbage is measured by them next

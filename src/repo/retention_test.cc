@@ -306,6 +306,61 @@ TEST_F(GcTest, RepackCopiesLiveBlobsAndDropsTheRest) {
   EXPECT_EQ(again->packs_deleted + again->packs_repacked, 0u);
 }
 
+// Two writers at once (two processes, two hosts) each store what the other is storing too:
+// the index lists one copy, and gc finds the other by the size of its pack.
+TEST_F(GcTest, ReclaimsCopiesTwoWritersStoredAtOnce) {
+  auto second = Repository::Open(OpenBackend(dir_ / "repo"), {});
+  ASSERT_TRUE(second);
+  std::mt19937_64 rng(9);
+  // Both write the shared chunks and one of their own: whichever index is read first, the
+  // other's pack is listed with its own chunk only.
+  std::vector<uint8_t> disks[2];
+  for (auto& d : disks) d.resize(17 * kChunk);
+  for (uint64_t i = 0; i < 17 * kChunk; ++i) disks[0][i] = disks[1][i] = uint8_t(rng());
+  for (uint64_t i = 16 * kChunk; i < 17 * kChunk; ++i) disks[1][i] = uint8_t(rng());
+  auto write = [&](Repository& r, const std::vector<uint8_t>& disk) {
+    Point meta;
+    meta.vm_name = "vm1";
+    auto w = PointWriter::Start(r, meta);
+    PointDisk d;
+    d.key = 2000;
+    d.capacity = disk.size();
+    size_t i = *(*w)->AddDisk(d);
+    for (uint64_t c = 0; c < 17; ++c)
+      EXPECT_TRUE((*w)->WriteChunk(i, c * kChunk, {disk.data() + c * kChunk, kChunk}).ok());
+    auto p = (*w)->Commit();
+    EXPECT_TRUE(p);
+    return p->id;
+  };
+  const std::string ids[2] = {write(*repo_, disks[0]), write(**second, disks[1])};
+  second->reset();
+  auto bytes = [&] {
+    uint64_t n = 0;
+    auto packs = repo_->backend().List(storage::ObjectType::kPack);
+    EXPECT_TRUE(packs);
+    if (packs) {
+      for (const auto& o : *packs) n += o.size;
+    }
+    return n;
+  };
+  Reopen();
+  const uint64_t before = bytes();
+  auto r = CollectGarbage(*repo_, Later());
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(r->packs_repacked, 1u);
+  Reopen();
+  EXPECT_LE(bytes() + 15 * kChunk, before) << "the second copy of the shared chunks is still there";
+  ExpectHealthy();
+  for (int k = 0; k < 2; ++k) {
+    auto p = LoadPoint(*repo_, ids[k]);
+    ASSERT_TRUE(p);
+    auto rd = PointDiskReader::Open(*repo_, *p, 0);
+    std::vector<uint8_t> out(17 * kChunk);
+    ASSERT_TRUE((*rd)->Read(0, out).ok());
+    EXPECT_EQ(out, disks[k]);
+  }
+}
+
 TEST_F(GcTest, RemovesOldPacksNoIndexListsButKeepsYoungOnes) {
   PackBuilder builder(repo_->codec());
   std::vector<uint8_t> junk(1000, 7);

@@ -61,7 +61,8 @@ Status RunFsck(const repo::Point& point, const Options& o, json& checks) {
   for (const auto& d : point.disks) {
     live::ExportOptions eo;
     eo.plugin = o.instant.plugin;
-    eo.repo_dir = o.instant.repo_dir;
+    eo.repo_location = o.instant.repo_location;
+    eo.s3_ca_file = o.instant.s3_ca_file;
     eo.point_id = point.id;
     eo.disk_key = d.key;
     eo.key = o.instant.key;

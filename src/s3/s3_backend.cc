@@ -66,6 +66,16 @@ Result<std::vector<uint8_t>> S3Backend::Load(const storage::ObjectRef& ref) {
   return c->Get(Key(ref));
 }
 
+Result<std::vector<uint8_t>> S3Backend::LoadRange(const storage::ObjectRef& ref, uint64_t offset,
+                                                  uint64_t length) {
+  // Packs are 16 MiB and a little more; a longer range comes from damaged metadata, and the
+  // default checks it against the object's size before it allocates.
+  if (length == 0 || length > (64u << 20)) return Backend::LoadRange(ref, offset, length);
+  std::vector<uint8_t> data(length);
+  VMBACKUP_RETURN_IF_ERROR(ReadRange(ref, offset, data));
+  return data;
+}
+
 Status S3Backend::ReadRange(const storage::ObjectRef& ref, uint64_t offset,
                             std::span<uint8_t> out) {
   VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));

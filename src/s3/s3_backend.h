@@ -26,6 +26,10 @@ class S3Backend : public storage::Backend {
 
   Status Save(const storage::ObjectRef& ref, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Load(const storage::ObjectRef& ref) override;
+  // One ranged GET (no HEAD first: the server says when the object is shorter), unless the
+  // length is more than any object of ours could hold.
+  Result<std::vector<uint8_t>> LoadRange(const storage::ObjectRef& ref, uint64_t offset,
+                                         uint64_t length) override;
   Status ReadRange(const storage::ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) override;
   Result<storage::ObjectInfo> Stat(const storage::ObjectRef& ref) override;
   Result<std::vector<storage::ObjectInfo>> List(storage::ObjectType type) override;

@@ -52,7 +52,8 @@ Status ErrorOf(const http::Response& r, const std::string& what) {
 
 Result<std::unique_ptr<Client>> Client::Create(const Location& where, const Credentials& keys,
                                                const http::TlsOptions& tls) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto http, http::Client::Create(where.endpoint, tls, 60));
+  VMBACKUP_ASSIGN_OR_RETURN(auto http,
+                            http::Client::Create(where.endpoint, tls, where.timeout_seconds));
   return std::unique_ptr<Client>(new Client(where, keys, std::move(http)));
 }
 

@@ -51,10 +51,16 @@ Result<Location> ParseS3Url(const std::string& text) {
       return InvalidArgumentError(text + ": the prefix may not hold '.' or '..'");
   }
   for (const auto& kv : Split(query, '&')) {
-    if (kv.rfind("region=", 0) == 0)
+    if (kv.rfind("region=", 0) == 0) {
       l.region = kv.substr(7);
-    else if (!kv.empty())
+    } else if (kv.rfind("timeout=", 0) == 0) {
+      auto s = ParseUint(kv.substr(8));
+      if (!s || *s < 1 || *s > 3600)
+        return InvalidArgumentError(text + ": timeout= takes seconds from 1 to 3600");
+      l.timeout_seconds = double(*s);
+    } else if (!kv.empty()) {
       return InvalidArgumentError(text + ": unknown option '" + kv + "'");
+    }
   }
   if (l.region.empty()) l.region = Getenv("AWS_DEFAULT_REGION");
   if (l.region.empty()) l.region = Getenv("AWS_REGION");

@@ -10,7 +10,8 @@
 
 namespace vmbackup::s3 {
 
-// "s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=R]", as restic writes it.
+// "s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=R][&timeout=S]", as restic writes it (the
+// options are ours).
 struct Location {
   std::string url;       // as given, for messages
   std::string endpoint;  // "http://127.0.0.1:8000"
@@ -18,6 +19,8 @@ struct Location {
   std::string bucket;
   std::string prefix;  // "" or "a/b/" (always ending in '/')
   std::string region;  // from ?region=, else AWS_DEFAULT_REGION, else us-east-1
+  // ?timeout=: connecting, and any stall of a request, longer than this fails it (retried)
+  double timeout_seconds = 60;
 };
 bool IsS3Url(const std::string& text);
 Result<Location> ParseS3Url(const std::string& text);

@@ -25,6 +25,11 @@ TEST(S3Url, Forms) {
   ASSERT_TRUE(l);
   EXPECT_EQ(l->prefix, "");
   EXPECT_EQ(l->region, "eu-west-1");
+  EXPECT_EQ(l->timeout_seconds, 60);
+  l = ParseS3Url("s3:https://s3.example.com/bucket1?timeout=5&region=eu-west-1");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->timeout_seconds, 5);
+  EXPECT_EQ(l->region, "eu-west-1");
   ::setenv("AWS_DEFAULT_REGION", "ap-south-1", 1);
   EXPECT_EQ(ParseS3Url("s3:https://h/bucket1")->region, "ap-south-1");
   ::unsetenv("AWS_DEFAULT_REGION");
@@ -33,9 +38,11 @@ TEST(S3Url, Forms) {
 }
 
 TEST(S3Url, BadOnesAreRefusedNamingTheProblem) {
-  for (const char* bad : {"s3:ftp://h/bucket", "s3:https:///bucket", "s3:https://h/",
-                          "s3:https://h/ab", "s3:https://h/Upper", "s3:https://h/b_c",
-                          "s3:https://h/bucket/../x", "s3:https://h/bucket?acl=1", "/srv/repo"}) {
+  for (const char* bad :
+       {"s3:ftp://h/bucket", "s3:https:///bucket", "s3:https://h/", "s3:https://h/ab",
+        "s3:https://h/Upper", "s3:https://h/b_c", "s3:https://h/bucket/../x",
+        "s3:https://h/bucket?acl=1", "s3:https://h/bucket?timeout=0",
+        "s3:https://h/bucket?timeout=x", "/srv/repo"}) {
     auto l = ParseS3Url(bad);
     EXPECT_FALSE(l) << bad;
     if (!l) {

@@ -14,18 +14,27 @@ bool Retryable(const Result<T>& r) {
 }
 bool Retryable(const Status& s) { return !s.ok() && s.code() == ErrorCode::kUnavailable; }
 
-}  // namespace
-
-void RetryingBackend::Sleep(int attempt) {
-  // Full jitter: a random wait up to the exponential bound, so clients that failed together do
-  // not come back together.
+// Full jitter: a random wait up to the exponential bound, so clients that failed together do
+// not come back together.
+void SleepBeforeRetry(const RetryPolicy& policy, int attempt) {
   thread_local std::mt19937_64 rng(std::random_device{}());
-  const double bound =
-      std::min(policy_.max_delay_seconds,
-               policy_.first_delay_seconds * double(1ull << std::min(attempt, 20)));
+  const double bound = std::min(policy.max_delay_seconds,
+                                policy.first_delay_seconds * double(1ull << std::min(attempt, 20)));
   std::uniform_real_distribution<double> d(0, bound);
   std::this_thread::sleep_for(std::chrono::duration<double>(d(rng)));
 }
+
+}  // namespace
+
+Status RetryUnavailable(const RetryPolicy& policy, const std::function<Status()>& call) {
+  for (int attempt = 1;; ++attempt) {
+    Status s = call();
+    if (!Retryable(s) || attempt >= policy.attempts) return s;
+    SleepBeforeRetry(policy, attempt - 1);
+  }
+}
+
+void RetryingBackend::Sleep(int attempt) { SleepBeforeRetry(policy_, attempt); }
 
 template <class Call>
 auto RetryingBackend::Retry(Call call) -> decltype(call()) {
@@ -58,6 +67,11 @@ Status RetryingBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data
 
 Result<std::vector<uint8_t>> RetryingBackend::Load(const ObjectRef& ref) {
   return Retry([&] { return inner_->Load(ref); });
+}
+
+Result<std::vector<uint8_t>> RetryingBackend::LoadRange(const ObjectRef& ref, uint64_t offset,
+                                                        uint64_t length) {
+  return Retry([&] { return inner_->LoadRange(ref, offset, length); });
 }
 
 Status RetryingBackend::ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "storage/backend.h"
@@ -19,12 +20,17 @@ struct RetryPolicy {
   double max_delay_seconds = 10;
 };
 
+// Runs `call` under the same rules, for work outside a Backend's calls (connecting to a store).
+Status RetryUnavailable(const RetryPolicy& policy, const std::function<Status()>& call);
+
 class RetryingBackend : public Backend {
  public:
   RetryingBackend(std::unique_ptr<Backend> inner, RetryPolicy policy = {})
       : inner_(std::move(inner)), policy_(policy) {}
   Status Save(const ObjectRef& ref, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Load(const ObjectRef& ref) override;
+  Result<std::vector<uint8_t>> LoadRange(const ObjectRef& ref, uint64_t offset,
+                                         uint64_t length) override;
   Status ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) override;
   void Prefetch(const ObjectRef& ref, uint64_t offset, uint64_t length) override {
     inner_->Prefetch(ref, offset, length);
