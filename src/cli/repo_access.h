@@ -18,6 +18,7 @@ namespace vmbackup::cli {
 struct RepoOpts {
   std::string repo, key_file, passphrase_file, password_command, chunk_size = "64K", point, vm;
   std::string s3_ca_file;
+  std::string object_lock, object_lock_mode;  // init
   bool encrypt = false, dry_run = false, repair = false, no_lock = false;
   bool remove = false, damaged = false;
   std::vector<std::string> points;

@@ -47,6 +47,19 @@ json PointJson(const repo::Point& p) {
   return j;
 }
 
+// "30 days", "12 h", "90 s".
+std::string Period(int64_t s) {
+  if (s % 86400 == 0) return StrFormat("%lld days", (long long)(s / 86400));
+  if (s % 3600 == 0) return StrFormat("%lld h", (long long)(s / 3600));
+  return StrFormat("%lld s", (long long)s);
+}
+
+json LockedJson(const std::vector<std::pair<std::string, int64_t>>& locked) {
+  json out = json::array();
+  for (const auto& [id, until] : locked) out.push_back({{"id", id}, {"until", UtcRfc3339(until)}});
+  return out;
+}
+
 }  // namespace
 
 void AddRepoCommands(CLI::App& app, int* exit_code) {
@@ -58,14 +71,34 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
   c->add_option("--chunk-size", o->chunk_size, "chunk size (power of two, 4K-4M; default 64K)");
   c->add_flag("--encrypt", o->encrypt,
               "AES-256-GCM; needs --key-file (created if missing) or a passphrase");
+  c->add_option("--object-lock", o->object_lock,
+                "S3 Object Lock: every object a point needs stays undeletable this long after the "
+                "point (days, or with a unit: 12h, 2w)");
+  c->add_option("--object-lock-mode", o->object_lock_mode,
+                "governance (default: lifted only with a special permission) or compliance "
+                "(by nobody)")
+      ->check(CLI::IsMember({"governance", "compliance"}));
   Bind(c, exit_code, [o]() -> Status {
     const std::string dir = RepoLocation(*o);
-    const location::Options where{o->s3_ca_file};
+    location::Options where{o->s3_ca_file};
     if (dir.empty())
       return InvalidArgumentError("no repository: give --repo DIR or set VMBACKUP_REPO");
     repo::InitOptions io;
     VMBACKUP_ASSIGN_OR_RETURN(io.chunk_size, ParseSize(o->chunk_size));
     io.encrypt = o->encrypt;
+    if (!o->object_lock.empty()) {
+      // A bare number is days, as S3 counts retention.
+      const bool bare = o->object_lock.find_first_not_of("0123456789") == std::string::npos;
+      VMBACKUP_ASSIGN_OR_RETURN(io.object_lock.seconds,
+                                ParseDuration(bare ? o->object_lock + "d" : o->object_lock));
+      if (io.object_lock.seconds <= 0)
+        return InvalidArgumentError("--object-lock needs a period longer than nothing");
+      io.object_lock.mode = o->object_lock_mode == "compliance" ? storage::LockMode::kCompliance
+                                                                : storage::LockMode::kGovernance;
+      where.object_lock = true;
+    } else if (!o->object_lock_mode.empty()) {
+      return InvalidArgumentError("--object-lock-mode needs --object-lock");
+    }
     if (io.encrypt) {
       VMBACKUP_ASSIGN_OR_RETURN(io.key, KeysOrPrompt(*o, /*new_key=*/true));
     } else {
@@ -99,8 +132,15 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
                               .dump(2)
                               .c_str());
     } else {
-      std::printf("created repository %s at %s (chunk size %s%s)\n", r->id().c_str(), dir.c_str(),
-                  HumanBytes(r->chunk_size()).c_str(), r->encrypted() ? ", encrypted" : "");
+      std::printf(
+          "created repository %s at %s (chunk size %s%s%s)\n", r->id().c_str(), dir.c_str(),
+          HumanBytes(r->chunk_size()).c_str(), r->encrypted() ? ", encrypted" : "",
+          r->object_lock().seconds > 0
+              ? StrFormat(", Object Lock %s for %s",
+                          o->object_lock_mode.empty() ? "governance" : o->object_lock_mode.c_str(),
+                          Period(r->object_lock().seconds).c_str())
+                    .c_str()
+              : "");
     }
     return Status::Ok();
   });
@@ -351,7 +391,8 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
       std::printf("%s\n", json{{"dry_run", o->dry_run},
                                {"points", points},
                                {"removed", r.removed},
-                               {"unreadable", r.unreadable}}
+                               {"unreadable", r.unreadable},
+                               {"locked", LockedJson(r.locked)}}
                               .dump(2)
                               .c_str());
     } else {
@@ -363,6 +404,8 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
                     d.vm.c_str(), why.c_str());
       }
       for (const auto& u : r.unreadable) std::printf("kept (unreadable): %s\n", u.c_str());
+      for (const auto& [id, until] : r.locked)
+        std::printf("kept (locked until %s): %s\n", UtcRfc3339(until).c_str(), id.c_str());
       std::printf(
           "%s %llu of %zu points%s\n", o->dry_run ? "would remove" : "removed",
           (unsigned long long)(o->dry_run ? std::count_if(r.decisions.begin(), r.decisions.end(),
@@ -408,7 +451,10 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
               {"bytes_freed", r.bytes_freed},
               {"bytes_repacked", r.bytes_repacked},
               {"index_files_written", r.index_files_written},
-              {"index_files_deleted", r.index_files_deleted}};
+              {"index_files_deleted", r.index_files_deleted},
+              {"packs_locked", r.packs_locked},
+              {"index_files_locked", r.index_files_locked},
+              {"locked_until", r.locked_until ? UtcRfc3339(r.locked_until) : ""}};
     if (Flags().json) {
       std::printf("%s\n", j.dump(2).c_str());
     } else {
@@ -420,6 +466,13 @@ void AddRepoCommands(CLI::App& app, int* exit_code) {
           (unsigned long long)r.packs_deleted, (unsigned long long)r.packs_repacked,
           HumanBytes(r.bytes_repacked).c_str(), (unsigned long long)r.packs_young,
           HumanBytes(r.bytes_freed).c_str());
+      if (r.packs_locked + r.index_files_locked) {
+        std::printf(
+            "kept %llu packs and %llu index files still locked (Object Lock) until %s at the "
+            "latest: a later gc takes them\n",
+            (unsigned long long)r.packs_locked, (unsigned long long)r.index_files_locked,
+            UtcRfc3339(r.locked_until).c_str());
+      }
     }
     return Status::Ok();
   });

@@ -13,12 +13,14 @@ namespace {
 // Connects, retrying what a store's hiccup makes fail (as the backend's calls are later).
 Result<std::unique_ptr<s3::S3Backend>> OpenBucket(const std::string& url, const Options& o,
                                                   bool create_bucket) {
+  if (o.object_lock && !create_bucket) return InvalidArgumentError("Object Lock is set at init");
   VMBACKUP_ASSIGN_OR_RETURN(s3::Credentials keys, s3::CredentialsFromEnvironment());
   http::TlsOptions tls;
   tls.ca_file = o.s3_ca_file;
   std::unique_ptr<s3::S3Backend> bucket;
   VMBACKUP_RETURN_IF_ERROR(storage::RetryUnavailable({}, [&]() -> Status {
-    VMBACKUP_ASSIGN_OR_RETURN(bucket, s3::S3Backend::Open(url, keys, tls, create_bucket));
+    VMBACKUP_ASSIGN_OR_RETURN(bucket,
+                              s3::S3Backend::Open(url, keys, tls, create_bucket, o.object_lock));
     return Status::Ok();
   }));
   return bucket;
@@ -44,6 +46,8 @@ Result<std::unique_ptr<storage::Backend>> Create(const std::string& where, const
   if (!IsRemote(where)) {
     if (!o.s3_ca_file.empty())
       return InvalidArgumentError("--s3-ca-file is for S3 repositories; " + where + " is a folder");
+    if (o.object_lock)
+      return InvalidArgumentError("Object Lock needs an S3 repository; " + where + " is a folder");
     VMBACKUP_ASSIGN_OR_RETURN(auto local, storage::LocalBackend::Create(where));
     return std::unique_ptr<storage::Backend>(std::move(local));
   }
@@ -64,11 +68,14 @@ Result<std::unique_ptr<storage::Backend>> Create(const std::string& where, const
   return std::unique_ptr<storage::Backend>(std::move(b));
 }
 
-void RemoveNew(const std::string& where, const Options& o, bool remove_folder) {
+void RemoveNew(const std::string& where, const Options& given, bool remove_folder) {
   if (!IsRemote(where)) {
     storage::LocalBackend::RemoveNew(where, remove_folder);
     return;
   }
+  // What a failed init wrote with a lock stays until its lock ends: S3 refuses, we go on.
+  Options o = given;
+  o.object_lock = false;
   auto b = OpenBucket(where, o, /*create_bucket=*/false);
   if (!b) {
     // No config: Init stopped before it, but it may have written a key.

@@ -13,7 +13,8 @@
 namespace vmbackup::location {
 
 struct Options {
-  std::string s3_ca_file;  // PEM bundle for an S3 server with a private CA (else the system's)
+  std::string s3_ca_file;    // PEM bundle for an S3 server with a private CA (else the system's)
+  bool object_lock = false;  // Create: the bucket must have (or is made with) Object Lock
 };
 
 // True for an S3 URL: the repository is not a folder of this machine.

@@ -162,6 +162,26 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
   }
 
   // Decide per pack.
+  // Object Lock: a locked index file cannot go, so neither can the packs it lists (it would
+  // point at nothing); a locked pack stays as it is.
+  std::set<std::string> locked_index;
+  std::set<Id> pinned;
+  auto locked = [&](ObjectType type, const std::string& name) -> Result<bool> {
+    if (repo.object_lock().seconds <= 0) return false;
+    VMBACKUP_ASSIGN_OR_RETURN(int64_t until, backend.LockedUntil({type, name}));
+    if (until <= now) return false;
+    report.locked_until = std::max(report.locked_until, until);
+    return true;
+  };
+  for (const auto& f : old_index_files) {
+    VMBACKUP_ASSIGN_OR_RETURN(bool is_locked, locked(ObjectType::kIndex, f.name));
+    if (!is_locked) continue;
+    locked_index.insert(f.name);
+    VMBACKUP_ASSIGN_OR_RETURN(auto data, backend.Load({ObjectType::kIndex, f.name}));
+    VMBACKUP_ASSIGN_OR_RETURN(auto entries, Index::DecodeFile(repo.codec(), data));
+    for (const PackEntry& e : entries) pinned.insert(e.loc.pack);
+  }
+  report.index_files_locked = locked_index.size();
   std::vector<PackEntry> keep;
   std::vector<Id> to_delete, to_repack;
   for (auto& [id, u] : packs) {
@@ -171,8 +191,19 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
     }
     ++report.packs;
     if (u.unreadable) continue;  // neither indexed nor readable: left for the user to look at
+    const bool collectable =
+        now - u.mtime >= o.grace_seconds &&
+        (u.live.empty() || double(u.live_bytes) < o.repack_below * double(HeldBytes(u)));
+    bool is_locked = false;
+    if (collectable) {
+      VMBACKUP_ASSIGN_OR_RETURN(is_locked, locked(ObjectType::kPack, id.Hex()));
+      is_locked = is_locked || pinned.count(id);
+    }
     if (now - u.mtime < o.grace_seconds) {
       ++report.packs_young;
+      keep.insert(keep.end(), u.entries.begin(), u.entries.end());
+    } else if (is_locked) {
+      ++report.packs_locked;
       keep.insert(keep.end(), u.entries.begin(), u.entries.end());
     } else if (u.live.empty()) {
       to_delete.push_back(id);
@@ -227,7 +258,7 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& o) {
   }
   // 3. The old index files.
   for (const auto& f : old_index_files) {
-    if (written.count(f.name)) continue;
+    if (written.count(f.name) || locked_index.count(f.name)) continue;
     VMBACKUP_RETURN_IF_ERROR(backend.Delete({ObjectType::kIndex, f.name}));
     ++report.index_files_deleted;
   }

@@ -35,6 +35,10 @@ struct GcReport {
   uint64_t index_files_written = 0, index_files_deleted = 0;
   uint64_t packs_unreadable = 0;    // unindexed packs whose trailer cannot be read: kept
   uint64_t live_blobs_missing = 0;  // blobs points need that no pack holds (verify names them)
+  // Object Lock: packs gc would delete or repack, and old index files, that are still locked
+  // (kept, for a later gc), and when the last of those locks ends (Unix seconds).
+  uint64_t packs_locked = 0, index_files_locked = 0;
+  int64_t locked_until = 0;
 };
 
 // The caller holds an exclusive lock. The Repository's in-memory index is stale afterwards:

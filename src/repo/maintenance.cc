@@ -8,6 +8,7 @@
 #include "base/checked_math.h"
 #include "base/strings.h"
 #include "repo/marks.h"
+#include "repo/object_lock.h"
 
 namespace vmbackup::repo {
 
@@ -176,6 +177,29 @@ Result<CheckReport> Check(Repository& repo, const std::set<std::string>& known) 
         report.problems.push_back("blob " + e.id.Hex() + ": index and pack " + name +
                                   " disagree on its offset");
       }
+    }
+  }
+  // Object Lock: every object a point needs (the point record too) must stay locked for the
+  // policy's period after the point was made.
+  if (repo.object_lock().seconds > 0) {
+    VMBACKUP_ASSIGN_OR_RETURN(auto point_ids, ListPoints(repo));
+    for (const std::string& id : point_ids) {
+      auto point = LoadPoint(repo, id);
+      if (!point) continue;  // reported above
+      auto made = ParseTimeOrAge(point->created, 0);
+      if (!made) {
+        report.problems.push_back("restore point " + id + ": no creation time for its lock");
+        continue;
+      }
+      const int64_t lock_end = *made + repo.object_lock().seconds;
+      auto locked = b.LockedUntil({storage::ObjectType::kPoint, id});
+      if (locked && *locked < lock_end) {
+        report.problems.push_back(StrFormat(
+            "restore point %s is locked until %s, not %s (Object Lock)", id.c_str(),
+            *locked ? UtcRfc3339(*locked).c_str() : "never", UtcRfc3339(lock_end).c_str()));
+      }
+      VMBACKUP_ASSIGN_OR_RETURN(auto short_locks, ShortLocks(repo, *point, lock_end));
+      for (auto& text : short_locks) report.problems.push_back(std::move(text));
     }
   }
   return report;

@@ -8,6 +8,7 @@
 #include "base/checked_math.h"
 #include "base/strings.h"
 #include "repo/json_fields.h"
+#include "repo/object_lock.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -272,6 +273,14 @@ Result<Point> PointWriter::Commit() {
   std::stable_sort(point_.disks.begin(), point_.disks.end(),
                    [](const PointDisk& a, const PointDisk& b) { return a.key < b.key; });
   VMBACKUP_RETURN_IF_ERROR(repo_.Flush());
+  if (repo_.object_lock().seconds > 0) {
+    // Before the point appears, everything it needs is locked at least as long as it will be.
+    VMBACKUP_ASSIGN_OR_RETURN(
+        LockReport locks,
+        KeepPointLocked(repo_, point_, int64_t(::time(nullptr)) + repo_.object_lock().seconds));
+    point_.stats["locks_checked"] = locks.objects;
+    point_.stats["locks_extended"] = locks.extended;
+  }
   VMBACKUP_RETURN_IF_ERROR(SavePoint(repo_, point_));
   return point_;
 }

@@ -96,6 +96,14 @@ Result<PruneReport> Prune(Repository& repo, const KeepPolicy& policy, const std:
   if (dry_run) return report;
   for (const PruneDecision& d : report.decisions) {
     if (d.keep) continue;
+    if (repo.object_lock().seconds > 0) {
+      VMBACKUP_ASSIGN_OR_RETURN(int64_t until,
+                                repo.backend().LockedUntil({storage::ObjectType::kPoint, d.id}));
+      if (until > int64_t(::time(nullptr))) {
+        report.locked.push_back({d.id, until});
+        continue;
+      }
+    }
     Status s = ForgetPoint(repo, d.id, "prune");
     if (!s.ok()) return s.WithContext("remove restore point " + d.id);
     ++report.removed;

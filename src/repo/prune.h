@@ -38,6 +38,8 @@ Result<std::vector<PruneDecision>> PlanPrune(std::vector<PointSummary> points,
 struct PruneReport {
   std::vector<PruneDecision> decisions;  // newest first per VM
   std::vector<std::string> unreadable;   // point records that could not be read: kept
+  // Points the policy would remove but Object Lock keeps: id and the lock's end (Unix seconds).
+  std::vector<std::pair<std::string, int64_t>> locked;
   uint64_t removed = 0;
 };
 

@@ -27,6 +27,20 @@ std::span<const uint8_t> Text(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
+Result<ObjectLockPolicy> ObjectLockOf(const json& j) {
+  ObjectLockPolicy p;
+  const std::string mode = j.is_object() ? j.value("mode", "") : "";
+  if (mode != "governance" && mode != "compliance")
+    return CorruptionError("config: object_lock.mode is neither governance nor compliance");
+  p.mode = mode == "compliance" ? storage::LockMode::kCompliance : storage::LockMode::kGovernance;
+  const auto seconds = j.find("seconds");
+  if (seconds == j.end() || !seconds->is_number_integer() || seconds->get<int64_t>() <= 0 ||
+      seconds->get<int64_t>() > (int64_t(100) * 365 * 86400))
+    return CorruptionError("config: object_lock.seconds is not a positive number of seconds");
+  p.seconds = seconds->get<int64_t>();
+  return p;
+}
+
 bool ValidChunkSize(uint64_t c) { return c >= 4096 && c <= (4u << 20) && (c & (c - 1)) == 0; }
 
 // True when the stored object starts with a blob whose flags say "encrypted" (an index file
@@ -70,6 +84,15 @@ Status Repository::Init(storage::Backend& backend, const InitOptions& o) {
   json config = {{"format", "vmbackup-repository"}, {"version", kFormatVersion},
                  {"id", ToHex(RandomBytes(16))},    {"chunk_size", o.chunk_size},
                  {"compression", "zstd"},           {"created", UtcNowRfc3339()}};
+  if (o.object_lock.seconds > 0) {
+    // Before the key and the config: they are locked too.
+    VMBACKUP_RETURN_IF_ERROR(
+        backend.LockNewObjects(o.object_lock.mode, o.object_lock.seconds_for_new()));
+    config["object_lock"] = {
+        {"mode",
+         o.object_lock.mode == storage::LockMode::kCompliance ? "compliance" : "governance"},
+        {"seconds", o.object_lock.seconds}};
+  }
   if (!o.encrypt) {
     if (!o.key.empty()) return InvalidArgumentError("a key was given without --encrypt");
     config["encryption"] = "none";
@@ -150,7 +173,13 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ba
   repo->id_ = repo_id;
   repo->version_ = version;
   repo->chunk_size_ = chunk_size;
-  repo->config_ = std::move(config);
+  if (repo->config_ = std::move(config); repo->config_.contains("object_lock")) {
+    VMBACKUP_ASSIGN_OR_RETURN(repo->object_lock_, ObjectLockOf(repo->config_["object_lock"]));
+    // A copy of the repository in a store without Object Lock (a folder) is read all the same.
+    Status s = repo->backend_->LockNewObjects(repo->object_lock_.mode,
+                                              repo->object_lock_.seconds_for_new());
+    if (!s.ok() && s.code() != ErrorCode::kNotSupported) return s;
+  }
   repo->master_bytes_ = std::move(master_bytes);
   repo->key_name_ = key_name;
   VMBACKUP_RETURN_IF_ERROR(repo->LoadDamage());

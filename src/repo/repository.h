@@ -26,10 +26,21 @@
 
 namespace vmbackup::repo {
 
+// Object Lock (docs/repository-format.md section 2): every object a restore point needs stays
+// locked for at least `seconds` after the point is made. 0: none.
+struct ObjectLockPolicy {
+  storage::LockMode mode = storage::LockMode::kGovernance;
+  int64_t seconds = 0;
+  // New objects are locked a quarter longer than asked, so that the next points (for that
+  // quarter) find what they reuse locked long enough already and extend nothing.
+  int64_t seconds_for_new() const { return seconds + seconds / 4; }
+};
+
 struct InitOptions {
   uint64_t chunk_size = 65536;
   bool encrypt = false;
   KeySource key;
+  ObjectLockPolicy object_lock;  // the backend must support it (an S3 bucket with Object Lock)
 };
 
 struct RepoStats {
@@ -60,6 +71,7 @@ class Repository {
   const std::string& id() const { return id_; }
   int version() const { return version_; }
   bool encrypted() const { return codec_.encrypted(); }
+  const ObjectLockPolicy& object_lock() const { return object_lock_; }
   const BlobCodec& codec() const { return codec_; }
   storage::Backend& backend() { return *backend_; }
   const Index& index() const { return index_; }
@@ -139,6 +151,7 @@ class Repository {
   BlobCodec codec_;
   std::string id_;
   int version_ = 0;
+  ObjectLockPolicy object_lock_;
   uint64_t chunk_size_ = 0;
   nlohmann::json config_;
   std::vector<uint8_t> master_bytes_;  // encrypted repositories: for new key objects

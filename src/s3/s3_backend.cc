@@ -1,5 +1,7 @@
 #include "s3/s3_backend.h"
 
+#include <ctime>
+
 namespace vmbackup::s3 {
 
 struct S3Backend::Lease {
@@ -32,13 +34,13 @@ void S3Backend::Give(std::unique_ptr<Client> c) {
 }
 
 Result<std::unique_ptr<S3Backend>> S3Backend::Open(const std::string& url, const Credentials& keys,
-                                                   const http::TlsOptions& tls,
-                                                   bool create_bucket) {
+                                                   const http::TlsOptions& tls, bool create_bucket,
+                                                   bool object_lock) {
   VMBACKUP_ASSIGN_OR_RETURN(Location where, ParseS3Url(url));
   std::unique_ptr<S3Backend> b(new S3Backend(where, keys, tls));
   VMBACKUP_ASSIGN_OR_RETURN(Lease c, b->Take());
   if (create_bucket) {
-    VMBACKUP_RETURN_IF_ERROR(c->EnsureBucket());
+    VMBACKUP_RETURN_IF_ERROR(c->EnsureBucket(object_lock));
   } else {
     auto config = c->Head(b->Key({storage::ObjectType::kConfig, "config"}));
     if (!config) {
@@ -57,6 +59,9 @@ std::string S3Backend::Key(const storage::ObjectRef& ref) const {
 Status S3Backend::Save(const storage::ObjectRef& ref, std::span<const uint8_t> data) {
   VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
   VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  if (lock_seconds_ > 0 && storage::IsLockable(ref))
+    return c->Put(Key(ref), data, /*create_only=*/true, ::time(nullptr) + lock_seconds_,
+                  lock_mode_);
   return c->Put(Key(ref), data, /*create_only=*/true);
 }
 
@@ -108,6 +113,34 @@ Status S3Backend::Delete(const storage::ObjectRef& ref) {
   VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
   VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
   return c->Delete(Key(ref));
+}
+
+Status S3Backend::LockNewObjects(storage::LockMode mode, int64_t seconds) {
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  VMBACKUP_ASSIGN_OR_RETURN(bool enabled, c->BucketHasObjectLock());
+  if (!enabled) {
+    return FailedPreconditionError("the repository wants Object Lock, but bucket " + where_.bucket +
+                                   " at " + where_.endpoint + " has none");
+  }
+  lock_mode_ =
+      mode == storage::LockMode::kCompliance ? LockMode::kCompliance : LockMode::kGovernance;
+  lock_seconds_ = seconds;
+  return Status::Ok();
+}
+
+Result<int64_t> S3Backend::LockedUntil(const storage::ObjectRef& ref) {
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  VMBACKUP_ASSIGN_OR_RETURN(ObjectMeta m, c->Head(Key(ref)));
+  return m.locked_until;
+}
+
+Status S3Backend::ExtendLock(const storage::ObjectRef& ref, int64_t until) {
+  VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
+  if (lock_seconds_ == 0)
+    return NotSupportedError(where_.url + ": the repository has no Object Lock");
+  VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
+  return c->SetRetention(Key(ref), until, lock_mode_);
 }
 
 }  // namespace vmbackup::s3

@@ -21,8 +21,11 @@ class S3Backend : public storage::Backend {
   // Connects to the bucket of `url` ("s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]"). With
   // `create_bucket` a missing bucket is created (init); otherwise kNoRepository when it has no
   // config object.
+  // With `object_lock` (init of a locked repository) the bucket must have Object Lock, and a
+  // missing one is made with it.
   static Result<std::unique_ptr<S3Backend>> Open(const std::string& url, const Credentials& keys,
-                                                 const http::TlsOptions& tls, bool create_bucket);
+                                                 const http::TlsOptions& tls, bool create_bucket,
+                                                 bool object_lock = false);
 
   Status Save(const storage::ObjectRef& ref, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Load(const storage::ObjectRef& ref) override;
@@ -35,6 +38,10 @@ class S3Backend : public storage::Backend {
   Result<std::vector<storage::ObjectInfo>> List(storage::ObjectType type) override;
   Status Delete(const storage::ObjectRef& ref) override;
   std::string location() const override { return where_.url; }
+  // Needs a bucket with Object Lock (kFailedPrecondition otherwise, checked here once).
+  Status LockNewObjects(storage::LockMode mode, int64_t seconds) override;
+  Result<int64_t> LockedUntil(const storage::ObjectRef& ref) override;
+  Status ExtendLock(const storage::ObjectRef& ref, int64_t until) override;
 
  private:
   S3Backend(Location where, Credentials keys, http::TlsOptions tls)
@@ -50,6 +57,9 @@ class S3Backend : public storage::Backend {
   http::TlsOptions tls_;
   std::mutex mu_;
   std::vector<std::unique_ptr<Client>> idle_;
+  // Object Lock of new objects: 0 seconds for none. Set once, before the backend is shared.
+  LockMode lock_mode_ = LockMode::kGovernance;
+  int64_t lock_seconds_ = 0;
 };
 
 }  // namespace vmbackup::s3

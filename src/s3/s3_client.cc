@@ -1,5 +1,6 @@
 #include "s3/s3_client.h"
 
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -24,6 +25,30 @@ int64_t ParseTime(const std::string& text) {
 std::string Header(const http::Response& r, const std::string& name) {
   auto it = r.headers.find(name);
   return it == r.headers.end() ? "" : std::string(Trim(it->second));
+}
+
+// "2026-12-30T23:30:00Z", as S3 wants retention dates.
+std::string IsoTime(int64_t t) {
+  std::tm tm{};
+  const time_t tt = time_t(t);
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Content-MD5 (base64 of the body's MD5): S3 wants it on every request that sets a lock.
+std::string ContentMd5(std::span<const uint8_t> body) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(body.data(), body.size(), md, &n, EVP_md5(), nullptr);
+  unsigned char out[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  const int len = EVP_EncodeBlock(out, md, int(n));
+  return std::string(reinterpret_cast<char*>(out), size_t(len));
+}
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
 }  // namespace
@@ -85,9 +110,19 @@ Result<http::Response> Client::Send(const std::string& method, const std::string
   return resp;
 }
 
-Status Client::Put(const std::string& key, std::span<const uint8_t> data, bool create_only) {
+std::string_view LockModeName(LockMode m) {
+  return m == LockMode::kCompliance ? "COMPLIANCE" : "GOVERNANCE";
+}
+
+Status Client::Put(const std::string& key, std::span<const uint8_t> data, bool create_only,
+                   int64_t lock_until, LockMode mode) {
   std::map<std::string, std::string> h = {{"content-type", "application/octet-stream"}};
   if (create_only) h["if-none-match"] = "*";
+  if (lock_until > 0) {
+    h["x-amz-object-lock-mode"] = std::string(LockModeName(mode));
+    h["x-amz-object-lock-retain-until-date"] = IsoTime(lock_until);
+    h["content-md5"] = ContentMd5(data);
+  }
   VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("PUT", key, {}, h, data));
   if (r.status == 200) return Status::Ok();
   return ErrorOf(r, "PUT " + where_.endpoint + "/" + where_.bucket + "/" + key);
@@ -128,7 +163,23 @@ Result<ObjectMeta> Client::Head(const std::string& key) {
   m.key = key;
   m.size = std::strtoull(Header(r, "content-length").c_str(), nullptr, 10);
   m.mtime = ParseTime(Header(r, "last-modified"));
+  m.version_id = Header(r, "x-amz-version-id");
+  if (m.version_id == "null") m.version_id.clear();
+  const std::string until = Header(r, "x-amz-object-lock-retain-until-date");
+  if (!until.empty()) m.locked_until = ParseTime(until);
   return m;
+}
+
+Status Client::SetRetention(const std::string& key, int64_t until, LockMode mode) {
+  const std::string body = "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>" +
+                           std::string(LockModeName(mode)) + "</Mode><RetainUntilDate>" +
+                           IsoTime(until) + "</RetainUntilDate></Retention>";
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("PUT", key, {{"retention", ""}},
+                                                   {{"content-type", "application/xml"},
+                                                    {"content-md5", ContentMd5(Bytes(body))}},
+                                                   Bytes(body)));
+  if (r.status == 200 || r.status == 204) return Status::Ok();
+  return ErrorOf(r, "PUT retention " + where_.endpoint + "/" + where_.bucket + "/" + key);
 }
 
 // A HEAD answer has no body, so no S3 error code: for anything but 404 the same request as a
@@ -146,8 +197,10 @@ Status Client::HeadError(const http::Response& head, const std::string& key,
 }
 
 Status Client::Delete(const std::string& key) {
-  VMBACKUP_RETURN_IF_ERROR(Head(key).status());
-  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("DELETE", key, {}, {}, {}));
+  VMBACKUP_ASSIGN_OR_RETURN(ObjectMeta m, Head(key));
+  std::vector<std::pair<std::string, std::string>> query;
+  if (!m.version_id.empty()) query.push_back({"versionId", m.version_id});
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("DELETE", key, query, {}, {}));
   if (r.status == 204 || r.status == 200) return Status::Ok();
   return ErrorOf(r, "DELETE " + where_.endpoint + "/" + where_.bucket + "/" + key);
 }
@@ -190,13 +243,31 @@ Result<std::vector<ObjectMeta>> Client::List(const std::string& prefix) {
   return out;
 }
 
-Status Client::EnsureBucket() {
+Status Client::EnsureBucket(bool object_lock) {
   VMBACKUP_ASSIGN_OR_RETURN(http::Response head, Send("HEAD", "", {}, {}, {}));
-  if (head.status == 200) return Status::Ok();
+  if (head.status == 200) {
+    if (!object_lock) return Status::Ok();
+    VMBACKUP_ASSIGN_OR_RETURN(bool locks, BucketHasObjectLock());
+    if (locks) return Status::Ok();
+    return FailedPreconditionError("bucket " + where_.bucket + " at " + where_.endpoint +
+                                   " was created without Object Lock, which S3 cannot add "
+                                   "later: use a new bucket");
+  }
   if (head.status != 404) return HeadError(head, "", "bucket " + where_.url);
-  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("PUT", "", {}, {}, {}));
+  std::map<std::string, std::string> h;
+  if (object_lock) h["x-amz-bucket-object-lock-enabled"] = "true";
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("PUT", "", {}, h, {}));
   if (r.status == 200) return Status::Ok();
   return ErrorOf(r, "create bucket " + where_.bucket + " at " + where_.endpoint);
+}
+
+Result<bool> Client::BucketHasObjectLock() {
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("GET", "", {{"object-lock", ""}}, {}, {}));
+  const std::string what = "GET object lock configuration of bucket " + where_.bucket;
+  if (r.status == 404) return false;  // ObjectLockConfigurationNotFoundError
+  if (r.status != 200) return ErrorOf(r, what);
+  VMBACKUP_ASSIGN_OR_RETURN(xml::Document doc, xml::Document::Parse(r.body, what));
+  return doc.root().child("ObjectLockEnabled").text() == "Enabled";
 }
 
 }  // namespace vmbackup::s3

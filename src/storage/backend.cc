@@ -36,6 +36,30 @@ Result<std::vector<uint8_t>> Backend::LoadRange(const ObjectRef& ref, uint64_t o
   return data;
 }
 
+bool IsLockable(const ObjectRef& ref) {
+  if (ref.type == ObjectType::kPoint && ref.name.ends_with(".protected")) return false;
+  switch (ref.type) {
+    case ObjectType::kConfig:
+    case ObjectType::kKey:
+    case ObjectType::kPack:
+    case ObjectType::kPoint: return true;
+    default: return false;
+  }
+}
+
+Status Backend::LockNewObjects(LockMode, int64_t) {
+  return NotSupportedError(location() + " has no Object Lock (an S3 bucket made with it has)");
+}
+
+Result<int64_t> Backend::LockedUntil(const ObjectRef& ref) {
+  VMBACKUP_RETURN_IF_ERROR(Stat(ref).status());
+  return int64_t(0);
+}
+
+Status Backend::ExtendLock(const ObjectRef&, int64_t) {
+  return NotSupportedError(location() + " has no Object Lock");
+}
+
 Status ValidateObjectName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 128 && name[0] != '.';
   for (char c : name) {

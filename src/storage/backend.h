@@ -32,10 +32,22 @@ enum class ObjectType {
 };
 std::string_view ObjectTypeName(ObjectType t);  // "config", "keys", "packs", ...
 
+// Object Lock (write once, read many; S3's): the store itself refuses to delete or overwrite an
+// object before its lock ends. Governance locks may be lifted by a specially privileged user,
+// compliance locks by nobody.
+enum class LockMode { kGovernance, kCompliance };
+
 struct ObjectRef {
   ObjectType type;
   std::string name;  // [A-Za-z0-9._-]{1,128}, not starting with '.'
 };
+
+// The objects a repository locks: those its restore points need (config, keys, packs, point
+// records). Index files are not locked: they are rebuilt from the packs' trailers (check
+// --repair), and gc replaces them. Locks, marks, tombstones, damage records and test results
+// stay deletable: they are replaced or removed as a matter of course, as are the markers of
+// protected points (points/<id>.protected).
+bool IsLockable(const ObjectRef& ref);
 
 struct ObjectInfo {
   std::string name;
@@ -79,6 +91,15 @@ class Backend {
 
   // For messages: a path or a URL.
   virtual std::string location() const = 0;
+
+  // Object Lock, where the store has it (the defaults: a store without). From now on, objects
+  // of lockable types are saved locked in `mode` for `seconds`. kNotSupported without.
+  virtual Status LockNewObjects(LockMode mode, int64_t seconds);
+  // When the lock of `ref` ends (Unix seconds); 0 when it has none. kNotFound when absent.
+  virtual Result<int64_t> LockedUntil(const ObjectRef& ref);
+  // Keeps `ref` locked until at least `until` (a lock is never shortened). kNotSupported
+  // without Object Lock.
+  virtual Status ExtendLock(const ObjectRef& ref, int64_t until);
 };
 
 // kInvalidArgument unless the name is safe in every backend (see ObjectRef).

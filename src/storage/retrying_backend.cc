@@ -78,6 +78,14 @@ Status RetryingBackend::ReadRange(const ObjectRef& ref, uint64_t offset, std::sp
   return Retry([&] { return inner_->ReadRange(ref, offset, out); });
 }
 
+Result<int64_t> RetryingBackend::LockedUntil(const ObjectRef& ref) {
+  return Retry([&] { return inner_->LockedUntil(ref); });
+}
+
+Status RetryingBackend::ExtendLock(const ObjectRef& ref, int64_t until) {
+  return Retry([&] { return inner_->ExtendLock(ref, until); });
+}
+
 Result<ObjectInfo> RetryingBackend::Stat(const ObjectRef& ref) {
   return Retry([&] { return inner_->Stat(ref); });
 }

@@ -39,6 +39,11 @@ class RetryingBackend : public Backend {
   Result<std::vector<ObjectInfo>> List(ObjectType type) override;
   Status Delete(const ObjectRef& ref) override;
   std::string location() const override { return inner_->location(); }
+  Status LockNewObjects(LockMode mode, int64_t seconds) override {
+    return inner_->LockNewObjects(mode, seconds);
+  }
+  Result<int64_t> LockedUntil(const ObjectRef& ref) override;
+  Status ExtendLock(const ObjectRef& ref, int64_t until) override;
   // How many calls were repeated (for reports and tests).
   uint64_t retries() const { return retries_; }
 
