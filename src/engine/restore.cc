@@ -51,7 +51,9 @@ Status ForEachWindow(
     o.progress->done = 0;
     o.progress->total = ranges.total_bytes();
   }
-  const size_t threads = std::min(size_t(std::max(1, o.threads)), windows.size());
+  // A remote store answers each request after a round trip: more windows in flight hide it.
+  const int wanted = repo.backend().CoalesceGap() > 0 ? std::max(o.threads, 8) : o.threads;
+  const size_t threads = std::min(size_t(std::max(1, wanted)), windows.size());
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex mu;

@@ -550,19 +550,22 @@ Status Repository::LoadInto(BlobType type, std::span<const Id> ids,
     return a.loc.pack != b.loc.pack ? a.loc.pack < b.loc.pack : a.loc.offset < b.loc.offset;
   });
   // Runs of adjacent blobs (at most 8 MiB each) are read with one request each, into a buffer
-  // each thread keeps; the thread then decodes the run's blobs into their buffers.
+  // each thread keeps; the thread then decodes the run's blobs into their buffers. Blobs apart
+  // by at most the backend's CoalesceGap join a run too (a remote store: the gap's bytes cost
+  // less than another request).
   struct Run {
     size_t first, last;  // items[first, last)
   };
   std::vector<Run> runs;
   constexpr uint64_t kMaxRun = 8 << 20;
+  const uint64_t gap = backend_->CoalesceGap();
   for (size_t a = 0; a < items.size();) {
     size_t b = a + 1;
     uint64_t end = items[a].loc.offset + items[a].loc.stored_length;
     while (b < items.size() && items[b].loc.pack == items[a].loc.pack &&
-           items[b].loc.offset == end &&
-           end + items[b].loc.stored_length - items[a].loc.offset <= kMaxRun) {
-      end += items[b].loc.stored_length;
+           items[b].loc.offset >= end && items[b].loc.offset - end <= gap &&
+           items[b].loc.offset + items[b].loc.stored_length - items[a].loc.offset <= kMaxRun) {
+      end = items[b].loc.offset + items[b].loc.stored_length;
       ++b;
     }
     runs.push_back({a, b});

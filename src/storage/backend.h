@@ -76,6 +76,11 @@ class Backend {
   // packs this way into buffers they reuse.
   virtual Status ReadRange(const ObjectRef& ref, uint64_t offset, std::span<uint8_t> out) = 0;
 
+  // How many bytes nobody asked for are worth reading to serve two ranges of one object with one
+  // request: 0 for a local file (a read costs little), about a round trip's worth of transfer
+  // for a remote store (a request costs a round trip).
+  virtual uint64_t CoalesceGap() const { return 0; }
+
   // A hint that these bytes will be read soon: a backend may start fetching them (restores
   // overlap reads this way). Errors are ignored; the default does nothing.
   virtual void Prefetch(const ObjectRef& /*ref*/, uint64_t /*offset*/, uint64_t /*length*/) {}

@@ -39,6 +39,7 @@ class RetryingBackend : public Backend {
   Result<std::vector<ObjectInfo>> List(ObjectType type) override;
   Status Delete(const ObjectRef& ref) override;
   std::string location() const override { return inner_->location(); }
+  uint64_t CoalesceGap() const override { return inner_->CoalesceGap(); }
   Status LockNewObjects(LockMode mode, int64_t seconds) override {
     return inner_->LockNewObjects(mode, seconds);
   }
