@@ -308,6 +308,7 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   const auto t0 = Clock::now();
   BackupReport report;
   const repo::RepoStats stats0 = repo.stats();
+  const storage::TransferStats transfer0 = repo.backend().transfer_stats();
   // One job per VM: with the lock held, every snapshot of ours is a leftover of a dead job.
   VMBACKUP_ASSIGN_OR_RETURN(auto job_lock,
                             hv::JobLock::Acquire(hv.uri(), o.vm, "backup", o.lock_wait_seconds));
@@ -477,6 +478,7 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
                            {"repository_write", report.pack_write_seconds}});
   VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, writer->Commit());
   report.point = point.id;
+  report.transfer = repo.backend().transfer_stats() - transfer0;
   // The snapshot goes before the report: an error removing it fails the job loudly.
   VMBACKUP_RETURN_IF_ERROR(guard.Remove().WithContext(
       "the restore point " + point.id + " is complete, but removing snapshot " + snap.name));

@@ -67,6 +67,7 @@ struct BackupReport {
   std::vector<std::string> notes;  // things the user should know (snapshots cleaned up, ...)
   uint64_t bytes_stored = 0;       // bytes the repository grew by (compressed)
   double hash_seconds = 0, compress_seconds = 0, pack_write_seconds = 0;
+  storage::TransferStats transfer;  // a remote repository's traffic during the job
   double seconds = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "s3/s3_backend.h"
 
+#include <chrono>
 #include <ctime>
 
 namespace vmbackup::s3 {
@@ -7,10 +8,17 @@ namespace vmbackup::s3 {
 struct S3Backend::Lease {
   S3Backend* owner = nullptr;
   std::unique_ptr<Client> client;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   Lease(S3Backend* o, std::unique_ptr<Client> c) : owner(o), client(std::move(c)) {}
-  Lease(Lease&& other) noexcept : owner(other.owner), client(std::move(other.client)) {}
+  Lease(Lease&& other) noexcept
+      : owner(other.owner), client(std::move(other.client)), start(other.start) {}
   ~Lease() {
-    if (client) owner->Give(std::move(client));
+    if (!client) return;
+    ++owner->requests_;
+    owner->wait_ns_ += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - start)
+                                    .count());
+    owner->Give(std::move(client));
   }
   Client* operator->() { return client.get(); }
 };
@@ -59,16 +67,21 @@ std::string S3Backend::Key(const storage::ObjectRef& ref) const {
 Status S3Backend::Save(const storage::ObjectRef& ref, std::span<const uint8_t> data) {
   VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
   VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
-  if (lock_seconds_ > 0 && storage::IsLockable(ref))
-    return c->Put(Key(ref), data, /*create_only=*/true, ::time(nullptr) + lock_seconds_,
-                  lock_mode_);
-  return c->Put(Key(ref), data, /*create_only=*/true);
+  bytes_sent_ += data.size();
+  Status s = lock_seconds_ > 0 && storage::IsLockable(ref)
+                 ? c->Put(Key(ref), data, /*create_only=*/true, ::time(nullptr) + lock_seconds_,
+                          lock_mode_)
+                 : c->Put(Key(ref), data, /*create_only=*/true);
+  if (s.ok()) ++objects_saved_;
+  return s;
 }
 
 Result<std::vector<uint8_t>> S3Backend::Load(const storage::ObjectRef& ref) {
   VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
   VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
-  return c->Get(Key(ref));
+  auto data = c->Get(Key(ref));
+  if (data) bytes_received_ += data->size();
+  return data;
 }
 
 Result<std::vector<uint8_t>> S3Backend::LoadRange(const storage::ObjectRef& ref, uint64_t offset,
@@ -85,7 +98,9 @@ Status S3Backend::ReadRange(const storage::ObjectRef& ref, uint64_t offset,
                             std::span<uint8_t> out) {
   VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(ref.name));
   VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
-  return c->GetRange(Key(ref), offset, out);
+  Status s = c->GetRange(Key(ref), offset, out);
+  if (s.ok()) bytes_received_ += out.size();
+  return s;
 }
 
 Result<storage::ObjectInfo> S3Backend::Stat(const storage::ObjectRef& ref) {
@@ -141,6 +156,16 @@ Status S3Backend::ExtendLock(const storage::ObjectRef& ref, int64_t until) {
     return NotSupportedError(where_.url + ": the repository has no Object Lock");
   VMBACKUP_ASSIGN_OR_RETURN(Lease c, Take());
   return c->SetRetention(Key(ref), until, lock_mode_);
+}
+
+storage::TransferStats S3Backend::transfer_stats() const {
+  storage::TransferStats t;
+  t.requests = requests_;
+  t.objects_saved = objects_saved_;
+  t.bytes_sent = bytes_sent_;
+  t.bytes_received = bytes_received_;
+  t.wait_ns = wait_ns_;
+  return t;
 }
 
 }  // namespace vmbackup::s3

@@ -6,6 +6,7 @@
 // several requests are in flight when several threads call.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,7 @@ class S3Backend : public storage::Backend {
   std::string location() const override { return where_.url; }
   // A request costs a round trip (a few ms even on a LAN): 1 MiB of unwanted data is cheaper.
   uint64_t CoalesceGap() const override { return 1 << 20; }
+  storage::TransferStats transfer_stats() const override;
   // Needs a bucket with Object Lock (kFailedPrecondition otherwise, checked here once).
   Status LockNewObjects(storage::LockMode mode, int64_t seconds) override;
   Result<int64_t> LockedUntil(const storage::ObjectRef& ref) override;
@@ -49,7 +51,8 @@ class S3Backend : public storage::Backend {
   S3Backend(Location where, Credentials keys, http::TlsOptions tls)
       : where_(std::move(where)), keys_(std::move(keys)), tls_(std::move(tls)) {}
   std::string Key(const storage::ObjectRef& ref) const;
-  // A connection for one call, returned to the pool when the holder goes.
+  // A connection for one call, returned to the pool when the holder goes; it counts the call
+  // as a request and its time as time waiting for the store.
   struct Lease;
   Result<Lease> Take();
   void Give(std::unique_ptr<Client> c);
@@ -62,6 +65,8 @@ class S3Backend : public storage::Backend {
   // Object Lock of new objects: 0 seconds for none. Set once, before the backend is shared.
   LockMode lock_mode_ = LockMode::kGovernance;
   int64_t lock_seconds_ = 0;
+  std::atomic<uint64_t> requests_{0}, objects_saved_{0}, bytes_sent_{0}, bytes_received_{0},
+      wait_ns_{0};
 };
 
 }  // namespace vmbackup::s3

@@ -55,6 +55,20 @@ struct ObjectInfo {
   int64_t mtime = 0;  // when it was saved, seconds since the Unix epoch (gc's grace period)
 };
 
+// What a remote store's backend sent and received, for reports (counted since it was opened).
+struct TransferStats {
+  uint64_t requests = 0;       // requests answered (or failed), retries included
+  uint64_t objects_saved = 0;  // Save calls that stored an object
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  uint64_t retries = 0;  // calls repeated after a transient failure
+  uint64_t wait_ns = 0;  // time spent in requests, summed over threads
+  TransferStats operator-(const TransferStats& b) const {
+    return {requests - b.requests,     objects_saved - b.objects_saved,
+            bytes_sent - b.bytes_sent, bytes_received - b.bytes_received,
+            retries - b.retries,       wait_ns - b.wait_ns};
+  }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -80,6 +94,9 @@ class Backend {
   // request: 0 for a local file (a read costs little), about a round trip's worth of transfer
   // for a remote store (a request costs a round trip).
   virtual uint64_t CoalesceGap() const { return 0; }
+
+  // Counters of a remote store's traffic; all zero for a local one.
+  virtual TransferStats transfer_stats() const { return {}; }
 
   // A hint that these bytes will be read soon: a backend may start fetching them (restores
   // overlap reads this way). Errors are ignored; the default does nothing.

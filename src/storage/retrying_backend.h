@@ -40,6 +40,11 @@ class RetryingBackend : public Backend {
   Status Delete(const ObjectRef& ref) override;
   std::string location() const override { return inner_->location(); }
   uint64_t CoalesceGap() const override { return inner_->CoalesceGap(); }
+  TransferStats transfer_stats() const override {
+    TransferStats t = inner_->transfer_stats();
+    t.retries += retries_;
+    return t;
+  }
   Status LockNewObjects(LockMode mode, int64_t seconds) override {
     return inner_->LockNewObjects(mode, seconds);
   }

@@ -79,6 +79,10 @@ rules '[{"method": "PUT", "path": "/packs/", "action": "503", "times": 1},
   fail "full backup through failing requests: $(cat b1.err)"
 P1=$(field b1.json 'j["id"]')
 [ "$(hits '503')" -ge 1 ] && [ "$(hits 'reset')" -ge 1 ] || fail "no faults were injected: $(cat "$PX/log")"
+# The report counts the traffic: the retries, and at least the packs and the point sent.
+[ "$(field b1.json 'j["transfer"]["retries"]')" -ge 1 ] || fail "retries not reported: $(cat b1.json)"
+[ "$(field b1.json 'j["transfer"]["objects_saved"]')" -ge 3 ] || fail "uploads not reported: $(cat b1.json)"
+[ "$(field b1.json 'j["transfer"]["bytes_sent"]')" -ge $((20 << 20)) ] || fail "bytes sent: $(cat b1.json)"
 
 echo "step 3 at ${SECONDS}s" >&2
 # 3. An incremental while one PUT stalls past the 3 s timeout.
