@@ -26,14 +26,22 @@ Result<std::unique_ptr<s3::S3Backend>> OpenBucket(const std::string& url, const 
   return bucket;
 }
 
+// Options only an S3 repository takes, refused for a folder.
+Status CheckFolderOptions(const std::string& where, const Options& o) {
+  if (!o.s3_ca_file.empty())
+    return InvalidArgumentError("--s3-ca-file is for S3 repositories; " + where + " is a folder");
+  if (o.object_lock)
+    return InvalidArgumentError("Object Lock needs an S3 repository; " + where + " is a folder");
+  return Status::Ok();
+}
+
 }  // namespace
 
 bool IsRemote(const std::string& where) { return s3::IsS3Url(where); }
 
 Result<std::unique_ptr<storage::Backend>> Open(const std::string& where, const Options& o) {
   if (!IsRemote(where)) {
-    if (!o.s3_ca_file.empty())
-      return InvalidArgumentError("--s3-ca-file is for S3 repositories; " + where + " is a folder");
+    VMBACKUP_RETURN_IF_ERROR(CheckFolderOptions(where, o));
     VMBACKUP_ASSIGN_OR_RETURN(auto local, storage::LocalBackend::Open(where));
     return std::unique_ptr<storage::Backend>(std::move(local));
   }
@@ -44,10 +52,7 @@ Result<std::unique_ptr<storage::Backend>> Open(const std::string& where, const O
 
 Result<std::unique_ptr<storage::Backend>> Create(const std::string& where, const Options& o) {
   if (!IsRemote(where)) {
-    if (!o.s3_ca_file.empty())
-      return InvalidArgumentError("--s3-ca-file is for S3 repositories; " + where + " is a folder");
-    if (o.object_lock)
-      return InvalidArgumentError("Object Lock needs an S3 repository; " + where + " is a folder");
+    VMBACKUP_RETURN_IF_ERROR(CheckFolderOptions(where, o));
     VMBACKUP_ASSIGN_OR_RETURN(auto local, storage::LocalBackend::Create(where));
     return std::unique_ptr<storage::Backend>(std::move(local));
   }

@@ -4,6 +4,7 @@
 
 #include "base/strings.h"
 #include "repo/json_fields.h"
+#include "repo/object_lock.h"
 #include "repo/point.h"
 #include "repo/restore_tests.h"
 
@@ -85,13 +86,10 @@ Status ClearFullNeeded(Repository& repo, const std::string& vm) {
 
 Status ForgetPoint(Repository& repo, const std::string& id, const std::string& why) {
   VMBACKUP_RETURN_IF_ERROR(storage::ValidateObjectName(id));
-  if (repo.object_lock().seconds > 0) {
-    VMBACKUP_ASSIGN_OR_RETURN(int64_t until,
-                              repo.backend().LockedUntil({storage::ObjectType::kPoint, id}));
-    if (until > int64_t(::time(nullptr))) {
-      return FailedPreconditionError("restore point " + id + " is locked until " +
-                                     UtcRfc3339(until) + " (Object Lock): it can go after that");
-    }
+  VMBACKUP_ASSIGN_OR_RETURN(int64_t locked, PointLockedUntil(repo, id));
+  if (locked) {
+    return FailedPreconditionError("restore point " + id + " is locked until " +
+                                   UtcRfc3339(locked) + " (Object Lock): it can go after that");
   }
   // The tombstone first: a crash in between leaves a point that is still there, not one that
   // vanished without a trace.

@@ -1,6 +1,7 @@
 #include "repo/object_lock.h"
 
 #include <atomic>
+#include <ctime>
 #include <mutex>
 #include <set>
 #include <unordered_set>
@@ -71,6 +72,12 @@ Result<LockReport> KeepPointLocked(Repository& repo, const Point& point, int64_t
   });
   if (!s.ok()) return s;
   return LockReport{refs.size(), extended.load()};
+}
+
+Result<int64_t> PointLockedUntil(Repository& repo, const std::string& id) {
+  if (repo.object_lock().seconds <= 0) return int64_t(0);
+  VMBACKUP_ASSIGN_OR_RETURN(int64_t until, repo.backend().LockedUntil({ObjectType::kPoint, id}));
+  return until > int64_t(::time(nullptr)) ? until : 0;
 }
 
 Result<std::vector<std::string>> ShortLocks(Repository& repo, const Point& point,

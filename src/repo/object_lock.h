@@ -24,6 +24,10 @@ struct LockReport {
 // repository must have an Object Lock policy.
 Result<LockReport> KeepPointLocked(Repository& repo, const Point& point, int64_t until);
 
+// When the lock of point `id`'s record ends, if that is still to come; 0 when it is not locked
+// (or the repository has no Object Lock). forget and prune leave such a point alone.
+Result<int64_t> PointLockedUntil(Repository& repo, const std::string& id);
+
 // For check: the objects `point` needs whose locks end before `point_until` ("pack X locked
 // until D"). Empty when all are locked long enough.
 Result<std::vector<std::string>> ShortLocks(Repository& repo, const Point& point,

@@ -6,6 +6,7 @@
 
 #include "base/strings.h"
 #include "repo/marks.h"
+#include "repo/object_lock.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -96,13 +97,10 @@ Result<PruneReport> Prune(Repository& repo, const KeepPolicy& policy, const std:
   if (dry_run) return report;
   for (const PruneDecision& d : report.decisions) {
     if (d.keep) continue;
-    if (repo.object_lock().seconds > 0) {
-      VMBACKUP_ASSIGN_OR_RETURN(int64_t until,
-                                repo.backend().LockedUntil({storage::ObjectType::kPoint, d.id}));
-      if (until > int64_t(::time(nullptr))) {
-        report.locked.push_back({d.id, until});
-        continue;
-      }
+    VMBACKUP_ASSIGN_OR_RETURN(int64_t locked, PointLockedUntil(repo, d.id));
+    if (locked) {
+      report.locked.push_back({d.id, locked});
+      continue;
     }
     Status s = ForgetPoint(repo, d.id, "prune");
     if (!s.ok()) return s.WithContext("remove restore point " + d.id);
