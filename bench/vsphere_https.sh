@@ -3,8 +3,8 @@
 # of mixed content (1 MiB pieces: random, random, zeros, text) planted as a vmfs VMDK in
 # vcsim's datastore. Compares a full backup over `https` (the datastore file service) with curl
 # downloading the same flat file to /dev/null (the copy limit over HTTP here), and with `san`.
-# Prints wall times, rates and the ratios.
-# Usage: bench/vsphere_https.sh [WORKDIR on a disk file system, default /var/tmp]
+# Prints wall times, rates and the ratios (ROUNDS rounds, default 3; medians).
+# Usage: [ROUNDS=N] bench/vsphere_https.sh [WORKDIR on a disk file system, default /var/tmp]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 V=$root/build/src/cli/vmbackup
@@ -42,25 +42,33 @@ TP=$("$V" vsphere thumbprint "127.0.0.1:$PORT" 2>/dev/null | head -1)
 SRC="vsphere://bench@127.0.0.1:$PORT?thumbprint=$TP"
 URL="https://127.0.0.1:$PORT/folder/DC0_H0_VM0/disk1-flat.vmdk?dcPath=DC0&dsName=LocalDS_0"
 
-echo "== curl: the flat file over HTTPS to /dev/null"
-t0=$(now); curl -sk -o /dev/null "$URL"; t1=$(now); curl_s=$(secs "$t0" "$t1")
-echo "== vmbackup full backup over https"
-"$V" init --repo repo-https >/dev/null
-t0=$(now)
-"$V" backup --repo repo-https --source "$SRC" --password-file pw --transport https \
-  --reads-in-flight "${READS:-4}" --vm DC0_H0_VM0 > https.txt
-t1=$(now); https_s=$(secs "$t0" "$t1")
-echo "== vmbackup full backup over san"
-"$V" init --repo repo-san >/dev/null
-t0=$(now)
-"$V" backup --repo repo-san --source "$SRC" --password-file pw --transport san \
-  --datastore-map "[LocalDS_0]=$DS" --vm DC0_H0_VM0 > san.txt
-t1=$(now); san_s=$(secs "$t0" "$t1")
+# Rounds alternate the three, so a slow moment of the machine hits each alike; medians count.
+rounds=${ROUNDS:-3}
+curl_t=() https_t=() san_t=()
+for round in $(seq "$rounds"); do
+  echo "== round $round: curl (the flat file over HTTPS to /dev/null), https backup, san backup"
+  t0=$(now); curl -sk -o /dev/null "$URL"; t1=$(now); curl_t+=("$(secs "$t0" "$t1")")
+  rm -rf repo-https repo-san cache
+  "$V" init --repo repo-https >/dev/null
+  t0=$(now)
+  "$V" backup --repo repo-https --source "$SRC" --password-file pw --transport https \
+    --reads-in-flight "${READS:-4}" --vm DC0_H0_VM0 > https.txt
+  t1=$(now); https_t+=("$(secs "$t0" "$t1")")
+  "$V" init --repo repo-san >/dev/null
+  t0=$(now)
+  "$V" backup --repo repo-san --source "$SRC" --password-file pw --transport san \
+    --datastore-map "[LocalDS_0]=$DS" --vm DC0_H0_VM0 > san.txt
+  t1=$(now); san_t+=("$(secs "$t0" "$t1")")
+done
 grep -E "stages|changed" https.txt san.txt
-python3 - "$curl_s" "$https_s" "$san_s" <<'PY'
-import sys
-c, h, s = map(float, sys.argv[1:])
+python3 - "${curl_t[*]}" "${https_t[*]}" "${san_t[*]}" <<'PY'
+import statistics, sys
+c, h, s = ([float(x) for x in a.split()] for a in sys.argv[1:])
 gib = 2.0
-print(f"curl {c:.2f} s ({gib*1024/c:.0f} MiB/s)   https backup {h:.2f} s ({gib*1024/h:.0f} MiB/s)   san backup {s:.2f} s ({gib*1024/s:.0f} MiB/s)")
-print(f"https backup / curl rate: {c/h:.2f}x (target 0.8x)   san / https: {h/s:.2f}x faster")
+for name, t in (("curl", c), ("https backup", h), ("san backup", s)):
+    print(f"{name}: {' '.join(f'{x:.2f}' for x in t)} s, median {statistics.median(t):.2f} s ({gib*1024/statistics.median(t):.0f} MiB/s)")
+ratios = [ci / hi for ci, hi in zip(c, h)]
+print(f"https backup / curl rate per round: {' '.join(f'{r:.2f}' for r in ratios)}")
+print(f"https backup / curl rate (medians): {statistics.median(c)/statistics.median(h):.2f}x (target 0.8x)   "
+      f"san / https: {statistics.median(h)/statistics.median(s):.2f}x faster")
 PY

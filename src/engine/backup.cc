@@ -66,8 +66,8 @@ Status CopyDisk(hv::DiskAccess& disk, repo::PointWriter& writer, size_t index,
     VMBACKUP_RETURN_IF_ERROR(writer.MarkZero(index, z.offset, z.length));
     report.bytes_zero += z.length;
   }
-  const uint64_t max_read =
-      disk.max_read_size() ? std::min(o.max_read, disk.max_read_size()) : o.max_read;
+  uint64_t max_read = disk.preferred_read_size() ? disk.preferred_read_size() : o.max_read;
+  if (disk.max_read_size()) max_read = std::min(max_read, disk.max_read_size());
   const std::vector<Request> requests = SplitRequests(plan.read, std::max(chunk, max_read));
   // Several requests in flight: workers take requests in disk order; reads are serialized
   // on the DiskAccess (one connection) unless it takes reads at once; hashing, compression and

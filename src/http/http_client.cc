@@ -14,29 +14,12 @@
 #include <mutex>
 
 #include "base/strings.h"
+#include "http/certificate.h"
 
 namespace vmbackup::http {
 namespace {
 
 std::once_flag g_curl_init;
-
-std::string HexColons(const unsigned char* d, unsigned n) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string s;
-  for (unsigned i = 0; i < n; ++i) {
-    if (i) s += ':';
-    s += kHex[d[i] >> 4];
-    s += kHex[d[i] & 15];
-  }
-  return s;
-}
-
-std::string Digest(X509* cert, const EVP_MD* md) {
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  if (X509_digest(cert, md, d, &n) != 1) return "";
-  return HexColons(d, n);
-}
 
 std::string Lower(std::string s) {
   for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
@@ -82,7 +65,7 @@ int PinVerify(int /*preverify_ok*/, X509_STORE_CTX* store) {
     return 1;
   }
   X509* cert = X509_STORE_CTX_get_current_cert(store);
-  impl->seen = cert ? Digest(cert, EVP_sha256()) : "";
+  impl->seen = cert ? CertificateDigest(cert, EVP_sha256()) : "";
   if (impl->seen.empty() || impl->seen != impl->pinned) return 0;
   X509_STORE_CTX_set_error(store, X509_V_OK);
   return 1;
@@ -249,16 +232,11 @@ Status Client::Perform(const std::string& url, const char* what) {
     return Status::Ok();
   }
   if (!impl_->pinned.empty() && !impl_->seen.empty() && impl_->seen != impl_->pinned) {
-    return UnauthenticatedError("the server " + base_url_ +
-                                " presented a certificate with SHA-256 thumbprint " + impl_->seen +
-                                ", not the pinned " + impl_->pinned + ": refused");
+    return UnauthenticatedError(PinMismatchMessage(base_url_, impl_->seen, impl_->pinned));
   }
   if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
     return UnauthenticatedError(
-        StrFormat("%s: the server's TLS certificate is not trusted (%s); pin it with "
-                  "thumbprint=SHA256:... (vmbackup vsphere thumbprint HOST prints it) or give "
-                  "its CA",
-                  base_url_.c_str(), err[0] ? err : curl_easy_strerror(rc)));
+        UntrustedCertificateMessage(base_url_, err[0] ? err : curl_easy_strerror(rc)));
   }
   return IOError(StrFormat("%s %s: %s", what, url.c_str(), err[0] ? err : curl_easy_strerror(rc)));
 }
@@ -416,7 +394,8 @@ Result<Thumbprints> FetchThumbprints(const std::string& host, int port, double t
     if (SSL_connect(ssl) == 1) {
       X509* cert = SSL_get1_peer_certificate(ssl);
       if (cert) {
-        out = Thumbprints{Digest(cert, EVP_sha256()), Digest(cert, EVP_sha1())};
+        out =
+            Thumbprints{CertificateDigest(cert, EVP_sha256()), CertificateDigest(cert, EVP_sha1())};
         X509_free(cert);
       }
       SSL_shutdown(ssl);

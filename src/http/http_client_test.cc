@@ -13,71 +13,30 @@
 #include <cstdio>
 #include <thread>
 
-#include "base/testing/temp_dir.h"
+#include "http/testing/tls_servers.h"
 
 namespace vmbackup::http {
 namespace {
 
-using testing::Shell;
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using testing::FreeLoopbackPort;
 
 class HttpsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    const std::string d = dir_->path();
-    // A CA, and a server certificate it signs for 127.0.0.1.
-    ASSERT_EQ(std::system(("cd " + d +
-                           " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out "
-                           "ca.pem -days 2 -subj /CN=test-ca 2>/dev/null"
-                           " && openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr "
-                           "-subj /CN=127.0.0.1 2>/dev/null"
-                           " && printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf"
-                           " && openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
-                           "-CAcreateserial -out srv.pem -days 2 -extfile ext.cnf 2>/dev/null")
-                              .c_str()),
-              0);
-    port_ = FreePort();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::execlp("openssl", "openssl", "s_server", "-quiet", "-www", "-accept",
-               ("127.0.0.1:" + std::to_string(port_)).c_str(), "-cert", (d + "/srv.pem").c_str(),
-               "-key", (d + "/srv.key").c_str(), nullptr);
-      ::_exit(127);
-    }
-    // Wait until it accepts.
-    for (int i = 0; i < 100; ++i) {
-      if (FetchThumbprints("127.0.0.1", port_, 1).ok()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    sha256_ = Shell("openssl x509 -in " + d + "/srv.pem -noout -fingerprint -sha256 | cut -d= -f2");
+    servers_ = new testing::TlsServers();
+    ASSERT_TRUE(servers_->ok());
+    port_ = servers_->Start();
+    sha256_ = servers_->sha256();
   }
-  static void TearDownTestSuite() {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete servers_; }
   std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
 
-  static testing::TempDir* dir_;
+  static testing::TlsServers* servers_;
   static int port_;
-  static pid_t pid_;
   static std::string sha256_;
 };
-testing::TempDir* HttpsTest::dir_ = nullptr;
+testing::TlsServers* HttpsTest::servers_ = nullptr;
 int HttpsTest::port_ = 0;
-pid_t HttpsTest::pid_ = 0;
 std::string HttpsTest::sha256_;
 
 TEST_F(HttpsTest, ThumbprintsAreTheCertificateDigests) {
@@ -98,7 +57,7 @@ TEST_F(HttpsTest, AnUntrustedCertificateIsRefused) {
 }
 
 TEST_F(HttpsTest, TheCaFileMakesItTrusted) {
-  auto c = Client::Create(url(), {dir_->path() + "/ca.pem", ""});
+  auto c = Client::Create(url(), {servers_->ca_file(), ""});
   ASSERT_TRUE(c.ok());
   auto r = (*c)->Send({"GET", "/", {}, ""});
   ASSERT_TRUE(r.ok()) << r.error().ToString();
@@ -124,7 +83,7 @@ TEST_F(HttpsTest, TheRightPinIsAcceptedAndAWrongOneRefusedNamingBoth) {
 }
 
 TEST_F(HttpsTest, NothingListeningIsAnIoErrorNamingTheUrl) {
-  auto c = Client::Create("https://127.0.0.1:" + std::to_string(FreePort()), {}, 5);
+  auto c = Client::Create("https://127.0.0.1:" + std::to_string(FreeLoopbackPort()), {}, 5);
   ASSERT_TRUE(c.ok());
   auto r = (*c)->Send({"GET", "/sdk", {}, ""});
   ASSERT_FALSE(r.ok());

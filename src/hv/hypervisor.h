@@ -80,6 +80,9 @@ class DiskAccess : public io::BlockWriter {
   // The largest read this disk serves well (0: any); the engine's requests stay within it.
   // QEMU 7.2's backup-job exports, for one, serve large reads several times slower.
   virtual uint64_t max_read_size() const { return 0; }
+  // The read size this disk serves best (0: the engine's default). Each HTTP request, for
+  // one, costs the server a request's work, whatever its size.
+  virtual uint64_t preferred_read_size() const { return 0; }
 };
 
 class Hypervisor {

@@ -1,5 +1,7 @@
 #include "hv/vsphere/http_file.h"
 
+#include <cstdlib>
+
 #include "base/checked_math.h"
 #include "base/strings.h"
 
@@ -27,6 +29,21 @@ Result<std::unique_ptr<HttpFile>> HttpFile::Open(const std::string& base_url,
                                                 name, *len, std::move(renew)));
 }
 
+namespace {
+
+// libcurl follows the proxy settings of the environment; RangeConnection does not.
+bool ProxyConfigured(const std::string& base_url) {
+  const bool https = base_url.rfind("https://", 0) == 0;
+  for (const char* name : {"all_proxy", "ALL_PROXY", https ? "https_proxy" : "http_proxy",
+                           https ? "HTTPS_PROXY" : "HTTP_PROXY"}) {
+    const char* v = std::getenv(name);
+    if (v && *v) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 HttpFile::HttpFile(std::unique_ptr<http::Client> c, std::string base_url, http::TlsOptions tls,
                    double timeout_seconds, std::string path, std::string name, uint64_t size,
                    RenewCookies renew)
@@ -36,32 +53,10 @@ HttpFile::HttpFile(std::unique_ptr<http::Client> c, std::string base_url, http::
       path_(std::move(path)),
       name_(std::move(name)),
       size_(size),
-      renew_(std::move(renew)) {
+      renew_(std::move(renew)),
+      curl_only_(ProxyConfigured(base_url_)) {
   cookies_ = c->cookies();
-  idle_.push_back(std::move(c));
-}
-
-Result<std::unique_ptr<http::Client>> HttpFile::Take() {
-  std::unique_ptr<http::Client> c;
-  std::string cookies;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    cookies = cookies_;
-    if (!idle_.empty()) {
-      c = std::move(idle_.back());
-      idle_.pop_back();
-    }
-  }
-  if (!c) {
-    VMBACKUP_ASSIGN_OR_RETURN(c, http::Client::Create(base_url_, tls_, timeout_seconds_));
-  }
-  c->set_cookies(cookies);
-  return c;
-}
-
-void HttpFile::Give(std::unique_ptr<http::Client> c) {
-  std::lock_guard<std::mutex> l(mu_);
-  idle_.push_back(std::move(c));
+  curls_.Give(std::move(c));
 }
 
 Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
@@ -70,21 +65,25 @@ Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
                                           name_.c_str(), buf.size(), (unsigned long long)offset,
                                           (unsigned long long)size_));
   }
-  VMBACKUP_ASSIGN_OR_RETURN(std::unique_ptr<http::Client> client, Take());
+  std::string cookies;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    cookies = cookies_;
+  }
   Status s;
   bool renewed = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    s = client->GetRange(path_, offset, buf);
+    s = GetOnce(offset, buf, cookies);
     if (s.code() == ErrorCode::kUnauthenticated && renew_ && !renewed) {
       // The session ended under the job: once per read, a new one (shared by every
       // connection of this file).
       renewed = true;
-      auto cookies = renew_(client->cookies());
-      if (!cookies) return cookies.error().WithContext(name_);
-      client->set_cookies(*cookies);
+      auto fresh = renew_(cookies);
+      if (!fresh) return fresh.error().WithContext(name_);
+      cookies = *fresh;
       {
         std::lock_guard<std::mutex> l(mu_);
-        cookies_ = *cookies;
+        cookies_ = cookies;
       }
       --attempt;
       continue;
@@ -92,8 +91,31 @@ Status HttpFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
     if (s.ok() || s.code() == ErrorCode::kUnauthenticated || s.code() == ErrorCode::kProtocol)
       break;
   }
-  if (s.ok()) Give(std::move(client));  // a connection that failed is not reused
   return s.WithContext(name_);
+}
+
+Status HttpFile::GetOnce(uint64_t offset, std::span<uint8_t> buf, const std::string& cookies) {
+  if (curl_only_) return GetWithCurl(offset, buf, cookies);
+  std::unique_ptr<http::RangeConnection> c = ranges_.Take();
+  if (!c) {
+    VMBACKUP_ASSIGN_OR_RETURN(c, http::RangeConnection::Create(base_url_, tls_, timeout_seconds_));
+  }
+  Status s = c->GetRange(path_, {{"Cookie", cookies}}, offset, buf);
+  ranges_.Give(std::move(c));  // after a failure it connects again on its next use
+  if (s.code() != ErrorCode::kNotSupported) return s;
+  curl_only_ = true;
+  return GetWithCurl(offset, buf, cookies);
+}
+
+Status HttpFile::GetWithCurl(uint64_t offset, std::span<uint8_t> buf, const std::string& cookies) {
+  std::unique_ptr<http::Client> c = curls_.Take();
+  if (!c) {
+    VMBACKUP_ASSIGN_OR_RETURN(c, http::Client::Create(base_url_, tls_, timeout_seconds_));
+  }
+  c->set_cookies(cookies);
+  Status s = c->GetRange(path_, offset, buf);
+  if (s.ok()) curls_.Give(std::move(c));  // a connection that failed is not reused
+  return s;
 }
 
 Status HttpFile::WriteAt(uint64_t, std::span<const uint8_t>) {

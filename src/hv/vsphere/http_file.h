@@ -2,6 +2,7 @@
 // ranges and the session cookie), as a block device for the VMDK chain reader.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "http/http_client.h"
+#include "http/range_connection.h"
 #include "io/block_device.h"
 
 namespace vmbackup::hv::vsphere {
@@ -29,7 +31,9 @@ class HttpFile final : public io::BlockWriter {
   std::string name() const override { return name_; }
   // Each range is asked again up to twice after a failed transfer (a reset, a stall).
   // Thread-safe: reads at the same time go over connections of their own (a pool that grows
-  // to the number of readers).
+  // to the number of readers). Ranges go over `http::RangeConnection` (a third of the CPU
+  // libcurl needs), or libcurl when a proxy is configured in the environment or the server
+  // sends ranges in a form RangeConnection does not take.
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override;
   Status WriteAt(uint64_t, std::span<const uint8_t>) override;
   Status Flush() override { return Status::Ok(); }
@@ -38,9 +42,9 @@ class HttpFile final : public io::BlockWriter {
   HttpFile(std::unique_ptr<http::Client> c, std::string base_url, http::TlsOptions tls,
            double timeout_seconds, std::string path, std::string name, uint64_t size,
            RenewCookies renew);
-  // A connection for one read (an idle one, or a new one) with the current cookies.
-  Result<std::unique_ptr<http::Client>> Take();
-  void Give(std::unique_ptr<http::Client> c);
+  // One attempt at a range with these cookies.
+  Status GetOnce(uint64_t offset, std::span<uint8_t> buf, const std::string& cookies);
+  Status GetWithCurl(uint64_t offset, std::span<uint8_t> buf, const std::string& cookies);
 
   const std::string base_url_;
   const http::TlsOptions tls_;
@@ -48,9 +52,31 @@ class HttpFile final : public io::BlockWriter {
   const std::string path_, name_;
   const uint64_t size_;
   RenewCookies renew_;
-  std::mutex mu_;  // guards idle_ and cookies_
-  std::vector<std::unique_ptr<http::Client>> idle_;
+  // Idle connections, taken by one read at a time.
+  template <typename Connection>
+  class Pool {
+   public:
+    std::unique_ptr<Connection> Take() {
+      std::lock_guard<std::mutex> l(mu_);
+      if (idle_.empty()) return nullptr;
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+    void Give(std::unique_ptr<Connection> c) {
+      std::lock_guard<std::mutex> l(mu_);
+      idle_.push_back(std::move(c));
+    }
+
+   private:
+    std::mutex mu_;
+    std::vector<std::unique_ptr<Connection>> idle_;
+  };
+  Pool<http::RangeConnection> ranges_;
+  Pool<http::Client> curls_;
+  std::mutex mu_;  // guards cookies_
   std::string cookies_;
+  std::atomic<bool> curl_only_;
 };
 
 }  // namespace vmbackup::hv::vsphere

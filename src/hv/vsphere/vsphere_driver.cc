@@ -54,6 +54,11 @@ class BlockAccess final : public DiskAccess {
   TransportMode transport() const override { return mode_; }
   // Flat chains read without state, over local files (pread) or HttpFile's connection pool.
   bool concurrent_reads() const override { return concurrent_; }
+  // Over https, 8 MiB ranges: vcsim's file service spent 2.6 CPU seconds serving 2 GiB in
+  // 2 MiB ranges and 2.0 in 8 MiB ones, CPU the backup needs on a small proxy.
+  uint64_t preferred_read_size() const override {
+    return mode_ == TransportMode::kHttps ? uint64_t(8) << 20 : 0;
+  }
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override {
     return disk_->ReadAt(offset, buf);
   }
