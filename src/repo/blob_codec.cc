@@ -45,8 +45,8 @@ ZstdContexts& Zstd() {
 
 }  // namespace
 
-std::vector<uint8_t> BlobCodec::Encode(std::span<const uint8_t> plaintext,
-                                       std::span<const uint8_t> aad, bool try_compress) const {
+EncodedBlob BlobCodec::EncodeParts(std::span<const uint8_t> plaintext, std::span<const uint8_t> aad,
+                                   bool try_compress) const {
   uint8_t flags = 0;
   std::span<const uint8_t> data = plaintext;
   if (try_compress && !plaintext.empty()) {
@@ -76,24 +76,29 @@ std::vector<uint8_t> BlobCodec::Encode(std::span<const uint8_t> plaintext,
       flags |= kBlobCompressed;
     }
   }
-  std::vector<uint8_t> out;
+  EncodedBlob out;
   if (key_) {
-    flags |= kBlobEncrypted;
-    auto sealed = AesGcmSeal(key_->enc, data, aad);
-    out.reserve(1 + sealed->size());
-    out.push_back(flags);
-    out.insert(out.end(), sealed->begin(), sealed->end());
+    out.flags = flags | kBlobEncrypted;
+    out.sealed = std::move(*AesGcmSeal(key_->enc, data, aad));
+    out.body = out.sealed;
   } else {
-    if (checksums_) flags |= kBlobChecksummed;
-    out.reserve(1 + data.size() + 8);
-    out.push_back(flags);
-    out.insert(out.end(), data.begin(), data.end());
+    out.flags = flags | (checksums_ ? kBlobChecksummed : 0);
+    out.body = data;
     if (checksums_) {
-      uint8_t sum[8];
-      StoreLE64(sum, Checksum(plaintext, aad));
-      out.insert(out.end(), sum, sum + 8);
+      StoreLE64(out.checksum.data(), Checksum(plaintext, aad));
+      out.checksum_size = 8;
     }
   }
+  return out;
+}
+
+std::vector<uint8_t> BlobCodec::Encode(std::span<const uint8_t> plaintext,
+                                       std::span<const uint8_t> aad, bool try_compress) const {
+  EncodedBlob blob = EncodeParts(plaintext, aad, try_compress);
+  std::vector<uint8_t> out;
+  out.reserve(blob.size());
+  blob.AppendTo(
+      [&](std::span<const uint8_t> piece) { out.insert(out.end(), piece.begin(), piece.end()); });
   return out;
 }
 

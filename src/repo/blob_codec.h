@@ -23,6 +23,25 @@ inline constexpr uint8_t kBlobCompressed = 0x1;
 inline constexpr uint8_t kBlobEncrypted = 0x2;
 inline constexpr uint8_t kBlobChecksummed = 0x4;
 
+// A blob encoded for storing, in pieces, so that it is copied once: into its pack. The flags
+// byte, the body (the plaintext itself, the calling thread's compression buffer, or `sealed`),
+// and the checksum when it has one. The body stays valid until this thread's next Encode.
+struct EncodedBlob {
+  uint8_t flags = 0;
+  std::span<const uint8_t> body;
+  std::vector<uint8_t> sealed;  // nonce, ciphertext and tag of an encrypted blob
+  std::array<uint8_t, 8> checksum{};
+  size_t checksum_size = 0;
+  size_t size() const { return 1 + body.size() + checksum_size; }
+  // Gives the pieces in order to `append(std::span<const uint8_t>)`.
+  template <typename Append>
+  void AppendTo(Append&& append) const {
+    append(std::span<const uint8_t>(&flags, 1));
+    append(body);
+    append(std::span<const uint8_t>(checksum.data(), checksum_size));
+  }
+};
+
 class BlobCodec {
  public:
   // `checksums`: unencrypted blobs get a checksum (format version 2; version 1 has none).
@@ -34,6 +53,9 @@ class BlobCodec {
 
   std::vector<uint8_t> Encode(std::span<const uint8_t> plaintext, std::span<const uint8_t> aad,
                               bool try_compress = true) const;
+  // The same blob in pieces (see EncodedBlob): what a pack appends without another copy.
+  EncodedBlob EncodeParts(std::span<const uint8_t> plaintext, std::span<const uint8_t> aad,
+                          bool try_compress = true) const;
   // `max_raw` bounds the plaintext size (from the index), so a damaged blob cannot make us
   // allocate more. kCorruption on any damage.
   Result<std::vector<uint8_t>> Decode(std::span<const uint8_t> stored, std::span<const uint8_t> aad,

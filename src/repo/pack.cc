@@ -18,6 +18,9 @@ constexpr uint32_t kMaxBlob = 64u << 20;
 std::span<const uint8_t> Text(const char* s) {
   return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
 }
+std::span<const uint8_t> Text(const char* s, size_t n) {
+  return {reinterpret_cast<const uint8_t*>(s), n};
+}
 
 }  // namespace
 
@@ -29,23 +32,32 @@ std::vector<uint8_t> BlobAad(BlobType type, const Id& id) {
 }
 
 PackBuilder::PackBuilder(const BlobCodec& codec) : codec_(codec) {
-  data_.assign(kPackMagic, kPackMagic + 8);
+  data_.append(Text(kPackMagic, 8));
 }
 
-void PackBuilder::Recycle(std::vector<uint8_t>&& bytes) {
+void PackBuilder::Recycle(AlignedBuffer&& bytes) {
   if (spares_.size() < 4) spares_.push_back(std::move(bytes));
 }
 
-void PackBuilder::Add(BlobType type, const Id& id, std::span<const uint8_t> stored,
-                      uint32_t raw_length) {
+void PackBuilder::AddEntry(BlobType type, const Id& id, size_t stored_size, uint32_t raw_length) {
   PackEntry e;
   e.id = id;
   e.loc.type = type;
   e.loc.offset = data_.size();
-  e.loc.stored_length = uint32_t(stored.size());
+  e.loc.stored_length = uint32_t(stored_size);
   e.loc.raw_length = raw_length;
-  data_.insert(data_.end(), stored.begin(), stored.end());
   entries_.push_back(e);
+}
+
+void PackBuilder::Add(BlobType type, const Id& id, std::span<const uint8_t> stored,
+                      uint32_t raw_length) {
+  AddEntry(type, id, stored.size(), raw_length);
+  data_.append(stored);
+}
+
+void PackBuilder::Add(BlobType type, const Id& id, const EncodedBlob& blob, uint32_t raw_length) {
+  AddEntry(type, id, blob.size(), raw_length);
+  blob.AppendTo([&](std::span<const uint8_t> piece) { data_.append(piece); });
 }
 
 PackBuilder::Finished PackBuilder::Finish() {
@@ -60,11 +72,11 @@ PackBuilder::Finished PackBuilder::Finish() {
     StoreLE32(p + 45, e.loc.raw_length);
   }
   std::vector<uint8_t> blob = codec_.Encode(trailer, Text("vmbackup pack trailer"));
-  data_.insert(data_.end(), blob.begin(), blob.end());
+  data_.append(blob);
   uint8_t tail[12];
   StoreLE32(tail, uint32_t(blob.size()));
   std::memcpy(tail + 4, kPackEndMagic, 8);
-  data_.insert(data_.end(), tail, tail + 12);
+  data_.append({tail, 12});
   Finished f;
   f.id = Sha256(blob);
   f.bytes = std::move(data_);
@@ -76,8 +88,9 @@ PackBuilder::Finished PackBuilder::Finish() {
     data_ = std::move(spares_.back());
     spares_.pop_back();
   }
+  data_.clear();
   data_.reserve(reserve_);
-  data_.assign(kPackMagic, kPackMagic + 8);
+  data_.append(Text(kPackMagic, 8));
   entries_.clear();
   return f;
 }

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/aligned_buffer.h"
 #include "repo/blob_codec.h"
 #include "storage/backend.h"
 
@@ -35,6 +36,7 @@ class PackBuilder {
   explicit PackBuilder(const BlobCodec& codec);
   // Appends an encoded blob.
   void Add(BlobType type, const Id& id, std::span<const uint8_t> stored, uint32_t raw_length);
+  void Add(BlobType type, const Id& id, const EncodedBlob& blob, uint32_t raw_length);
   size_t bytes() const { return data_.size(); }
   size_t count() const { return entries_.size(); }
   // Appends the trailer; returns the pack's bytes, its id (H of the stored trailer blob, which
@@ -42,7 +44,7 @@ class PackBuilder {
   // ingest's CPU) and its entries.
   struct Finished {
     Id id;
-    std::vector<uint8_t> bytes;
+    AlignedBuffer bytes;  // written with O_DIRECT as they are
     std::vector<PackEntry> entries;
   };
   Finished Finish();
@@ -52,12 +54,15 @@ class PackBuilder {
     data_.reserve(bytes);
   }
   // Hands back the bytes of a saved pack: the next pack is built in the same memory.
-  void Recycle(std::vector<uint8_t>&& bytes);
+  void Recycle(AlignedBuffer&& bytes);
 
  private:
   const BlobCodec& codec_;
-  std::vector<uint8_t> data_;
-  std::vector<std::vector<uint8_t>> spares_;  // recycled pack buffers
+  // Opens an entry for a blob of `stored_size` bytes about to be appended at the end.
+  void AddEntry(BlobType type, const Id& id, size_t stored_size, uint32_t raw_length);
+
+  AlignedBuffer data_;
+  std::vector<AlignedBuffer> spares_;  // recycled pack buffers
   size_t reserve_ = 0;
   std::vector<PackEntry> entries_;
 };

@@ -361,7 +361,7 @@ Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, 
     return id;
   }
   // Encoding (compression, encryption) runs outside the lock.
-  std::vector<uint8_t> stored = codec_.Encode(plaintext, BlobAad(type, id));
+  EncodedBlob stored = codec_.EncodeParts(plaintext, BlobAad(type, id));
   encode_ns_ += NowNs() - t1;
   std::unique_lock<std::mutex> l(mu_);
   if (!pending_.insert(id).second) {  // another thread stored it meanwhile
@@ -445,7 +445,8 @@ Status Repository::SavePackBytes(const PackBuilder::Finished& f) {
   // a killed backup's pack, say. Identical bytes will do. Different ones can only be a damaged
   // copy (encrypted packs never repeat: nonces are random), which the good one replaces.
   auto existing = backend_->Load(ref);
-  if (existing && *existing == f.bytes) return Status::Ok();
+  if (existing && std::equal(existing->begin(), existing->end(), f.bytes.begin(), f.bytes.end()))
+    return Status::Ok();
   VMBACKUP_RETURN_IF_ERROR(backend_->Delete(ref).WithContext("replace damaged pack " + ref.name));
   return backend_->Save(ref, f.bytes);
 }

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <utime.h>
 
+#include "base/aligned_buffer.h"
 #include "base/process.h"
 #include "base/testing/temp_dir.h"
 #include "storage/local_backend.h"
@@ -33,6 +34,28 @@ INSTANTIATE_TYPED_TEST_SUITE_P(All, BackendConformance, Factories);
 
 namespace vmbackup::storage {
 namespace {
+
+// Packs are written with O_DIRECT: from memory on a page boundary as it is, from any other
+// through an aligned copy; both with a tail that is not a whole page.
+TEST(LocalBackend, LargeObjectsFromAlignedAndUnalignedMemoryReadBackExactly) {
+  vmbackup::testing::TempDir dir;
+  auto b = LocalBackend::Create(dir / "repo");
+  ASSERT_TRUE(b) << b.error().ToString();
+  AlignedBuffer aligned;
+  std::vector<uint8_t> bytes(5 * 1024 * 1024 + 123 + 1);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = uint8_t(i * 31 + i / 4093);
+  aligned.append(std::span<const uint8_t>(bytes).first(bytes.size() - 1));
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(aligned.data()) % 4096, 0u);
+  const std::span<const uint8_t> unaligned = std::span<const uint8_t>(bytes).subspan(1);
+  ASSERT_NE(reinterpret_cast<uintptr_t>(unaligned.data()) % 4096, 0u);
+  ASSERT_TRUE((*b)->Save({ObjectType::kPack, std::string(64, 'a')}, aligned).ok());
+  ASSERT_TRUE((*b)->Save({ObjectType::kPack, std::string(64, 'b')}, unaligned).ok());
+  auto a = (*b)->Load({ObjectType::kPack, std::string(64, 'a')});
+  auto u = (*b)->Load({ObjectType::kPack, std::string(64, 'b')});
+  ASSERT_TRUE(a && u);
+  EXPECT_TRUE(std::equal(a->begin(), a->end(), aligned.begin(), aligned.end()));
+  EXPECT_TRUE(std::equal(u->begin(), u->end(), unaligned.begin(), unaligned.end()));
+}
 
 TEST(LocalBackend, CreateOpenAndLayout) {
   vmbackup::testing::TempDir dir;

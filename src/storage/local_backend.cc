@@ -103,10 +103,12 @@ Result<bool> WriteDirect(int fd, std::span<const uint8_t> data, const std::strin
   if (!bounce || flags < 0 || ::fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) return false;
   const size_t aligned = data.size() / kDirectAlign * kDirectAlign;
   size_t done = 0;
+  // Memory already on a page boundary (packs are built so) is written as it is.
+  const bool in_place = reinterpret_cast<uintptr_t>(data.data()) % kDirectAlign == 0;
   while (done < aligned) {
-    size_t n = std::min(kBounceSize, aligned - done);
-    std::memcpy(bounce.get(), data.data() + done, n);
-    ssize_t w = ::pwrite(fd, bounce.get(), n, off_t(done));
+    const size_t n = in_place ? aligned - done : std::min(kBounceSize, aligned - done);
+    if (!in_place) std::memcpy(bounce.get(), data.data() + done, n);
+    ssize_t w = ::pwrite(fd, in_place ? data.data() + done : bounce.get(), n, off_t(done));
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno == EINVAL && done == 0) {  // no direct I/O here after all
       ::fcntl(fd, F_SETFL, flags);
