@@ -58,6 +58,14 @@ want() {
   check_b "$1"
 }
 reason() { json_field "b$1.json" "j['disks'][$2]['full_reason']"; }
+our_bitmaps() {  # DOMAIN: the names of vmbackup's bitmaps QEMU holds on any qcow2 node, sorted
+  virsh qemu-monitor-command "$1" '{"execute":"query-named-block-nodes","arguments":{"flat":true}}' \
+    | python3 -c "
+import json, sys
+names = {b['name'] for n in json.load(sys.stdin)['return'] if n['drv'] == 'qcow2'
+         for b in n.get('dirty-bitmaps', []) if b['name'].startswith('vmbackup-')}
+print('\n'.join(sorted(names)))"
+}
 point() { json_field "b$1.json" "j['id']"; }
 check_b() {  # check_b N: point N's vdb equals exp-b.N.raw
   "$VMBACKUP" restore "$(point "$1")" --to-file "r$1b.raw" --disk 2001 >/dev/null || fail "restore $1"
@@ -171,8 +179,15 @@ virsh destroy "$D" >/dev/null  # a running domain would keep its checkpoints whi
 virsh undefine "$D" --checkpoints-metadata >/dev/null
 virsh define redefine.xml >/dev/null || fail "define again"
 virsh start "$D" >/dev/null
+# The images kept the old checkpoints' bitmaps, which QEMU loaded and now updates on every write.
+stale=$(our_bitmaps "$D")
+[ -n "$stale" ] || fail "no bitmap came back from the images: the case below tests nothing"
+[ -z "$(virsh checkpoint-list "$D" --name | grep .)" ] || fail "libvirt kept checkpoints"
 step 9c 0x65 19M
 want 9c full "libvirt has no checkpoint"
+# The job's hygiene removed them: what QEMU keeps now is exactly the new checkpoint's.
+[ "$(our_bitmaps "$D")" = "$(virsh checkpoint-list "$D" --name | grep . | sort -u)" ] \
+  || fail "stale bitmaps stay: $(our_bitmaps "$D" | tr '\n' ' ') (were: $(echo $stale))"
 
 echo "== another tool's checkpoint is left alone and breaks nothing"
 virsh checkpoint-create-as "$D" other-tool >/dev/null || fail "a foreign checkpoint"
@@ -192,7 +207,14 @@ virsh destroy "$D" >/dev/null
 qemu-io -f qcow2 -c "write -P 0x81 20M 64k" b.qcow2 >/dev/null
 qemu-io -f raw -c "write -P 0x81 20M 64k" exp-b.raw >/dev/null
 cp exp-b.raw exp-b.11.raw
+# A bitmap named like ours that no checkpoint names (a domain defined anew while off): the
+# offline job's hygiene removes it, and leaves the checkpoint's.
+qemu-img bitmap --add b.qcow2 vmbackup-20200101T000000Z-000000 || fail "qemu-img bitmap --add"
 backup 11
+info=$(qemu-img info --output=json b.qcow2)
+grep -q '"vmbackup-20200101T000000Z-000000"' <<<"$info" && fail "the offline job left a stale bitmap"
+grep -q "\"$(json_field b10.json "j['disks'][1]['change_id']")\"" <<<"$info" \
+  || fail "the offline job removed the checkpoint's bitmap: $info"
 [ "$(mode 11 1)" = incremental ] || fail "offline: $(cat b11.json)"
 [ "$(json_field b11.json "j['disks'][1]['transport']")" = san ] || fail "offline transport"
 [ "$(json_field b11.json "j['disks'][1]['bytes_read']")" = 65536 ] || fail "offline read too much"

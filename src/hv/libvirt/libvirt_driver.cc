@@ -7,11 +7,11 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <nlohmann/json.hpp>
 
 #include "base/process.h"
 #include "base/strings.h"
 #include "base/subprocess.h"
+#include "hv/libvirt/image_bitmaps.h"
 #include "hv/libvirt/session.h"
 #include "io/posix_file.h"
 #include "xml/xml.h"
@@ -35,24 +35,16 @@ Status MakeDir(const std::string& path, mode_t mode) {
 // Whether the image at `path` holds bitmap `name`, enabled and consistent ("" when it does;
 // otherwise why not). The image must not be open for writing.
 std::string BitmapProblem(const std::string& path, const std::string& name) {
-  auto out = RunCommandOk({"qemu-img", "info", "-U", "--output=json", path}, 60);
-  if (!out) return "cannot read " + path + ": " + out.error().message();
-  auto j = nlohmann::json::parse(*out, nullptr, false);
-  if (j.is_discarded()) return "qemu-img info of " + path + " is not JSON";
-  const auto& bitmaps = j["format-specific"]["data"]["bitmaps"];
-  if (!bitmaps.is_array()) return path + " holds no bitmaps";
-  for (const auto& b : bitmaps) {
-    if (!b.is_object() || b.value("name", "") != name) continue;
-    bool in_use = false, enabled = false;
-    for (const auto& f : b.value("flags", nlohmann::json::array())) {
-      in_use = in_use || f == "in-use";
-      enabled = enabled || f == "auto";
-    }
-    if (in_use)
+  auto bitmaps = ReadImageBitmaps(path);
+  if (!bitmaps) return "cannot read " + path + ": " + bitmaps.error().message();
+  for (const ImageBitmap& b : *bitmaps) {
+    if (b.name != name) continue;
+    if (b.in_use)
       return "bitmap " + name + " in " + path + " is inconsistent (QEMU did not close the image)";
-    if (!enabled) return "bitmap " + name + " in " + path + " is disabled";
+    if (!b.enabled) return "bitmap " + name + " in " + path + " is disabled";
     return "";
   }
+  if (bitmaps->empty()) return path + " holds no bitmaps";
   return path + " has no bitmap " + name + " (lost, e.g. by a crash of QEMU)";
 }
 

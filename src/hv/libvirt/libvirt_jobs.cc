@@ -10,6 +10,7 @@
 
 #include "base/strings.h"
 #include "base/subprocess.h"
+#include "hv/libvirt/image_bitmaps.h"
 #include "hv/libvirt/libvirt_driver.h"
 #include "hv/libvirt/session.h"
 
@@ -148,7 +149,16 @@ Status LibvirtDriver::ResetChangeTracking(const VmInfo& vm) {
   }
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
   VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom.get(), vm.name));
-  return DeleteOurCheckpoints(dom.get(), vm, {}, off);
+  VMBACKUP_RETURN_IF_ERROR(DeleteOurCheckpoints(dom.get(), vm, {}, off));
+  std::vector<DomainDisk> disks;  // qemu-img finds no bitmaps in a raw one
+  for (const DiskInfo& d : vm.disks) {
+    DomainDisk dd;
+    dd.target = d.label;
+    dd.source = d.backing_path;
+    dd.format = "qcow2";
+    disks.push_back(dd);
+  }
+  return RemoveStaleBitmaps(dom.get(), vm.name, disks, off).status();
 }
 
 Status LibvirtDriver::EndSession(const VmInfo& vm, Session& s) {
@@ -170,6 +180,11 @@ Status LibvirtDriver::EndSession(const VmInfo& vm, Session& s) {
       if (!d->since.empty()) keep.push_back(d->since);
     DeleteOurCheckpoints(dom.get(), vm, keep, false).IgnoreError();  // hygiene, not the job
   }
+  // Bitmaps of ours no checkpoint names (the domain was defined anew, a run died) cost QEMU
+  // work on every guest write: they go too, online or off.
+  std::vector<DomainDisk> disks;
+  for (const auto& d : s.disks) disks.push_back(d->dd);
+  RemoveStaleBitmaps(dom.get(), vm.name, disks, !s.online).status().IgnoreError();  // hygiene
   ::unlink(MarkerPath(s.dir).c_str());
   ::rmdir(s.dir.c_str());  // empty now, unless someone else's files are in it
   return Status::Ok();
