@@ -1,6 +1,5 @@
 #include "cli/backup_commands.h"
 
-#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +11,7 @@
 #include <optional>
 
 #include "base/strings.h"
+#include "cli/cancel.h"
 #include "cli/instant_commands.h"
 #include "cli/output.h"
 #include "cli/partial_file.h"
@@ -39,16 +39,6 @@ struct BackupOpts {
   double audit_cbt = 0;
   std::string notes;
 };
-
-// SIGINT and SIGTERM ask the running job to stop; it then removes its snapshot and exits.
-std::atomic<bool> g_cancel{false};
-void OnSignal(int) { g_cancel = true; }
-void CatchSignals() {
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
 
 std::string Rate(uint64_t bytes, double seconds) {
   return seconds > 0 ? HumanBytes(uint64_t(double(bytes) / seconds)) + "/s" : "-";
@@ -276,14 +266,13 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     bo.reads_in_flight = o->reads_in_flight;
     bo.notes = o->notes;
     bo.audit_cbt_percent = o->audit_cbt;
-    bo.cancel = &g_cancel;
     bo.lock_wait_seconds = o->repo.lock_wait;
     VMBACKUP_ASSIGN_OR_RETURN(bo.transports, hv::ParseTransportList(o->transport));
     VMBACKUP_ASSIGN_OR_RETURN(auto hv, ConnectSource(o->source));
     o->repo.vm = o->vm;
     // The lock object is plain text even in an encrypted repository: it names no VM.
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "backup"));
-    CatchSignals();
+    bo.cancel = CancelOnSignals();  // the job then removes its snapshot and exits
     engine::BackupReport report;
     const bool tty = o->progress && !Flags().json && Flags().verbosity > 0 && ::isatty(2);
     auto started = std::chrono::steady_clock::now();
@@ -349,14 +338,13 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     engine::RestoreOptions ro;
     ro.verify = o->verify;
     ro.ignore_damage = o->ignore_damage;
-    ro.cancel = &g_cancel;
     ro.lock_wait_seconds = o->repo.lock_wait;
     VMBACKUP_ASSIGN_OR_RETURN(ro.transports, hv::ParseTransportList(o->transport));
     VMBACKUP_ASSIGN_OR_RETURN(LockedRepo x, OpenLocked(o->repo, false, "restore"));
     VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*x.repo, o->repo.point, o->vm));
     VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, repo::LoadPoint(*x.repo, id));
     o->repo.vm = point.vm_name;
-    CatchSignals();
+    ro.cancel = CancelOnSignals();
     engine::RestoreReport report;
     engine::DiskProgress progress;
     if (o->progress && o->to_file != "-") ro.progress = &progress;

@@ -1,10 +1,10 @@
 #include "cli/test_restore_commands.h"
 
-#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
+#include "cli/cancel.h"
 #include "cli/instant_commands.h"
 #include "cli/output.h"
 #include "cli/repo_access.h"
@@ -21,10 +21,6 @@ struct TestOpts {
   std::string script, source, ready_pattern, disk_dir, interpreter = "/bin/sh";
   int boot_timeout = 600, script_timeout = 600;
 };
-
-// SIGINT and SIGTERM end the test early; what it started is removed.
-std::atomic<bool> g_cancel{false};
-void OnSignal(int) { g_cancel = true; }
 
 Status TestRestore(const TestOpts& o) {
   restore_check::Options ro;
@@ -44,7 +40,6 @@ Status TestRestore(const TestOpts& o) {
   ro.instant = InstantOptions(o.source);
   ro.instant.overlay_dir = o.disk_dir;
   ro.progress = [](const std::string& line) { Note("%s", line.c_str()); };
-  ro.cancel = &g_cancel;
   // The shared lock for the whole test (the exports take their own too): gc waits.
   VMBACKUP_ASSIGN_OR_RETURN(LockedRepo r, OpenLocked(o.repo, false, "test-restore"));
   VMBACKUP_ASSIGN_OR_RETURN(std::string id, ResolvePoint(*r.repo, o.repo.point, o.repo.vm));
@@ -52,10 +47,7 @@ Status TestRestore(const TestOpts& o) {
   ro.instant.repo_location = RepoLocation(o.repo);
   ro.instant.s3_ca_file = o.repo.s3_ca_file;
   ro.instant.key = r.key;
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  ro.cancel = CancelOnSignals();  // the test ends early; what it started is removed
   VMBACKUP_ASSIGN_OR_RETURN(repo::RestoreTest t, restore_check::Run(point, ro));
   VMBACKUP_RETURN_IF_ERROR(repo::RecordRestoreTest(*r.repo, t));
   if (Flags().json) {
