@@ -276,8 +276,9 @@ Result<Response> Client::Send(const Request& request) {
   return response;
 }
 
-Status Client::GetRange(const std::string& path, uint64_t offset, std::span<uint8_t> out) {
-  if (out.empty()) return Status::Ok();
+Result<Response> Client::GetRangeInto(const Request& request, uint64_t offset,
+                                      std::span<uint8_t> out, size_t* got) {
+  *got = 0;
   CURL* c = impl_->curl;
   Response response;
   impl_->response = &response;
@@ -287,19 +288,38 @@ Status Client::GetRange(const std::string& path, uint64_t offset, std::span<uint
   impl_->range_overflow = false;
   curl_easy_setopt(c, CURLOPT_UPLOAD, 0L);
   curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(c, CURLOPT_NOBODY, 0L);
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, nullptr);
   const std::string range = StrFormat("%llu-%llu", (unsigned long long)offset,
                                       (unsigned long long)(offset + out.size() - 1));
   curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
-  Status s = Perform(base_url_ + path, "GET");
+  struct curl_slist* headers = nullptr;
+  for (const auto& [k, v] : request.headers) {
+    if (k != "range") headers = curl_slist_append(headers, (k + ": " + v).c_str());
+  }
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  Status s = Perform(base_url_ + request.path, "GET");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
+  curl_slist_free_all(headers);
   curl_easy_setopt(c, CURLOPT_RANGE, nullptr);
   impl_->range_mode = false;
   impl_->response = nullptr;
+  *got = impl_->range_got;
   if (impl_->range_overflow) {
-    return ProtocolError(
-        StrFormat("GET %s bytes %s: the server sent more than asked", path.c_str(), range.c_str()));
+    return ProtocolError(StrFormat("GET %s bytes %s: the server sent more than asked",
+                                   request.path.c_str(), range.c_str()));
   }
   VMBACKUP_RETURN_IF_ERROR(s);
+  return response;
+}
+
+Status Client::GetRange(const std::string& path, uint64_t offset, std::span<uint8_t> out) {
+  if (out.empty()) return Status::Ok();
+  size_t got = 0;
+  VMBACKUP_ASSIGN_OR_RETURN(Response response,
+                            GetRangeInto({"GET", path, {}, ""}, offset, out, &got));
+  const std::string range = StrFormat("%llu-%llu", (unsigned long long)offset,
+                                      (unsigned long long)(offset + out.size() - 1));
   if (response.status == 401 || response.status == 403) {
     return UnauthenticatedError(StrFormat("GET %s bytes %s: HTTP %ld (the session is not valid)",
                                           path.c_str(), range.c_str(), response.status));
@@ -308,9 +328,9 @@ Status Client::GetRange(const std::string& path, uint64_t offset, std::span<uint
     return IOError(StrFormat("GET %s bytes %s: HTTP %ld %s", path.c_str(), range.c_str(),
                              response.status, response.body.substr(0, 200).c_str()));
   }
-  if (impl_->range_got != out.size()) {
+  if (got != out.size()) {
     return IOError(StrFormat("GET %s bytes %s: %zu bytes came, %zu asked", path.c_str(),
-                             range.c_str(), impl_->range_got, out.size()));
+                             range.c_str(), got, out.size()));
   }
   return Status::Ok();
 }

@@ -53,6 +53,12 @@ class Client {
   // GET of `length` bytes at `offset` of the resource into `out` (a 206 answer of exactly that
   // range); kIo otherwise.
   Status GetRange(const std::string& path, uint64_t offset, std::span<uint8_t> out);
+  // The same GET with `request.headers` (the method is GET; a "range" header is the one this
+  // call writes). A 206 answer's body goes straight into `out`, `*got` telling how much came
+  // (more than out.size(): kProtocol); any other answer comes back with at most 4 KiB of its
+  // body, for the caller to judge. kIo (naming the URL) when no HTTP answer came.
+  Result<Response> GetRangeInto(const Request& request, uint64_t offset, std::span<uint8_t> out,
+                                size_t* got);
   // PUT of `length` bytes produced by `read(offset, buffer)`, streamed.
   Result<Response> PutStream(const std::string& path, uint64_t length,
                              const std::function<Status(uint64_t, std::span<uint8_t>)>& read);

@@ -82,10 +82,10 @@ Result<std::unique_ptr<Client>> Client::Create(const Location& where, const Cred
   return std::unique_ptr<Client>(new Client(where, keys, std::move(http)));
 }
 
-Result<http::Response> Client::Send(const std::string& method, const std::string& key,
-                                    const std::vector<std::pair<std::string, std::string>>& query,
-                                    std::map<std::string, std::string> headers,
-                                    std::span<const uint8_t> body) {
+http::Request Client::Signed(const std::string& method, const std::string& key,
+                             const std::vector<std::pair<std::string, std::string>>& query,
+                             std::map<std::string, std::string> headers,
+                             std::span<const uint8_t> body) const {
   SignedRequest r;
   r.method = method;
   r.host = where_.host;
@@ -101,12 +101,28 @@ Result<http::Response> Client::Send(const std::string& method, const std::string
   req.headers = sig.headers;
   req.headers.erase("host");  // libcurl writes it from the URL
   req.headers["authorization"] = sig.authorization;
+  return req;
+}
+
+namespace {
+
+// No answer (a reset, a timeout, a refused connection) may pass: kUnavailable, which the
+// retrying backend asks again; a TLS certificate refused stays kUnauthenticated.
+Status NoAnswer(const Status& s) {
+  if (s.code() == ErrorCode::kUnauthenticated) return s;
+  return UnavailableError(s.message());
+}
+
+}  // namespace
+
+Result<http::Response> Client::Send(const std::string& method, const std::string& key,
+                                    const std::vector<std::pair<std::string, std::string>>& query,
+                                    std::map<std::string, std::string> headers,
+                                    std::span<const uint8_t> body) {
+  http::Request req = Signed(method, key, query, std::move(headers), body);
   req.body.assign(reinterpret_cast<const char*>(body.data()), body.size());
   auto resp = http_->Send(req);
-  if (!resp) {  // no answer: a reset, a timeout, a refused connection
-    if (resp.error().code() == ErrorCode::kUnauthenticated) return resp.error();  // TLS
-    return UnavailableError(resp.error().message());
-  }
+  if (!resp) return NoAnswer(resp.error());
   return resp;
 }
 
@@ -139,19 +155,27 @@ Status Client::GetRange(const std::string& key, uint64_t offset, std::span<uint8
   if (out.empty()) return Status::Ok();
   const std::string range = StrFormat("bytes=%llu-%llu", (unsigned long long)offset,
                                       (unsigned long long)(offset + out.size() - 1));
-  VMBACKUP_ASSIGN_OR_RETURN(http::Response r, Send("GET", key, {}, {{"range", range}}, {}));
   const std::string what = "GET " + where_.endpoint + "/" + where_.bucket + "/" + key + " " + range;
-  if (r.status == 416) return CorruptionError(what + ": the object is shorter");
-  if (r.status != 206 && r.status != 200) return ErrorOf(r, what);
-  if (r.status == 200) {  // a server that ignores ranges sends everything
-    if (r.body.size() < offset + out.size())
-      return CorruptionError(what + ": the object is shorter");
-    std::memcpy(out.data(), r.body.data() + offset, out.size());
+  // The body goes straight into `out` (libcurl writes the signed Range header itself).
+  size_t got = 0;
+  auto r = http_->GetRangeInto(Signed("GET", key, {}, {{"range", range}}, {}), offset, out, &got);
+  if (!r) {
+    if (r.error().code() == ErrorCode::kProtocol) return CorruptionError(r.error().message());
+    return NoAnswer(r.error());
+  }
+  if (r->status == 206) {
+    if (got != out.size())
+      return CorruptionError(StrFormat("%s: %zu bytes came", what.c_str(), got));
     return Status::Ok();
   }
-  if (r.body.size() != out.size())
-    return CorruptionError(StrFormat("%s: %zu bytes came", what.c_str(), r.body.size()));
-  std::memcpy(out.data(), r.body.data(), out.size());
+  if (r->status == 416) return CorruptionError(what + ": the object is shorter");
+  if (r->status != 200) return ErrorOf(*r, what);
+  // A server that ignores ranges sends everything: read it whole.
+  VMBACKUP_ASSIGN_OR_RETURN(http::Response whole, Send("GET", key, {}, {}, {}));
+  if (whole.status != 200) return ErrorOf(whole, what);
+  if (whole.body.size() < offset + out.size())
+    return CorruptionError(what + ": the object is shorter");
+  std::memcpy(out.data(), whole.body.data() + offset, out.size());
   return Status::Ok();
 }
 

@@ -69,6 +69,11 @@ class Client {
  private:
   Client(Location where, Credentials keys, std::unique_ptr<http::Client> http)
       : where_(std::move(where)), keys_(std::move(keys)), http_(std::move(http)) {}
+  // The request with its SigV4 signature (no body attached).
+  http::Request Signed(const std::string& method, const std::string& key,
+                       const std::vector<std::pair<std::string, std::string>>& query,
+                       std::map<std::string, std::string> headers,
+                       std::span<const uint8_t> body) const;
   Result<http::Response> Send(const std::string& method, const std::string& key,
                               const std::vector<std::pair<std::string, std::string>>& query,
                               std::map<std::string, std::string> headers,
