@@ -50,6 +50,12 @@ std::string BitmapProblem(const std::string& path, const std::string& name) {
 
 }  // namespace
 
+Result<DomainDesc> LiveDesc(virDomainPtr dom, const std::string& name) {
+  const std::string xml = TakeString(virDomainGetXMLDesc(dom, 0));
+  if (xml.empty()) return LastError("XML of " + name);
+  return ParseDomainXml(xml);
+}
+
 int KillOrphanedQemuNbd() {
   int killed = 0;
   DIR* proc = ::opendir("/proc");
@@ -144,9 +150,7 @@ Result<VmInfo> LibvirtDriver::GetVm(std::string_view name) {
   vm.power = off ? PowerState::kOff : PowerState::kOn;
   vm.config = TakeString(virDomainGetXMLDesc(dom.get(), VIR_DOMAIN_XML_INACTIVE));
   if (vm.config.empty()) return LastError("definition of " + vm.name);
-  const std::string live = TakeString(virDomainGetXMLDesc(dom.get(), 0));
-  if (live.empty()) return LastError("XML of " + vm.name);
-  VMBACKUP_ASSIGN_OR_RETURN(DomainDesc desc, ParseDomainXml(live));
+  VMBACKUP_ASSIGN_OR_RETURN(DomainDesc desc, LiveDesc(dom.get(), vm.name));
   const std::vector<DomainDisk> disks = BackupDisks(desc);
   for (size_t i = 0; i < disks.size(); ++i) {
     DiskInfo d;
@@ -254,9 +258,7 @@ Result<std::vector<SnapshotRef>> LibvirtDriver::ListSnapshots(const VmInfo& vm) 
 Result<std::unique_ptr<LibvirtDriver::Session>> LibvirtDriver::NewSession(
     virDomainPtr dom, const VmInfo& vm, const std::string& name,
     const std::map<int, std::string>& since) {
-  const std::string live_xml = TakeString(virDomainGetXMLDesc(dom, 0));
-  if (live_xml.empty()) return LastError("XML of " + vm.name);
-  VMBACKUP_ASSIGN_OR_RETURN(DomainDesc live, ParseDomainXml(live_xml));
+  VMBACKUP_ASSIGN_OR_RETURN(DomainDesc live, LiveDesc(dom, vm.name));
   auto s = std::make_unique<Session>();
   s->name = name;
   s->id = name;

@@ -9,7 +9,6 @@
 #include <thread>
 
 #include "base/strings.h"
-#include "base/subprocess.h"
 #include "hv/libvirt/image_bitmaps.h"
 #include "hv/libvirt/libvirt_driver.h"
 #include "hv/libvirt/session.h"
@@ -122,16 +121,12 @@ Status LibvirtDriver::DeleteOurCheckpoints(virDomainPtr dom, const VmInfo& vm,
   for (auto& cp : all) {
     const std::string name = virDomainCheckpointGetName(cp.get());
     if (!IsOurs(name) || std::find(keep.begin(), keep.end(), name) != keep.end()) continue;
-    // Offline, libvirt can only forget a checkpoint: the bitmaps go with qemu-img.
+    // Offline, libvirt can only forget a checkpoint: its bitmaps are then stale ones, which
+    // RemoveStaleBitmaps removes with qemu-img. Online, metadata only is what is left of a
+    // broken bitmap QEMU could not delete.
     if (!offline && virDomainCheckpointDelete(cp.get(), 0) == 0) continue;
     if (virDomainCheckpointDelete(cp.get(), VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) < 0) {
       if (first.ok()) first = LastError("delete checkpoint " + name + " of " + vm.name);
-      continue;
-    }
-    if (!offline) continue;  // a broken bitmap that QEMU could not delete: nothing more to do
-    for (const DiskInfo& d : vm.disks) {
-      auto r = RunCommand({"qemu-img", "bitmap", "--remove", d.backing_path, name}, 120);
-      (void)r;  // a disk without this bitmap (raw, or another chain) has nothing to remove
     }
   }
   return first;
@@ -150,15 +145,10 @@ Status LibvirtDriver::ResetChangeTracking(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
   VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom.get(), vm.name));
   VMBACKUP_RETURN_IF_ERROR(DeleteOurCheckpoints(dom.get(), vm, {}, off));
-  std::vector<DomainDisk> disks;  // qemu-img finds no bitmaps in a raw one
-  for (const DiskInfo& d : vm.disks) {
-    DomainDisk dd;
-    dd.target = d.label;
-    dd.source = d.backing_path;
-    dd.format = "qcow2";
-    disks.push_back(dd);
-  }
-  return RemoveStaleBitmaps(dom.get(), vm.name, disks, off).status();
+  // The forgotten checkpoints' bitmaps (a disk without one has nothing to remove).
+  VMBACKUP_ASSIGN_OR_RETURN(DomainDesc desc, LiveDesc(dom.get(), vm.name));
+  RemoveStaleBitmaps(dom.get(), vm.name, BackupDisks(desc), off).status().IgnoreError();
+  return Status::Ok();
 }
 
 Status LibvirtDriver::EndSession(const VmInfo& vm, Session& s) {

@@ -47,6 +47,9 @@ struct LibvirtDriver::Session {
   bool bitmaps(const Disk& d) const { return d.dd.format == "qcow2"; }
 };
 
+// The running (or, when off, defined) domain as libvirt describes it now.
+Result<DomainDesc> LiveDesc(virDomainPtr dom, const std::string& name);
+
 // The files of a job in the domain's run folder.
 std::string JobSocketPath(const std::string& dir);
 std::string ScratchPath(const std::string& dir, const std::string& target);
