@@ -2,7 +2,8 @@
 // restore to a new domain, from a restore point (outside input): parsing, choosing the disks
 // to back up, and making the definition of a new domain and of a restore test's sandbox. Nothing
 // may crash; a new definition made from any input must parse again with the new name and disk
-// files, and its sandbox must have no network interface.
+// files, and its sandbox must have no network interface. Backup jobs' descriptions and libvirt
+// URIs go through the same input.
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -13,6 +14,11 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace vmbackup::hv::libvirt;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
+  // A running job's description (libvirt's answer) and a libvirt URI (the user's).
+  const std::string endpoint = JobEndpoint(text);
+  if (!endpoint.empty() && endpoint.rfind("unix:", 0) != 0 && endpoint.rfind("tcp:", 0) != 0)
+    std::abort();
+  (void)RemoteHost(text);
   auto d = ParseDomainXml(text);
   if (!d) return 0;
   std::vector<NewDisk> disks;
@@ -31,6 +37,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto sdoc = vmbackup::xml::Document::Parse(*sandbox, "sandbox");
   if (!sd || sd->name != "new-domain" || !sdoc || sdoc->root().child("devices").child("interface"))
     std::abort();
-  (void)JobSocket(text);
   return 0;
 }

@@ -70,6 +70,18 @@ void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool 
                 "vSphere nbd/nbdssl transports: each disk's NBD endpoint, a template "
                 "(nbd://..., nbds://..., or exec:COMMAND ...) with {vm} {key} {disk} {snapshot} "
                 "{snapshot_name} {file} {mode} (docs/cli.md)");
+  c->add_option("--nbd-tls-dir", o.nbd_tls_dir,
+                "libvirt nbdssl transport: the folder of vmbackup's client certificates "
+                "ca-cert.pem, client-cert.pem, client-key.pem (default /etc/pki/qemu)");
+  c->add_option("--nbd-host", o.nbd_host,
+                "libvirt nbdssl transport: the address the backup job listens on (default: the "
+                "URI's host, or localhost)");
+  c->add_option("--nbd-port", o.nbd_port,
+                "libvirt nbdssl transport: the first of ten TCP ports tried (default 10809)")
+      ->check(CLI::Range(1, 65526));
+  c->add_option("--remote-scratch-dir", o.remote_scratch_dir,
+                "libvirt on another host: the folder there for the backup job's scratch files "
+                "(default /var/tmp)");
   c->add_option("--disk-format", o.disk_format,
                 "libvirt restores to a new domain: qcow2 or raw (default: as the original)")
       ->check(CLI::IsMember({"qcow2", "raw"}));
@@ -104,6 +116,10 @@ Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o) {
     hv::libvirt::DriverOptions lo;
     lo.new_disk_format = o.disk_format;
     lo.new_disk_dir = o.disk_dir;
+    if (!o.nbd_host.empty()) lo.nbd_host = o.nbd_host;
+    if (!o.nbd_tls_dir.empty()) lo.nbd_tls_dir = o.nbd_tls_dir;
+    if (o.nbd_port != 0) lo.nbd_port = o.nbd_port;
+    if (!o.remote_scratch_dir.empty()) lo.remote_scratch_dir = o.remote_scratch_dir;
     VMBACKUP_ASSIGN_OR_RETURN(auto d, hv::libvirt::LibvirtDriver::Connect(uri, lo));
     return std::unique_ptr<hv::Hypervisor>(std::move(d));
   }

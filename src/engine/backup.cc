@@ -373,6 +373,7 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   so.quiesce = o.quiesce;
   so.allow_crash_consistent = o.allow_crash_consistent;
   so.description = "vmbackup: backup in progress";
+  so.transports = o.transports;
   if (!o.force_full) {
     // The change ids BackupDisk will ask about (the same disk, size and uuid; no mark).
     for (const auto& d : vm.disks) {

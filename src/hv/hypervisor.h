@@ -40,6 +40,13 @@ struct VmInfo {
   std::string power_on_block;  // why it may not be powered on (SetPowerOnBlock); empty: it may
 };
 
+// VDDK's transport modes, in its order of preference, and the datastore file service over
+// HTTPS (vSphere's /folder: whole files only, for hosts with no other open path).
+enum class TransportMode { kSan, kHotAdd, kNbdSsl, kNbd, kHttps };
+std::string_view TransportName(TransportMode m);  // "san", "hotadd", "nbdssl", "nbd", "https"
+// "san:hotadd:nbdssl:nbd" (any order, no repeats). kInvalidArgument naming the bad part.
+Result<std::vector<TransportMode>> ParseTransportList(std::string_view text);
+
 struct SnapshotRef {
   std::string id, name;
   Consistency achieved = Consistency::kCrash;
@@ -53,6 +60,9 @@ struct SnapshotOptions {
   // must know an incremental's base when the snapshot is taken (libvirt: a backup job's
   // checkpoint) use them; the others ignore them.
   std::map<int, std::string> since;
+  // The transports OpenDisk will be asked for, in order. Hosts whose snapshot decides how its
+  // disks are served (libvirt: a job's export on a unix socket, or over TCP with TLS) use them.
+  std::vector<TransportMode> transports;
 };
 
 // One answer of QueryChangedDiskAreas: it covers [start_offset, start_offset + length).
@@ -60,13 +70,6 @@ struct ChangedAreas {
   uint64_t start_offset = 0, length = 0;
   std::vector<Extent> areas;
 };
-
-// VDDK's transport modes, in its order of preference, and the datastore file service over
-// HTTPS (vSphere's /folder: whole files only, for hosts with no other open path).
-enum class TransportMode { kSan, kHotAdd, kNbdSsl, kNbd, kHttps };
-std::string_view TransportName(TransportMode m);  // "san", "hotadd", "nbdssl", "nbd", "https"
-// "san:hotadd:nbdssl:nbd" (any order, no repeats). kInvalidArgument naming the bad part.
-Result<std::vector<TransportMode>> ParseTransportList(std::string_view text);
 
 enum class OpenMode { kRead, kWrite };
 

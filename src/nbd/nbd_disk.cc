@@ -30,6 +30,12 @@ Result<std::unique_ptr<NbdDisk>> NbdDisk::Create(std::string name, const Options
       nbd_set_tls_username(h, options.tls_username.c_str()) == -1) {
     return d->Error("set the TLS user name");
   }
+  if (!options.tls_certificates.empty() &&
+      (nbd_set_tls(h, LIBNBD_TLS_REQUIRE) == -1 ||
+       nbd_set_tls_certificates(h, options.tls_certificates.c_str()) == -1 ||
+       nbd_set_tls_verify_peer(h, true) == -1)) {
+    return d->Error("use the TLS certificates in " + options.tls_certificates);
+  }
   if (nbd_set_uri_allow_local_file(h, options.allow_local_files) == -1 ||
       nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1) {
     return d->Error("set up");
@@ -54,6 +60,23 @@ Result<std::unique_ptr<NbdDisk>> NbdDisk::ConnectUnix(const std::string& socket_
                             Create("export '" + export_name + "' on " + socket_path, options));
   if (nbd_set_export_name(d->h_, export_name.c_str()) == -1 ||
       nbd_connect_unix(d->h_, socket_path.c_str()) == -1) {
+    return d->Error("connect");
+  }
+  VMBACKUP_RETURN_IF_ERROR(d->Handshaken());
+  return d;
+}
+
+Result<std::unique_ptr<NbdDisk>> NbdDisk::ConnectTcp(const std::string& host, int port,
+                                                     const std::string& export_name,
+                                                     const Options& options) {
+  const std::string where =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  VMBACKUP_ASSIGN_OR_RETURN(auto d, Create("export '" + export_name + "' at " + where +
+                                               (options.tls_certificates.empty() ? "" : " (TLS)"),
+                                           options));
+  const std::string service = std::to_string(port);
+  if (nbd_set_export_name(d->h_, export_name.c_str()) == -1 ||
+      nbd_connect_tcp(d->h_, host.c_str(), service.c_str()) == -1) {
     return d->Error("connect");
   }
   VMBACKUP_RETURN_IF_ERROR(d->Handshaken());

@@ -22,6 +22,10 @@ class NbdDisk final : public io::BlockWriter {
     // program made itself.
     bool allow_local_files = false;
     std::string tls_username;  // for a TLS pre-shared key; empty: libnbd's default (the login)
+    // A folder holding ca-cert.pem, client-cert.pem and client-key.pem (GnuTLS's names, as
+    // QEMU's): TLS is then required, and the server's certificate must chain to ca-cert.pem and
+    // name the host connected to.
+    std::string tls_certificates;
     // Metadata contexts to ask for besides base:allocation, e.g. "qemu:dirty-bitmap:backup-vda"
     // (QEMU's exports of dirty bitmaps); MapContext reads them.
     std::vector<std::string> meta_contexts;
@@ -30,6 +34,10 @@ class NbdDisk final : public io::BlockWriter {
   static Result<std::unique_ptr<NbdDisk>> Connect(const std::string& uri) {
     return Connect(uri, Options{});
   }
+  // Export `export_name` at TCP `host`:`port` (no URI, so no escaping).
+  static Result<std::unique_ptr<NbdDisk>> ConnectTcp(const std::string& host, int port,
+                                                     const std::string& export_name,
+                                                     const Options& options);
   // Runs `argv` (no shell) with its stdin and stdout as the connection, as nbd_connect_command
   // does (e.g. `nbdkit -s PLUGIN ...`); the command ends when the disk is closed. `name` names
   // the export in messages.

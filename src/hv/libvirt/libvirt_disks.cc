@@ -127,7 +127,7 @@ Result<ChangedAreas> LibvirtDriver::QueryChangedDiskAreas(const VmInfo& vm,
   if (!d->meta) {
     nbd::NbdDisk::Options o;
     if (!d->since.empty()) o.meta_contexts.push_back(BitmapContext(*s, *d));
-    auto c = s->online ? nbd::NbdDisk::ConnectUnix(s->socket, d->dd.target, o)
+    auto c = s->online ? ConnectJob(*s, d->dd.target, o)
                        : nbd::NbdDisk::ConnectActivated(QemuNbdArgs(d->dd, false, d->since),
                                                         "qemu-nbd of " + d->dd.source, o);
     if (!c) return c.error().WithContext("disk " + d->dd.target + " of " + vm.name);
@@ -144,20 +144,30 @@ Result<ChangedAreas> LibvirtDriver::QueryChangedDiskAreas(const VmInfo& vm,
   return out;
 }
 
+Result<std::unique_ptr<nbd::NbdDisk>> LibvirtDriver::ConnectJob(const Session& s,
+                                                                const std::string& target,
+                                                                nbd::NbdDisk::Options o) {
+  if (!s.server.socket.empty()) return nbd::NbdDisk::ConnectUnix(s.server.socket, target, o);
+  o.tls_certificates = options_.nbd_tls_dir;
+  return nbd::NbdDisk::ConnectTcp(s.server.host, s.server.port, target, o);
+}
+
 Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenExport(const VmInfo& vm, Session& s,
                                                               int key) {
   Session::Disk* d = s.FindDisk(key);
   std::vector<std::unique_ptr<nbd::NbdDisk>> conns;
   for (int i = 0; i < std::max(1, options_.max_connections_per_disk); ++i) {
-    auto c = nbd::NbdDisk::ConnectUnix(s.socket, d->dd.target, {});
+    auto c = ConnectJob(s, d->dd.target, {});
     if (!c) return c.error();
     const bool multi = (*c)->can_multi_conn();
     conns.push_back(std::move(*c));
     if (!multi) break;
   }
+  const bool tls = s.server.socket.empty();
   return std::unique_ptr<DiskAccess>(new NbdPoolAccess(
-      std::move(conns), TransportMode::kNbd,
-      StrFormat("%s disk %s (backup job export)", vm.name.c_str(), d->dd.target.c_str())));
+      std::move(conns), tls ? TransportMode::kNbdSsl : TransportMode::kNbd,
+      StrFormat("%s disk %s (backup job export%s)", vm.name.c_str(), d->dd.target.c_str(),
+                tls ? (" at " + s.server.Endpoint() + ", TLS").c_str() : "")));
 }
 
 Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenSan(const VmInfo& vm, Session& s, int key,
@@ -182,6 +192,31 @@ Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenSan(const VmInfo& vm, Ses
       StrFormat("%s disk %s (%s)", vm.name.c_str(), d->dd.target.c_str(), d->dd.source.c_str())));
 }
 
+std::string LibvirtDriver::TransportRefusal(const Session& s, TransportMode m,
+                                            OpenMode mode) const {
+  const bool tls_job = s.server.socket.empty();
+  switch (m) {
+    case TransportMode::kSan:
+      if (!remote_host_.empty()) return "the domain's images are on " + remote_host_ + ", not here";
+      if (s.online) return "the domain runs: its image files change under a reader";
+      return "";
+    case TransportMode::kNbd:
+    case TransportMode::kNbdSsl:
+      if (!s.online) return "the domain is off: no backup job serves its disks";
+      if (mode == OpenMode::kWrite) return "a backup job's export is read-only";
+      if (m == TransportMode::kNbd && tls_job) {
+        return "the job serves over TCP with TLS (" + s.server.Endpoint() +
+               "): that is the nbdssl transport";
+      }
+      if (m == TransportMode::kNbdSsl && !tls_job) {
+        return "the job serves on a unix socket here (nbd); a job over TCP with TLS is made "
+               "for a remote libvirt, or when nbdssl is asked for without nbd";
+      }
+      return "";
+    default: return "libvirt offers no such transport";
+  }
+}
+
 Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenDisk(
     const VmInfo& vm, const SnapshotRef* snapshot, int device_key,
     std::span<const TransportMode> modes, OpenMode mode, std::vector<std::string>* attempts) {
@@ -190,20 +225,12 @@ Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenDisk(
     return NotFoundError(StrFormat("domain %s has no disk %d", vm.name.c_str(), device_key));
   std::vector<std::string> tried;
   for (TransportMode m : modes) {
-    std::string why;
-    if (m == TransportMode::kNbd && !s->online) {
-      why = "the domain is off: no backup job serves its disks";
-    } else if (m == TransportMode::kNbd && mode == OpenMode::kWrite) {
-      why = "a backup job's export is read-only";
-    } else if (m == TransportMode::kSan && s->online) {
-      why = "the domain runs: its image files change under a reader";
-    } else if (m == TransportMode::kNbd || m == TransportMode::kSan) {
-      auto a = m == TransportMode::kNbd ? OpenExport(vm, *s, device_key)
-                                        : OpenSan(vm, *s, device_key, mode);
+    std::string why = TransportRefusal(*s, m, mode);
+    if (why.empty()) {
+      auto a = m == TransportMode::kSan ? OpenSan(vm, *s, device_key, mode)
+                                        : OpenExport(vm, *s, device_key);
       if (a) return a;
       why = a.error().message();
-    } else {
-      why = "libvirt offers no such transport";
     }
     tried.push_back(std::string(TransportName(m)) + ": " + why);
   }

@@ -87,6 +87,13 @@ std::string ScratchPath(const std::string& dir, const std::string& target) {
   return dir + "/scratch-" + target + ".qcow2";
 }
 std::string MarkerPath(const std::string& dir) { return dir + "/snapshot"; }
+std::string MarkerText(const std::string& name, const JobServer& server) {
+  return name + "\n" + server.Endpoint() + "\n";
+}
+std::pair<std::string, std::string> ParseMarker(const std::string& text) {
+  std::vector<std::string> lines = Split(text, '\n');
+  return {lines.size() > 0 ? lines[0] : "", lines.size() > 1 ? lines[1] : ""};
+}
 
 LibvirtDriver::LibvirtDriver(std::string uri, ConnectPtr conn, DriverOptions options)
     : uri_(std::move(uri)), conn_(std::move(conn)), options_(std::move(options)) {}
@@ -111,9 +118,13 @@ Result<std::unique_ptr<LibvirtDriver>> LibvirtDriver::Connect(const std::string&
       options.new_disk_format != "raw") {
     return InvalidArgumentError("new disks are qcow2 or raw, not " + options.new_disk_format);
   }
+  if (options.nbd_port <= 0 || options.nbd_port > 65535 - 9)
+    return InvalidArgumentError(StrFormat("NBD port %d is out of range", options.nbd_port));
   VMBACKUP_ASSIGN_OR_RETURN(ConnectPtr conn, libvirt::Connect(target));
   KillOrphanedQemuNbd();  // a killed run's, which would hold images locked
-  return std::unique_ptr<LibvirtDriver>(new LibvirtDriver(uri, std::move(conn), options));
+  auto d = std::unique_ptr<LibvirtDriver>(new LibvirtDriver(uri, std::move(conn), options));
+  d->remote_host_ = RemoteHost(target);
+  return d;
 }
 
 Result<DomainPtr> LibvirtDriver::Domain(std::string_view name) {
@@ -245,11 +256,10 @@ Result<std::vector<SnapshotRef>> LibvirtDriver::ListSnapshots(const VmInfo& vm) 
   // socket there.
   const std::string dir = options_.run_dir + "/" + vm.id;
   auto marker = io::ReadSmallFile(MarkerPath(dir), 4096);
-  std::string name = marker ? *marker : "";
-  while (!name.empty() && name.back() == '\n') name.pop_back();
+  std::string name = ParseMarker(marker ? *marker : "").first;
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
   const std::string job = TakeString(virDomainBackupGetXMLDesc(dom.get(), 0));
-  if (name.empty() && !job.empty() && JobSocket(job) == JobSocketPath(dir))
+  if (name.empty() && !job.empty() && JobEndpoint(job) == "unix:" + JobSocketPath(dir))
     name = std::string(kCheckpointPrefix) + "job";
   if (!name.empty()) out.push_back({"stale:" + name, name, Consistency::kCrash});
   return out;
@@ -265,6 +275,17 @@ Result<std::unique_ptr<LibvirtDriver::Session>> LibvirtDriver::NewSession(
   VMBACKUP_ASSIGN_OR_RETURN(s->dir, DomainDir(vm, live));
   VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom, vm.name));
   s->online = !off;
+  s->server.socket = JobSocketPath(s->dir);
+  // A killed run's job may serve elsewhere: its marker says where.
+  if (auto marker = io::ReadSmallFile(MarkerPath(s->dir), 4096)) {
+    const std::string endpoint = ParseMarker(*marker).second;
+    if (endpoint.rfind("tcp:", 0) == 0) {
+      const size_t colon = endpoint.rfind(':');
+      auto port = ParseUint(endpoint.substr(colon + 1));
+      if (colon > 4 && port && *port <= 65535)
+        s->server = {"", endpoint.substr(4, colon - 4), int(*port), true};
+    }
+  }
   const std::vector<DomainDisk> disks = BackupDisks(live);
   for (size_t i = 0; i < disks.size(); ++i) {
     auto d = std::make_unique<Session::Disk>();
@@ -304,13 +325,20 @@ Result<SnapshotRef> LibvirtDriver::CreateSnapshot(const VmInfo& vm, std::string_
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
   VMBACKUP_ASSIGN_OR_RETURN(std::unique_ptr<Session> s,
                             NewSession(dom.get(), vm, std::string(name), options.since));
+  if (!s->online && !remote_host_.empty()) {
+    return FailedPreconditionError("domain " + vm.name + " on " + remote_host_ +
+                                   " is off: its images are not files here, and only a running "
+                                   "domain's backup job serves them over the network");
+  }
   // The marker first: a kill from here on leaves something the next run finds.
-  VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(MarkerPath(s->dir), s->name + "\n"));
+  s->server = {JobSocketPath(s->dir), "", 0, false};
+  VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(MarkerPath(s->dir), MarkerText(s->name, s->server)));
   SnapshotRef ref{s->id, s->name, Consistency::kCrash};
   if (s->online) {
     auto achieved = BeginJob(dom.get(), vm, *s, options);
     if (!achieved) {
       ::unlink(MarkerPath(s->dir).c_str());
+      ::rmdir(s->dir.c_str());  // empty now, unless someone else's files are in it
       return achieved.error();
     }
     ref.achieved = *achieved;

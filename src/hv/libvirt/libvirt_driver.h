@@ -22,6 +22,10 @@
 //   checkpoint offline): the san transport serves them with qemu-nbd (read-only, several
 //   processes; or one writer for restores), and a qcow2's persistent bitmap still answers
 //   QueryChangedDiskAreas; the point keeps that change id.
+// - A remote libvirt (qemu+ssh://HOST/system): its jobs serve over TCP with TLS, read through
+//   the nbdssl transport; locally too when nbdssl is asked for without nbd. Their scratch files
+//   go to a folder of that host (remote_scratch_dir). The images of a remote domain are not
+//   files here: it is backed up while it runs, and restored to files.
 // - Quiesce: the guest agent's fsfreeze around the job's start.
 // - The power-on block is recorded in the domain's metadata (libvirt cannot forbid a start;
 //   while a restore writes, qemu-nbd holds the image's write lock, so QEMU cannot open it).
@@ -35,6 +39,7 @@
 #include "hv/hypervisor.h"
 #include "hv/libvirt/libvirt_xml.h"
 #include "hv/libvirt/virt.h"
+#include "nbd/nbd_disk.h"
 
 namespace vmbackup::hv::libvirt {
 
@@ -47,6 +52,16 @@ struct DriverOptions {
   // folder ("" = libvirt's default pool, /var/lib/libvirt/images for root).
   std::string new_disk_format, new_disk_dir;
   int max_connections_per_disk = 4;
+  // Jobs served over TCP with TLS (the nbdssl transport; always for a remote libvirt): the
+  // address QEMU listens on and vmbackup connects to ("" = the URI's host, or localhost), the
+  // first of ten ports tried, and the folder of vmbackup's client certificates (ca-cert.pem,
+  // client-cert.pem, client-key.pem). libvirt's own are qemu.conf's backup_tls_x509_cert_dir.
+  std::string nbd_host;
+  int nbd_port = 10809;
+  std::string nbd_tls_dir = "/etc/pki/qemu";
+  // A remote host's folder for the jobs' scratch files (libvirt creates them as QEMU's user
+  // and removes them with the job).
+  std::string remote_scratch_dir = "/var/tmp";
 };
 
 // libvirt's own default pool, where virt-install and virt-manager put disks (new domains' disks
@@ -103,8 +118,14 @@ class LibvirtDriver final : public Hypervisor {
                               const std::vector<std::string>& keep, bool offline);
   Result<std::unique_ptr<DiskAccess>> OpenSan(const VmInfo& vm, Session& s, int key, OpenMode mode);
   Result<std::unique_ptr<DiskAccess>> OpenExport(const VmInfo& vm, Session& s, int key);
+  // A connection to export `target` of the job of `s`.
+  Result<std::unique_ptr<nbd::NbdDisk>> ConnectJob(const Session& s, const std::string& target,
+                                                   nbd::NbdDisk::Options o);
+  // Why transport `m` cannot serve `s`, or "" when it can.
+  std::string TransportRefusal(const Session& s, TransportMode m, OpenMode mode) const;
 
   std::string uri_;
+  std::string remote_host_;  // "" for this machine's libvirt
   ConnectPtr conn_;
   DriverOptions options_;
   std::mutex mu_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "hv/libvirt/image_bitmaps.h"
 #include "hv/libvirt/libvirt_driver.h"
 #include "hv/libvirt/session.h"
+#include "io/posix_file.h"
 
 namespace vmbackup::hv::libvirt {
 namespace {
@@ -26,10 +28,10 @@ std::string NewCheckpointName() {
 
 bool IsOurs(const std::string& checkpoint) { return checkpoint.rfind(kCheckpointPrefix, 0) == 0; }
 
-// Ends the backup job of `dom` when it serves on `socket`; Ok when there is none.
-Status EndJobOn(virDomainPtr dom, const std::string& socket, const std::string& what) {
+// Ends the backup job of `dom` when it serves at `endpoint`; Ok when there is none.
+Status EndJobOn(virDomainPtr dom, const std::string& endpoint, const std::string& what) {
   const std::string job = TakeString(virDomainBackupGetXMLDesc(dom, 0));
-  if (job.empty() || JobSocket(job) != socket) return Status::Ok();
+  if (job.empty() || JobEndpoint(job) != endpoint) return Status::Ok();
   if (virDomainAbortJob(dom) < 0) {
     // It may have ended between the two calls.
     if (TakeString(virDomainBackupGetXMLDesc(dom, 0)).empty()) return Status::Ok();
@@ -43,24 +45,52 @@ Status EndJobOn(virDomainPtr dom, const std::string& socket, const std::string& 
   return UnavailableError("the backup job of " + what + " did not end within 30 s");
 }
 
+// Whether a job serves over TCP with TLS: always for a remote libvirt (a unix socket there is
+// out of reach), and here when nbdssl is asked for without nbd.
+bool WantsTls(bool remote, const std::vector<TransportMode>& transports) {
+  if (remote) return true;
+  auto has = [&](TransportMode m) {
+    return std::find(transports.begin(), transports.end(), m) != transports.end();
+  };
+  return has(TransportMode::kNbdSsl) && !has(TransportMode::kNbd);
+}
+
 }  // namespace
 
 Result<Consistency> LibvirtDriver::BeginJob(virDomainPtr dom, const VmInfo& vm, Session& s,
                                             const SnapshotOptions& o) {
   const std::string other = TakeString(virDomainBackupGetXMLDesc(dom, 0));
   if (!other.empty()) {
-    return LockedError("domain " + vm.name + " already has a backup job (serving on " +
-                       JobSocket(other) + ") that vmbackup did not start; end it with " +
+    return LockedError("domain " + vm.name + " already has a backup job (serving at " +
+                       JobEndpoint(other) + ") that vmbackup did not start; end it with " +
                        "'virsh domjobabort " + vm.name + "' if nothing uses it");
   }
-  s.socket = JobSocketPath(s.dir);
+  const bool remote = !remote_host_.empty();
+  if (WantsTls(remote, o.transports)) {
+    // Before a job starts: libnbd's own error for a missing file only says the handshake broke.
+    for (const char* f : {"ca-cert.pem", "client-cert.pem", "client-key.pem"}) {
+      const std::string path = options_.nbd_tls_dir + "/" + f;
+      if (::access(path.c_str(), R_OK) != 0) {
+        return FailedPreconditionError(
+            "the nbdssl transport needs vmbackup's client "
+            "certificates: cannot read " +
+            path + " (" + std::strerror(errno) +
+            "); name their folder with "
+            "--nbd-tls-dir");
+      }
+    }
+    s.server = {"", options_.nbd_host, options_.nbd_port, true};
+    if (s.server.host.empty()) s.server.host = remote ? remote_host_ : "localhost";
+  } else {
+    s.server = {JobSocketPath(s.dir), "", 0, false};
+  }
   std::vector<std::string> all, bitmaps;
   for (const auto& d : s.disks) {
     all.push_back(d->dd.target);
     if (s.bitmaps(*d)) bitmaps.push_back(d->dd.target);
     ::unlink(ScratchPath(s.dir, d->dd.target).c_str());  // QEMU creates them anew
   }
-  ::unlink(s.socket.c_str());
+  ::unlink(JobSocketPath(s.dir).c_str());
   if (!bitmaps.empty()) s.checkpoint = NewCheckpointName();
 
   Consistency achieved = Consistency::kCrash;
@@ -76,19 +106,39 @@ Result<Consistency> LibvirtDriver::BeginJob(virDomainPtr dom, const VmInfo& vm, 
               "the guest agent");
     }
   }
-  auto begin = [&]() -> int {
+  // A remote QEMU writes its scratch files into a folder of that host, under names no other
+  // job uses (a killed run's may stay there when its job ended without libvirt), and libvirt
+  // removes them with the job.
+  const std::string remote_scratch = options_.remote_scratch_dir + "/vmbackup-" + vm.id + "-" +
+                                     NewCheckpointName().substr(kCheckpointPrefix.size()) + "-";
+  auto begin = [&]() -> Status {
     std::vector<JobDisk> jd;
-    for (const auto& d : s.disks)
-      jd.push_back({d->dd.target, d->since, ScratchPath(s.dir, d->dd.target)});
-    const std::string job = BackupJobXml(s.socket, jd);
+    for (const auto& d : s.disks) {
+      jd.push_back(
+          {d->dd.target, d->since,
+           remote ? remote_scratch + d->dd.target + ".qcow2" : ScratchPath(s.dir, d->dd.target)});
+    }
     const std::string cp = s.checkpoint.empty() ? "" : CheckpointXml(s.checkpoint, all, bitmaps);
-    return virDomainBackupBegin(dom, job.c_str(), cp.empty() ? nullptr : cp.c_str(), 0);
+    // A TCP port another program holds: the next of ten. The marker names the port first, so
+    // that a kill leaves a job the next run can tell is ours.
+    for (int tries = 0;; ++tries) {
+      VMBACKUP_RETURN_IF_ERROR(
+          io::WriteFileAtomic(MarkerPath(s.dir), MarkerText(s.name, s.server)));
+      const std::string job = BackupJobXml(s.server, jd);
+      if (virDomainBackupBegin(dom, job.c_str(), cp.empty() ? nullptr : cp.c_str(), 0) >= 0)
+        return Status::Ok();
+      Status st = LastError("begin a backup job on " + vm.name + " (serving at " +
+                            s.server.Endpoint() + ")");
+      if (!s.server.socket.empty() || tries == 9 ||
+          st.message().find("in use") == std::string::npos)
+        return st;
+      ++s.server.port;
+    }
   };
-  int rc = begin();
-  Status first = rc < 0 ? LastError("begin a backup job on " + vm.name) : Status::Ok();
+  Status first = begin();
   bool any_incremental = false;
   for (const auto& d : s.disks) any_incremental = any_incremental || !d->since.empty();
-  if (rc < 0 && any_incremental) {
+  if (!first.ok() && any_incremental) {
     // A bitmap libvirt finds broken (lost in a crash, a disk replaced) fails the whole job:
     // every disk starts over from a full view, with libvirt's reason.
     for (auto& d : s.disks) {
@@ -97,15 +147,14 @@ Result<Consistency> LibvirtDriver::BeginJob(virDomainPtr dom, const VmInfo& vm, 
                     first.message() + ")";
       d->since.clear();
     }
-    rc = begin();
-    if (rc >= 0) first = Status::Ok();
+    first = begin();
   }
-  if (frozen && virDomainFSThaw(dom, nullptr, 0, 0) < 0 && rc >= 0) {
+  if (frozen && virDomainFSThaw(dom, nullptr, 0, 0) < 0 && first.ok()) {
     Status thaw = LastError("thaw the file systems of " + vm.name);
     virDomainAbortJob(dom);
     return thaw;
   }
-  if (rc < 0) return first;
+  if (!first.ok()) return first;
   return achieved;
 }
 
@@ -146,6 +195,8 @@ Status LibvirtDriver::ResetChangeTracking(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom.get(), vm.name));
   VMBACKUP_RETURN_IF_ERROR(DeleteOurCheckpoints(dom.get(), vm, {}, off));
   // The forgotten checkpoints' bitmaps (a disk without one has nothing to remove).
+  // (Offline that takes qemu-img on the images: only when they are files here.)
+  if (off && !remote_host_.empty()) return Status::Ok();
   VMBACKUP_ASSIGN_OR_RETURN(DomainDesc desc, LiveDesc(dom.get(), vm.name));
   RemoveStaleBitmaps(dom.get(), vm.name, BackupDisks(desc), off).status().IgnoreError();
   return Status::Ok();
@@ -157,7 +208,7 @@ Status LibvirtDriver::EndSession(const VmInfo& vm, Session& s) {
     d->meta.reset();
   }
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
-  Status st = EndJobOn(dom.get(), JobSocketPath(s.dir), vm.name);
+  Status st = EndJobOn(dom.get(), s.server.Endpoint(), vm.name);
   if (!st.ok()) return st;
   for (const auto& d : s.disks) ::unlink(ScratchPath(s.dir, d->dd.target).c_str());
   ::unlink(JobSocketPath(s.dir).c_str());

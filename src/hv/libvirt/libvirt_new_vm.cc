@@ -20,6 +20,11 @@ std::string DefaultImagesDir() {
 Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string& config,
                                        const std::vector<uint64_t>& capacities,
                                        const std::string& power_on_block) {
+  if (!remote_host_.empty()) {
+    return NotSupportedError("libvirt on " + remote_host_ +
+                             ": new domains are made on this machine's libvirt, where their disks "
+                             "are written (restore to files and copy them there)");
+  }
   if (!SafeDomainName(name)) {
     return InvalidArgumentError("domain name '" + std::string(name) +
                                 "': use letters, digits, '-', '_' and '.' (it names its files)");
@@ -84,6 +89,9 @@ Status LibvirtDriver::DestroyVm(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
   VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom.get(), vm.name));
   if (!off) return FailedPreconditionError("domain " + vm.name + " runs: it is not destroyed");
+  if (!remote_host_.empty())
+    return NotSupportedError("libvirt on " + remote_host_ +
+                             ": its domains' disks are not files here");
   const std::string config = TakeString(virDomainGetXMLDesc(dom.get(), VIR_DOMAIN_XML_INACTIVE));
   VMBACKUP_ASSIGN_OR_RETURN(DomainDesc desc, ParseDomainXml(config));
   if (virDomainUndefineFlags(dom.get(), VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |

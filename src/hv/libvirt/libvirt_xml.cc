@@ -156,9 +156,19 @@ Result<std::string> SandboxDomainXml(std::string_view domain_xml, const std::str
   return doc.ToString();
 }
 
-std::string BackupJobXml(const std::string& socket, const std::vector<JobDisk>& disks) {
-  std::string x = "<domainbackup mode='pull'>\n  <server transport='unix' socket='" +
-                  xml::Escape(socket) + "'/>\n  <disks>\n";
+std::string JobServer::Endpoint() const {
+  return socket.empty() ? "tcp:" + host + ":" + std::to_string(port) : "unix:" + socket;
+}
+
+std::string BackupJobXml(const JobServer& server, const std::vector<JobDisk>& disks) {
+  std::string x = "<domainbackup mode='pull'>\n  <server ";
+  if (!server.socket.empty()) {
+    x += "transport='unix' socket='" + xml::Escape(server.socket) + "'";
+  } else {
+    x += "transport='tcp' name='" + xml::Escape(server.host) + "' port='" +
+         std::to_string(server.port) + "' tls='" + (server.tls ? "yes" : "no") + "'";
+  }
+  x += "/>\n  <disks>\n";
   for (const JobDisk& d : disks) {
     x += "    <disk name='" + xml::Escape(d.target) + "' backup='yes' type='file'";
     if (d.incremental_from.empty()) {
@@ -166,7 +176,11 @@ std::string BackupJobXml(const std::string& socket, const std::vector<JobDisk>& 
     } else {
       x += " backupmode='incremental' incremental='" + xml::Escape(d.incremental_from) + "'";
     }
-    x += ">\n      <scratch file='" + xml::Escape(d.scratch) + "'/>\n    </disk>\n";
+    if (d.scratch.empty()) {
+      x += "/>\n";
+    } else {
+      x += ">\n      <scratch file='" + xml::Escape(d.scratch) + "'/>\n    </disk>\n";
+    }
   }
   return x + "  </disks>\n</domainbackup>\n";
 }
@@ -183,10 +197,35 @@ std::string CheckpointXml(const std::string& name, const std::vector<std::string
   return x + "  </disks>\n</domaincheckpoint>\n";
 }
 
-std::string JobSocket(std::string_view job_xml) {
+std::string JobEndpoint(std::string_view job_xml) {
   auto doc = xml::Document::Parse(job_xml, "backup job XML");
   if (!doc) return "";
-  return doc->root().child("server").attr("socket").value_or("");
+  xml::Node server = doc->root().child("server");
+  JobServer js;
+  js.socket = server.attr("socket").value_or("");
+  if (js.socket.empty()) {
+    js.host = server.attr("name").value_or("");
+    auto port = ParseUint(server.attr("port").value_or(""));
+    if (js.host.empty() || !port || *port > 65535) return "";
+    js.port = int(*port);
+  }
+  return js.Endpoint();
+}
+
+std::string RemoteHost(std::string_view uri) {
+  const size_t scheme = uri.find("://");
+  if (scheme == std::string_view::npos) return "";
+  std::string_view rest = uri.substr(scheme + 3);
+  rest = rest.substr(0, rest.find_first_of("/?"));
+  if (size_t at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
+  std::string host;
+  if (!rest.empty() && rest[0] == '[') {
+    host = std::string(rest.substr(1, rest.find(']') - 1));
+  } else {
+    host = std::string(rest.substr(0, rest.find(':')));
+  }
+  if (host == "localhost" || host == "127.0.0.1" || host == "::1") return "";
+  return host;
 }
 
 }  // namespace vmbackup::hv::libvirt

@@ -63,17 +63,31 @@ Result<std::string> NewDomainXml(std::string_view config, std::string_view name,
 // libvirt's virtlogd), so that the boot can be watched; the other serial ports and consoles go.
 Result<std::string> SandboxDomainXml(std::string_view domain_xml, const std::string& console_log);
 
-// A pull-mode backup job served on a unix socket: one entry per backup disk.
+// Where a pull-mode backup job serves its disks: a unix socket, or TCP (with TLS: the nbdssl
+// transport).
+struct JobServer {
+  std::string socket;  // "" = TCP at host:port
+  std::string host;
+  int port = 0;
+  bool tls = false;
+  // "unix:PATH" or "tcp:HOST:PORT": how a job is told apart from another tool's.
+  std::string Endpoint() const;
+};
+// One entry per backup disk of a job.
 struct JobDisk {
   std::string target;
   std::string incremental_from;  // a checkpoint name; "" = a full view
-  std::string scratch;           // the copy-before-write file
+  std::string scratch;           // the copy-before-write file; "" = libvirt chooses one
 };
-std::string BackupJobXml(const std::string& socket, const std::vector<JobDisk>& disks);
+std::string BackupJobXml(const JobServer& server, const std::vector<JobDisk>& disks);
 // A checkpoint with a bitmap on the `bitmap_targets` and none on the other `all_targets`.
 std::string CheckpointXml(const std::string& name, const std::vector<std::string>& all_targets,
                           const std::vector<std::string>& bitmap_targets);
-// The socket a running job serves on (its <server socket=...>), "" when there is none.
-std::string JobSocket(std::string_view job_xml);
+// Where a running job serves (JobServer::Endpoint of its <server>), "" when there is none.
+std::string JobEndpoint(std::string_view job_xml);
+
+// The host a libvirt URI names (qemu+ssh://root@kvm1:2222/system -> kvm1); "" for a local
+// one: no host, or localhost, 127.0.0.1, [::1].
+std::string RemoteHost(std::string_view uri);
 
 }  // namespace vmbackup::hv::libvirt

@@ -159,11 +159,14 @@ TEST(LibvirtXmlTest, SandboxHasNoWayOutAndLogsItsConsole) {
 }
 
 TEST(LibvirtXmlTest, JobAndCheckpointDocumentsAreWellFormedAndEscaped) {
+  JobServer unix_server;
+  unix_server.socket = "/run/x/nbd.sock";
   const std::string job = BackupJobXml(
-      "/run/x/nbd.sock", {{"vda", "vmbackup-1", "/run/x/s'a.qcow2"}, {"vdb", "", "/run/x/b"}});
+      unix_server, {{"vda", "vmbackup-1", "/run/x/s'a.qcow2"}, {"vdb", "", "/run/x/b"}});
   auto doc = xml::Document::Parse(job, "job");
   ASSERT_TRUE(doc.ok()) << job;
-  EXPECT_EQ(JobSocket(job), "/run/x/nbd.sock");
+  EXPECT_EQ(doc->root().child("server").attr("transport").value_or(""), "unix");
+  EXPECT_EQ(JobEndpoint(job), "unix:/run/x/nbd.sock");
   auto disks = doc->root().child("disks").children("disk");
   ASSERT_EQ(disks.size(), 2u);
   EXPECT_EQ(disks[0].attr("backupmode").value_or(""), "incremental");
@@ -178,7 +181,41 @@ TEST(LibvirtXmlTest, JobAndCheckpointDocumentsAreWellFormedAndEscaped) {
   ASSERT_EQ(cd.size(), 2u);
   EXPECT_EQ(cd[0].attr("checkpoint").value_or(""), "bitmap");
   EXPECT_EQ(cd[1].attr("checkpoint").value_or(""), "no");
-  EXPECT_EQ(JobSocket("not xml"), "");
+  EXPECT_EQ(JobEndpoint("not xml"), "");
+}
+
+TEST(LibvirtXmlTest, TcpJobsNameTheirPortAndTlsAndLeaveScratchToLibvirtWhenAsked) {
+  JobServer tcp{"", "kvm1.example", 10811, true};
+  const std::string job = BackupJobXml(tcp, {{"vda", "", ""}});
+  auto doc = xml::Document::Parse(job, "job");
+  ASSERT_TRUE(doc.ok()) << job;
+  xml::Node server = doc->root().child("server");
+  EXPECT_EQ(server.attr("transport").value_or(""), "tcp");
+  EXPECT_EQ(server.attr("name").value_or(""), "kvm1.example");
+  EXPECT_EQ(server.attr("port").value_or(""), "10811");
+  EXPECT_EQ(server.attr("tls").value_or(""), "yes");
+  EXPECT_FALSE(doc->root().child("disks").child("disk").child("scratch"));
+  EXPECT_EQ(JobEndpoint(job), "tcp:kvm1.example:10811");
+  EXPECT_EQ(tcp.Endpoint(), JobEndpoint(job));
+  tcp.tls = false;
+  EXPECT_NE(BackupJobXml(tcp, {}).find("tls='no'"), std::string::npos);
+  // libvirt's own answer (virDomainBackupGetXMLDesc) has the same attributes.
+  EXPECT_EQ(JobEndpoint("<domainbackup mode='pull'><server transport='tcp' tls='yes' "
+                        "name='localhost' port='10809'/></domainbackup>"),
+            "tcp:localhost:10809");
+  EXPECT_EQ(JobEndpoint("<domainbackup><server transport='tcp' name='h' port='x'/></domainbackup>"),
+            "");
+}
+
+TEST(LibvirtXmlTest, RemoteHostIsTheUrisHostUnlessItIsThisMachine) {
+  EXPECT_EQ(RemoteHost("qemu:///system"), "");
+  EXPECT_EQ(RemoteHost("qemu+ssh://root@kvm1:2222/system?keyfile=/k"), "kvm1");
+  EXPECT_EQ(RemoteHost("qemu+tls://kvm2.example/system"), "kvm2.example");
+  EXPECT_EQ(RemoteHost("qemu+ssh://u@[fd00::5]:22/system"), "fd00::5");
+  EXPECT_EQ(RemoteHost("qemu+tcp://localhost/system"), "");
+  EXPECT_EQ(RemoteHost("qemu+ssh://127.0.0.1/system"), "");
+  EXPECT_EQ(RemoteHost("qemu+ssh://[::1]/system"), "");
+  EXPECT_EQ(RemoteHost("test:///default"), "");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hv/libvirt/libvirt_driver.h"
@@ -26,7 +27,7 @@ struct LibvirtDriver::Session {
   std::string id, name;
   bool online = false;
   std::string dir;         // the domain's run folder
-  std::string socket;      // the job's NBD socket (online)
+  JobServer server;        // where the job serves (online)
   std::string checkpoint;  // the checkpoint the job created ("" offline or with no bitmaps)
   struct Disk {
     int key = 0;
@@ -54,5 +55,10 @@ Result<DomainDesc> LiveDesc(virDomainPtr dom, const std::string& name);
 std::string JobSocketPath(const std::string& dir);
 std::string ScratchPath(const std::string& dir, const std::string& target);
 std::string MarkerPath(const std::string& dir);
+// The marker names the snapshot, then where its job serves: a killed run's job is told apart
+// from another tool's by it.
+std::string MarkerText(const std::string& name, const JobServer& server);
+// From a marker: the snapshot's name, and the endpoint ("" when the marker names none).
+std::pair<std::string, std::string> ParseMarker(const std::string& text);
 
 }  // namespace vmbackup::hv::libvirt
