@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/backup_commands.h"
+#include "cli/copy_commands.h"
 #include "cli/files_commands.h"
 #include "cli/help_commands.h"
 #include "cli/instant_commands.h"
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   vmbackup::cli::AddRepoCommands(app, &exit_code);
   vmbackup::cli::AddBackupCommands(app, &exit_code);
   vmbackup::cli::AddReportCommands(app, &exit_code);
+  vmbackup::cli::AddCopyCommands(app, &exit_code);
   vmbackup::cli::AddServeCommands(app, &exit_code);
   vmbackup::cli::AddFilesCommands(app, &exit_code);
   vmbackup::cli::AddInstantCommands(app, &exit_code);

@@ -56,30 +56,14 @@ json UsageJson(const Usage& u) {
           {"compression_ratio", u.stored ? double(u.unique) / double(u.stored) : 0.0}};
 }
 
-// The chunks that differ between two trees of the same shape, walked page by page: equal page
-// ids (shared subtrees) are skipped whole.
+// The chunks that differ between two trees of the same shape.
 Status DiffTrees(repo::Repository& r, const repo::PointDisk& a, const repo::PointDisk& b,
                  ExtentSet* out) {
   const uint64_t chunks = DivRoundUp(a.capacity, a.chunk_size);
-  repo::TreeReader ta(r, a.tree, chunks), tb(r, b.tree, chunks);
-  std::function<Status(int, uint64_t)> walk = [&](int level, uint64_t page) -> Status {
-    VMBACKUP_ASSIGN_OR_RETURN(const std::vector<repo::Id>* pa, ta.Page(level, page));
-    std::vector<repo::Id> ida = *pa;  // deeper pages may evict it from the reader's cache
-    VMBACKUP_ASSIGN_OR_RETURN(const std::vector<repo::Id>* pb, tb.Page(level, page));
-    std::vector<repo::Id> idb = *pb;
-    for (size_t i = 0; i < ida.size() && i < idb.size(); ++i) {
-      if (ida[i] == idb[i]) continue;
-      const uint64_t child = page * repo::kTreeFanout + i;
-      if (level == 0) {
-        out->Add(child * a.chunk_size, std::min(a.chunk_size, a.capacity - child * a.chunk_size));
-      } else {
-        VMBACKUP_RETURN_IF_ERROR(walk(level - 1, child));
-      }
-    }
+  return repo::DiffTreeChunks(r, a.tree, b.tree, chunks, [&](uint64_t i, const repo::Id&) {
+    out->Add(i * a.chunk_size, std::min(a.chunk_size, a.capacity - i * a.chunk_size));
     return Status::Ok();
-  };
-  if (a.tree.root == b.tree.root) return Status::Ok();
-  return walk(a.tree.depth - 1, 0);
+  });
 }
 
 struct ReportOpts {

@@ -178,6 +178,15 @@ Result<std::unique_ptr<PointWriter>> PointWriter::Start(Repository& repo, Point 
   return w;
 }
 
+Result<std::unique_ptr<PointWriter>> PointWriter::StartCopy(Repository& repo, Point meta) {
+  const std::string id = meta.id, created = meta.created;
+  if (id.empty() || created.empty()) return InvalidArgumentError("a copied point needs its id");
+  VMBACKUP_ASSIGN_OR_RETURN(auto w, Start(repo, std::move(meta)));
+  w->point_.id = id;
+  w->point_.created = created;
+  return w;
+}
+
 std::optional<PointDisk> PointWriter::ParentDisk(int key, uint64_t capacity) const {
   if (!parent_) return std::nullopt;
   for (const PointDisk& pd : parent_->disks) {
@@ -228,6 +237,17 @@ Status PointWriter::WriteChunk(size_t disk, uint64_t offset, std::span<const uin
   }
   if (is_new) *is_new = fresh;
   std::lock_guard<std::mutex> l(mu_);
+  return trees_[disk]->Set(offset / point_.disks[disk].chunk_size, id);
+}
+
+Status PointWriter::ReferenceChunk(size_t disk, uint64_t offset, const Id& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (disk >= point_.disks.size()) return InvalidArgumentError("no such disk in this point");
+  const PointDisk& d = point_.disks[disk];
+  if (offset >= d.capacity) return InvalidArgumentError("a chunk past the end of the disk");
+  VMBACKUP_RETURN_IF_ERROR(CheckChunk(disk, offset, std::min(d.chunk_size, d.capacity - offset)));
+  if (!id.is_zero() && !repo_.Has(id))
+    return FailedPreconditionError("chunk " + id.Hex() + " is not in the repository");
   return trees_[disk]->Set(offset / point_.disks[disk].chunk_size, id);
 }
 

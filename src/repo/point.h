@@ -59,6 +59,9 @@ Status UnprotectPoint(Repository& repo, const std::string& id);
 class PointWriter {
  public:
   static Result<std::unique_ptr<PointWriter>> Start(Repository& repo, Point meta);
+  // The same for a copy of a point of another repository: it keeps `meta`'s id and creation
+  // time (its parent, when set, must be in `repo`).
+  static Result<std::unique_ptr<PointWriter>> StartCopy(Repository& repo, Point meta);
   // Returns the disk's index in the point. With `from_parent`, the disk starts as the parent
   // point's disk of the same key and capacity (an incremental); otherwise as zeros (a full).
   Result<size_t> AddDisk(const PointDisk& disk, bool from_parent = true);
@@ -72,6 +75,9 @@ class PointWriter {
   // `offset` on the chunk grid; `data` one chunk (shorter only at the end of the disk).
   Status WriteChunk(size_t disk, uint64_t offset, std::span<const uint8_t> data,
                     bool* is_new = nullptr);
+  // The chunk at `offset` (on the chunk grid) is blob `id`, which the repository holds
+  // (kFailedPrecondition when it does not): a copy from a repository that names chunks alike.
+  Status ReferenceChunk(size_t disk, uint64_t offset, const Id& id);
   // [offset, offset+length) on the chunk grid (or ending at the capacity) reads as zeros.
   Status MarkZero(size_t disk, uint64_t offset, uint64_t length);
   // Flushes packs and index, stores the trees, flushes again, saves the point record.

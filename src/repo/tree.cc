@@ -130,6 +130,31 @@ Status TreeReader::ForEachChunk(uint64_t first, uint64_t end,
   return walk(root_.depth - 1, 0);
 }
 
+Status DiffTreeChunks(Repository& repo, const TreeRoot& a, const TreeRoot& b, uint64_t chunk_count,
+                      const std::function<Status(uint64_t, const Id&)>& fn) {
+  if (a.root == b.root) return Status::Ok();
+  if (a.depth != b.depth) return InvalidArgumentError("trees of different shapes");
+  TreeReader ta(repo, a, chunk_count), tb(repo, b, chunk_count);
+  std::function<Status(int, uint64_t)> walk = [&](int level, uint64_t page) -> Status {
+    // Copies: deeper pages may evict these from the readers' caches.
+    VMBACKUP_ASSIGN_OR_RETURN(const std::vector<Id>* pa, ta.Page(level, page));
+    const std::vector<Id> ida = *pa;
+    VMBACKUP_ASSIGN_OR_RETURN(const std::vector<Id>* pb, tb.Page(level, page));
+    const std::vector<Id> idb = *pb;
+    for (size_t i = 0; i < ida.size() && i < idb.size(); ++i) {
+      if (ida[i] == idb[i]) continue;
+      const uint64_t child = page * kTreeFanout + i;
+      if (level == 0) {
+        if (child < chunk_count) VMBACKUP_RETURN_IF_ERROR(fn(child, idb[i]));
+      } else {
+        VMBACKUP_RETURN_IF_ERROR(walk(level - 1, child));
+      }
+    }
+    return Status::Ok();
+  };
+  return walk(a.depth - 1, 0);
+}
+
 Status ForEachTreeBlob(Repository& repo, const TreeRoot& root, uint64_t chunk_count,
                        const std::function<bool(BlobType, const Id&)>& fn) {
   if (root.root.is_zero() || !fn(BlobType::kTree, root.root)) return Status::Ok();

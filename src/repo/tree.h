@@ -45,6 +45,12 @@ class TreeReader {
 Status ForEachTreeBlob(Repository& repo, const TreeRoot& root, uint64_t chunk_count,
                        const std::function<bool(BlobType, const Id&)>& fn);
 
+// Calls `fn(index, id in b)` for every chunk whose id differs between trees `a` and `b` of the
+// same shape (the same chunk count), in disk order; equal page ids (shared subtrees) are
+// skipped whole.
+Status DiffTreeChunks(Repository& repo, const TreeRoot& a, const TreeRoot& b, uint64_t chunk_count,
+                      const std::function<Status(uint64_t, const Id&)>& fn);
+
 // Builds the tree of a new point: starts from the parent's tree (or all zeros), takes chunk
 // ids, and at Finish() stores the pages that changed (with their ancestors). Memory stays
 // bounded on huge sparse disks: beyond kMaxDirtyLeaves changed leaves, the lowest is stored

@@ -204,3 +204,27 @@ make_ca() {
   openssl x509 -req -in server.csr -CA ca-cert.pem -CAkey ca-key.pem -CAcreateserial -days 30 -extfile ext.cnf -out server-cert.pem 2>/dev/null &&
   chmod 600 ./*key.pem)
 }
+
+# rgw_with_proxy: Ceph's radosgw (tests/rgw/rgw-up) in $SCRATCH/rgw, and the tests' fault proxy
+# (tests/rgw/s3-fault-proxy) in front of it in $PX: S3_ENDPOINT and the AWS keys are exported,
+# PROXY_PORT is the proxy's; `rules JSON` sets its faults, `hits REGEX` counts them; both stop
+# when the test ends (with rgw_cleanup, which a test's own EXIT trap calls).
+rgw_with_proxy() {
+  RGW=$SCRATCH/rgw
+  PX=$SCRATCH/proxy
+  PROXY_PID=
+  trap 'rgw_cleanup; rm -rf "$SCRATCH"' EXIT
+  eval "$(bash "$E2E_DIR/../rgw/rgw-up" "$RGW")" || fail "rgw-up"
+  export S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+  python3 "$E2E_DIR/../rgw/s3-fault-proxy" "$S3_ENDPOINT" "$PX" 2>proxy.err &
+  PROXY_PID=$!
+  for _ in $(seq 100); do [ -s "$PX/port" ] && break; sleep 0.1; done
+  [ -s "$PX/port" ] || fail "the fault proxy did not start: $(cat proxy.err)"
+  PROXY_PORT=$(cat "$PX/port")
+}
+rgw_cleanup() {
+  [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null
+  bash "$E2E_DIR/../rgw/rgw-up" --stop "$RGW"
+}
+rules() { echo "$1" > "$PX/rules.json"; }
+hits() { grep -c -E " ($1)\$" "$PX/log" || true; }

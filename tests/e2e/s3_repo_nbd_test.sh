@@ -10,26 +10,15 @@ source "$(dirname "$0")/functions.sh"
 requires ceph-mon ceph-osd radosgw radosgw-admin python3 nbdkit nbdcopy qemu-img
 V=$VMBACKUP
 H=${VMHOST:-$(dirname "$VMBACKUP")/vmhost}
-RGW=$SCRATCH/rgw
-PX=$SCRATCH/proxy
-PROXY_PID=
+rgw_with_proxy
 cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
   pkill -f "nbdkit.*$SCRATCH" 2>/dev/null || true
-  bash "$E2E_DIR/../rgw/rgw-up" --stop "$RGW"
+  rgw_cleanup
   rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
-eval "$(bash "$E2E_DIR/../rgw/rgw-up" "$RGW")" || fail "rgw-up"
-export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-python3 "$E2E_DIR/../rgw/s3-fault-proxy" "$S3_ENDPOINT" "$PX" 2>proxy.err &
-PROXY_PID=$!
-for _ in $(seq 100); do [ -s "$PX/port" ] && break; sleep 0.1; done
-[ -s "$PX/port" ] || fail "the fault proxy did not start: $(cat proxy.err)"
 DIRECT="s3:$S3_ENDPOINT/vmb/site-a"
-PROXIED="s3:http://127.0.0.1:$(cat "$PX/port")/vmb/site-a?timeout=3"
-rules() { echo "$1" > "$PX/rules.json"; }
-hits() { grep -c -E " ($1)\$" "$PX/log" || true; }
+PROXIED="s3:http://127.0.0.1:$PROXY_PORT/vmb/site-a?timeout=3"
 
 export VMHOST_DATASTORE=$SCRATCH/ds
 SRC=vmhost://$SCRATCH/ds

@@ -176,11 +176,7 @@ std::string BackupJobXml(const JobServer& server, const std::vector<JobDisk>& di
     } else {
       x += " backupmode='incremental' incremental='" + xml::Escape(d.incremental_from) + "'";
     }
-    if (d.scratch.empty()) {
-      x += "/>\n";
-    } else {
-      x += ">\n      <scratch file='" + xml::Escape(d.scratch) + "'/>\n    </disk>\n";
-    }
+    x += ">\n      <scratch file='" + xml::Escape(d.scratch) + "'/>\n    </disk>\n";
   }
   return x + "  </disks>\n</domainbackup>\n";
 }

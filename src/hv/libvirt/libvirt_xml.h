@@ -77,7 +77,7 @@ struct JobServer {
 struct JobDisk {
   std::string target;
   std::string incremental_from;  // a checkpoint name; "" = a full view
-  std::string scratch;           // the copy-before-write file; "" = libvirt chooses one
+  std::string scratch;           // the copy-before-write file (libvirt 9.0 chooses none itself)
 };
 std::string BackupJobXml(const JobServer& server, const std::vector<JobDisk>& disks);
 // A checkpoint with a bitmap on the `bitmap_targets` and none on the other `all_targets`.

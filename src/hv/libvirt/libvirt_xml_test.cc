@@ -184,9 +184,9 @@ TEST(LibvirtXmlTest, JobAndCheckpointDocumentsAreWellFormedAndEscaped) {
   EXPECT_EQ(JobEndpoint("not xml"), "");
 }
 
-TEST(LibvirtXmlTest, TcpJobsNameTheirPortAndTlsAndLeaveScratchToLibvirtWhenAsked) {
+TEST(LibvirtXmlTest, TcpJobsNameTheirHostPortAndTls) {
   JobServer tcp{"", "kvm1.example", 10811, true};
-  const std::string job = BackupJobXml(tcp, {{"vda", "", ""}});
+  const std::string job = BackupJobXml(tcp, {{"vda", "", "/var/tmp/s.qcow2"}});
   auto doc = xml::Document::Parse(job, "job");
   ASSERT_TRUE(doc.ok()) << job;
   xml::Node server = doc->root().child("server");
@@ -194,7 +194,8 @@ TEST(LibvirtXmlTest, TcpJobsNameTheirPortAndTlsAndLeaveScratchToLibvirtWhenAsked
   EXPECT_EQ(server.attr("name").value_or(""), "kvm1.example");
   EXPECT_EQ(server.attr("port").value_or(""), "10811");
   EXPECT_EQ(server.attr("tls").value_or(""), "yes");
-  EXPECT_FALSE(doc->root().child("disks").child("disk").child("scratch"));
+  EXPECT_EQ(doc->root().child("disks").child("disk").child("scratch").attr("file").value_or(""),
+            "/var/tmp/s.qcow2");
   EXPECT_EQ(JobEndpoint(job), "tcp:kvm1.example:10811");
   EXPECT_EQ(tcp.Endpoint(), JobEndpoint(job));
   tcp.tls = false;
