@@ -95,13 +95,7 @@ json BackupJson(const engine::BackupReport& r) {
            {{"hashing", r.hash_seconds},
             {"compression", r.compress_seconds},
             {"repository_write", r.pack_write_seconds}}},
-          {"transfer",
-           {{"requests", r.transfer.requests},
-            {"objects_saved", r.transfer.objects_saved},
-            {"bytes_sent", r.transfer.bytes_sent},
-            {"bytes_received", r.transfer.bytes_received},
-            {"retries", r.transfer.retries},
-            {"wait_seconds", double(r.transfer.wait_ns) / 1e9}}}};
+          {"transfer", TransferJson(r.transfer)}};
 }
 
 void PrintBackup(const engine::BackupReport& r) {
@@ -134,12 +128,7 @@ void PrintBackup(const engine::BackupReport& r) {
       r.seconds, read, r.hash_seconds, r.compress_seconds, r.pack_write_seconds,
       HumanBytes(r.bytes_stored).c_str());
   if (r.transfer.requests) {  // a remote repository
-    std::printf(
-        "  repository traffic: %s sent in %llu objects, %s received; %llu requests, %llu "
-        "retried; %.2f s waiting for the store (summed over threads)\n",
-        HumanBytes(r.transfer.bytes_sent).c_str(), (unsigned long long)r.transfer.objects_saved,
-        HumanBytes(r.transfer.bytes_received).c_str(), (unsigned long long)r.transfer.requests,
-        (unsigned long long)r.transfer.retries, double(r.transfer.wait_ns) / 1e9);
+    std::printf("  repository traffic: %s\n", TransferText(r.transfer).c_str());
   }
 }
 

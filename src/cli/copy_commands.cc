@@ -136,17 +136,8 @@ Status RunCopy(CopyOpts& o) {
                              {"bytes_new", total.bytes_new},
                              {"verified_bytes", verified.bytes_checked},
                              {"seconds", seconds},
-                             {"target_transfer",
-                              {{"requests", sent.requests},
-                               {"objects_saved", sent.objects_saved},
-                               {"bytes_sent", sent.bytes_sent},
-                               {"retries", sent.retries},
-                               {"wait_seconds", double(sent.wait_ns) / 1e9}}},
-                             {"source_transfer",
-                              {{"requests", got.requests},
-                               {"bytes_received", got.bytes_received},
-                               {"retries", got.retries},
-                               {"wait_seconds", double(got.wait_ns) / 1e9}}}}
+                             {"target_transfer", TransferJson(sent)},
+                             {"source_transfer", TransferJson(got)}}
                             .dump(2)
                             .c_str());
     return Status::Ok();
@@ -160,19 +151,8 @@ Status RunCopy(CopyOpts& o) {
       copied.empty() || o.no_verify
           ? ""
           : (", " + HumanBytes(verified.bytes_checked) + " read back and verified").c_str());
-  if (sent.requests) {
-    std::printf(
-        "  target traffic: %s sent in %llu objects; %llu requests, %llu retried; %.2f s "
-        "waiting for the store\n",
-        HumanBytes(sent.bytes_sent).c_str(), (unsigned long long)sent.objects_saved,
-        (unsigned long long)sent.requests, (unsigned long long)sent.retries,
-        double(sent.wait_ns) / 1e9);
-  }
-  if (got.requests) {
-    std::printf("  source traffic: %s received; %llu requests, %llu retried; %.2f s waiting\n",
-                HumanBytes(got.bytes_received).c_str(), (unsigned long long)got.requests,
-                (unsigned long long)got.retries, double(got.wait_ns) / 1e9);
-  }
+  if (sent.requests) std::printf("  target traffic: %s\n", TransferText(sent).c_str());
+  if (got.requests) std::printf("  source traffic: %s\n", TransferText(got).c_str());
   return Status::Ok();
 }
 

@@ -38,6 +38,21 @@ void AddPointArgument(CLI::App* cmd, RepoOpts& o) {
   cmd->add_option("--vm", o.vm, "with POINT latest: that VM's newest point");
 }
 
+nlohmann::json TransferJson(const storage::TransferStats& t) {
+  return {{"requests", t.requests},     {"objects_saved", t.objects_saved},
+          {"bytes_sent", t.bytes_sent}, {"bytes_received", t.bytes_received},
+          {"retries", t.retries},       {"wait_seconds", double(t.wait_ns) / 1e9}};
+}
+
+std::string TransferText(const storage::TransferStats& t) {
+  return StrFormat(
+      "%s sent in %llu objects, %s received; %llu requests, %llu retried; %.2f s waiting for "
+      "the store (summed over threads)",
+      HumanBytes(t.bytes_sent).c_str(), (unsigned long long)t.objects_saved,
+      HumanBytes(t.bytes_received).c_str(), (unsigned long long)t.requests,
+      (unsigned long long)t.retries, double(t.wait_ns) / 1e9);
+}
+
 std::string RepoLocation(const RepoOpts& o) {
   if (!o.repo.empty()) return o.repo;
   const char* env = std::getenv("VMBACKUP_REPO");

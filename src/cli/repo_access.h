@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "catalog/catalog.h"
@@ -54,6 +55,10 @@ struct OpenedRepo {
 };
 Result<OpenedRepo> OpenRepoWithKey(const RepoOpts& o);
 Result<std::unique_ptr<repo::Repository>> OpenRepo(const RepoOpts& o);
+// A remote store's traffic as the reports give it (JSON "transfer" and its text line):
+// requests, objects saved, bytes sent and received, retries, seconds waiting.
+nlohmann::json TransferJson(const storage::TransferStats& t);
+std::string TransferText(const storage::TransferStats& t);
 // The per-user cache folder: VMBACKUP_CACHE_DIR, else $XDG_CACHE_HOME/vmbackup, else
 // ~/.cache/vmbackup.
 std::string CacheDir();

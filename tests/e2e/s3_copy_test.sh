@@ -6,6 +6,8 @@
 # - a second copy sends nothing; an incremental point copied later reads only what changed;
 # - requests that fail at random on the way are retried, and nothing differs;
 # - a copy killed with SIGKILL leaves a target whose points all verify, and the rerun finishes;
+# - a prune of the copies killed with SIGKILL in the middle: check passes, the rerun finishes,
+#   and gc then keeps what the last point needs;
 # - the same repository on both sides, another chunk size, and a wrong key are refused.
 source "$(dirname "$0")/functions.sh"
 requires ceph-mon ceph-osd radosgw radosgw-admin python3
@@ -103,6 +105,28 @@ copy c4 --from "$S3" --from-passphrase-file s3.pw --to "$B" "$P3"
 [ "$(field c4.json 'j["source_transfer"]["bytes_received"]')" -gt 0 ] || fail "nothing came from S3: $(cat c4.json)"
 same "$B" "$P3" 3
 "$V" check --repo "$B" > checkb.out 2>&1 || fail "check of the folder copy: $(cat checkb.out)"
+
+echo "== prune of the copies killed with SIGKILL in the middle, then run again"
+# The first point record's DELETE stalls (its tombstone is written by then): the kill lands
+# inside prune, deterministically.
+rules '[{"method": "DELETE", "path": "/points/", "action": "stall", "seconds": 20, "times": 1}]'
+"$V" prune --repo "$S3" --passphrase-file s3.pw --keep-last 1 > prune-killed.out 2>&1 &
+k=$!
+for _ in $(seq 300); do [ "$(hits stall)" -ge 1 ] && break; sleep 0.1; done
+[ "$(hits stall)" -ge 1 ] || fail "prune never reached a point record: $(cat prune-killed.out)"
+kill -9 $k
+wait $k 2>/dev/null || true
+rules '[]'
+"$V" check --repo "$S3" --passphrase-file s3.pw > check2.out 2>&1 ||
+  fail "check after the killed prune: $(cat check2.out)"
+same "$S3" "$P3" 3 --passphrase-file s3.pw
+"$V" prune --repo "$S3" --passphrase-file s3.pw --keep-last 1 > prune.out 2>&1 ||
+  fail "prune after the killed one: $(cat prune.out)"
+"$V" list --repo "$S3" --passphrase-file s3.pw --json > l2.json
+[ "$(field l2.json '[p["id"] for p in j]')" = "['$P3']" ] || fail "after prune: $(cat l2.json)"
+"$V" gc --repo "$S3" --passphrase-file s3.pw --grace 0 > gc.out 2>&1 || fail "gc: $(cat gc.out)"
+"$V" verify --repo "$S3" --passphrase-file s3.pw > v2.out 2>&1 || fail "verify after gc: $(cat v2.out)"
+same "$S3" "$P3" 3 --passphrase-file s3.pw
 
 echo "== refusals"
 expect_failure 2 "the same repository" -- "$V" copy --from "$A" --to "$A"
