@@ -3,7 +3,8 @@
 # (tests/rgw/rgw-up): the 2 GiB mixed disk of bench/mixed_disk.py on the embedded host, backed up
 # into a bucket and restored to a raw file; against the raw rate of the same server, measured by
 # boto3 (AWS's client) uploading as many 16 MiB objects as the backup wrote packs, 4 at a time,
-# and downloading them again with ranged GETs of 4 MiB. Prints rates and the ratios.
+# and downloading them again with ranged GETs of 4 MiB; and `vmbackup copy` of the point from
+# the bucket into a folder repository. Prints rates and the ratios.
 # Usage: bench/s3_vs_raw.sh [WORKDIR, default /var/tmp]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,12 +44,18 @@ t0=$(now); "$V" restore latest --to-file restored.raw --no-progress > restore.tx
 restore_s=$(python3 -c "print($t1 - $t0)")
 cmp -s restored.raw image.raw && same=identical || same=DIFFERENT
 rm -f restored.raw
+echo "== vmbackup copy from the bucket into a folder repository (no read-back)"
+"$V" init --repo "$work/copy" >/dev/null
+t0=$(now); "$V" copy --from "$VMBACKUP_REPO" --to "$work/copy" --no-verify > copy.txt; t1=$(now)
+copy_s=$(python3 -c "print($t1 - $t0)")
+rm -rf "$work/copy"
 
 echo "== boto3: the same number of 16 MiB objects up and down, 4 at a time"
-/usr/bin/python3 - "$backup_s" "$restore_s" "$same" <<'PY'
+/usr/bin/python3 - "$backup_s" "$restore_s" "$same" "$copy_s" <<'PY'
 import concurrent.futures, json, os, sys, time
 import boto3
 backup_s, restore_s, same = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+copy_s = float(sys.argv[4])
 stats = json.load(open("stats.json"))
 stored, packs = stats["repository_bytes"], stats["packs"]
 s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1")
@@ -71,6 +78,8 @@ print(f"  vmbackup backup   {backup_s:6.2f} s  {vb_up:7.1f} MiB/s of stored data
 print(f"  boto3 upload      {up:6.2f} s  {raw_up:7.1f} MiB/s ({n} x 16 MiB, 4 at a time)")
 print(f"  vmbackup restore  {restore_s:6.2f} s  {vb_down:7.1f} MiB/s of stored data ({same})")
 print(f"  boto3 download    {down:6.2f} s  {raw_down:7.1f} MiB/s (ranged GETs of 4 MiB, 4 at a time)")
+print(f"  vmbackup copy     {copy_s:6.2f} s  {stored / 2**20 / copy_s:7.1f} MiB/s of stored data "
+      f"(bucket to a folder repository)")
 print(f"  ratios: backup {vb_up / raw_up:.2f}x the raw upload (target 0.8x), "
       f"restore {vb_down / raw_down:.2f}x the raw download (target 0.8x)")
 PY
