@@ -278,13 +278,7 @@ Result<std::unique_ptr<LibvirtDriver::Session>> LibvirtDriver::NewSession(
   s->server.socket = JobSocketPath(s->dir);
   // A killed run's job may serve elsewhere: its marker says where.
   if (auto marker = io::ReadSmallFile(MarkerPath(s->dir), 4096)) {
-    const std::string endpoint = ParseMarker(*marker).second;
-    if (endpoint.rfind("tcp:", 0) == 0) {
-      const size_t colon = endpoint.rfind(':');
-      auto port = ParseUint(endpoint.substr(colon + 1));
-      if (colon > 4 && port && *port <= 65535)
-        s->server = {"", endpoint.substr(4, colon - 4), int(*port), true};
-    }
+    if (auto tcp = JobServer::FromTcpEndpoint(ParseMarker(*marker).second)) s->server = *tcp;
   }
   const std::vector<DomainDisk> disks = BackupDisks(live);
   for (size_t i = 0; i < disks.size(); ++i) {

@@ -72,11 +72,8 @@ Result<Consistency> LibvirtDriver::BeginJob(virDomainPtr dom, const VmInfo& vm, 
       const std::string path = options_.nbd_tls_dir + "/" + f;
       if (::access(path.c_str(), R_OK) != 0) {
         return FailedPreconditionError(
-            "the nbdssl transport needs vmbackup's client "
-            "certificates: cannot read " +
-            path + " (" + std::strerror(errno) +
-            "); name their folder with "
-            "--nbd-tls-dir");
+            "the nbdssl transport needs vmbackup's client certificates: cannot read " + path +
+            " (" + std::strerror(errno) + "); name their folder with --nbd-tls-dir");
       }
     }
     s.server = {"", options_.nbd_host, options_.nbd_port, true};

@@ -160,6 +160,14 @@ std::string JobServer::Endpoint() const {
   return socket.empty() ? "tcp:" + host + ":" + std::to_string(port) : "unix:" + socket;
 }
 
+std::optional<JobServer> JobServer::FromTcpEndpoint(std::string_view endpoint) {
+  if (endpoint.rfind("tcp:", 0) != 0) return std::nullopt;
+  const size_t colon = endpoint.rfind(':');
+  auto port = ParseUint(endpoint.substr(colon + 1));
+  if (colon <= 4 || !port || *port == 0 || *port > 65535) return std::nullopt;
+  return JobServer{"", std::string(endpoint.substr(4, colon - 4)), int(*port), true};
+}
+
 std::string BackupJobXml(const JobServer& server, const std::vector<JobDisk>& disks) {
   std::string x = "<domainbackup mode='pull'>\n  <server ";
   if (!server.socket.empty()) {

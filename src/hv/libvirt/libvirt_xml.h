@@ -6,6 +6,7 @@
 // outside input (bounded, no entities; fuzz/libvirt_xml_fuzzer.cc).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,8 @@ struct JobServer {
   bool tls = false;
   // "unix:PATH" or "tcp:HOST:PORT": how a job is told apart from another tool's.
   std::string Endpoint() const;
+  // The TCP server (with TLS) an Endpoint() "tcp:HOST:PORT" names; nullopt for anything else.
+  static std::optional<JobServer> FromTcpEndpoint(std::string_view endpoint);
 };
 // One entry per backup disk of a job.
 struct JobDisk {

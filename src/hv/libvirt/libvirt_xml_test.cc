@@ -198,6 +198,13 @@ TEST(LibvirtXmlTest, TcpJobsNameTheirHostPortAndTls) {
             "/var/tmp/s.qcow2");
   EXPECT_EQ(JobEndpoint(job), "tcp:kvm1.example:10811");
   EXPECT_EQ(tcp.Endpoint(), JobEndpoint(job));
+  auto back = JobServer::FromTcpEndpoint(tcp.Endpoint());
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->host, "kvm1.example");
+  EXPECT_EQ(back->port, 10811);
+  EXPECT_FALSE(JobServer::FromTcpEndpoint("unix:/run/x/nbd.sock"));
+  EXPECT_FALSE(JobServer::FromTcpEndpoint("tcp:h:99999"));
+  EXPECT_FALSE(JobServer::FromTcpEndpoint("tcp::5"));
   tcp.tls = false;
   EXPECT_NE(BackupJobXml(tcp, {}).find("tls='no'"), std::string::npos);
   // libvirt's own answer (virDomainBackupGetXMLDesc) has the same attributes.
