@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -47,6 +49,7 @@ struct Client::Impl {
   bool range_mode = false;
   bool range_overflow = false;
   std::map<std::string, std::string> cookie_jar;
+  curl_socket_t socket = CURL_SOCKET_BAD;  // the connection's, while libcurl keeps it open
   ~Impl() {
     if (curl) curl_easy_cleanup(curl);
   }
@@ -78,9 +81,35 @@ CURLcode SslCtxHook(CURL*, void* ssl_ctx, void* user) {
   return CURLE_OK;
 }
 
+// Acknowledges what came on the connection at once. A server that writes a response's head and
+// body apart with Nagle's algorithm on (radosgw does) holds the body back until the head is
+// acknowledged, and Linux delays that ACK by 40 ms on a connection that sends its next request
+// right after an answer: measured, every GET on radosgw took 41 ms more than a HEAD.
+void AckNow(curl_socket_t s) {
+  if (s == CURL_SOCKET_BAD) return;
+  int one = 1;
+  (void)::setsockopt(s, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);  // a hint
+}
+
+// libcurl's socket hooks, to know the connection's socket during a transfer (its
+// CURLINFO_ACTIVESOCKET names it only after the transfer).
+int OnSocketOpen(void* user, curl_socket_t s, curlsocktype /*purpose*/) {
+  static_cast<Client::Impl*>(user)->socket = s;
+  return CURL_SOCKOPT_OK;
+}
+int OnSocketClose(void* user, curl_socket_t s) {
+  auto* impl = static_cast<Client::Impl*>(user);
+  if (impl->socket == s) impl->socket = CURL_SOCKET_BAD;
+  return ::close(s);
+}
+
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* impl = static_cast<Client::Impl*>(user);
   std::string line(data, size * n);
+  if (line == "\r\n" || line == "\n") {  // the end of the head: the body may be held back
+    AckNow(impl->socket);
+    return size * n;
+  }
   if (line.rfind("HTTP/", 0) == 0) {
     impl->response->headers.clear();  // a 100 Continue or a redirect before the real answer
     return size * n;
@@ -186,6 +215,10 @@ Result<std::unique_ptr<Client>> Client::Create(const std::string& base_url, cons
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, std::max(1L, long(timeout_seconds)));
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, OnSocketOpen);
+  curl_easy_setopt(c, CURLOPT_SOCKOPTDATA, impl.get());
+  curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, OnSocketClose);
+  curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, impl.get());
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, impl.get());
   // Large bodies (disk ranges) arrive in fewer, larger pieces: fewer callbacks and polls.

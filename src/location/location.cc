@@ -4,6 +4,7 @@
 
 #include "s3/s3_backend.h"
 #include "s3/s3_url.h"
+#include "storage/block_cache_backend.h"
 #include "storage/local_backend.h"
 #include "storage/retrying_backend.h"
 
@@ -46,8 +47,9 @@ Result<std::unique_ptr<storage::Backend>> Open(const std::string& where, const O
     return std::unique_ptr<storage::Backend>(std::move(local));
   }
   VMBACKUP_ASSIGN_OR_RETURN(auto bucket, OpenBucket(where, o, /*create_bucket=*/false));
-  return std::unique_ptr<storage::Backend>(
-      std::make_unique<storage::RetryingBackend>(std::move(bucket)));
+  // Packs are read by blocks (storage/block_cache_backend.h), each block retried on its own.
+  return std::unique_ptr<storage::Backend>(std::make_unique<storage::BlockCacheBackend>(
+      std::make_unique<storage::RetryingBackend>(std::move(bucket))));
 }
 
 Result<std::unique_ptr<storage::Backend>> Create(const std::string& where, const Options& o) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -550,23 +551,39 @@ Status Repository::LoadInto(BlobType type, std::span<const Id> ids,
   std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
     return a.loc.pack != b.loc.pack ? a.loc.pack < b.loc.pack : a.loc.offset < b.loc.offset;
   });
+  // A deduplicated disk names one blob many times (a repeated pattern, a template's blocks):
+  // each stored blob is read and decoded once, and copied to the other buffers that want it.
+  // `blobs[u]` is items[blobs[u].first, blobs[u].last), all at one location.
+  struct Same {
+    size_t first, last;
+  };
+  std::vector<Same> blobs;
+  for (size_t a = 0; a < items.size();) {
+    size_t b = a + 1;
+    while (b < items.size() && items[b].loc.pack == items[a].loc.pack &&
+           items[b].loc.offset == items[a].loc.offset)
+      ++b;
+    blobs.push_back({a, b});
+    a = b;
+  }
   // Runs of adjacent blobs (at most 8 MiB each) are read with one request each, into a buffer
   // each thread keeps; the thread then decodes the run's blobs into their buffers. Blobs apart
   // by at most the backend's CoalesceGap join a run too (a remote store: the gap's bytes cost
   // less than another request).
   struct Run {
-    size_t first, last;  // items[first, last)
+    size_t first, last;  // blobs[first, last)
   };
   std::vector<Run> runs;
   constexpr uint64_t kMaxRun = 8 << 20;
   const uint64_t gap = backend_->CoalesceGap();
-  for (size_t a = 0; a < items.size();) {
+  auto loc_of = [&](size_t u) -> const BlobLocation& { return items[blobs[u].first].loc; };
+  for (size_t a = 0; a < blobs.size();) {
     size_t b = a + 1;
-    uint64_t end = items[a].loc.offset + items[a].loc.stored_length;
-    while (b < items.size() && items[b].loc.pack == items[a].loc.pack &&
-           items[b].loc.offset >= end && items[b].loc.offset - end <= gap &&
-           items[b].loc.offset + items[b].loc.stored_length - items[a].loc.offset <= kMaxRun) {
-      end = items[b].loc.offset + items[b].loc.stored_length;
+    uint64_t end = loc_of(a).offset + loc_of(a).stored_length;
+    while (b < blobs.size() && loc_of(b).pack == loc_of(a).pack && loc_of(b).offset >= end &&
+           loc_of(b).offset - end <= gap &&
+           loc_of(b).offset + loc_of(b).stored_length - loc_of(a).offset <= kMaxRun) {
+      end = loc_of(b).offset + loc_of(b).stored_length;
       ++b;
     }
     runs.push_back({a, b});
@@ -575,27 +592,44 @@ Status Repository::LoadInto(BlobType type, std::span<const Id> ids,
   std::vector<Status> errors(ids.size());
   workers_.ParallelFor(runs.size(), [&](size_t r) {
     thread_local std::vector<uint8_t> buffer;
-    const Item& head = items[runs[r].first];
-    const Item& tail = items[runs[r].last - 1];
-    const uint64_t length = tail.loc.offset + tail.loc.stored_length - head.loc.offset;
+    const BlobLocation& head = loc_of(runs[r].first);
+    const BlobLocation& tail = loc_of(runs[r].last - 1);
+    const uint64_t length = tail.offset + tail.stored_length - head.offset;
     if (buffer.size() < length) buffer.resize(length);
-    Status read = backend_->ReadRange({storage::ObjectType::kPack, head.loc.pack.Hex()},
-                                      head.loc.offset, {buffer.data(), length});
-    for (size_t k = runs[r].first; k < runs[r].last; ++k) {
-      const Item& it = items[k];
-      const size_t i = it.index;
+    Status read = backend_->ReadRange({storage::ObjectType::kPack, head.pack.Hex()}, head.offset,
+                                      {buffer.data(), length});
+    for (size_t u = runs[r].first; u < runs[r].last; ++u) {
+      const BlobLocation& loc = loc_of(u);
+      const size_t i = items[blobs[u].first].index;
       if (!read.ok()) {
         errors[i] = read;
-      } else if (outs[i].size() != it.loc.raw_length) {
+      } else if (outs[i].size() != loc.raw_length) {
         errors[i] = CorruptionError(StrFormat("the index says %u bytes, %zu were expected",
-                                              it.loc.raw_length, outs[i].size()));
+                                              loc.raw_length, outs[i].size()));
       } else {
-        std::span<const uint8_t> stored(buffer.data() + (it.loc.offset - head.loc.offset),
-                                        it.loc.stored_length);
+        std::span<const uint8_t> stored(buffer.data() + (loc.offset - head.offset),
+                                        loc.stored_length);
         bool bound = false;  // a checksum or a GCM tag tied the plaintext to its id
         errors[i] = codec_.DecodeInto(stored, BlobAad(type, ids[i]), outs[i], &bound);
         if (errors[i].ok() && !bound && codec_.IdOf(outs[i]) != ids[i])
           errors[i] = CorruptionError("content does not match its id");
+      }
+      for (size_t k = blobs[u].first + 1; k < blobs[u].last; ++k) {
+        const size_t j = items[k].index;
+        if (!errors[i].ok()) {
+          errors[j] = errors[i];
+          continue;
+        }
+        if (ids[j] != ids[i]) {
+          errors[j] = CorruptionError("the index puts two blobs at one place");
+          continue;
+        }
+        if (outs[j].size() != loc.raw_length) {
+          errors[j] = CorruptionError(StrFormat("the index says %u bytes, %zu were expected",
+                                                loc.raw_length, outs[j].size()));
+          continue;
+        }
+        std::memcpy(outs[j].data(), outs[i].data(), outs[i].size());
       }
     }
   });

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -381,6 +382,54 @@ TEST(Repository, LoadIntoChecksSizes) {
   EXPECT_EQ(s.code(), ErrorCode::kCorruption) << s.ToString();
   EXPECT_NE(s.message().find(ib->Hex()), std::string::npos);
   EXPECT_EQ(repo->LoadInto(BlobType::kTree, ids, outs).code(), ErrorCode::kCorruption);
+}
+
+// Forwards to a MemBackend and counts the ranged reads.
+class CountingReads final : public storage::Backend {
+ public:
+  std::atomic<int> reads{0};
+  Status Save(const storage::ObjectRef& r, std::span<const uint8_t> d) override {
+    return mem_.Save(r, d);
+  }
+  Result<std::vector<uint8_t>> Load(const storage::ObjectRef& r) override { return mem_.Load(r); }
+  Status ReadRange(const storage::ObjectRef& r, uint64_t offset, std::span<uint8_t> out) override {
+    ++reads;
+    return mem_.ReadRange(r, offset, out);
+  }
+  Result<storage::ObjectInfo> Stat(const storage::ObjectRef& r) override { return mem_.Stat(r); }
+  Result<std::vector<storage::ObjectInfo>> List(storage::ObjectType t) override {
+    return mem_.List(t);
+  }
+  Status Delete(const storage::ObjectRef& r) override { return mem_.Delete(r); }
+  std::string location() const override { return "counting"; }
+
+ private:
+  storage::MemBackend mem_;
+};
+
+// A deduplicated disk names one blob many times in one read (a repeated pattern): the blob is
+// read and decoded once and every buffer that wants it gets it; a wrong buffer among them is
+// still refused.
+TEST(Repository, LoadIntoReadsABlobNamedManyTimesOnce) {
+  auto counting = std::make_unique<CountingReads>();
+  CountingReads* backend = counting.get();
+  auto repo = NewRepo(std::move(counting));
+  ASSERT_TRUE(repo);
+  auto a = MixedDisk(kChunk, 3), b = MixedDisk(kChunk, 4);
+  auto ia = repo->Store(BlobType::kChunk, a), ib = repo->Store(BlobType::kChunk, b);
+  ASSERT_TRUE(ia && ib);
+  ASSERT_TRUE(repo->Flush().ok());
+  std::vector<std::vector<uint8_t>> bufs(5, std::vector<uint8_t>(kChunk));
+  std::vector<Id> ids = {*ia, *ib, *ia, *ia, *ib};
+  std::vector<std::span<uint8_t>> outs(bufs.begin(), bufs.end());
+  backend->reads = 0;
+  ASSERT_TRUE(repo->LoadInto(BlobType::kChunk, ids, outs).ok());
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(bufs[i], ids[i] == *ia ? a : b) << i;
+  EXPECT_EQ(backend->reads, 1);  // the two blobs lie side by side in one pack
+  std::vector<uint8_t> small(kChunk / 2);
+  outs[3] = small;
+  Status s = repo->LoadInto(BlobType::kChunk, ids, outs);
+  EXPECT_EQ(s.code(), ErrorCode::kCorruption) << s.ToString();
 }
 
 // A version 1 repository (no checksums) opens, reads and takes new points in version 1 blobs,
