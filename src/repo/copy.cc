@@ -40,32 +40,53 @@ class DiskCopier {
       Count(length);
       return w_.ReferenceChunk(disk_, offset, id);
     }
-    batch_.push_back({index, id});
-    return batch_.size() == kBatchChunks ? Flush() : Status::Ok();
+    filling_.push_back({index, id});
+    if (filling_.size() < kBatchChunks) return Status::Ok();
+    // The source starts fetching this batch (a remote store: in the background) while the one
+    // before is stored, so that the network and the store's work overlap.
+    std::vector<Id> ids;
+    for (const auto& chunk : filling_) ids.push_back(chunk.second);
+    from_.Prefetch(ids);
+    Status s = Store(batch_);
+    batch_.swap(filling_);
+    filling_.clear();
+    return s;
   }
 
+  // Stores what was added and not stored yet.
   Status Flush() {
-    if (batch_.empty()) return Status::Ok();
+    VMBACKUP_RETURN_IF_ERROR(Store(batch_));
+    batch_.clear();
+    Status s = Store(filling_);
+    filling_.clear();
+    return s;
+  }
+
+ private:
+  using Batch = std::vector<std::pair<uint64_t, Id>>;
+
+  Status Store(const Batch& batch) {
+    if (batch.empty()) return Status::Ok();
     std::vector<Id> ids;
     std::vector<uint64_t> offsets;
     uint64_t total = 0;
-    for (const auto& [index, id] : batch_) {
+    for (const auto& [index, id] : batch) {
       ids.push_back(id);
       offsets.push_back(total);
       total += std::min(d_.chunk_size, d_.capacity - index * d_.chunk_size);
     }
     buffer_.resize(total);
     std::vector<std::span<uint8_t>> outs;
-    for (size_t i = 0; i < batch_.size(); ++i) {
-      const uint64_t end = i + 1 < batch_.size() ? offsets[i + 1] : total;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const uint64_t end = i + 1 < batch.size() ? offsets[i + 1] : total;
       outs.push_back(std::span<uint8_t>(buffer_).subspan(offsets[i], end - offsets[i]));
     }
     VMBACKUP_RETURN_IF_ERROR(from_.LoadInto(BlobType::kChunk, ids, outs)
                                  .WithContext(StrFormat("disk %d of the source", d_.key)));
-    for (size_t i = 0; i < batch_.size(); ++i) {
+    for (size_t i = 0; i < batch.size(); ++i) {
       bool fresh = false;
       VMBACKUP_RETURN_IF_ERROR(
-          w_.WriteChunk(disk_, batch_[i].first * d_.chunk_size, outs[i], &fresh));
+          w_.WriteChunk(disk_, batch[i].first * d_.chunk_size, outs[i], &fresh));
       ++report_.chunks_read;
       report_.bytes_read += outs[i].size();
       if (fresh) {
@@ -74,11 +95,9 @@ class DiskCopier {
       }
       Count(outs[i].size());
     }
-    batch_.clear();
     return Status::Ok();
   }
 
- private:
   void Count(uint64_t bytes) {
     if (progress_) progress_->fetch_add(bytes, std::memory_order_relaxed);
   }
@@ -90,7 +109,8 @@ class DiskCopier {
   const PointDisk& d_;
   CopyReport& report_;
   std::atomic<uint64_t>* progress_;
-  std::vector<std::pair<uint64_t, Id>> batch_;
+  Batch batch_;    // full, asked of the source ahead: stored next
+  Batch filling_;  // being added to
   std::vector<uint8_t> buffer_;
 };
 
