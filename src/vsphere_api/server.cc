@@ -258,6 +258,9 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                 impl->options.tls.cert_file);
   impl->root_real = root;
   Impl* p = impl.get();
+  // Answers go out as written: with Nagle's algorithm a response's last piece waited for the
+  // client's delayed ACK, 40 ms per call on a kept-alive connection (measured with curl).
+  p->http.set_tcp_nodelay(true);
   p->http.set_keep_alive_max_count(100000);
   p->http.set_keep_alive_timeout(60);
   p->http.set_read_timeout(60);
