@@ -88,6 +88,9 @@ void AddSourceOptions(CLI::App* c, SourceOpts& o, const std::string& what, bool 
   c->add_option("--disk-dir", o.disk_dir,
                 "libvirt restores to a new domain: the folder of its disks (default: "
                 "/var/lib/libvirt/images)");
+  c->add_option("--disk-pool", o.disk_pool,
+                "libvirt on another host, restores to a new domain: the storage pool there for "
+                "its disks, raw volumes uploaded through libvirt (default: default)");
 }
 
 Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o) {
@@ -116,6 +119,7 @@ Result<std::unique_ptr<hv::Hypervisor>> ConnectSource(const SourceOpts& o) {
     hv::libvirt::DriverOptions lo;
     lo.new_disk_format = o.disk_format;
     lo.new_disk_dir = o.disk_dir;
+    lo.new_disk_pool = o.disk_pool;
     if (!o.nbd_host.empty()) lo.nbd_host = o.nbd_host;
     if (!o.nbd_tls_dir.empty()) lo.nbd_tls_dir = o.nbd_tls_dir;
     if (o.nbd_port != 0) lo.nbd_port = o.nbd_port;

@@ -1,12 +1,14 @@
 #include "io/posix_file.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <vector>
 
 #include "io/mem_device.h"
+#include "io/temp_dir.h"
 
 namespace vmbackup::io {
 namespace {
@@ -85,6 +87,23 @@ TEST(MemDevice, GrowsAndBounds) {
   auto all = m.AllocatedExtents(0, 100);
   ASSERT_TRUE(all);
   EXPECT_EQ(all->total_bytes(), 14u);
+}
+
+TEST(TempDir, IsPrivateAndGoesWithItsFiles) {
+  std::string path;
+  {
+    auto dir = TempDir::Make("vmbackup-test");
+    ASSERT_TRUE(dir.ok()) << dir.error().ToString();
+    path = dir->path();
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+    EXPECT_EQ(st.st_mode & 0777, 0700u);
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(path, "a"), "x").ok());
+    TempDir moved(std::move(*dir));  // the moved-from one removes nothing
+    EXPECT_TRUE(PathExists(JoinPath(path, "a")));
+  }
+  EXPECT_FALSE(PathExists(path));
 }
 
 }  // namespace

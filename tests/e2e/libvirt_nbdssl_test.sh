@@ -10,7 +10,9 @@
 #   no job, scratch file or marker stays;
 # - a "remote" libvirt (qemu+ext://127.0.0.2/..., this libvirtd through a relay): the job
 #   listens on the URI's host with its scratch files in a folder there, by default over
-#   nbdssl; nbd says why not; a domain that is off, and a restore to a new domain, are refused;
+#   nbdssl; nbd says why not; a domain that is off is refused; a restore to a new domain there
+#   makes raw volumes in a storage pool, uploads them (sparse) and compares them; qcow2 and a
+#   missing pool are refused, leaving nothing; a domain an interrupted restore left is replaced;
 # - with nbd asked for, the job serves on a unix socket as before.
 source "$(dirname "$0")/functions.sh"
 libvirt_setup
@@ -169,11 +171,53 @@ if "$VMBACKUP" backup "${SSL[@]}" --transport nbd --vm "$D" --no-progress \
 fi
 grep -F "that is the nbdssl transport" nbd.out >/dev/null || fail "nbd does not say why: $(cat nbd.out)"
 no_job_left "after nbd refused"
-if "$VMBACKUP" restore "$(json_field b5.json "j['id']")" "${SSL[@]}" --to-vm --name "$D-copy" \
-  > newvm.out 2>&1; then
-  fail "a restore made a domain on the remote libvirt"
-fi
-grep -F "127.0.0.2" newvm.out >/dev/null || fail "the refusal does not name the host: $(cat newvm.out)"
+cp exp.raw exp5.raw
+
+echo "== a restore to a new domain there: raw volumes of a storage pool, uploaded through libvirt"
+P=vmbt-ssl-pool-$$
+mkdir pool
+virsh pool-create-as "$P" dir --target "$PWD/pool" >/dev/null || fail "create pool $P"
+trap 'virsh pool-destroy "$P" >/dev/null 2>&1; libvirt_cleanup; rm -rf "$SCRATCH"' EXIT
+C=$D-copy
+LIBVIRT_DOMAINS+=("$C")
+new_domain() {  # new_domain OUT ARGS...: restore point 5 to domain C on the remote libvirt
+  local out=$1
+  shift
+  "$VMBACKUP" restore "$(json_field b5.json "j['id']")" "${SSL[@]}" --to-vm --name "$C" "$@" \
+    > "$out" 2>&1
+}
+expect_refused() {  # expect_refused OUT TEXT: the restore failed saying TEXT, and made nothing
+  grep -F "$2" "$1" >/dev/null || fail "the refusal does not say '$2': $(cat "$1")"
+  ! virsh dominfo "$C" >/dev/null 2>&1 || fail "a refused restore defined $C"
+  [ -z "$(ls -A pool)" ] || fail "a refused restore left volumes: $(ls -A pool)"
+}
+new_domain q.out --disk-format qcow2 && fail "a qcow2 disk was made on the remote libvirt"
+expect_refused q.out "raw volumes"
+new_domain nopool.out --disk-pool "nosuch-$$" && fail "a restore used a pool that is not there"
+expect_refused nopool.out "nosuch-$$"
+new_domain new.json --disk-pool "$P" --json --verify || fail "restore to a new domain there: $(cat new.json)"
+vol=$PWD/pool/$C-vda.img
+virsh dumpxml "$C" | grep -F "$vol" >/dev/null || fail "the new domain's disk: $(virsh dumpxml "$C")"
+virsh vol-info --pool "$P" "$C-vda.img" >/dev/null || fail "the disk is no volume of $P"
+cmp -s "$vol" exp5.raw || fail "the new domain's disk differs from point 5"
+[ "$(stat -c %b "$vol")" -lt 8192 ] || fail "the volume was not written sparse: $(du -h "$vol")"
+[ "$(json_field new.json "j['disks'][0]['transport']")" = nbdssl ] ||
+  fail "the upload does not say nbdssl: $(cat new.json)"
+[ "$(json_field new.json "j['disks'][0]['verified']")" = True ] || fail "not verified: $(cat new.json)"
+[ -z "$(virsh metadata "$C" https://vmbackup.dev/libvirt/1 2>/dev/null)" ] ||
+  fail "the new domain is still blocked: $(virsh metadata "$C" https://vmbackup.dev/libvirt/1)"
+ls -d "${TMPDIR:-/tmp}"/vmbackup-volume-* 2>/dev/null && fail "a staging folder is left"
+new_domain again.out --disk-pool "$P" && fail "a second restore replaced the domain"
+grep -F "exists" again.out >/dev/null || fail "no 'exists': $(cat again.out)"
+# A domain an interrupted restore left (it says so in its power-on block) is replaced, with its
+# volumes.
+virsh metadata "$C" https://vmbackup.dev/libvirt/1 --key vmbackup --config \
+  --set "<powerOnBlock reason='vmbackup: incomplete restore of point x'/>" >/dev/null ||
+  fail "set the block"
+qemu-io -f raw -c "write -P 0x77 0 64k" "$vol" >/dev/null
+new_domain replaced.json --disk-pool "$P" --json || fail "replace: $(cat replaced.json)"
+grep -F "replaced" replaced.json >/dev/null || fail "the report does not say it replaced: $(cat replaced.json)"
+cmp -s "$vol" exp5.raw || fail "the replaced domain's disk differs from point 5"
 virsh destroy "$D" >/dev/null
 if "$VMBACKUP" backup "${SSL[@]}" --vm "$D" --no-progress > off.out 2>&1; then
   fail "a remote domain that is off was backed up"

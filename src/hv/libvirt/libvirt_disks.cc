@@ -7,6 +7,7 @@
 #include "base/strings.h"
 #include "hv/libvirt/libvirt_driver.h"
 #include "hv/libvirt/session.h"
+#include "hv/libvirt/volume_upload.h"
 
 namespace vmbackup::hv::libvirt {
 namespace {
@@ -192,6 +193,29 @@ Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenSan(const VmInfo& vm, Ses
       StrFormat("%s disk %s (%s)", vm.name.c_str(), d->dd.target.c_str(), d->dd.source.c_str())));
 }
 
+Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenUpload(const VmInfo& vm, Session& s,
+                                                              int key) {
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = volumes_.find(vm.name);
+    if (it != volumes_.end() && it->second.count(key)) path = it->second.at(key);
+  }
+  if (path.empty())
+    return NotFoundError(
+        StrFormat("no volume of disk %d of %s was made here", key, vm.name.c_str()));
+  virStorageVolPtr v = virStorageVolLookupByPath(conn_.get(), path.c_str());
+  if (!v) return LastError("find volume " + path + " on " + remote_host_);
+  VolumePtr vol(v);
+  const Session::Disk* d = s.FindDisk(key);
+  VMBACKUP_ASSIGN_OR_RETURN(
+      auto access, VolumeUploadAccess::Make(
+                       conn_.get(), std::move(vol), d->capacity,
+                       StrFormat("%s disk %s (volume %s on %s)", vm.name.c_str(),
+                                 d->dd.target.c_str(), path.c_str(), remote_host_.c_str())));
+  return std::unique_ptr<DiskAccess>(std::move(access));
+}
+
 std::string LibvirtDriver::TransportRefusal(const Session& s, TransportMode m,
                                             OpenMode mode) const {
   const bool tls_job = s.server.socket.empty();
@@ -202,6 +226,13 @@ std::string LibvirtDriver::TransportRefusal(const Session& s, TransportMode m,
       return "";
     case TransportMode::kNbd:
     case TransportMode::kNbdSsl:
+      if (s.upload && mode == OpenMode::kWrite) {
+        if (m == TransportMode::kNbd) {
+          return "the new domain's volumes on " + remote_host_ +
+                 " are written through libvirt's connection: that is the nbdssl transport";
+        }
+        return "";
+      }
       if (!s.online) return "the domain is off: no backup job serves its disks";
       if (mode == OpenMode::kWrite) return "a backup job's export is read-only";
       if (m == TransportMode::kNbd && tls_job) {
@@ -228,6 +259,7 @@ Result<std::unique_ptr<DiskAccess>> LibvirtDriver::OpenDisk(
     std::string why = TransportRefusal(*s, m, mode);
     if (why.empty()) {
       auto a = m == TransportMode::kSan ? OpenSan(vm, *s, device_key, mode)
+               : s->upload              ? OpenUpload(vm, *s, device_key)
                                         : OpenExport(vm, *s, device_key);
       if (a) return a;
       why = a.error().message();

@@ -319,7 +319,8 @@ Result<SnapshotRef> LibvirtDriver::CreateSnapshot(const VmInfo& vm, std::string_
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
   VMBACKUP_ASSIGN_OR_RETURN(std::unique_ptr<Session> s,
                             NewSession(dom.get(), vm, std::string(name), options.since));
-  if (!s->online && !remote_host_.empty()) {
+  s->upload = !s->online && !remote_host_.empty() && MadeHere(vm.name);
+  if (!s->online && !remote_host_.empty() && !s->upload) {
     return FailedPreconditionError("domain " + vm.name + " on " + remote_host_ +
                                    " is off: its images are not files here, and only a running "
                                    "domain's backup job serves them over the network");

@@ -25,7 +25,9 @@
 // - A remote libvirt (qemu+ssh://HOST/system): its jobs serve over TCP with TLS, read through
 //   the nbdssl transport; locally too when nbdssl is asked for without nbd. Their scratch files
 //   go to a folder of that host (remote_scratch_dir). The images of a remote domain are not
-//   files here: it is backed up while it runs, and restored to files.
+//   files here: it is backed up while it runs. A restore to a new domain there makes its disks
+//   raw volumes of a storage pool and writes them through libvirt's own connection (volume
+//   upload, as nbdssl: VolumeUploadAccess); in place, only restores to files.
 // - Quiesce: the guest agent's fsfreeze around the job's start.
 // - The power-on block is recorded in the domain's metadata (libvirt cannot forbid a start;
 //   while a restore writes, qemu-nbd holds the image's write lock, so QEMU cannot open it).
@@ -51,6 +53,9 @@ struct DriverOptions {
   // New domains' disks: this format ("qcow2" or "raw"; "" keeps the original's) in this
   // folder ("" = libvirt's default pool, /var/lib/libvirt/images for root).
   std::string new_disk_format, new_disk_dir;
+  // A remote libvirt's new domains: their disks are raw volumes of this storage pool, uploaded
+  // through libvirt's connection ("" = "default").
+  std::string new_disk_pool;
   int max_connections_per_disk = 4;
   // Jobs served over TCP with TLS (the nbdssl transport; always for a remote libvirt): the
   // address QEMU listens on and vmbackup connects to ("" = the URI's host, or localhost), the
@@ -123,6 +128,12 @@ class LibvirtDriver final : public Hypervisor {
                                                    nbd::NbdDisk::Options o);
   // Why transport `m` cannot serve `s`, or "" when it can.
   std::string TransportRefusal(const Session& s, TransportMode m, OpenMode mode) const;
+  // A remote libvirt's new domain (made by this driver): its disks' volumes, and writing one.
+  bool MadeHere(const std::string& vm_name);
+  Result<std::unique_ptr<DiskAccess>> OpenUpload(const VmInfo& vm, Session& s, int key);
+  Result<std::vector<NewDisk>> CreateVolumes(const std::string& name,
+                                             const std::vector<DomainDisk>& disks,
+                                             const std::vector<uint64_t>& capacities);
 
   std::string uri_;
   std::string remote_host_;  // "" for this machine's libvirt
@@ -130,6 +141,8 @@ class LibvirtDriver final : public Hypervisor {
   DriverOptions options_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Session>> sessions_;
+  // Remote domains this driver defined: name -> device key -> volume path.
+  std::map<std::string, std::map<int, std::string>> volumes_;
 };
 
 }  // namespace vmbackup::hv::libvirt

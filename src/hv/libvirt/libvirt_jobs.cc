@@ -222,7 +222,9 @@ Status LibvirtDriver::EndSession(const VmInfo& vm, Session& s) {
   // work on every guest write: they go too, online or off.
   std::vector<DomainDisk> disks;
   for (const auto& d : s.disks) disks.push_back(d->dd);
-  RemoveStaleBitmaps(dom.get(), vm.name, disks, !s.online).status().IgnoreError();  // hygiene
+  // (Offline that takes qemu-img on the images: only when they are files here.)
+  if (s.online || remote_host_.empty())
+    RemoveStaleBitmaps(dom.get(), vm.name, disks, !s.online).status().IgnoreError();  // hygiene
   ::unlink(MarkerPath(s.dir).c_str());
   ::rmdir(s.dir.c_str());  // empty now, unless someone else's files are in it
   return Status::Ok();

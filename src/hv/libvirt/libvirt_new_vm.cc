@@ -1,4 +1,5 @@
-// Restores to a new domain: its disk files and its definition; and removing such a domain.
+// Restores to a new domain: its disk files (on a remote libvirt, volumes of a storage pool) and
+// its definition; and removing such a domain.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include "base/subprocess.h"
 #include "hv/libvirt/libvirt_driver.h"
 #include "io/posix_file.h"
+#include "xml/xml.h"
 
 namespace vmbackup::hv::libvirt {
 
@@ -17,14 +19,79 @@ std::string DefaultImagesDir() {
   return std::string(home ? home : ".") + "/.local/share/libvirt/images";
 }
 
+namespace {
+
+// Deletes the volume at `path` of a storage pool; kNotFound when no pool holds it.
+Status DeleteVolume(virConnectPtr conn, const std::string& path) {
+  virStorageVolPtr v = virStorageVolLookupByPath(conn, path.c_str());
+  if (!v) return LastError("find volume " + path);
+  VolumePtr vol(v);
+  if (virStorageVolDelete(v, 0) < 0) return LastError("delete volume " + path);
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool LibvirtDriver::MadeHere(const std::string& vm_name) {
+  std::lock_guard<std::mutex> l(mu_);
+  return volumes_.count(vm_name) > 0;
+}
+
+Result<std::vector<NewDisk>> LibvirtDriver::CreateVolumes(const std::string& name,
+                                                          const std::vector<DomainDisk>& disks,
+                                                          const std::vector<uint64_t>& capacities) {
+  const std::string where = "libvirt on " + remote_host_;
+  if (options_.new_disk_format == "qcow2") {
+    return NotSupportedError(where +
+                             ": new disks there are raw volumes, uploaded through libvirt's "
+                             "connection as they are (a qcow2 would have to be made here "
+                             "first); leave out --disk-format qcow2");
+  }
+  if (!options_.new_disk_dir.empty()) {
+    return InvalidArgumentError(where +
+                                ": new disks go to a storage pool there (--disk-pool), "
+                                "not to a folder (--disk-dir)");
+  }
+  const std::string pool_name = options_.new_disk_pool.empty() ? "default" : options_.new_disk_pool;
+  virStoragePoolPtr p = virStoragePoolLookupByName(conn_.get(), pool_name.c_str());
+  if (!p) return LastError(where + ": storage pool " + pool_name + " (--disk-pool)");
+  PoolPtr pool(p);
+  if (virStoragePoolIsActive(p) != 1) {
+    return FailedPreconditionError(where + ": storage pool " + pool_name +
+                                   " is not active (virsh pool-start " + pool_name + ")");
+  }
+  std::vector<NewDisk> made;
+  for (size_t i = 0; i < disks.size(); ++i) {
+    const std::string vol_name = name + "-" + disks[i].target + ".img";
+    const std::string xml =
+        "<volume><name>" + xml::Escape(vol_name) + "</name><capacity unit='bytes'>" +
+        std::to_string(capacities[i]) +
+        "</capacity><allocation unit='bytes'>0</allocation><target><format type='raw'/>"
+        "</target></volume>";
+    virStorageVolPtr v = virStorageVolCreateXML(p, xml.c_str(), 0);
+    std::string path = v ? TakeString(virStorageVolGetPath(v)) : "";
+    Status error = !v ? LastError(where + ": create volume " + vol_name + " in pool " + pool_name)
+                   : path.empty() ? LastError(where + ": path of volume " + vol_name)
+                                  : Status::Ok();
+    if (v) {
+      if (!error.ok()) virStorageVolDelete(v, 0);
+      virStorageVolFree(v);
+    }
+    if (!error.ok()) {
+      for (const auto& d : made) DeleteVolume(conn_.get(), d.path).IgnoreError();  // undo
+      return error;
+    }
+    NewDisk nd;
+    nd.path = path;
+    nd.format = "raw";
+    made.push_back(nd);
+  }
+  return made;
+}
+
 Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string& config,
                                        const std::vector<uint64_t>& capacities,
                                        const std::string& power_on_block) {
-  if (!remote_host_.empty()) {
-    return NotSupportedError("libvirt on " + remote_host_ +
-                             ": new domains are made on this machine's libvirt, where their disks "
-                             "are written (restore to files and copy them there)");
-  }
   if (!SafeDomainName(name)) {
     return InvalidArgumentError("domain name '" + std::string(name) +
                                 "': use letters, digits, '-', '_' and '.' (it names its files)");
@@ -37,11 +104,21 @@ Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string&
     return InvalidArgumentError(StrFormat("the saved domain has %zu disks, the point %zu",
                                           disks.size(), capacities.size()));
   }
+  const bool remote = !remote_host_.empty();
   std::vector<NewDisk> made;
   auto undo = [&] {
-    for (const auto& d : made) ::unlink(d.path.c_str());
+    for (const auto& d : made) {
+      if (remote) {
+        DeleteVolume(conn_.get(), d.path).IgnoreError();  // best effort: the error is returned
+      } else {
+        ::unlink(d.path.c_str());
+      }
+    }
   };
-  for (size_t i = 0; i < disks.size(); ++i) {
+  if (remote) {
+    VMBACKUP_ASSIGN_OR_RETURN(made, CreateVolumes(std::string(name), disks, capacities));
+  }
+  for (size_t i = 0; i < disks.size() && !remote; ++i) {
     NewDisk nd;
     nd.format = !options_.new_disk_format.empty() ? options_.new_disk_format
                 : disks[i].format == "raw"        ? "raw"
@@ -78,6 +155,11 @@ Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string&
   }
   virDomainFree(dom);
   VMBACKUP_ASSIGN_OR_RETURN(VmInfo vm, GetVm(name));
+  if (remote) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto& volumes = volumes_[vm.name];
+    for (size_t i = 0; i < made.size(); ++i) volumes[kFirstDeviceKey + int(i)] = made[i].path;
+  }
   if (!power_on_block.empty()) {
     VMBACKUP_RETURN_IF_ERROR(SetPowerOnBlock(vm, power_on_block));
     vm.power_on_block = power_on_block;
@@ -89,9 +171,6 @@ Status LibvirtDriver::DestroyVm(const VmInfo& vm) {
   VMBACKUP_ASSIGN_OR_RETURN(DomainPtr dom, Domain(vm.name));
   VMBACKUP_ASSIGN_OR_RETURN(const bool off, IsOff(dom.get(), vm.name));
   if (!off) return FailedPreconditionError("domain " + vm.name + " runs: it is not destroyed");
-  if (!remote_host_.empty())
-    return NotSupportedError("libvirt on " + remote_host_ +
-                             ": its domains' disks are not files here");
   const std::string config = TakeString(virDomainGetXMLDesc(dom.get(), VIR_DOMAIN_XML_INACTIVE));
   VMBACKUP_ASSIGN_OR_RETURN(DomainDesc desc, ParseDomainXml(config));
   if (virDomainUndefineFlags(dom.get(), VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
@@ -99,7 +178,19 @@ Status LibvirtDriver::DestroyVm(const VmInfo& vm) {
                                             VIR_DOMAIN_UNDEFINE_MANAGED_SAVE) < 0) {
     return LastError("undefine domain " + vm.name);
   }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    volumes_.erase(vm.name);
+  }
   for (const auto& d : BackupDisks(desc)) {
+    if (!remote_host_.empty()) {
+      // There, only what a storage pool holds can be deleted (a disk that is no volume stays).
+      if (d.type == "file") {
+        Status s = DeleteVolume(conn_.get(), d.source);
+        if (!s.ok() && s.code() != ErrorCode::kNotFound) return s;
+      }
+      continue;
+    }
     struct stat st {};
     if (d.type == "file" && ::lstat(d.source.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         ::unlink(d.source.c_str()) != 0) {

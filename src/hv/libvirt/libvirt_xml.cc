@@ -34,6 +34,13 @@ Result<DomainDesc> ParseDomainXml(std::string_view text) {
     xml::Node backing = disk.child("backingStore");
     dd.has_backing = backing && backing.child("source");
     if (dd.target.empty()) return CorruptionError("libvirt domain XML: a disk has no target");
+    // A target names files (a new domain's disks, a job's scratch files): a saved definition
+    // comes from a repository, which must not choose a path ("../x"). libvirt's are vda, sdb..
+    if (dd.target.size() > 32 ||
+        dd.target.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos) {
+      return CorruptionError("libvirt domain XML: disk target '" + dd.target +
+                             "' is not letters and digits");
+    }
     for (const auto& other : d.disks) {
       if (other.target == dd.target)
         return CorruptionError("libvirt domain XML: two disks have target " + dd.target);

@@ -63,6 +63,13 @@ TEST(LibvirtXmlTest, RefusesWhatIsNotADomain) {
                 .error()
                 .code(),
             ErrorCode::kCorruption);
+  // A target names files: never a path.
+  for (const char* target : {"../../etc/x", "vda/", "", "VDA", "v da"}) {
+    auto bad = ParseDomainXml(std::string("<domain><name>x</name><devices><disk><target dev='") +
+                              target + "'/></disk></devices></domain>");
+    ASSERT_FALSE(bad.ok()) << target;
+    EXPECT_EQ(bad.error().code(), ErrorCode::kCorruption) << target;
+  }
 }
 
 // Instant recovery: each disk a qcow2 overlay over the point's NBD export; errors pause.

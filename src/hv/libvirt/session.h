@@ -26,6 +26,7 @@ int KillOrphanedQemuNbd();
 struct LibvirtDriver::Session {
   std::string id, name;
   bool online = false;
+  bool upload = false;     // a remote new domain's: its disks are written as volume uploads
   std::string dir;         // the domain's run folder
   JobServer server;        // where the job serves (online)
   std::string checkpoint;  // the checkpoint the job created ("" offline or with no bitmaps)

@@ -17,6 +17,7 @@ ErrorCode CodeOf(int number) {
     case VIR_ERR_NO_DOMAIN_BACKUP:
     case VIR_ERR_NO_DOMAIN_SNAPSHOT:
     case VIR_ERR_NO_DOMAIN_METADATA:
+    case VIR_ERR_NO_STORAGE_POOL:
     case VIR_ERR_NO_STORAGE_VOL: return ErrorCode::kNotFound;
     case VIR_ERR_OPERATION_INVALID:
     case VIR_ERR_CHECKPOINT_INCONSISTENT: return ErrorCode::kFailedPrecondition;
@@ -34,8 +35,8 @@ ErrorCode CodeOf(int number) {
     case VIR_ERR_AGENT_UNSYNCED:
     case VIR_ERR_OPERATION_TIMEOUT: return ErrorCode::kUnavailable;
     case VIR_ERR_DOM_EXIST:
-    case VIR_ERR_OPERATION_FAILED:
-    default: return number == VIR_ERR_DOM_EXIST ? ErrorCode::kAlreadyExists : ErrorCode::kIOError;
+    case VIR_ERR_STORAGE_VOL_EXIST: return ErrorCode::kAlreadyExists;
+    default: return ErrorCode::kIOError;
   }
 }
 

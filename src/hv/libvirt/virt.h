@@ -22,7 +22,19 @@ struct DomainFree {
 struct CheckpointFree {
   void operator()(virDomainCheckpointPtr c) const { virDomainCheckpointFree(c); }
 };
+struct PoolFree {
+  void operator()(virStoragePoolPtr p) const { virStoragePoolFree(p); }
+};
+struct VolumeFree {
+  void operator()(virStorageVolPtr v) const { virStorageVolFree(v); }
+};
+struct StreamFree {
+  void operator()(virStreamPtr s) const { virStreamFree(s); }
+};
 using ConnectPtr = std::unique_ptr<virConnect, ConnectClose>;
+using PoolPtr = std::unique_ptr<virStoragePool, PoolFree>;
+using VolumePtr = std::unique_ptr<virStorageVol, VolumeFree>;
+using StreamPtr = std::unique_ptr<virStream, StreamFree>;
 using DomainPtr = std::unique_ptr<virDomain, DomainFree>;
 using CheckpointPtr = std::unique_ptr<virDomainCheckpoint, CheckpointFree>;
 

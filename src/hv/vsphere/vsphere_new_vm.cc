@@ -2,7 +2,6 @@
 // datastore map when it is mounted here, else uploaded through the file service), the VM is
 // registered (RegisterVM_Task), and disks written over https are kept in a local file and
 // uploaded whole, since the file service cannot write parts of a file.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include "hv/vsphere/new_vm_config.h"
 #include "hv/vsphere/vsphere_driver.h"
 #include "io/posix_file.h"
+#include "io/temp_dir.h"
 
 namespace vmbackup::hv::vsphere {
 namespace {
@@ -25,34 +25,6 @@ using xml::Escape;
 std::string El(const char* name, const std::string& text) {
   return std::string("<") + name + ">" + Escape(text) + "</" + name + ">";
 }
-
-// A private temporary folder, removed with everything in it.
-class ScratchDir {
- public:
-  static Result<ScratchDir> Make() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/vmbackup-upload-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) return PosixError("mkdtemp " + tmpl, errno);
-    return ScratchDir(tmpl);
-  }
-  ScratchDir(ScratchDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
-  ~ScratchDir() {
-    if (path_.empty()) return;
-    if (DIR* d = ::opendir(path_.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") ::unlink(io::JoinPath(path_, n).c_str());
-      }
-      ::closedir(d);
-    }
-    ::rmdir(path_.c_str());
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  explicit ScratchDir(std::string p) : path_(std::move(p)) {}
-  std::string path_;
-};
 
 // Reads a local file for an upload.
 std::function<Status(uint64_t, std::span<uint8_t>)> FileReader(std::shared_ptr<io::PosixFile> f) {
@@ -67,7 +39,7 @@ class UploadAccess final : public DiskAccess {
   static Result<std::unique_ptr<UploadAccess>> Make(const std::string& file_name, uint64_t capacity,
                                                     uint32_t cid, std::string label,
                                                     Uploader upload) {
-    VMBACKUP_ASSIGN_OR_RETURN(ScratchDir dir, ScratchDir::Make());
+    VMBACKUP_ASSIGN_OR_RETURN(io::TempDir dir, io::TempDir::Make("vmbackup-upload"));
     const std::string path = io::JoinPath(dir.path(), file_name);
     vmdk::CreateOptions co;
     co.type = vmdk::DiskType::kVmfs;
@@ -115,14 +87,14 @@ class UploadAccess final : public DiskAccess {
   }
 
  private:
-  UploadAccess(ScratchDir dir, std::string path, std::unique_ptr<vmdk::Disk> disk,
+  UploadAccess(io::TempDir dir, std::string path, std::unique_ptr<vmdk::Disk> disk,
                std::string label, Uploader upload)
       : dir_(std::move(dir)),
         path_(std::move(path)),
         disk_(std::move(disk)),
         label_(std::move(label)),
         upload_(std::move(upload)) {}
-  ScratchDir dir_;
+  io::TempDir dir_;
   std::string path_;
   std::unique_ptr<vmdk::Disk> disk_;
   std::string label_;
@@ -198,7 +170,7 @@ Result<VmInfo> VsphereDriver::CreateVm(std::string_view name_view, const std::st
     VMBACKUP_RETURN_IF_ERROR(io::WriteFileAtomic(io::JoinPath(dir, name + ".vmx"), cfg.vmx));
   } else {
     // Uploaded: small sparse disks (their size does not grow with the capacity's zeros).
-    VMBACKUP_ASSIGN_OR_RETURN(ScratchDir tmp, ScratchDir::Make());
+    VMBACKUP_ASSIGN_OR_RETURN(io::TempDir tmp, io::TempDir::Make("vmbackup-upload"));
     for (size_t i = 0; i < capacities.size(); ++i) {
       const std::string path = io::JoinPath(tmp.path(), cfg.disk_files[i]);
       vmdk::CreateOptions co;
