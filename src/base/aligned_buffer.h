@@ -4,6 +4,8 @@
 // std::allocator.)
 #pragma once
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -17,6 +19,7 @@ namespace vmbackup {
 class AlignedBuffer {
  public:
   static constexpr size_t kAlign = 4096;
+  static constexpr size_t kHuge = 2 << 20;
 
   AlignedBuffer() = default;
   AlignedBuffer(AlignedBuffer&& o) noexcept
@@ -43,9 +46,15 @@ class AlignedBuffer {
   // Room for `n` bytes in all, so appending up to there never moves the bytes.
   void reserve(size_t n) {
     if (n <= capacity_) return;
-    const size_t capacity = (n + kAlign - 1) / kAlign * kAlign;
-    auto* fresh = static_cast<uint8_t*>(std::aligned_alloc(kAlign, capacity));
+    // Large buffers (packs) in transparent huge pages where the system allows them: the first
+    // touch of fresh memory then faults once per 2 MiB instead of once per 4 KiB (on a VM each
+    // fault also costs the host's work: a 100 MiB incremental spent a third of its CPU there).
+    const bool huge = n >= kHuge;
+    const size_t align = huge ? kHuge : kAlign;
+    const size_t capacity = (n + align - 1) / align * align;
+    auto* fresh = static_cast<uint8_t*>(std::aligned_alloc(align, capacity));
     if (!fresh) throw std::bad_alloc();
+    if (huge) ::madvise(fresh, capacity, MADV_HUGEPAGE);  // a hint: refused, 4 KiB pages
     if (size_) std::memcpy(fresh, data_, size_);
     std::free(data_);
     data_ = fresh;
