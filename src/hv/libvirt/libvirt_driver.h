@@ -131,6 +131,10 @@ class LibvirtDriver final : public Hypervisor {
   // A remote libvirt's new domain (made by this driver): its disks' volumes, and writing one.
   bool MadeHere(const std::string& vm_name);
   Result<std::unique_ptr<DiskAccess>> OpenUpload(const VmInfo& vm, Session& s, int key);
+  // A new domain's disks: files made with qemu-img here, or volumes of a pool on a remote host.
+  Result<std::vector<NewDisk>> CreateFiles(const std::string& name,
+                                           const std::vector<DomainDisk>& disks,
+                                           const std::vector<uint64_t>& capacities);
   Result<std::vector<NewDisk>> CreateVolumes(const std::string& name,
                                              const std::vector<DomainDisk>& disks,
                                              const std::vector<uint64_t>& capacities);

@@ -68,14 +68,14 @@ Result<std::vector<NewDisk>> LibvirtDriver::CreateVolumes(const std::string& nam
         std::to_string(capacities[i]) +
         "</capacity><allocation unit='bytes'>0</allocation><target><format type='raw'/>"
         "</target></volume>";
-    virStorageVolPtr v = virStorageVolCreateXML(p, xml.c_str(), 0);
-    std::string path = v ? TakeString(virStorageVolGetPath(v)) : "";
-    Status error = !v ? LastError(where + ": create volume " + vol_name + " in pool " + pool_name)
-                   : path.empty() ? LastError(where + ": path of volume " + vol_name)
-                                  : Status::Ok();
-    if (v) {
-      if (!error.ok()) virStorageVolDelete(v, 0);
-      virStorageVolFree(v);
+    VolumePtr vol(virStorageVolCreateXML(p, xml.c_str(), 0));
+    Status error;
+    std::string path;
+    if (!vol) {
+      error = LastError(where + ": create volume " + vol_name + " in pool " + pool_name);
+    } else if ((path = TakeString(virStorageVolGetPath(vol.get()))).empty()) {
+      error = LastError(where + ": path of volume " + vol_name);
+      virStorageVolDelete(vol.get(), 0);
     }
     if (!error.ok()) {
       for (const auto& d : made) DeleteVolume(conn_.get(), d.path).IgnoreError();  // undo
@@ -84,6 +84,35 @@ Result<std::vector<NewDisk>> LibvirtDriver::CreateVolumes(const std::string& nam
     NewDisk nd;
     nd.path = path;
     nd.format = "raw";
+    made.push_back(nd);
+  }
+  return made;
+}
+
+Result<std::vector<NewDisk>> LibvirtDriver::CreateFiles(const std::string& name,
+                                                        const std::vector<DomainDisk>& disks,
+                                                        const std::vector<uint64_t>& capacities) {
+  std::vector<NewDisk> made;
+  auto fail = [&made](Status error) {
+    for (const auto& d : made) ::unlink(d.path.c_str());  // undo
+    return error;
+  };
+  const std::string dir =
+      !options_.new_disk_dir.empty() ? options_.new_disk_dir : DefaultImagesDir();
+  if (!disks.empty() && !io::PathExists(dir))
+    return NotFoundError("folder " + dir + " for the new disks does not exist (--disk-dir)");
+  for (size_t i = 0; i < disks.size(); ++i) {
+    NewDisk nd;
+    nd.format = !options_.new_disk_format.empty() ? options_.new_disk_format
+                : disks[i].format == "raw"        ? "raw"
+                                                  : "qcow2";
+    nd.path =
+        io::JoinPath(dir, name + "-" + disks[i].target + (nd.format == "raw" ? ".img" : ".qcow2"));
+    if (io::PathExists(nd.path))
+      return fail(AlreadyExistsError("new disk " + nd.path + " exists already"));
+    auto r = RunCommandOk(
+        {"qemu-img", "create", "-q", "-f", nd.format, nd.path, std::to_string(capacities[i])}, 120);
+    if (!r) return fail(r.error().WithContext("create disk " + nd.path));
     made.push_back(nd);
   }
   return made;
@@ -105,7 +134,9 @@ Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string&
                                           disks.size(), capacities.size()));
   }
   const bool remote = !remote_host_.empty();
-  std::vector<NewDisk> made;
+  VMBACKUP_ASSIGN_OR_RETURN(std::vector<NewDisk> made,
+                            remote ? CreateVolumes(std::string(name), disks, capacities)
+                                   : CreateFiles(std::string(name), disks, capacities));
   auto undo = [&] {
     for (const auto& d : made) {
       if (remote) {
@@ -115,34 +146,6 @@ Result<VmInfo> LibvirtDriver::CreateVm(std::string_view name, const std::string&
       }
     }
   };
-  if (remote) {
-    VMBACKUP_ASSIGN_OR_RETURN(made, CreateVolumes(std::string(name), disks, capacities));
-  }
-  for (size_t i = 0; i < disks.size() && !remote; ++i) {
-    NewDisk nd;
-    nd.format = !options_.new_disk_format.empty() ? options_.new_disk_format
-                : disks[i].format == "raw"        ? "raw"
-                                                  : "qcow2";
-    const std::string dir =
-        !options_.new_disk_dir.empty() ? options_.new_disk_dir : DefaultImagesDir();
-    if (!io::PathExists(dir)) {
-      undo();
-      return NotFoundError("folder " + dir + " for the new disks does not exist (--disk-dir)");
-    }
-    nd.path = io::JoinPath(
-        dir, std::string(name) + "-" + disks[i].target + (nd.format == "raw" ? ".img" : ".qcow2"));
-    if (io::PathExists(nd.path)) {
-      undo();
-      return AlreadyExistsError("new disk " + nd.path + " exists already");
-    }
-    auto r = RunCommandOk(
-        {"qemu-img", "create", "-q", "-f", nd.format, nd.path, std::to_string(capacities[i])}, 120);
-    if (!r) {
-      undo();
-      return r.error().WithContext("create disk " + nd.path);
-    }
-    made.push_back(nd);
-  }
   auto xml = NewDomainXml(config, name, made);
   if (!xml) {
     undo();
