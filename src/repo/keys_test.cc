@@ -6,6 +6,7 @@
 
 #include "repo/point.h"
 #include "storage/mem_backend.h"
+#include "storage/testing/forwarding_backend.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -29,30 +30,8 @@ void ReplaceConfig(storage::Backend& b, const json& config) {
   ASSERT_TRUE(b.Save(kConfig, Bytes(text)).ok());
 }
 
-// A MemBackend the test keeps using after a Repository took ownership of a wrapper.
-class Shared final : public storage::Backend {
- public:
-  explicit Shared(storage::MemBackend& b) : b_(b) {}
-  Status Save(const storage::ObjectRef& r, std::span<const uint8_t> d) override {
-    return b_.Save(r, d);
-  }
-  Result<std::vector<uint8_t>> Load(const storage::ObjectRef& r) override { return b_.Load(r); }
-  Status ReadRange(const storage::ObjectRef& r, uint64_t o, std::span<uint8_t> out) override {
-    return b_.ReadRange(r, o, out);
-  }
-  Result<storage::ObjectInfo> Stat(const storage::ObjectRef& r) override { return b_.Stat(r); }
-  Result<std::vector<storage::ObjectInfo>> List(storage::ObjectType t) override {
-    return b_.List(t);
-  }
-  Status Delete(const storage::ObjectRef& r) override { return b_.Delete(r); }
-  std::string location() const override { return "mem"; }
-
- private:
-  storage::MemBackend& b_;
-};
-
 Result<std::unique_ptr<Repository>> OpenWith(storage::MemBackend& b, const KeySource& k) {
-  return Repository::Open(std::make_unique<Shared>(b), k);
+  return Repository::Open(std::make_unique<storage::testing::ForwardingBackend>(b), k);
 }
 
 KeySource Passphrase(const std::string& p) { return {"", p}; }

@@ -383,9 +383,11 @@ Status Repository::SavePack(std::unique_lock<std::mutex>& lock) {
   if (builder_.count() == 0) return save_error_;
   queued_.push_back(builder_.Finish());
   ++saves_in_flight_;
-  if (!pack_writer_.joinable()) pack_writer_ = std::thread([this] { PackWriterMain(); });
+  const int writers = std::max(1, backend_->SavesInFlight());
+  if (pack_writers_.size() < size_t(writers) && saves_in_flight_ > int(pack_writers_.size()))
+    pack_writers_.emplace_back([this] { PackWriterMain(); });
   queued_cv_.notify_one();
-  saved_.wait(lock, [&] { return saves_in_flight_ <= kMaxQueuedPacks; });
+  saved_.wait(lock, [&] { return saves_in_flight_ <= kMaxQueuedPacks + writers - 1; });
   return save_error_;
 }
 
@@ -458,7 +460,7 @@ Repository::~Repository() {
     stopping_ = true;
   }
   queued_cv_.notify_all();
-  if (pack_writer_.joinable()) pack_writer_.join();
+  for (std::thread& t : pack_writers_) t.join();
 }
 
 Status Repository::Flush() {

@@ -134,9 +134,10 @@ class Repository {
   // The error for a blob the index lacks: "damaged" when a damaged copy is known.
   Status MissingBlob(const Id& id) const;
   static bool IsDamage(const Status& s);
-  // Finishes the open pack and queues it for the pack writer thread, so that the callers keep
-  // hashing and compressing while it is written; waits while kMaxQueuedPacks are queued or
-  // being written (memory stays bounded). Flush waits for the queue to drain. Returns the
+  // Finishes the open pack and queues it for the pack writer threads (as many as the backend
+  // wants saves in flight), so that the callers keep hashing and compressing while it is
+  // written; waits while more than kMaxQueuedPacks wait beside those being written (memory
+  // stays bounded). Flush waits for the queue to drain. Returns the
   // first failed save. Called and returns with `lock` held.
   Status SavePack(std::unique_lock<std::mutex>& lock);
   void PackWriterMain();
@@ -166,7 +167,7 @@ class Repository {
   bool stopping_ = false;
   Status save_error_;
   std::condition_variable saved_, queued_cv_;
-  std::thread pack_writer_;  // started with the first pack
+  std::vector<std::thread> pack_writers_;  // started with the first packs
   RepoStats stats_;
   std::atomic<uint64_t> hash_ns_{0}, encode_ns_{0}, pack_write_ns_{0};
   std::vector<std::string> index_problems_, damaged_index_files_;

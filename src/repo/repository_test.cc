@@ -21,6 +21,7 @@
 #include "repo/point.h"
 #include "storage/local_backend.h"
 #include "storage/mem_backend.h"
+#include "storage/testing/forwarding_backend.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -384,27 +385,15 @@ TEST(Repository, LoadIntoChecksSizes) {
   EXPECT_EQ(repo->LoadInto(BlobType::kTree, ids, outs).code(), ErrorCode::kCorruption);
 }
 
-// Forwards to a MemBackend and counts the ranged reads.
-class CountingReads final : public storage::Backend {
+// Counts the ranged reads of a MemBackend.
+class CountingReads final : public storage::testing::ForwardingBackend {
  public:
+  CountingReads() : ForwardingBackend(std::make_unique<storage::MemBackend>()) {}
   std::atomic<int> reads{0};
-  Status Save(const storage::ObjectRef& r, std::span<const uint8_t> d) override {
-    return mem_.Save(r, d);
-  }
-  Result<std::vector<uint8_t>> Load(const storage::ObjectRef& r) override { return mem_.Load(r); }
   Status ReadRange(const storage::ObjectRef& r, uint64_t offset, std::span<uint8_t> out) override {
     ++reads;
-    return mem_.ReadRange(r, offset, out);
+    return ForwardingBackend::ReadRange(r, offset, out);
   }
-  Result<storage::ObjectInfo> Stat(const storage::ObjectRef& r) override { return mem_.Stat(r); }
-  Result<std::vector<storage::ObjectInfo>> List(storage::ObjectType t) override {
-    return mem_.List(t);
-  }
-  Status Delete(const storage::ObjectRef& r) override { return mem_.Delete(r); }
-  std::string location() const override { return "counting"; }
-
- private:
-  storage::MemBackend mem_;
 };
 
 // A deduplicated disk names one blob many times in one read (a repeated pattern): the blob is
@@ -568,6 +557,48 @@ TEST(Repository, PrefetchReadsAhead) {
 // Packs are written by a background thread: a pack the file system refuses (here a file size
 // limit, as on a full disk) fails the commit with the system's error, and what was committed
 // before stays whole.
+// A memory store that, like a remote one, wants several saves in flight, and is slow to save a
+// pack: it records how many pack saves ran at once.
+class SlowRemoteBackend final : public storage::testing::ForwardingBackend {
+ public:
+  SlowRemoteBackend() : ForwardingBackend(std::make_unique<storage::MemBackend>()) {}
+  Status Save(const storage::ObjectRef& r, std::span<const uint8_t> d) override {
+    if (r.type != storage::ObjectType::kPack) return ForwardingBackend::Save(r, d);
+    const int now = ++saving_;
+    for (int seen = most_; now > seen && !most_.compare_exchange_weak(seen, now);) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    Status s = ForwardingBackend::Save(r, d);
+    --saving_;
+    return s;
+  }
+  int SavesInFlight() const override { return 3; }
+  int most() const { return most_; }
+
+ private:
+  std::atomic<int> saving_{0}, most_{0};
+};
+
+TEST(Repository, PacksGoToARemoteStoreSeveralAtOnceAndAllAreIndexed) {
+  auto owned = std::make_unique<SlowRemoteBackend>();
+  SlowRemoteBackend* backend = owned.get();
+  auto repo = NewRepo(std::move(owned));
+  ASSERT_TRUE(repo);
+  std::mt19937_64 rng(11);
+  std::vector<uint8_t> disk(128 << 20);  // random: 8 packs of 16 MiB
+  for (auto& b : disk) b = uint8_t(rng());
+  std::vector<uint64_t> all(disk.size() / kChunk);
+  for (uint64_t c = 0; c < all.size(); ++c) all[c] = c;
+  auto p = Backup(*repo, disk, "", all);
+  ASSERT_TRUE(p) << p.error().ToString();
+  EXPECT_GT(backend->most(), 1) << "pack saves never overlapped";
+  EXPECT_LE(backend->most(), 3) << "more pack saves at once than the store wants";
+  EXPECT_EQ(Restore(*repo, *p), disk);
+  auto check = Check(*repo);
+  ASSERT_TRUE(check);
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+}
+
 TEST(Repository, AFailedPackWriteFailsTheCommitAndLosesNothing) {
   LocalPoint lp(1 << 20, 12);
   ASSERT_FALSE(lp.point.disks.empty());

@@ -41,6 +41,7 @@ class S3Backend : public storage::Backend {
   std::string location() const override { return where_.url; }
   // A request costs a round trip (a few ms even on a LAN): 1 MiB of unwanted data is cheaper.
   uint64_t CoalesceGap() const override { return 1 << 20; }
+  int SavesInFlight() const override { return 4; }
   storage::TransferStats transfer_stats() const override;
   // Needs a bucket with Object Lock (kFailedPrecondition otherwise, checked here once).
   Status LockNewObjects(storage::LockMode mode, int64_t seconds) override;

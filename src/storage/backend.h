@@ -95,6 +95,11 @@ class Backend {
   // for a remote store (a request costs a round trip).
   virtual uint64_t CoalesceGap() const { return 0; }
 
+  // How many large Saves are worth having in flight at once: 1 for a local disk (one O_DIRECT
+  // stream keeps it busy), several for a remote store, where each waits on round trips and on
+  // the server.
+  virtual int SavesInFlight() const { return 1; }
+
   // Counters of a remote store's traffic; all zero for a local one.
   virtual TransferStats transfer_stats() const { return {}; }
 

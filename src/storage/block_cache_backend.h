@@ -53,6 +53,7 @@ class BlockCacheBackend : public Backend {
   Status Delete(const ObjectRef& ref) override;
   std::string location() const override { return inner_->location(); }
   uint64_t CoalesceGap() const override { return inner_->CoalesceGap(); }
+  int SavesInFlight() const override { return inner_->SavesInFlight(); }
   TransferStats transfer_stats() const override { return inner_->transfer_stats(); }
   Status LockNewObjects(LockMode mode, int64_t seconds) override {
     return inner_->LockNewObjects(mode, seconds);

@@ -40,6 +40,7 @@ class RetryingBackend : public Backend {
   Status Delete(const ObjectRef& ref) override;
   std::string location() const override { return inner_->location(); }
   uint64_t CoalesceGap() const override { return inner_->CoalesceGap(); }
+  int SavesInFlight() const override { return inner_->SavesInFlight(); }
   TransferStats transfer_stats() const override {
     TransferStats t = inner_->transfer_stats();
     t.retries += retries_;
