@@ -20,11 +20,13 @@ std::string CertificateDigest(X509* cert, const EVP_MD* md) {
   return s;
 }
 
-std::string UntrustedCertificateMessage(const std::string& base_url, const std::string& reason) {
-  return StrFormat(
-      "%s: the server's TLS certificate is not trusted (%s); pin it with thumbprint=SHA256:... "
-      "(vmbackup vsphere thumbprint HOST prints it) or give its CA",
-      base_url.c_str(), reason.c_str());
+std::string UntrustedCertificateMessage(const std::string& base_url, const std::string& reason,
+                                        const std::string& hint) {
+  return StrFormat("%s: the server's TLS certificate is not trusted (%s); %s", base_url.c_str(),
+                   reason.c_str(),
+                   hint.empty() ? "pin it with thumbprint=SHA256:... (vmbackup vsphere thumbprint "
+                                  "HOST prints it) or give its CA"
+                                : hint.c_str());
 }
 
 std::string PinMismatchMessage(const std::string& base_url, const std::string& seen,

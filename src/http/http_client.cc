@@ -39,9 +39,10 @@ std::string Trim(std::string s) {
 
 struct Client::Impl {
   CURL* curl = nullptr;
-  std::string pinned;  // normalized SHA-256 thumbprint, or empty
-  std::string seen;    // the thumbprint the server presented (pinning only)
-  std::string host;    // for messages
+  std::string pinned;      // normalized SHA-256 thumbprint, or empty
+  std::string trust_hint;  // TlsOptions::trust_hint
+  std::string seen;        // the thumbprint the server presented (pinning only)
+  std::string host;        // for messages
   // The transfer in progress.
   Response* response = nullptr;
   std::span<uint8_t> range_out;
@@ -208,6 +209,7 @@ Result<std::unique_ptr<Client>> Client::Create(const std::string& base_url, cons
   impl->curl = curl_easy_init();
   if (!impl->curl) return InternalError("curl_easy_init failed");
   impl->host = base_url;
+  impl->trust_hint = tls.trust_hint;
   CURL* c = impl->curl;
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, long(timeout_seconds * 1000));
@@ -268,8 +270,8 @@ Status Client::Perform(const std::string& url, const char* what) {
     return UnauthenticatedError(PinMismatchMessage(base_url_, impl_->seen, impl_->pinned));
   }
   if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
-    return UnauthenticatedError(
-        UntrustedCertificateMessage(base_url_, err[0] ? err : curl_easy_strerror(rc)));
+    return UnauthenticatedError(UntrustedCertificateMessage(
+        base_url_, err[0] ? err : curl_easy_strerror(rc), impl_->trust_hint));
   }
   return IOError(StrFormat("%s %s: %s", what, url.c_str(), err[0] ? err : curl_easy_strerror(rc)));
 }

@@ -22,6 +22,9 @@ namespace vmbackup::http {
 struct TlsOptions {
   std::string ca_file;     // PEM bundle to verify against instead of the system store
   std::string thumbprint;  // "SHA256:AB:CD:..." or plain hex: pin the certificate instead
+  // How the user makes an untrusted server trusted, for the error; empty: vSphere's way (a
+  // thumbprint or the CA).
+  std::string trust_hint;
 };
 
 struct Response {

@@ -57,7 +57,7 @@ TEST_F(HttpsTest, AnUntrustedCertificateIsRefused) {
 }
 
 TEST_F(HttpsTest, TheCaFileMakesItTrusted) {
-  auto c = Client::Create(url(), {servers_->ca_file(), ""});
+  auto c = Client::Create(url(), {servers_->ca_file(), "", ""});
   ASSERT_TRUE(c.ok());
   auto r = (*c)->Send({"GET", "/", {}, ""});
   ASSERT_TRUE(r.ok()) << r.error().ToString();
@@ -65,7 +65,7 @@ TEST_F(HttpsTest, TheCaFileMakesItTrusted) {
 }
 
 TEST_F(HttpsTest, TheRightPinIsAcceptedAndAWrongOneRefusedNamingBoth) {
-  auto good = Client::Create(url(), {"", "SHA256:" + sha256_});
+  auto good = Client::Create(url(), {"", "SHA256:" + sha256_, ""});
   ASSERT_TRUE(good.ok());
   auto r = (*good)->Send({"GET", "/", {}, ""});
   ASSERT_TRUE(r.ok()) << r.error().ToString();
@@ -73,7 +73,7 @@ TEST_F(HttpsTest, TheRightPinIsAcceptedAndAWrongOneRefusedNamingBoth) {
 
   std::string wrong = sha256_;
   wrong[0] = wrong[0] == 'A' ? 'B' : 'A';
-  auto bad = Client::Create(url(), {"", wrong});
+  auto bad = Client::Create(url(), {"", wrong, ""});
   ASSERT_TRUE(bad.ok());
   auto r2 = (*bad)->Send({"GET", "/", {}, ""});
   ASSERT_FALSE(r2.ok());

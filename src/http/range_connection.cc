@@ -219,7 +219,8 @@ Status RangeConnection::Connect() {
                                                   ssl_->ctx, tls_.ca_file.c_str(), nullptr);
     if (loaded != 1) {
       return UnauthenticatedError(UntrustedCertificateMessage(
-          base_url_, "the CA file " + tls_.ca_file + " cannot be read: " + OpenSslError()));
+          base_url_, "the CA file " + tls_.ca_file + " cannot be read: " + OpenSslError(),
+          tls_.trust_hint));
     }
   }
   ssl_->ssl = SSL_new(ssl_->ctx);
@@ -242,8 +243,8 @@ Status RangeConnection::Connect() {
     const std::string detail = OpenSslError();
     Close();
     if (!pinned && verdict != X509_V_OK) {
-      return UnauthenticatedError(
-          UntrustedCertificateMessage(base_url_, X509_verify_cert_error_string(verdict)));
+      return UnauthenticatedError(UntrustedCertificateMessage(
+          base_url_, X509_verify_cert_error_string(verdict), tls_.trust_hint));
     }
     return IOError("TLS handshake with " + base_url_ + " failed: " + detail);
   }

@@ -307,7 +307,7 @@ TEST(RangeConnectionTest, RefusesLineBreaksInHeadersAndBadUrls) {
     EXPECT_EQ(RangeConnection::Create(url, {}).error().code(), ErrorCode::kInvalidArgument) << url;
   }
   EXPECT_TRUE(RangeConnection::Create("https://[::1]:8443", {}).ok());
-  EXPECT_EQ(RangeConnection::Create("https://h", {"", "12:34"}).error().code(),
+  EXPECT_EQ(RangeConnection::Create("https://h", {"", "12:34", ""}).error().code(),
             ErrorCode::kInvalidArgument);
 }
 
@@ -354,22 +354,22 @@ TEST_F(RangeTlsTest, AnUntrustedCertificateIsRefused) {
 }
 
 TEST_F(RangeTlsTest, TheCaFileMakesItTrustedButOnlyForTheNameInTheCertificate) {
-  Status s = Get(port_, {servers_->ca_file(), ""});
+  Status s = Get(port_, {servers_->ca_file(), "", ""});
   EXPECT_EQ(s.code(), ErrorCode::kIOError) << s.ToString();
   EXPECT_NE(s.message().find("HTTP 200"), std::string::npos) << s.ToString();
   // Signed by the same CA, for another name: refused.
-  s = Get(other_port_, {servers_->ca_file(), ""});
+  s = Get(other_port_, {servers_->ca_file(), "", ""});
   EXPECT_EQ(s.code(), ErrorCode::kUnauthenticated) << s.ToString();
   EXPECT_NE(s.message().find("mismatch"), std::string::npos) << s.ToString();
 }
 
 TEST_F(RangeTlsTest, TheRightPinIsAcceptedAndAWrongOneRefusedNamingBoth) {
-  Status s = Get(port_, {"", "SHA256:" + servers_->sha256()});
+  Status s = Get(port_, {"", "SHA256:" + servers_->sha256(), ""});
   EXPECT_EQ(s.code(), ErrorCode::kIOError) << s.ToString();
   EXPECT_NE(s.message().find("HTTP 200"), std::string::npos) << s.ToString();
   std::string wrong = servers_->sha256();
   wrong[0] = wrong[0] == 'A' ? 'B' : 'A';
-  s = Get(port_, {"", wrong});
+  s = Get(port_, {"", wrong, ""});
   EXPECT_EQ(s.code(), ErrorCode::kUnauthenticated) << s.ToString();
   EXPECT_NE(s.message().find(servers_->sha256()), std::string::npos) << s.ToString();
   EXPECT_NE(s.message().find(wrong), std::string::npos) << s.ToString();

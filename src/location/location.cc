@@ -18,6 +18,12 @@ Result<std::unique_ptr<s3::S3Backend>> OpenBucket(const std::string& url, const 
   VMBACKUP_ASSIGN_OR_RETURN(s3::Credentials keys, s3::CredentialsFromEnvironment());
   http::TlsOptions tls;
   tls.ca_file = o.s3_ca_file;
+  tls.trust_hint = "give the CA that signed it with --s3-ca-file FILE (PEM)";
+  if (!tls.ca_file.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(tls.ca_file, ec))
+      return InvalidArgumentError("--s3-ca-file " + tls.ca_file + ": not a readable file");
+  }
   std::unique_ptr<s3::S3Backend> bucket;
   VMBACKUP_RETURN_IF_ERROR(storage::RetryUnavailable({}, [&]() -> Status {
     VMBACKUP_ASSIGN_OR_RETURN(bucket,

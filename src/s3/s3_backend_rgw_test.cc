@@ -1,7 +1,8 @@
 // The storage::Backend contract (storage/testing/backend_conformance.h) met by S3Backend on a
 // real S3 server: Ceph's radosgw started by tests/rgw/rgw-up (tests/e2e/s3_rgw_test.sh runs
-// this with S3_ENDPOINT and the keys in the environment). Each test gets its own prefix. Also:
-// a wrong secret is refused naming S3's error, and a missing repository is said so.
+// this with S3_ENDPOINT and the keys in the environment, once over http and once over https with
+// S3_CA_FILE, the CA of radosgw's certificate). Each test gets its own prefix. Also: a wrong
+// secret is refused naming S3's error, and a missing repository is said so.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -22,6 +23,13 @@ std::string Endpoint() {
   return e;
 }
 
+// Verified against S3_CA_FILE when it is set (the https run).
+http::TlsOptions Tls() {
+  http::TlsOptions tls;
+  if (const char* ca = std::getenv("S3_CA_FILE")) tls.ca_file = ca;
+  return tls;
+}
+
 std::string FreshPrefix() {
   static std::mt19937_64 rng(std::random_device{}());
   return "t" + std::to_string(rng() % 1000000000);
@@ -32,7 +40,7 @@ struct S3Factory {
     auto keys = CredentialsFromEnvironment();
     EXPECT_TRUE(keys) << keys.error().ToString();
     const std::string url = "s3:" + Endpoint() + "/vmbackup-conformance/" + FreshPrefix();
-    auto b = S3Backend::Open(url, *keys, {}, /*create_bucket=*/true);
+    auto b = S3Backend::Open(url, *keys, Tls(), /*create_bucket=*/true);
     EXPECT_TRUE(b) << b.error().ToString();
     return std::move(*b);
   }
@@ -52,7 +60,7 @@ TEST(S3Backend, AWrongSecretIsRefusedNamingS3sError) {
   auto keys = CredentialsFromEnvironment();
   ASSERT_TRUE(keys);
   keys->secret_key += "x";
-  auto b = S3Backend::Open("s3:" + Endpoint() + "/vmbackup-conformance", *keys, {}, true);
+  auto b = S3Backend::Open("s3:" + Endpoint() + "/vmbackup-conformance", *keys, Tls(), true);
   ASSERT_FALSE(b);
   EXPECT_EQ(b.error().code(), ErrorCode::kPermissionDenied) << b.error().ToString();
   EXPECT_NE(b.error().message().find("SignatureDoesNotMatch"), std::string::npos)
@@ -62,8 +70,9 @@ TEST(S3Backend, AWrongSecretIsRefusedNamingS3sError) {
 TEST(S3Backend, NoRepositoryWithoutItsConfig) {
   auto keys = CredentialsFromEnvironment();
   ASSERT_TRUE(keys);
-  auto b = S3Backend::Open("s3:" + Endpoint() + "/vmbackup-conformance/" + FreshPrefix(), *keys, {},
-                           /*create_bucket=*/false);
+  auto b =
+      S3Backend::Open("s3:" + Endpoint() + "/vmbackup-conformance/" + FreshPrefix(), *keys, Tls(),
+                      /*create_bucket=*/false);
   ASSERT_FALSE(b);
   EXPECT_EQ(b.error().code(), ErrorCode::kNoRepository) << b.error().ToString();
 }
@@ -73,7 +82,7 @@ TEST(S3Backend, KeysWithEveryAllowedCharacterAndManyPages) {
   ASSERT_TRUE(keys);
   auto b =
       S3Backend::Open("s3:" + Endpoint() + "/vmbackup-conformance/" + FreshPrefix() + "/a b+c(d)~e",
-                      *keys, {}, true);
+                      *keys, Tls(), true);
   ASSERT_TRUE(b) << b.error().ToString();
   const std::vector<uint8_t> one = {1};
   for (int i = 0; i < 1100; ++i) {  // more than one page of 1000

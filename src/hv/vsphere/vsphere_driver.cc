@@ -139,7 +139,8 @@ Result<std::unique_ptr<VsphereDriver>> VsphereDriver::Connect(const std::string&
   vo.url = d->source_.BaseUrl();
   vo.user = d->source_.user;
   vo.password = options.password;
-  vo.tls = {d->source_.ca_file, d->source_.thumbprint};
+  vo.tls.ca_file = d->source_.ca_file;
+  vo.tls.thumbprint = d->source_.thumbprint;
   vo.timeout_seconds = options.timeout_seconds;
   VMBACKUP_ASSIGN_OR_RETURN(d->client_, VimClient::Connect(vo));
   return d;
