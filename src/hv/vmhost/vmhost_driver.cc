@@ -40,10 +40,12 @@ Result<host::SnapshotSel> SelOf(const SnapshotRef* snapshot) {
   return host::SnapshotSel(uint32_t(*uid));
 }
 
+// From the .vmx alone: opening every disk's chain (Vm::Disks) for this took about 100 system
+// calls per QueryChangedDiskAreas page (26 pages for a 5% change of a 2 GiB disk).
 Result<size_t> DiskIndex(host::Vm& vm, int device_key) {
-  VMBACKUP_ASSIGN_OR_RETURN(auto disks, vm.Disks());
-  for (const auto& d : disks)
-    if (d.device_key == device_key) return d.index;
+  VMBACKUP_ASSIGN_OR_RETURN(std::vector<host::VmxDisk> disks, vm.vmx().Disks());
+  for (size_t i = 0; i < disks.size(); ++i)
+    if (disks[i].device_key == device_key) return i;
   return NotFoundError(StrFormat("VM %s has no disk %d", vm.name().c_str(), device_key));
 }
 
