@@ -23,10 +23,7 @@ std::string CertificateDigest(X509* cert, const EVP_MD* md) {
 std::string UntrustedCertificateMessage(const std::string& base_url, const std::string& reason,
                                         const std::string& hint) {
   return StrFormat("%s: the server's TLS certificate is not trusted (%s); %s", base_url.c_str(),
-                   reason.c_str(),
-                   hint.empty() ? "pin it with thumbprint=SHA256:... (vmbackup vsphere thumbprint "
-                                  "HOST prints it) or give its CA"
-                                : hint.c_str());
+                   reason.c_str(), hint.empty() ? "give the CA that signed it" : hint.c_str());
 }
 
 std::string PinMismatchMessage(const std::string& base_url, const std::string& seen,

@@ -22,8 +22,8 @@ namespace vmbackup::http {
 struct TlsOptions {
   std::string ca_file;     // PEM bundle to verify against instead of the system store
   std::string thumbprint;  // "SHA256:AB:CD:..." or plain hex: pin the certificate instead
-  // How the user makes an untrusted server trusted, for the error; empty: vSphere's way (a
-  // thumbprint or the CA).
+  // How the user of this connection makes an untrusted server trusted (its options), for the
+  // error; empty: "give the CA that signed it".
   std::string trust_hint;
 };
 

@@ -141,6 +141,9 @@ Result<std::unique_ptr<VsphereDriver>> VsphereDriver::Connect(const std::string&
   vo.password = options.password;
   vo.tls.ca_file = d->source_.ca_file;
   vo.tls.thumbprint = d->source_.thumbprint;
+  vo.tls.trust_hint =
+      "pin it with thumbprint=SHA256:... (vmbackup vsphere thumbprint HOST prints it) or give its "
+      "CA";
   vo.timeout_seconds = options.timeout_seconds;
   VMBACKUP_ASSIGN_OR_RETURN(d->client_, VimClient::Connect(vo));
   return d;
