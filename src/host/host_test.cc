@@ -1,11 +1,17 @@
 // Unit tests of the host's file formats: .vmx/.vmsd syntax, the snapshot tree, change ids and
-// the ctk file. The VM operations are tested end to end against qemu-img (tests/e2e/vmhost_*).
+// the ctk file, and of an export following the VM between requests. The VM operations are
+// tested end to end against qemu-img (tests/e2e/vmhost_*).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/testing/temp_dir.h"
 #include "host/change_tracking.h"
 #include "host/config_file.h"
 #include "host/datastore.h"
+#include "host/lock_generation.h"
+#include "host/shared_disk.h"
 #include "host/vmsd.h"
 #include "host/vmx.h"
 
@@ -189,16 +195,24 @@ TEST(ChangeTrackFile, RecordQueryPageAndReset) {
   EXPECT_EQ((*g)->Query(since0, 0, 10).error().code(), ErrorCode::kNotFound);
 }
 
+// A datastore in dir/ds holding one VM of one 1 MiB disk.
+Datastore DatastoreWithVm(const testing::TempDir& dir, const std::string& name) {
+  EXPECT_TRUE(Datastore::Init(dir / "ds").ok());
+  auto ds = Datastore::Open(dir / "ds");
+  EXPECT_TRUE(ds);
+  NewVmOptions o;
+  o.disk_sizes = {1 << 20};
+  auto vm = ds->CreateVm(name, o);
+  EXPECT_TRUE(vm) << vm.error().ToString();
+  return std::move(*ds);
+}
+
 // A restored configuration brings its settings, never its identity, disks, or a file path
 // that leaves the VM folder.
 TEST(Vm, AdoptSettingsKeepsPathsInside) {
   testing::TempDir dir;
-  ASSERT_TRUE(Datastore::Init(dir / "ds").ok());
-  auto ds = Datastore::Open(dir / "ds");
-  ASSERT_TRUE(ds);
-  NewVmOptions o;
-  o.disk_sizes = {1 << 20};
-  auto vm = ds->CreateVm("copy", o);
+  Datastore ds = DatastoreWithVm(dir, "copy");
+  auto vm = ds.OpenVm("copy");
   ASSERT_TRUE(vm) << vm.error().ToString();
   const std::string other =
       "displayName = \"original\"\nmemSize = \"4096\"\nannotation = \"web server\"\n"
@@ -213,6 +227,81 @@ TEST(Vm, AdoptSettingsKeepsPathsInside) {
   EXPECT_FALSE(cf.Get("nvram"));
   EXPECT_FALSE(cf.Get("serial0.fileName"));
   EXPECT_EQ(cf.GetOr("scsi0:0.fileName", ""), "copy.vmdk");
+}
+
+// An export (SharedDisk) skips re-reading the VM's files while the lock's generation stands
+// still; every vmhost operation raises it, so the export still follows snapshots taken, merged
+// and written by other handles between two of its requests.
+TEST(SharedDisk, FollowsSnapshotsAndOtherWritersBetweenRequests) {
+  testing::TempDir dir;
+  Datastore ds = DatastoreWithVm(dir, "g");
+  {
+    auto vm = ds.OpenVm("g");
+    ASSERT_TRUE(vm) << vm.error().ToString();
+    ASSERT_TRUE((*vm)->PowerOn().ok());
+  }
+  auto guest = SharedDisk::Open(dir / "ds/g", 0, std::nullopt, DiskOpenMode::kWrite);
+  ASSERT_TRUE(guest) << guest.error().ToString();
+  auto reader = SharedDisk::Open(dir / "ds/g", 0, std::nullopt, DiskOpenMode::kRead);
+  ASSERT_TRUE(reader);
+  auto block = [](uint8_t v) { return std::vector<uint8_t>(4096, v); };
+  auto read = [](SharedDisk& d) {
+    std::vector<uint8_t> b(4096);
+    EXPECT_TRUE(d.Read(0, b).ok());
+    return b;
+  };
+  ASSERT_TRUE((*guest)->Write(0, block(1)).ok());
+  EXPECT_EQ(read(**reader), block(1));  // another handle's write, seen without any snapshot
+
+  uint32_t uid = 0;
+  {
+    auto vm = ds.OpenVm("g");
+    ASSERT_TRUE(vm);
+    auto snap = (*vm)->CreateSnapshot("s", {});
+    ASSERT_TRUE(snap) << snap.error().ToString();
+    uid = snap->uid;
+  }
+  ASSERT_TRUE((*guest)->Write(0, block(2)).ok());  // must go to the new delta
+  EXPECT_NE((*guest)->layer(), "g.vmdk");
+  auto frozen = SharedDisk::Open(dir / "ds/g", 0, uid, DiskOpenMode::kRead);
+  ASSERT_TRUE(frozen);
+  EXPECT_EQ(read(**frozen), block(1));
+  EXPECT_EQ(read(**reader), block(2));
+  {
+    auto vm = ds.OpenVm("g");
+    ASSERT_TRUE(vm);
+    ASSERT_TRUE((*vm)->Write(0, 0, block(3)).ok());
+    ASSERT_TRUE((*vm)->DeleteSnapshot(uid).ok());  // the delta is merged and removed
+  }
+  EXPECT_EQ(read(**reader), block(3));
+  ASSERT_TRUE((*guest)->Write(0, block(4)).ok());  // into the base again, not the merged delta
+  EXPECT_EQ((*guest)->layer(), "g.vmdk");
+  std::vector<uint8_t> b(4096);
+  EXPECT_FALSE((*frozen)->Read(0, b).ok());  // its snapshot is gone
+  auto vm = ds.OpenVm("g");
+  ASSERT_TRUE(vm);
+  ASSERT_TRUE((*vm)->Read(0, std::nullopt, 0, b).ok());
+  EXPECT_EQ(b, block(4));
+}
+
+TEST(LockGeneration, RaisedByEveryVmOpenWithoutUsingDiskSpace) {
+  testing::TempDir dir;
+  Datastore ds = DatastoreWithVm(dir, "g");
+  int fd = ::open((dir / "ds/g/.vmhost.lock").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto before = ReadLockGeneration(fd);
+  ASSERT_TRUE(before);
+  ASSERT_TRUE(ds.OpenVm("g"));
+  auto after = ReadLockGeneration(fd);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(*after, *before + 1);
+  auto raised = RaiseLockGeneration(fd);
+  ASSERT_TRUE(raised);
+  EXPECT_EQ(*raised, *after + 1);
+  struct stat st;
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_blocks, 0);  // a size, not data: raising it works on a full disk
+  ::close(fd);
 }
 
 TEST(ChangeTrackFile, DamageIsCorruption) {

@@ -2,6 +2,7 @@
 // commands run. Each request takes the VM lock (shared to read, exclusive to write), notices
 // when the .vmx or .vmsd changed (a snapshot was taken, deleted or reverted) and follows the
 // disk to its new files, so a guest keeps writing through an export while backups snapshot it.
+// It looks at those files only when the lock's generation says someone held it exclusively.
 // Not thread-safe: serialize requests.
 #pragma once
 
@@ -58,6 +59,7 @@ class SharedDisk {
   SnapshotSel snap_;
   DiskOpenMode mode_ = DiskOpenMode::kRead;
   int lock_fd_ = -1;
+  uint64_t generation_ = 0;  // the lock's generation (lock_generation.h) at our last request
   std::string vmx_text_, vmsd_text_;  // the metadata the open handle was made from
   std::string layer_;
   uint64_t size_ = 0;

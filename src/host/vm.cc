@@ -13,6 +13,7 @@
 #include "base/strings.h"
 #include "format/vmdk/create.h"
 #include "host/disk_layers.h"
+#include "host/lock_generation.h"
 #include "io/posix_file.h"
 
 namespace vmbackup::host {
@@ -34,6 +35,8 @@ Result<std::unique_ptr<Vm>> Vm::Open(const std::string& dir) {
   while (::flock(vm->lock_fd_, LOCK_EX) != 0) {
     if (errno != EINTR) return PosixError("lock " + lock, errno);
   }
+  // Before anything changes: open disk handles (SharedDisk) then look at the VM's files again.
+  VMBACKUP_RETURN_IF_ERROR(RaiseLockGeneration(vm->lock_fd_).status());
   vm->RemoveStaleTemporaries();
   VMBACKUP_RETURN_IF_ERROR(vm->Load());
   return vm;
