@@ -83,8 +83,24 @@ class Index {
 
   static std::vector<uint8_t> EncodeFile(const BlobCodec& codec,
                                          const std::vector<PackEntry>& entries);
+  // An index file's entries, checked, kept in their stored form (a PackEntry each would take
+  // as much memory again: fresh memory costs more than decoding).
+  class FileEntries {
+   public:
+    static constexpr size_t kEntrySize = 32 + 32 + 1 + 8 + 4 + 4;  // id, pack, type, place
+    size_t size() const { return body_.size() / kEntrySize; }
+    PackEntry at(size_t i) const;
+
+   private:
+    friend class Index;
+    std::vector<uint8_t> body_;
+  };
+  static Result<FileEntries> DecodeEntries(const BlobCodec& codec, std::span<const uint8_t> file);
   static Result<std::vector<PackEntry>> DecodeFile(const BlobCodec& codec,
                                                    std::span<const uint8_t> file);
+  // Adds the entries `keep` accepts (all when it is empty) under one lock, making room first.
+  using KeepFn = std::function<bool(const PackEntry&)>;
+  void AddAll(const FileEntries& entries, const KeepFn& keep);
 
  private:
   mutable std::mutex mu_;

@@ -5,6 +5,7 @@
 
 #include "repo/blob_codec.h"
 #include "repo/crypto.h"
+#include "repo/pack.h"
 
 namespace vmbackup::repo {
 namespace {
@@ -102,6 +103,49 @@ TEST(BlobCodec, PlainCompressesOnlyWhenItPays) {
   EXPECT_EQ(codec.IdOf(text), Sha256(text));
   // Bounds: a frame that claims more than the index allows is refused before allocating.
   EXPECT_EQ(codec.Decode(t, {}, 1000).error().code(), ErrorCode::kCorruption);
+}
+
+// An index file loads all or nothing: one bad entry anywhere refuses the file. Entries already
+// known keep their first location; the filter drops entries (damaged copies).
+TEST(Index, FilesLoadWholeOrNotAtAll) {
+  BlobCodec codec(std::nullopt);
+  auto id = [](size_t i, const char* what) {
+    return Sha256(Str((std::string(what) + std::to_string(i)).c_str()));
+  };
+  std::vector<PackEntry> entries(3000);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].id = id(i, "blob");
+    entries[i].loc = {id(i, "pack"), BlobType(i % 2), i * 1000, uint32_t(i), uint32_t(2 * i)};
+  }
+  Index index;
+  const BlobLocation first{id(0, "other pack"), BlobType::kChunk, 7, 8, 9};
+  index.Add(entries[5].id, first);
+  auto file = Index::EncodeFile(codec, entries);
+  auto decoded = Index::DecodeEntries(codec, file);
+  ASSERT_TRUE(decoded) << decoded.error().ToString();
+  ASSERT_EQ(decoded->size(), entries.size());
+  index.AddAll(*decoded, [&](const PackEntry& e) { return e.id != entries[9].id; });
+  EXPECT_EQ(index.size(), entries.size() - 1);
+  EXPECT_FALSE(index.Find(entries[9].id));
+  EXPECT_EQ(index.Find(entries[5].id)->offset, 7u);
+  for (size_t i : {size_t(0), size_t(1), size_t(2999)}) {
+    auto loc = index.Find(entries[i].id);
+    ASSERT_TRUE(loc);
+    EXPECT_EQ(loc->pack, entries[i].loc.pack);
+    EXPECT_EQ(loc->type, entries[i].loc.type);
+    EXPECT_EQ(loc->offset, entries[i].loc.offset);
+    EXPECT_EQ(loc->stored_length, entries[i].loc.stored_length);
+    EXPECT_EQ(loc->raw_length, entries[i].loc.raw_length);
+  }
+  EXPECT_EQ(Index::DecodeFile(codec, file)->size(), entries.size());
+
+  entries.back().loc.type = BlobType(7);  // damage in the last entry only
+  auto bad = Index::DecodeEntries(codec, Index::EncodeFile(codec, entries));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::kCorruption);
+  entries.back().loc.type = BlobType::kChunk;
+  entries.back().loc.raw_length = 1u << 30;
+  EXPECT_FALSE(Index::DecodeEntries(codec, Index::EncodeFile(codec, entries)));
 }
 
 // The 4 KiB sample decides: a chunk that starts random is stored as it is (the price of not

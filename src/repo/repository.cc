@@ -66,7 +66,10 @@ Status CheckReallyPlain(storage::Backend& backend) {
                                std::pair{storage::ObjectType::kPoint, size_t(0)}}) {
     VMBACKUP_ASSIGN_OR_RETURN(auto objects, backend.List(type));
     for (size_t i = 0; i < objects.size() && i < 2; ++i) {
-      auto data = backend.Load({type, objects[i].name});
+      // The head says it all: an index file is as large as the index (megabytes).
+      const uint64_t head =
+          std::min<uint64_t>(objects[i].size, blob_at + 1 + kGcmNonceSize + kGcmTagSize);
+      auto data = backend.LoadRange({type, objects[i].name}, 0, head);
       if (data && LooksEncrypted(*data, blob_at)) {
         return CorruptionError(tampered + std::string(storage::ObjectTypeName(type)) +
                                ": refusing to store plaintext");
@@ -237,7 +240,7 @@ Status Repository::LoadIndex() {
   VMBACKUP_ASSIGN_OR_RETURN(auto files, backend_->List(storage::ObjectType::kIndex));
   for (const auto& f : files) {
     auto data = backend_->Load({storage::ObjectType::kIndex, f.name});
-    Result<std::vector<PackEntry>> entries = data ? Index::DecodeFile(codec_, *data) : data.error();
+    Result<Index::FileEntries> entries = data ? Index::DecodeEntries(codec_, *data) : data.error();
     if (!entries || Sha256(*data).Hex() != f.name) {
       // A damaged index file must not lock users out of everything else: its blobs read as
       // missing until `check` has reported it and the index is rebuilt from the packs.
@@ -247,14 +250,16 @@ Status Repository::LoadIndex() {
           (entries ? std::string("content does not match its name") : entries.error().message()));
       continue;
     }
-    for (const PackEntry& e : *entries) {
-      if (IsDamagedCopy(e.id, e.loc.pack)) {
-        std::lock_guard<std::mutex> l(damage_mu_);
+    Index::KeepFn keep;  // all, unless damage records name copies
+    if (std::lock_guard<std::mutex> l(damage_mu_); !damaged_copies_.empty()) {
+      keep = [this](const PackEntry& e) {
+        if (!IsDamagedCopy(e.id, e.loc.pack)) return true;
+        std::lock_guard<std::mutex> held(damage_mu_);
         damaged_.emplace(e.id, "recorded as damaged in pack " + e.loc.pack.Hex());
-        continue;
-      }
-      index_.Add(e.id, e.loc);
+        return false;
+      };
     }
+    index_.AddAll(*entries, keep);
   }
   // A good copy elsewhere makes a blob whole again.
   std::lock_guard<std::mutex> l(damage_mu_);
