@@ -99,6 +99,8 @@ Status Disk::ReadFrom(size_t depth, uint64_t offset, std::span<uint8_t> buf) {
   uint64_t inside = offset >= cap ? 0 : std::min<uint64_t>(buf.size(), cap - offset);
   if (inside < buf.size()) std::memset(buf.data() + inside, 0, buf.size() - inside);
   if (inside == 0) return Status::Ok();
+  // A flat layer maps its host file's holes (two lseeks a read) only to learn they are zeros.
+  if (layer.fully_allocated()) return layer.Read(offset, buf.first(inside));
   std::vector<BlockRun> runs;
   VMBACKUP_RETURN_IF_ERROR(layer.Map(offset, inside, &runs));
   for (const BlockRun& r : runs) {

@@ -8,6 +8,7 @@
 
 #include "base/testing/temp_dir.h"
 #include "format/vmdk/create.h"
+#include "io/posix_file.h"
 
 namespace vmbackup::vmdk {
 namespace {
@@ -160,6 +161,67 @@ TEST(Disk, ZeroRdonlyAndNoAccessExtents) {
   Status s = d->ReadAt(0, all);
   EXPECT_EQ(s.code(), ErrorCode::kPermissionDenied);
   EXPECT_NE(s.message().find("NOACCESS"), std::string::npos);
+}
+
+// A file that counts the allocation queries made of it.
+class CountingFile final : public io::BlockWriter {
+ public:
+  CountingFile(std::unique_ptr<io::PosixFile> f, int* maps) : f_(std::move(f)), maps_(maps) {}
+  uint64_t size() const override { return f_->size(); }
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override {
+    return f_->ReadAt(offset, buf);
+  }
+  Result<ExtentSet> AllocatedExtents(uint64_t offset, uint64_t length) override {
+    ++*maps_;
+    return f_->AllocatedExtents(offset, length);
+  }
+  std::string name() const override { return f_->name(); }
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    return f_->WriteAt(offset, data);
+  }
+  Status Flush() override { return f_->Flush(); }
+
+ private:
+  std::unique_ptr<io::PosixFile> f_;
+  int* maps_;
+};
+
+// Reads of a flat disk go straight to the file (its holes read as zeros); the map that
+// planning asks for still shows the holes.
+TEST(Disk, FlatReadsNeedNoMapButTheMapShowsHoles) {
+  TempDir dir;
+  const uint64_t mib = 1 << 20;
+  WriteText(dir / "d.vmdk",
+            "version=1\ncreateType=\"monolithicFlat\"\nRW 8192 FLAT \"d-flat.vmdk\" 0\n");
+  {
+    auto f = io::PosixFile::Open(dir / "d-flat.vmdk", io::OpenMode::kCreateNew);
+    ASSERT_TRUE(f);
+    std::vector<uint8_t> data(mib, 0x5a);
+    ASSERT_TRUE((*f)->WriteAt(3 * mib, data).ok());  // 4 MiB: a hole, then data
+    ASSERT_EQ(::truncate((dir / "d-flat.vmdk").c_str(), 4 * mib), 0);
+  }
+  int maps = 0;
+  DiskOptions o;
+  o.open_file = [&](const std::string& p, bool) -> Result<std::shared_ptr<io::BlockWriter>> {
+    VMBACKUP_ASSIGN_OR_RETURN(auto f, io::PosixFile::Open(p, io::OpenMode::kReadOnly));
+    return std::shared_ptr<io::BlockWriter>(std::make_shared<CountingFile>(std::move(f), &maps));
+  };
+  auto d = Disk::Open(dir / "d.vmdk", o);
+  ASSERT_TRUE(d) << d.error().ToString();
+  std::vector<uint8_t> buf(2 * mib, 1);
+  ASSERT_TRUE((*d)->ReadAt(2 * mib, buf).ok());
+  for (size_t i = 0; i < buf.size(); ++i) ASSERT_EQ(buf[i], i < mib ? 0 : 0x5a) << i;
+  EXPECT_EQ(maps, 0);
+  std::vector<ChainRun> runs;
+  ASSERT_TRUE((*d)->MapChain(0, 4 * mib, &runs).ok());
+  EXPECT_GT(maps, 0);
+  ASSERT_FALSE(runs.empty());
+  EXPECT_EQ(runs.front().state, BlockState::kZero);
+  bool data_at_3 = false;
+  for (const ChainRun& r : runs)
+    data_at_3 |=
+        r.state == BlockState::kData && r.offset <= 3 * mib && r.offset + r.length > 3 * mib;
+  EXPECT_TRUE(data_at_3);
 }
 
 TEST(Disk, OddCapacities) {

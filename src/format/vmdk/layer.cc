@@ -191,6 +191,10 @@ Status Layer::OpenExtents(bool writable, std::shared_ptr<io::BlockWriter> self,
     extents_.push_back(std::move(le));
   }
   capacity_ = start;
+  fully_allocated_ = std::all_of(extents_.begin(), extents_.end(), [](const LayerExtent& e) {
+    return e.line.type == ExtentType::kFlat || e.line.type == ExtentType::kVmfs ||
+           e.line.type == ExtentType::kZero;
+  });
   return Status::Ok();
 }
 

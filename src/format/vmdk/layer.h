@@ -46,6 +46,9 @@ class Layer {
   // ExtentBackend::Map / Read across the extents; the range must lie inside capacity().
   Status Map(uint64_t offset, uint64_t length, std::vector<BlockRun>* runs);
   Status Read(uint64_t offset, std::span<uint8_t> buf);
+  // Every extent is FLAT, VMFS or ZERO: no byte falls through to a parent, and Read gives what
+  // the layer holds (holes in a host file read as zeros), so reads need no Map first.
+  bool fully_allocated() const { return fully_allocated_; }
 
   // The extent holding `offset` (inside capacity()).
   LayerExtent& ExtentAt(uint64_t offset);
@@ -73,6 +76,7 @@ class Layer {
   uint64_t descriptor_offset_ = 0;  // bytes, embedded only
   uint64_t descriptor_capacity_ = 0;
   uint64_t capacity_ = 0;
+  bool fully_allocated_ = false;
   std::shared_ptr<io::BlockWriter> self_file_;  // the file `path_` when it holds data
   std::vector<LayerExtent> extents_;
 };
