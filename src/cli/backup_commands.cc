@@ -275,10 +275,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     }
     Status s = AsJob(
         o->repo, *x.repo, "backup",
-        [&]() -> Status {
-          VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(o->repo, *x.repo));
-          VMBACKUP_ASSIGN_OR_RETURN(report,
-                                    engine::RunBackup(*hv, *x.repo, cat.get(), bo, progress));
+        [&](catalog::Catalog& cat) -> Status {
+          VMBACKUP_ASSIGN_OR_RETURN(report, engine::RunBackup(*hv, *x.repo, &cat, bo, progress));
           return Status::Ok();
         },
         &report.point);

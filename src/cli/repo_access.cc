@@ -229,9 +229,15 @@ Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::R
 
 Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
              const std::function<Status()>& fn, const std::string* point) {
+  return AsJob(
+      o, r, kind, [&](catalog::Catalog&) { return fn(); }, point);
+}
+
+Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
+             const std::function<Status(catalog::Catalog&)>& fn, const std::string* point) {
   VMBACKUP_ASSIGN_OR_RETURN(auto cat, OpenCatalog(o, r));
   VMBACKUP_ASSIGN_OR_RETURN(int64_t job, cat->StartJob(kind, o.vm));
-  Status s = fn();
+  Status s = fn(*cat);
   Status recorded = cat->FinishJob(job, s, point ? *point : "");
   if (s.ok()) VMBACKUP_RETURN_IF_ERROR(cat->Sync(r).status());
   return s.ok() ? recorded : s;

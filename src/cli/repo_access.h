@@ -69,6 +69,9 @@ Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const RepoOpts& o, repo::R
 // given, is read after `fn` and recorded as the job's restore point.
 Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
              const std::function<Status()>& fn, const std::string* point = nullptr);
+// The same, handing `fn` the job's catalog (a backup records its point there).
+Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
+             const std::function<Status(catalog::Catalog&)>& fn, const std::string* point);
 
 // A repository opened under a lock, taken before the index is loaded. Members go in reverse
 // order: repository, lock, then the lock's backend.
