@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/aligned_buffer.h"
+#include "base/huge_page_arena.h"
 #include "repo/blob_codec.h"
 #include "storage/backend.h"
 
@@ -104,7 +105,8 @@ class Index {
 
  private:
   mutable std::mutex mu_;
-  std::unordered_map<Id, BlobLocation, IdHash> map_;
+  HugePageArena arena_;  // the map's nodes and buckets
+  std::pmr::unordered_map<Id, BlobLocation, IdHash> map_{&arena_};
 };
 
 }  // namespace vmbackup::repo
