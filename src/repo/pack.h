@@ -100,6 +100,7 @@ class Index {
   static Result<std::vector<PackEntry>> DecodeFile(const BlobCodec& codec,
                                                    std::span<const uint8_t> file);
   // Adds the entries `keep` accepts (all when it is empty) under one lock, making room first.
+  // `keep` runs under the index's lock: it must not call the index.
   using KeepFn = std::function<bool(const PackEntry&)>;
   void AddAll(const FileEntries& entries, const KeepFn& keep);
 

@@ -66,9 +66,10 @@ Status CheckReallyPlain(storage::Backend& backend) {
                                std::pair{storage::ObjectType::kPoint, size_t(0)}}) {
     VMBACKUP_ASSIGN_OR_RETURN(auto objects, backend.List(type));
     for (size_t i = 0; i < objects.size() && i < 2; ++i) {
-      // The head says it all: an index file is as large as the index (megabytes).
-      const uint64_t head =
-          std::min<uint64_t>(objects[i].size, blob_at + 1 + kGcmNonceSize + kGcmTagSize);
+      // The head says it all (an index file is as large as the index: megabytes); an object
+      // too small to hold an encrypted blob is none.
+      const uint64_t head = blob_at + 1 + kGcmNonceSize + kGcmTagSize;
+      if (objects[i].size < head) continue;
       auto data = backend.LoadRange({type, objects[i].name}, 0, head);
       if (data && LooksEncrypted(*data, blob_at)) {
         return CorruptionError(tampered + std::string(storage::ObjectTypeName(type)) +
