@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <set>
@@ -117,13 +118,8 @@ Status Disk::ReadFrom(size_t depth, uint64_t offset, std::span<uint8_t> buf) {
 }
 
 bool Disk::ConcurrentReads() const {
-  for (const auto& layer : layers_) {
-    for (const ExtentLine& e : layer->descriptor().extents) {
-      if (e.type != ExtentType::kFlat && e.type != ExtentType::kVmfs && e.type != ExtentType::kZero)
-        return false;
-    }
-  }
-  return true;
+  return std::all_of(layers_.begin(), layers_.end(),
+                     [](const auto& layer) { return layer->fully_allocated(); });
 }
 
 Status Disk::ReadAt(uint64_t offset, std::span<uint8_t> buf) {
