@@ -39,11 +39,40 @@ void PackBuilder::Recycle(AlignedBuffer&& bytes) {
   if (spares_.size() < 4) spares_.push_back(std::move(bytes));
 }
 
+void PackBuilder::StreamSegments(size_t segment, std::function<void(AlignedBuffer&&)> sink) {
+  segment_ = segment;
+  sink_ = std::move(sink);
+  reserve_ = segment;
+  data_.reserve(segment);
+}
+
+AlignedBuffer PackBuilder::NextBuffer() {
+  AlignedBuffer b;
+  if (!spares_.empty()) {
+    b = std::move(spares_.back());
+    spares_.pop_back();
+  }
+  b.clear();
+  b.reserve(reserve_);
+  return b;
+}
+
+void PackBuilder::Put(std::span<const uint8_t> bytes) {
+  while (segment_ != 0 && data_.size() + bytes.size() >= segment_) {
+    const size_t n = segment_ - data_.size();
+    data_.append(bytes.first(n));
+    bytes = bytes.subspan(n);
+    streamed_ += segment_;
+    sink_(std::exchange(data_, NextBuffer()));
+  }
+  data_.append(bytes);
+}
+
 void PackBuilder::AddEntry(BlobType type, const Id& id, size_t stored_size, uint32_t raw_length) {
   PackEntry e;
   e.id = id;
   e.loc.type = type;
-  e.loc.offset = data_.size();
+  e.loc.offset = bytes();
   e.loc.stored_length = uint32_t(stored_size);
   e.loc.raw_length = raw_length;
   entries_.push_back(e);
@@ -52,12 +81,12 @@ void PackBuilder::AddEntry(BlobType type, const Id& id, size_t stored_size, uint
 void PackBuilder::Add(BlobType type, const Id& id, std::span<const uint8_t> stored,
                       uint32_t raw_length) {
   AddEntry(type, id, stored.size(), raw_length);
-  data_.append(stored);
+  Put(stored);
 }
 
 void PackBuilder::Add(BlobType type, const Id& id, const EncodedBlob& blob, uint32_t raw_length) {
   AddEntry(type, id, blob.size(), raw_length);
-  blob.AppendTo([&](std::span<const uint8_t> piece) { data_.append(piece); });
+  blob.AppendTo([&](std::span<const uint8_t> piece) { Put(piece); });
 }
 
 PackBuilder::Finished PackBuilder::Finish() {
@@ -72,25 +101,19 @@ PackBuilder::Finished PackBuilder::Finish() {
     StoreLE32(p + 45, e.loc.raw_length);
   }
   std::vector<uint8_t> blob = codec_.Encode(trailer, Text("vmbackup pack trailer"));
-  data_.append(blob);
+  Put(blob);
   uint8_t tail[12];
   StoreLE32(tail, uint32_t(blob.size()));
   std::memcpy(tail + 4, kPackEndMagic, 8);
-  data_.append({tail, 12});
+  Put({tail, 12});
   Finished f;
   f.id = Sha256(blob);
-  f.bytes = std::move(data_);
+  f.bytes = std::exchange(data_, NextBuffer());
   f.entries = std::move(entries_);
+  f.whole = streamed_ == 0;
   for (PackEntry& e : f.entries) e.loc.pack = f.id;
-  // The next pack goes into a recycled buffer when there is one: fresh memory is slow to get
-  // (page faults, and on a VM the host's), and growing a buffer copies it.
-  if (!spares_.empty()) {
-    data_ = std::move(spares_.back());
-    spares_.pop_back();
-  }
-  data_.clear();
-  data_.reserve(reserve_);
   data_.append(Text(kPackMagic, 8));
+  streamed_ = 0;
   entries_.clear();
   return f;
 }

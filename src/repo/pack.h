@@ -38,15 +38,26 @@ class PackBuilder {
   // Appends an encoded blob.
   void Add(BlobType type, const Id& id, std::span<const uint8_t> stored, uint32_t raw_length);
   void Add(BlobType type, const Id& id, const EncodedBlob& blob, uint32_t raw_length);
-  size_t bytes() const { return data_.size(); }
+  // The open pack's size so far (segments given to the sink included).
+  size_t bytes() const { return streamed_ + data_.size(); }
+  // From now on the pack's bytes go to `sink` in segments of `segment` bytes (a multiple of
+  // 4096, written with O_DIRECT as they are) as they fill, instead of staying in memory until
+  // Finish: a pack then needs a segment's memory, not its own size. Segments come back through
+  // Recycle. Call before the first Add.
+  void StreamSegments(size_t segment, std::function<void(AlignedBuffer&&)> sink);
   size_t count() const { return entries_.size(); }
   // Appends the trailer; returns the pack's bytes, its id (H of the stored trailer blob, which
   // lists every blob's id, place and size: hashing 16 MiB per pack cost a quarter of an
   // ingest's CPU) and its entries.
   struct Finished {
     Id id;
-    AlignedBuffer bytes;  // written with O_DIRECT as they are
+    // The whole pack, or with StreamSegments the bytes after the last segment (whole false).
+    // Written with O_DIRECT as they are.
+    AlignedBuffer bytes;
     std::vector<PackEntry> entries;
+    bool whole = true;
+    // false: a segment given to the sink, of a pack still being built (no id, no entries).
+    bool last = true;
   };
   Finished Finish();
   // Room for `bytes` so the buffer never grows by copying.
@@ -61,8 +72,15 @@ class PackBuilder {
   const BlobCodec& codec_;
   // Opens an entry for a blob of `stored_size` bytes about to be appended at the end.
   void AddEntry(BlobType type, const Id& id, size_t stored_size, uint32_t raw_length);
+  // Appends to the pack, handing full segments to the sink.
+  void Put(std::span<const uint8_t> bytes);
+  // An empty buffer for the pack's next bytes: a recycled one when there is one (fresh memory
+  // is slow to get: page faults, and on a VM the host's; growing a buffer copies it).
+  AlignedBuffer NextBuffer();
 
   AlignedBuffer data_;
+  size_t segment_ = 0, streamed_ = 0;  // streamed_: bytes of the open pack given to sink_
+  std::function<void(AlignedBuffer&&)> sink_;
   std::vector<AlignedBuffer> spares_;  // recycled pack buffers
   size_t reserve_ = 0;
   std::vector<PackEntry> entries_;

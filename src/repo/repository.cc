@@ -381,19 +381,44 @@ Result<Id> Repository::Store(BlobType type, std::span<const uint8_t> plaintext, 
   stats_.bytes_raw_stored += plaintext.size();
   stats_.bytes_packed += stored.size();
   if (is_new) *is_new = true;
-  if (builder_.bytes() >= kPackTarget) VMBACKUP_RETURN_IF_ERROR(SavePack(l));
+  // Add may have queued segments of the pack (streaming_): they count against the room too.
+  VMBACKUP_RETURN_IF_ERROR(builder_.bytes() >= kPackTarget ? SavePack(l) : WaitForRoom(l));
   return id;
+}
+
+Repository::Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec)
+    : backend_(std::move(b)), codec_(std::move(codec)), builder_(codec_) {
+  if (!streaming_) {
+    builder_.Reserve(kPackTarget + (1 << 20));
+    return;
+  }
+  builder_.StreamSegments(kSegment, [this](AlignedBuffer&& segment) {
+    PackBuilder::Finished piece;
+    piece.bytes = std::move(segment);
+    piece.whole = piece.last = false;
+    Enqueue(std::move(piece));
+  });
 }
 
 Status Repository::SavePack(std::unique_lock<std::mutex>& lock) {
   if (builder_.count() == 0) return save_error_;
-  queued_.push_back(builder_.Finish());
+  Enqueue(builder_.Finish());
+  return WaitForRoom(lock);
+}
+
+void Repository::Enqueue(PackBuilder::Finished f) {
+  queued_.push_back(std::move(f));
   ++saves_in_flight_;
-  const int writers = std::max(1, backend_->SavesInFlight());
+  // Streamed pieces must reach the disk in order: one writer then.
+  const int writers = streaming_ ? 1 : std::max(1, backend_->SavesInFlight());
   if (pack_writers_.size() < size_t(writers) && saves_in_flight_ > int(pack_writers_.size()))
     pack_writers_.emplace_back([this] { PackWriterMain(); });
   queued_cv_.notify_one();
-  saved_.wait(lock, [&] { return saves_in_flight_ <= kMaxQueuedPacks + writers - 1; });
+}
+
+Status Repository::WaitForRoom(std::unique_lock<std::mutex>& lock) {
+  const int most = streaming_ ? kMaxPieces : kMaxQueuedPacks + int(pack_writers_.size()) - 1;
+  saved_.wait(lock, [&] { return saves_in_flight_ <= most; });
   return save_error_;
 }
 
@@ -416,7 +441,9 @@ void Repository::WritePack(PackBuilder::Finished f, std::unique_lock<std::mutex>
   lock.lock();
   --saves_in_flight_;
   builder_.Recycle(std::move(f.bytes));
-  if (s.ok()) {
+  if (!f.last) {  // a segment: its blobs are recorded with the pack's last piece
+    if (!s.ok() && save_error_.ok()) save_error_ = s;
+  } else if (s.ok()) {
     unindexed_.insert(unindexed_.end(), f.entries.begin(), f.entries.end());
   } else if (save_error_.ok()) {
     save_error_ = s;  // the blobs of a lost pack must not be indexed: Flush reports it
@@ -430,8 +457,8 @@ bool Repository::IsDamage(const Status& s) {
 }
 
 Status Repository::SavePackObject(const PackBuilder::Finished& f) {
-  Status s = SavePackBytes(f);
-  if (!s.ok()) return s;
+  Status s = f.whole ? SavePackBytes(f) : StreamPackPiece(f);
+  if (!s.ok() || !f.last) return s;
   // A pack written now under a name that damage records name (the same blobs make the same
   // pack: a missing pack comes back this way) is good: its copies are no longer damaged.
   for (const PackEntry& e : f.entries) {
@@ -460,6 +487,30 @@ Status Repository::SavePackBytes(const PackBuilder::Finished& f) {
   return backend_->Save(ref, f.bytes);
 }
 
+Status Repository::StreamPackPiece(const PackBuilder::Finished& f) {
+  if (!pack_stream_ && pack_stream_error_.ok()) {
+    auto w = backend_->NewWriter(storage::ObjectType::kPack);
+    if (w) {
+      pack_stream_ = std::move(*w);
+    } else {
+      pack_stream_error_ = w.error();
+    }
+  }
+  if (pack_stream_error_.ok()) pack_stream_error_ = pack_stream_->Append(f.bytes);
+  if (!f.last) return pack_stream_error_;
+  // The pack's last piece: commit it, or drop what was written of it (the writer removes it).
+  std::unique_ptr<storage::ObjectWriter> w = std::move(pack_stream_);
+  Status s = std::exchange(pack_stream_error_, Status::Ok());
+  if (!s.ok()) return s;
+  const std::string name = f.id.Hex();
+  s = w->Commit(name);
+  if (s.code() != ErrorCode::kAlreadyExists) return s;
+  // As in SavePackBytes: the same bytes will do; different ones are a damaged copy.
+  VMBACKUP_ASSIGN_OR_RETURN(bool same, w->SameAsExisting());
+  if (same) return Status::Ok();
+  return w->ReplaceExisting().WithContext("replace damaged pack " + name);
+}
+
 Repository::~Repository() {
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -474,8 +525,13 @@ Status Repository::Flush() {
   // The open pack is written here rather than queued: a tree writer reading back a page it
   // stored flushes often, and a hand-off to the writer thread for each cost more than the write.
   if (builder_.count() > 0) {
-    ++saves_in_flight_;
-    WritePack(builder_.Finish(), l);
+    PackBuilder::Finished f = builder_.Finish();
+    if (f.whole) {
+      ++saves_in_flight_;
+      WritePack(std::move(f), l);
+    } else {
+      Enqueue(std::move(f));  // after its segments, by the writer thread that has them
+    }
   }
   saved_.wait(l, [&] { return saves_in_flight_ == 0; });
   VMBACKUP_RETURN_IF_ERROR(save_error_);

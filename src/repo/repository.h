@@ -124,11 +124,14 @@ class Repository {
   const std::vector<std::string>& damaged_index_files() const { return damaged_index_files_; }
 
  private:
-  Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec)
-      : backend_(std::move(b)), codec_(std::move(codec)), builder_(codec_) {
-    builder_.Reserve(kPackTarget + (1 << 20));
-  }
+  Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec);
   static constexpr int kMaxQueuedPacks = 2;
+  // Where the backend takes objects in pieces, packs go to it in segments as they are built:
+  // at most kMaxPieces in flight (12 MiB), not two whole packs beside the open one (51 MiB).
+  // Fresh memory costs more than the disk write here: a 100 MiB incremental spent a third of
+  // its CPU clearing the pages of its pack buffers.
+  static constexpr size_t kSegment = 4 << 20;
+  static constexpr int kMaxPieces = 3;
   Status LoadIndex();
   Status LoadDamage();
   // The error for a blob the index lacks: "damaged" when a damaged copy is known.
@@ -140,6 +143,12 @@ class Repository {
   // stays bounded). Flush waits for the queue to drain. Returns the
   // first failed save. Called and returns with `lock` held.
   Status SavePack(std::unique_lock<std::mutex>& lock);
+  // Queues a finished pack or a segment for the writer threads (started as needed). Called with
+  // mu_ held.
+  void Enqueue(PackBuilder::Finished f);
+  // Waits while more than the allowed pieces are queued or being written; the first failed
+  // save. Called and returns with `lock` held.
+  Status WaitForRoom(std::unique_lock<std::mutex>& lock);
   void PackWriterMain();
   // Saves a finished pack (counted in saves_in_flight_) outside the lock and records the
   // outcome. Called and returns with `lock` held.
@@ -147,6 +156,8 @@ class Repository {
   // Saves a pack; one that exists already under its name is checked (and replaced if damaged).
   Status SavePackObject(const PackBuilder::Finished& f);
   Status SavePackBytes(const PackBuilder::Finished& f);
+  // A piece of a streamed pack into pack_stream_ (the writer thread's), committed with the last.
+  Status StreamPackPiece(const PackBuilder::Finished& f);
 
   std::unique_ptr<storage::Backend> backend_;
   BlobCodec codec_;
@@ -162,8 +173,11 @@ class Repository {
   PackBuilder builder_;
   std::unordered_set<Id, IdHash> pending_;    // stored, not yet in an index file
   std::vector<PackEntry> unindexed_;          // in saved packs, not yet in an index file
-  std::deque<PackBuilder::Finished> queued_;  // finished packs for the writer thread
-  int saves_in_flight_ = 0;                   // queued or being written
+  std::deque<PackBuilder::Finished> queued_;  // finished packs (or segments) for the writers
+  const bool streaming_ = backend_->WritesInPieces();
+  std::unique_ptr<storage::ObjectWriter> pack_stream_;  // the streamed pack being written
+  Status pack_stream_error_;                            // its first failure
+  int saves_in_flight_ = 0;                             // queued or being written
   bool stopping_ = false;
   Status save_error_;
   std::condition_variable saved_, queued_cv_;

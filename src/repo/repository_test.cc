@@ -629,5 +629,110 @@ TEST(Repository, AFailedPackWriteFailsTheCommitAndLosesNothing) {
   EXPECT_TRUE(check->problems.empty()) << check->problems.front();
 }
 
+// A pack built with StreamSegments is the same pack, byte for byte, as one built in one buffer:
+// its segments (all of the asked size) and its last piece, in order.
+TEST(PackBuilder, SegmentsAndTheLastPieceAreThePackBuiltWhole) {
+  BlobCodec codec(std::nullopt);
+  PackBuilder whole(codec), streamed(codec);
+  std::vector<AlignedBuffer> segments;
+  streamed.StreamSegments(8192, [&](AlignedBuffer&& b) { segments.push_back(std::move(b)); });
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 40; ++i) {
+    std::vector<uint8_t> blob(size_t(rng() % 3000) + 1);
+    for (auto& b : blob) b = uint8_t(rng());
+    const Id id = codec.IdOf(blob);
+    whole.Add(BlobType::kChunk, id, blob, uint32_t(blob.size()));
+    streamed.Add(BlobType::kChunk, id, blob, uint32_t(blob.size()));
+    ASSERT_EQ(streamed.bytes(), whole.bytes());
+  }
+  ASSERT_GT(segments.size(), 3u);
+  PackBuilder::Finished a = whole.Finish(), b = streamed.Finish();
+  EXPECT_TRUE(a.whole);
+  EXPECT_FALSE(b.whole);
+  std::vector<uint8_t> joined;
+  for (const AlignedBuffer& seg : segments) {
+    EXPECT_EQ(seg.size(), 8192u);
+    joined.insert(joined.end(), seg.begin(), seg.end());
+  }
+  joined.insert(joined.end(), b.bytes.begin(), b.bytes.end());
+  EXPECT_TRUE(std::equal(joined.begin(), joined.end(), a.bytes.begin(), a.bytes.end()));
+  EXPECT_EQ(a.id, b.id);
+  ASSERT_EQ(a.entries.size(), b.entries.size());
+  for (size_t i = 0; i < a.entries.size(); ++i)
+    EXPECT_EQ(a.entries[i].loc.offset, b.entries[i].loc.offset);
+}
+
+// On a local disk packs leave in segments while they are built: what the repository holds
+// unwritten stays a few segments (not two or three whole packs), the store sees no piece larger
+// than a segment, and every pack is whole and indexed in the end.
+class PieceCountingBackend final : public storage::testing::ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  Result<std::unique_ptr<storage::ObjectWriter>> NewWriter(storage::ObjectType t) override {
+    VMBACKUP_ASSIGN_OR_RETURN(auto inner, ForwardingBackend::NewWriter(t));
+    return std::unique_ptr<storage::ObjectWriter>(new Counting(*this, std::move(inner)));
+  }
+  uint64_t appended() const { return appended_; }
+  size_t largest() const { return largest_; }
+
+ private:
+  struct Counting final : storage::ObjectWriter {
+    Counting(PieceCountingBackend& backend, std::unique_ptr<storage::ObjectWriter> inner)
+        : b(backend), w(std::move(inner)) {}
+    Status Append(std::span<const uint8_t> bytes) override {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a slow disk
+      b.largest_ = std::max<size_t>(b.largest_, bytes.size());
+      b.appended_ += bytes.size();
+      return w->Append(bytes);
+    }
+    Status Commit(const std::string& name) override { return w->Commit(name); }
+    Result<bool> SameAsExisting() override { return w->SameAsExisting(); }
+    Status ReplaceExisting() override { return w->ReplaceExisting(); }
+    PieceCountingBackend& b;
+    std::unique_ptr<storage::ObjectWriter> w;
+  };
+  std::atomic<uint64_t> appended_{0};
+  std::atomic<size_t> largest_{0};
+};
+
+TEST(Repository, PacksLeaveForALocalDiskInSegmentsAsTheyAreBuilt) {
+  testing::TempDir dir;
+  auto local = storage::LocalBackend::Create(dir / "repo");
+  ASSERT_TRUE(local);
+  auto owned = std::make_unique<PieceCountingBackend>(std::move(*local));
+  PieceCountingBackend* backend = owned.get();
+  auto repo = NewRepo(std::move(owned));
+  ASSERT_TRUE(repo);
+  std::mt19937_64 rng(17);
+  std::vector<uint8_t> disk(80 << 20);  // random: 5 packs
+  for (auto& b : disk) b = uint8_t(rng());
+  Point meta;
+  auto w = PointWriter::Start(*repo, meta);
+  ASSERT_TRUE(w);
+  PointDisk d;
+  d.key = 2000;
+  d.capacity = disk.size();
+  const size_t idx = *(*w)->AddDisk(d);
+  uint64_t most_held = 0;
+  for (uint64_t c : AllChunks(disk.size())) {
+    ASSERT_TRUE((*w)->WriteChunk(idx, c * kChunk, {disk.data() + c * kChunk, kChunk}).ok());
+    most_held = std::max<uint64_t>(most_held, (c + 1) * kChunk - backend->appended());
+  }
+  auto p = (*w)->Commit();
+  ASSERT_TRUE(p) << p.error().ToString();
+  EXPECT_LE(backend->largest(), size_t(4 << 20));
+  EXPECT_LE(most_held, uint64_t(20 << 20)) << "held unwritten: whole packs in memory";
+  EXPECT_GE(backend->appended(), disk.size());
+  EXPECT_EQ(Restore(*repo, *p), disk);
+  auto check = Check(*repo);
+  ASSERT_TRUE(check);
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+  size_t packs = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "repo/packs"))
+    packs += e.is_regular_file();
+  EXPECT_GE(packs, 5u);
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "repo/tmp"));
+}
+
 }  // namespace
 }  // namespace vmbackup::repo

@@ -47,6 +47,10 @@ bool IsLockable(const ObjectRef& ref) {
   }
 }
 
+Result<std::unique_ptr<ObjectWriter>> Backend::NewWriter(ObjectType) {
+  return NotSupportedError(location() + " saves whole objects only");
+}
+
 Status Backend::LockNewObjects(LockMode, int64_t) {
   return NotSupportedError(location() + " has no Object Lock (an S3 bucket made with it has)");
 }

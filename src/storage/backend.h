@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -69,6 +70,27 @@ struct TransferStats {
   }
 };
 
+// A large object saved piece by piece while it is made (packs, as they are built), so that it
+// never has to be whole in memory. Nothing is visible under a name before Commit; a writer
+// destroyed uncommitted leaves nothing behind (after a crash: what Save's would leave).
+// Not thread-safe: one thread uses a writer.
+class ObjectWriter {
+ public:
+  static constexpr size_t kAlign = 4096;
+  virtual ~ObjectWriter() = default;
+  // Appends `bytes`. A piece of a multiple of kAlign bytes in memory on a kAlign boundary,
+  // appended at a multiple of kAlign, is written as it is around the page cache (a local disk).
+  virtual Status Append(std::span<const uint8_t> bytes) = 0;
+  // Stores what was appended under `name`, durably, all or nothing, as Save does; kAlreadyExists
+  // when the object exists. After that error the writer still holds its bytes for the two calls
+  // below; after any other outcome it is spent.
+  virtual Status Commit(const std::string& name) = 0;
+  // After kAlreadyExists: whether the existing object holds exactly the appended bytes.
+  virtual Result<bool> SameAsExisting() = 0;
+  // After kAlreadyExists: replaces the existing object (a damaged copy) with the appended bytes.
+  virtual Status ReplaceExisting() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -99,6 +121,12 @@ class Backend {
   // stream keeps it busy), several for a remote store, where each waits on round trips and on
   // the server.
   virtual int SavesInFlight() const { return 1; }
+
+  // Whether NewWriter gives writers. The default saves whole objects only: a remote store sends
+  // an object in one request, and again on a retry.
+  virtual bool WritesInPieces() const { return false; }
+  // A writer for a new object of `type`; kNotSupported unless WritesInPieces().
+  virtual Result<std::unique_ptr<ObjectWriter>> NewWriter(ObjectType type);
 
   // Counters of a remote store's traffic; all zero for a local one.
   virtual TransferStats transfer_stats() const { return {}; }

@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 #include <utime.h>
 
+#include <filesystem>
+
 #include "base/aligned_buffer.h"
 #include "base/process.h"
 #include "base/testing/temp_dir.h"
@@ -120,6 +122,95 @@ TEST(LocalBackend, FilesArePrivate) {
     ASSERT_EQ(::stat((dir / "repo" + d).c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0700u) << d;
   }
+}
+
+size_t FilesIn(const std::string& folder) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(folder)) n += e.is_regular_file();
+  return n;
+}
+
+// A writer takes a pack piece by piece (aligned segments with O_DIRECT, then an unaligned tail,
+// then an aligned piece again at an unaligned place) and stores exactly the bytes given; nothing
+// shows under the name before Commit, and nothing is left in tmp/ after it.
+TEST(LocalBackend, AWriterStoresItsPiecesInOrderOnCommit) {
+  vmbackup::testing::TempDir dir;
+  auto b = LocalBackend::Create(dir / "repo");
+  ASSERT_TRUE(b) << b.error().ToString();
+  ASSERT_TRUE((*b)->WritesInPieces());
+  std::vector<uint8_t> all;
+  auto w = (*b)->NewWriter(ObjectType::kPack);
+  ASSERT_TRUE(w) << w.error().ToString();
+  const ObjectRef ref{ObjectType::kPack, std::string(64, 'c')};
+  for (size_t size : {size_t(2 << 20), size_t(1 << 20), size_t(777), size_t(1 << 20), size_t(5)}) {
+    AlignedBuffer piece;
+    std::vector<uint8_t> bytes(size);
+    for (size_t i = 0; i < size; ++i) bytes[i] = uint8_t(all.size() + i * 7);
+    piece.append(bytes);
+    ASSERT_TRUE((*w)->Append({piece.data(), piece.size()}).ok());
+    all.insert(all.end(), bytes.begin(), bytes.end());
+  }
+  EXPECT_EQ((*b)->Stat(ref).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(FilesIn(dir / "repo/tmp"), 1u);
+  ASSERT_TRUE((*w)->Commit(ref.name).ok());
+  auto back = (*b)->Load(ref);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(*back, all);
+  EXPECT_EQ(FilesIn(dir / "repo/tmp"), 0u);
+  EXPECT_FALSE((*w)->Append(all).ok()) << "a committed writer is spent";
+}
+
+// A writer dropped before Commit leaves nothing; one that meets an existing object says so, tells
+// whether it holds the same bytes, and can replace it (a damaged copy), after which reads see
+// the new bytes even through the backend's cache of open files.
+TEST(LocalBackend, AWriterAbandonedLeavesNothingAndMeetsAnExistingObject) {
+  vmbackup::testing::TempDir dir;
+  auto b = LocalBackend::Create(dir / "repo");
+  ASSERT_TRUE(b);
+  {
+    auto w = (*b)->NewWriter(ObjectType::kPack);
+    ASSERT_TRUE(w);
+    ASSERT_TRUE((*w)->Append(std::vector<uint8_t>(10000, 1)).ok());
+  }
+  EXPECT_EQ(FilesIn(dir / "repo/tmp"), 0u);
+  const ObjectRef ref{ObjectType::kPack, std::string(64, 'd')};
+  std::vector<uint8_t> good(3 << 20, 7), damaged = good;
+  damaged[12345] ^= 1;
+  ASSERT_TRUE((*b)->Save(ref, damaged).ok());
+  std::vector<uint8_t> head(16);
+  ASSERT_TRUE((*b)->ReadRange(ref, 12340, head).ok());  // the open file is cached now
+  auto same = (*b)->NewWriter(ObjectType::kPack);
+  ASSERT_TRUE(same);
+  ASSERT_TRUE((*same)->Append(damaged).ok());
+  EXPECT_EQ((*same)->Commit(ref.name).code(), ErrorCode::kAlreadyExists);
+  auto is_same = (*same)->SameAsExisting();
+  ASSERT_TRUE(is_same) << is_same.error().ToString();
+  EXPECT_TRUE(*is_same);
+  auto other = (*b)->NewWriter(ObjectType::kPack);
+  ASSERT_TRUE(other);
+  ASSERT_TRUE((*other)->Append(good).ok());
+  EXPECT_EQ((*other)->Commit(ref.name).code(), ErrorCode::kAlreadyExists);
+  auto differs = (*other)->SameAsExisting();
+  ASSERT_TRUE(differs);
+  EXPECT_FALSE(*differs);
+  ASSERT_TRUE((*other)->ReplaceExisting().ok());
+  ASSERT_TRUE((*b)->ReadRange(ref, 12340, head).ok());
+  EXPECT_EQ(head, std::vector<uint8_t>(16, 7));
+  auto back = (*b)->Load(ref);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, good);
+  same->reset();
+  other->reset();
+  EXPECT_EQ(FilesIn(dir / "repo/tmp"), 0u);
+}
+
+// Backends that send whole objects say so, and refuse a writer with a clear error.
+TEST(MemBackend, SavesWholeObjectsOnly) {
+  MemBackend b;
+  EXPECT_FALSE(b.WritesInPieces());
+  auto w = b.NewWriter(ObjectType::kPack);
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code(), ErrorCode::kNotSupported);
 }
 
 }  // namespace

@@ -26,6 +26,7 @@ constexpr ObjectType kAllTypes[] = {ObjectType::kConfig, ObjectType::kKey,  Obje
                                     ObjectType::kDamage, ObjectType::kTest};
 
 std::string Join(const std::string& a, std::string_view b) { return a + "/" + std::string(b); }
+std::string FolderOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
 Status MakeDir(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
@@ -197,14 +198,31 @@ Result<std::string> LocalBackend::PathOf(const ObjectRef& ref) const {
   return Join(folder, ref.name);
 }
 
+std::string LocalBackend::NewTmpPath() {
+  return Join(Join(dir_, "tmp"),
+              OwnerFileTag() + StrFormat("-%llu-%08x", (unsigned long long)counter_.fetch_add(1),
+                                         uint32_t(std::random_device()())));
+}
+
+Status LocalBackend::LinkIntoPlace(const std::string& tmp, const ObjectRef& ref,
+                                   const std::string& path) {
+  // link() refuses an existing target: write-once without a check-then-write race.
+  if (::link(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    if (err == EEXIST) {
+      return AlreadyExistsError(std::string(ObjectTypeName(ref.type)) + "/" + ref.name +
+                                " already exists");
+    }
+    return PosixError("link " + path, err);
+  }
+  ::unlink(tmp.c_str());
+  return SyncDir(FolderOf(path));
+}
+
 Status LocalBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
-  std::string folder = path.substr(0, path.rfind('/'));
-  if (ref.type == ObjectType::kPack) VMBACKUP_RETURN_IF_ERROR(MakeDir(folder));
-  std::string tmp =
-      Join(Join(dir_, "tmp"),
-           OwnerFileTag() + StrFormat("-%llu-%08x", (unsigned long long)counter_.fetch_add(1),
-                                      uint32_t(std::random_device()())));
+  if (ref.type == ObjectType::kPack) VMBACKUP_RETURN_IF_ERROR(MakeDir(FolderOf(path)));
+  const std::string tmp = NewTmpPath();
   {
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (fd.get() < 0) return PosixError("create " + tmp, errno);
@@ -216,18 +234,124 @@ Status LocalBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
       return s;
     }
   }
-  // link() refuses an existing target: write-once without a check-then-write race.
-  if (::link(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    if (err == EEXIST) {
-      return AlreadyExistsError(std::string(ObjectTypeName(ref.type)) + "/" + ref.name +
-                                " already exists");
-    }
-    return PosixError("link " + path, err);
+  Status s = LinkIntoPlace(tmp, ref, path);
+  if (!s.ok()) ::unlink(tmp.c_str());
+  return s;
+}
+
+// A new object in a temporary file: aligned pieces go to the disk with O_DIRECT as they come
+// (the pack's memory is reused at once, and the page cache is not filled: see WriteDirect),
+// anything else through the page cache; Commit syncs it and links it into place.
+class LocalBackend::Writer final : public ObjectWriter {
+ public:
+  Writer(LocalBackend& backend, ObjectType type, std::string tmp, int fd)
+      : backend_(backend), type_(type), tmp_(std::move(tmp)), fd_(fd) {}
+  ~Writer() override {
+    if (fd_ >= 0) ::close(fd_);
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
   }
-  ::unlink(tmp.c_str());
-  return SyncDir(folder);
+
+  Status Append(std::span<const uint8_t> bytes) override {
+    if (fd_ < 0) return FailedPreconditionError("append to " + tmp_ + " after its commit");
+    const bool aligned = bytes.size() % kAlign == 0 && offset_ % kAlign == 0 &&
+                         reinterpret_cast<uintptr_t>(bytes.data()) % kAlign == 0;
+    VMBACKUP_RETURN_IF_ERROR(SetDirect(aligned && direct_allowed_));
+    for (size_t done = 0; done < bytes.size();) {
+      ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, off_t(offset_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EINVAL && direct_ && done == 0) {  // no direct I/O here after all
+        direct_allowed_ = false;
+        VMBACKUP_RETURN_IF_ERROR(SetDirect(false));
+        continue;
+      }
+      if (n < 0) return PosixError("write " + tmp_, errno);  // ENOSPC: "No space left on device"
+      if (n == 0) return PosixError("write " + tmp_, ENOSPC);
+      done += size_t(n);
+      offset_ += uint64_t(n);
+      if (direct_ && offset_ % kAlign != 0) VMBACKUP_RETURN_IF_ERROR(SetDirect(false));
+    }
+    return Status::Ok();
+  }
+
+  Status Commit(const std::string& name) override {
+    if (fd_ < 0) return FailedPreconditionError("commit of " + tmp_ + " twice");
+    const ObjectRef ref{type_, name};
+    auto path = backend_.PathOf(ref);
+    Status s = path ? Status::Ok() : path.error();
+    if (s.ok() && type_ == ObjectType::kPack) s = MakeDir(FolderOf(*path));
+    if (s.ok() && ::fdatasync(fd_) != 0) s = PosixError("fsync " + tmp_, errno);
+    ::close(fd_);
+    fd_ = -1;
+    if (s.ok()) s = backend_.LinkIntoPlace(tmp_, ref, *path);
+    if (s.ok()) {
+      tmp_.clear();  // linked, and the temporary name removed
+    } else if (s.code() == ErrorCode::kAlreadyExists) {
+      path_ = *path;  // kept for SameAsExisting and ReplaceExisting
+    }
+    return s;
+  }
+
+  Result<bool> SameAsExisting() override {
+    VMBACKUP_RETURN_IF_ERROR(RequireExisting());
+    Fd a(::open(tmp_.c_str(), O_RDONLY | O_CLOEXEC)),
+        b(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (a.get() < 0) return PosixError("open " + tmp_, errno);
+    if (b.get() < 0) return PosixError("open " + path_, errno);
+    struct stat sa, sb;
+    if (::fstat(a.get(), &sa) != 0) return PosixError("stat " + tmp_, errno);
+    if (::fstat(b.get(), &sb) != 0) return PosixError("stat " + path_, errno);
+    if (sa.st_size != sb.st_size) return false;
+    std::vector<uint8_t> x(1 << 20), y(1 << 20);
+    for (uint64_t off = 0; off < uint64_t(sa.st_size); off += x.size()) {
+      const size_t n = size_t(std::min<uint64_t>(x.size(), uint64_t(sa.st_size) - off));
+      VMBACKUP_RETURN_IF_ERROR(ReadAll(a.get(), off, {x.data(), n}, tmp_));
+      VMBACKUP_RETURN_IF_ERROR(ReadAll(b.get(), off, {y.data(), n}, path_));
+      if (std::memcmp(x.data(), y.data(), n) != 0) return false;
+    }
+    return true;
+  }
+
+  Status ReplaceExisting() override {
+    VMBACKUP_RETURN_IF_ERROR(RequireExisting());
+    // rename() swaps the file in at once: readers see the old copy or the new one.
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) return PosixError("rename " + tmp_, errno);
+    tmp_.clear();
+    backend_.Forget(path_);  // its cached descriptor is the replaced file's
+    return SyncDir(FolderOf(path_));
+  }
+
+ private:
+  Status SetDirect(bool on) {
+    if (on == direct_) return Status::Ok();
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags >= 0 && ::fcntl(fd_, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT) == 0) {
+      direct_ = on;
+    } else if (on) {
+      direct_allowed_ = false;  // the file system refuses it: buffered writes
+    } else {
+      return PosixError("fcntl " + tmp_, errno);
+    }
+    return Status::Ok();
+  }
+  Status RequireExisting() const {
+    if (path_.empty() || tmp_.empty())
+      return FailedPreconditionError(tmp_ + ": no commit found an existing object");
+    return Status::Ok();
+  }
+
+  LocalBackend& backend_;
+  const ObjectType type_;
+  std::string tmp_, path_;  // tmp_ empty once it is linked or renamed into place
+  int fd_;
+  uint64_t offset_ = 0;
+  bool direct_ = false, direct_allowed_ = true;
+};
+
+Result<std::unique_ptr<ObjectWriter>> LocalBackend::NewWriter(ObjectType type) {
+  const std::string tmp = NewTmpPath();
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return PosixError("create " + tmp, errno);
+  return std::unique_ptr<ObjectWriter>(new Writer(*this, type, tmp, fd));
 }
 
 Result<std::vector<uint8_t>> LocalBackend::Load(const ObjectRef& ref) {
@@ -351,7 +475,7 @@ Status LocalBackend::Delete(const ObjectRef& ref) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
   Forget(path);
   if (::unlink(path.c_str()) != 0) return PosixError("remove " + path, errno);
-  return SyncDir(path.substr(0, path.rfind('/')));
+  return SyncDir(FolderOf(path));
 }
 
 }  // namespace vmbackup::storage

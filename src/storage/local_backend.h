@@ -1,9 +1,10 @@
 // LocalBackend: a repository in a local folder, one file per object:
 //   DIR/<type>/<name>, and DIR/packs/<first two characters>/<name> for packs.
-// Save writes DIR/tmp/<unique>, fsyncs it, links it into place (a link fails on an existing
-// name, so nothing is ever overwritten), removes the temporary name and fsyncs the folder.
-// A crash leaves at most a file in DIR/tmp, named after its writer (base/process.h); the next
-// Open removes it once that process is gone, or when it is older than a day (other hosts).
+// Save (and an ObjectWriter's Commit) writes DIR/tmp/<unique>, fsyncs it, links it into place (a
+// link fails on an existing name, so nothing is ever overwritten), removes the temporary name and
+// fsyncs the folder. A crash leaves at most a file in DIR/tmp, named after its writer
+// (base/process.h); the next Open removes it once that process is gone, or when it is older than a
+// day (other hosts).
 #pragma once
 
 #include <atomic>
@@ -35,11 +36,21 @@ class LocalBackend final : public Backend {
   Result<ObjectInfo> Stat(const ObjectRef& ref) override;
   Result<std::vector<ObjectInfo>> List(ObjectType type) override;
   Status Delete(const ObjectRef& ref) override;
+  // Writes DIR/tmp/<unique> as it is given (aligned pieces with O_DIRECT) and links it into
+  // place on Commit, as Save does.
+  bool WritesInPieces() const override { return true; }
+  Result<std::unique_ptr<ObjectWriter>> NewWriter(ObjectType type) override;
   std::string location() const override { return dir_; }
 
  private:
+  class Writer;
   explicit LocalBackend(std::string dir) : dir_(std::move(dir)) {}
   Result<std::string> PathOf(const ObjectRef& ref) const;
+  // A new name in DIR/tmp, tagged with this process (a crashed writer's file is found by it).
+  std::string NewTmpPath();
+  // Links the synced `tmp` to `path` (kAlreadyExists when it exists; `tmp` is kept then), and
+  // makes the link durable.
+  Status LinkIntoPlace(const std::string& tmp, const ObjectRef& ref, const std::string& path);
   // Objects never change once written, so ranges are read through a small cache of open
   // files (and their sizes) rather than an open and close per read.
   struct OpenFile {

@@ -27,6 +27,10 @@ class ForwardingBackend : public Backend {
   }
   uint64_t CoalesceGap() const override { return inner_->CoalesceGap(); }
   int SavesInFlight() const override { return inner_->SavesInFlight(); }
+  bool WritesInPieces() const override { return inner_->WritesInPieces(); }
+  Result<std::unique_ptr<ObjectWriter>> NewWriter(ObjectType t) override {
+    return inner_->NewWriter(t);
+  }
   Result<ObjectInfo> Stat(const ObjectRef& r) override { return inner_->Stat(r); }
   Result<std::vector<ObjectInfo>> List(ObjectType t) override { return inner_->List(t); }
   Status Delete(const ObjectRef& r) override { return inner_->Delete(r); }
