@@ -33,3 +33,17 @@ function(vmbackup_add_unit_test name)
   gtest_discover_tests(${name} PROPERTIES LABELS unit TIMEOUT 60
                        DISCOVERY_TIMEOUT 60)
 endfunction()
+
+# Compiles `target` against an imported library's headers without linking the library: its
+# functions come from the target's lazy_*.cc list and are loaded on first use
+# (src/base/lazy_library.h).
+function(vmbackup_use_headers_of target imported)
+  get_target_property(dirs ${imported} INTERFACE_INCLUDE_DIRECTORIES)
+  if(dirs)
+    target_include_directories(${target} SYSTEM PUBLIC ${dirs})
+  endif()
+  get_target_property(options ${imported} INTERFACE_COMPILE_OPTIONS)
+  if(options)
+    target_compile_options(${target} PUBLIC ${options})
+  endif()
+endfunction()

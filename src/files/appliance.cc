@@ -3,6 +3,10 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "base/lazy_library.h"
+
+VMBACKUP_DECLARE_LAZY_LIBRARY(guestfs)
+
 namespace vmbackup::files {
 namespace {
 
@@ -39,6 +43,7 @@ StringList::~StringList() {
 }
 
 Result<std::unique_ptr<Appliance>> LaunchAppliance(const std::vector<std::string>& sockets) {
+  VMBACKUP_RETURN_IF_ERROR(lazy::Load(lazy::guestfs));
   auto a = std::make_unique<Appliance>();
   a->g = guestfs_create();
   if (!a->g) return UnavailableError("libguestfs: cannot create a handle");

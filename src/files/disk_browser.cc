@@ -10,7 +10,10 @@
 #include <cstring>
 #include <map>
 
+#include "base/lazy_library.h"
 #include "base/strings.h"
+
+VMBACKUP_DECLARE_LAZY_LIBRARY(tsk)
 
 namespace vmbackup::files {
 namespace {
@@ -135,6 +138,7 @@ DiskBrowser::DiskBrowser(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DiskBrowser::~DiskBrowser() = default;
 
 Result<std::unique_ptr<DiskBrowser>> DiskBrowser::Open(uint64_t size, ReadFn read) {
+  VMBACKUP_RETURN_IF_ERROR(lazy::Load(lazy::tsk));
   auto impl = std::make_unique<Impl>();
   impl->read = std::move(read);
   auto* ext = static_cast<ExternalImage*>(std::calloc(1, sizeof(ExternalImage)));

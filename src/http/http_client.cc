@@ -15,8 +15,11 @@
 #include <cstring>
 #include <mutex>
 
+#include "base/lazy_library.h"
 #include "base/strings.h"
 #include "http/certificate.h"
+
+VMBACKUP_DECLARE_LAZY_LIBRARY(curl)
 
 namespace vmbackup::http {
 namespace {
@@ -201,6 +204,7 @@ Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::Create(const std::string& base_url, const TlsOptions& tls,
                                                double timeout_seconds) {
+  VMBACKUP_RETURN_IF_ERROR(lazy::Load(lazy::curl));
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   const bool https = base_url.rfind("https://", 0) == 0;
   if (!https && base_url.rfind("http://", 0) != 0)

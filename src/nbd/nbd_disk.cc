@@ -3,7 +3,10 @@
 #include <libnbd.h>
 
 #include "base/checked_math.h"
+#include "base/lazy_library.h"
 #include "base/strings.h"
+
+VMBACKUP_DECLARE_LAZY_LIBRARY(nbd)
 
 namespace vmbackup::nbd {
 namespace {
@@ -23,6 +26,7 @@ std::vector<char*> CArgv(const std::vector<std::string>& argv) {
 }  // namespace
 
 Result<std::unique_ptr<NbdDisk>> NbdDisk::Create(std::string name, const Options& options) {
+  VMBACKUP_RETURN_IF_ERROR(lazy::Load(lazy::nbd));
   nbd_handle* h = nbd_create();
   if (!h) return IOError(std::string("libnbd: ") + nbd_get_error());
   std::unique_ptr<NbdDisk> d(new NbdDisk(h, std::move(name)));

@@ -5,6 +5,11 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "base/lazy_library.h"
+
+VMBACKUP_DECLARE_LAZY_LIBRARY(libvirt)
+VMBACKUP_DECLARE_LAZY_LIBRARY(libvirt_qemu)
+
 namespace vmbackup::hv::libvirt {
 namespace {
 
@@ -67,6 +72,8 @@ Result<bool> IsOff(virDomainPtr dom, const std::string& name) {
 }
 
 Result<ConnectPtr> Connect(const std::string& uri) {
+  VMBACKUP_RETURN_IF_ERROR(lazy::Load(lazy::libvirt));  // an error here, not an exit on a call
+  VMBACKUP_RETURN_IF_ERROR(lazy::Load(lazy::libvirt_qemu));
   static std::once_flag once;
   std::call_once(once, [] {
     virInitialize();
