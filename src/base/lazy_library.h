@@ -1,8 +1,8 @@
 // Shared libraries loaded when first used, not at program start.
 //
 // Linking libvirt, libguestfs, The Sleuth Kit, libcurl and libnbd costs every run of the
-// program ~34 ms before main (74 libraries to map and relocate; 12 without these five), which is
-// a tenth of an incremental backup, though most commands use none of them. glibc has no lazy
+// program ~34 ms before main (74 libraries to map and relocate instead of 16), a tenth of an
+// incremental backup, though most commands use none of them. glibc has no lazy
 // loading of libraries and Debian ships no stub generator (Implib.so's role), so this does it:
 // the functions a library's list names become this program's own, each a jump through a slot.
 // A slot first points to a loader that saves the argument registers, dlopens the library, fills
