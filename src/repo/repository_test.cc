@@ -72,6 +72,21 @@ Result<Point> Backup(Repository& repo, const std::vector<uint8_t>& disk, const s
   return w->Commit();
 }
 
+// A point writer with one disk (key 2000) of `capacity` bytes, and that disk's index.
+struct OneDisk {
+  std::unique_ptr<PointWriter> writer;
+  size_t index = 0;
+};
+Result<OneDisk> StartOneDisk(Repository& repo, uint64_t capacity) {
+  Point meta;
+  VMBACKUP_ASSIGN_OR_RETURN(auto w, PointWriter::Start(repo, meta));
+  PointDisk d;
+  d.key = 2000;
+  d.capacity = capacity;
+  VMBACKUP_ASSIGN_OR_RETURN(size_t index, w->AddDisk(d));
+  return OneDisk{std::move(w), index};
+}
+
 std::vector<uint8_t> Restore(Repository& repo, const Point& p) {
   auto r = PointDiskReader::Open(repo, p, 0);
   EXPECT_TRUE(r);
@@ -474,16 +489,12 @@ TEST(Repository, APackLeftByAKilledBackupIsReusedOrReplaced) {
     auto repo = NewRepo(std::move(*backend));
     auto disk = MixedDisk(48 << 20, 11);  // more than one pack: the first is written
     {
-      Point meta;
-      auto w = PointWriter::Start(*repo, meta);
+      auto w = StartOneDisk(*repo, disk.size());
       ASSERT_TRUE(w);
-      PointDisk d;
-      d.key = 2000;
-      d.capacity = disk.size();
-      size_t i = *(*w)->AddDisk(d);
       for (uint64_t c : AllChunks(disk.size()))
-        ASSERT_TRUE((*w)->WriteChunk(i, c * kChunk, {disk.data() + c * kChunk, kChunk}).ok());
-      (*w)->Abandon();
+        ASSERT_TRUE(
+            w->writer->WriteChunk(w->index, c * kChunk, {disk.data() + c * kChunk, kChunk}).ok());
+      w->writer->Abandon();
     }
     repo.reset();  // the queued and open packs are written, never indexed
     std::string leftover;
@@ -706,19 +717,15 @@ TEST(Repository, PacksLeaveForALocalDiskInSegmentsAsTheyAreBuilt) {
   std::mt19937_64 rng(17);
   std::vector<uint8_t> disk(80 << 20);  // random: 5 packs
   for (auto& b : disk) b = uint8_t(rng());
-  Point meta;
-  auto w = PointWriter::Start(*repo, meta);
+  auto w = StartOneDisk(*repo, disk.size());
   ASSERT_TRUE(w);
-  PointDisk d;
-  d.key = 2000;
-  d.capacity = disk.size();
-  const size_t idx = *(*w)->AddDisk(d);
   uint64_t most_held = 0;
   for (uint64_t c : AllChunks(disk.size())) {
-    ASSERT_TRUE((*w)->WriteChunk(idx, c * kChunk, {disk.data() + c * kChunk, kChunk}).ok());
+    ASSERT_TRUE(
+        w->writer->WriteChunk(w->index, c * kChunk, {disk.data() + c * kChunk, kChunk}).ok());
     most_held = std::max<uint64_t>(most_held, (c + 1) * kChunk - backend->appended());
   }
-  auto p = (*w)->Commit();
+  auto p = w->writer->Commit();
   ASSERT_TRUE(p) << p.error().ToString();
   EXPECT_LE(backend->largest(), size_t(4 << 20));
   EXPECT_LE(most_held, uint64_t(20 << 20)) << "held unwritten: whole packs in memory";
