@@ -159,6 +159,22 @@ Result<std::vector<uint8_t>> BlobCodec::Decode(std::span<const uint8_t> stored,
   return out;
 }
 
+Result<std::vector<uint8_t>> BlobCodec::Decode(std::vector<uint8_t>&& stored, size_t offset,
+                                               std::span<const uint8_t> aad, size_t max_raw) const {
+  if (offset > stored.size()) return CorruptionError("blob outside its file");
+  std::vector<uint8_t> scratch;
+  VMBACKUP_ASSIGN_OR_RETURN(Opened o, Open(std::span(stored).subspan(offset), aad, scratch));
+  if (o.compressed || o.authenticated)
+    return Decode(std::span(stored).subspan(offset), aad, max_raw);
+  if (o.payload.size() > max_raw) return CorruptionError("blob larger than its index entry says");
+  if (o.checksum && *o.checksum != Checksum(o.payload, aad))
+    return CorruptionError("blob does not match its checksum");
+  const size_t start = size_t(o.payload.data() - stored.data()), size = o.payload.size();
+  std::memmove(stored.data(), stored.data() + start, size);
+  stored.resize(size);
+  return std::move(stored);
+}
+
 Status BlobCodec::DecodeInto(std::span<const uint8_t> stored, std::span<const uint8_t> aad,
                              std::span<uint8_t> out, bool* bound) const {
   thread_local std::vector<uint8_t> scratch;  // decrypted payloads, reused

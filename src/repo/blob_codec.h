@@ -60,6 +60,11 @@ class BlobCodec {
   // allocate more. kCorruption on any damage.
   Result<std::vector<uint8_t>> Decode(std::span<const uint8_t> stored, std::span<const uint8_t> aad,
                                       size_t max_raw) const;
+  // The same for the blob at `stored[offset..]`, taking `stored`: a blob stored plain (neither
+  // compressed nor encrypted) comes back in its memory, not copied. For whole files (an index
+  // file: fresh memory for a copy cost more than reading it).
+  Result<std::vector<uint8_t>> Decode(std::vector<uint8_t>&& stored, size_t offset,
+                                      std::span<const uint8_t> aad, size_t max_raw) const;
   // Decodes into `out`, which must be exactly the plaintext's size (from the index):
   // kCorruption when the blob decodes to any other size, or is damaged. Restores decode
   // straight into the disk buffer this way. `*bound` tells whether the blob proved that `out`

@@ -10,10 +10,7 @@ namespace {
 
 constexpr char kPackMagic[8] = {'V', 'M', 'B', 'K', 'P', 'K', '0', '1'};
 constexpr char kPackEndMagic[8] = {'V', 'M', 'B', 'K', 'P', 'K', 'E', '1'};
-constexpr char kIndexMagic[8] = {'V', 'M', 'B', 'K', 'I', 'X', '0', '1'};
 constexpr size_t kPackEntrySize = 1 + 32 + 8 + 4 + 4;
-constexpr size_t kIndexEntrySize = Index::FileEntries::kEntrySize;
-constexpr uint32_t kMaxBlob = 64u << 20;
 
 std::span<const uint8_t> Text(const char* s) {
   return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
@@ -152,107 +149,6 @@ Result<std::vector<PackEntry>> ReadPackEntries(storage::Backend& backend, const 
     out.push_back(e);
   }
   return out;
-}
-
-void Index::Add(const Id& id, const BlobLocation& loc) {
-  std::lock_guard<std::mutex> l(mu_);
-  map_.emplace(id, loc);
-}
-
-void Index::Remove(const Id& id) {
-  std::lock_guard<std::mutex> l(mu_);
-  map_.erase(id);
-}
-
-std::optional<BlobLocation> Index::Find(const Id& id) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = map_.find(id);
-  if (it == map_.end()) return std::nullopt;
-  return it->second;
-}
-
-size_t Index::size() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return map_.size();
-}
-
-void Index::ForEach(const std::function<void(const Id&, const BlobLocation&)>& fn) const {
-  std::lock_guard<std::mutex> l(mu_);
-  for (const auto& [id, loc] : map_) fn(id, loc);
-}
-
-std::vector<uint8_t> Index::EncodeFile(const BlobCodec& codec,
-                                       const std::vector<PackEntry>& entries) {
-  std::vector<uint8_t> body(entries.size() * kIndexEntrySize);
-  for (size_t i = 0; i < entries.size(); ++i) {
-    uint8_t* p = body.data() + i * kIndexEntrySize;
-    const PackEntry& e = entries[i];
-    std::memcpy(p, e.id.bytes.data(), 32);
-    std::memcpy(p + 32, e.loc.pack.bytes.data(), 32);
-    p[64] = uint8_t(e.loc.type);
-    StoreLE64(p + 65, e.loc.offset);
-    StoreLE32(p + 73, e.loc.stored_length);
-    StoreLE32(p + 77, e.loc.raw_length);
-  }
-  std::vector<uint8_t> out(kIndexMagic, kIndexMagic + 8);
-  std::vector<uint8_t> blob = codec.Encode(body, Text("vmbackup index"));
-  out.insert(out.end(), blob.begin(), blob.end());
-  return out;
-}
-
-Result<Index::FileEntries> Index::DecodeEntries(const BlobCodec& codec,
-                                                std::span<const uint8_t> file) {
-  if (file.size() < 9 || std::memcmp(file.data(), kIndexMagic, 8) != 0) {
-    return CorruptionError("index file: bad magic");
-  }
-  // An index body is at most a few bytes per blob more than its stored form.
-  FileEntries out;
-  VMBACKUP_ASSIGN_OR_RETURN(out.body_, codec.Decode(file.subspan(8), Text("vmbackup index"),
-                                                    std::max<size_t>(file.size() * 64, 1 << 20)));
-  if (out.body_.size() % kIndexEntrySize != 0)
-    return CorruptionError("index file: truncated entry");
-  for (size_t i = 0; i < out.size(); ++i) {
-    const uint8_t* p = out.body_.data() + i * kIndexEntrySize;
-    if (p[64] > 1)
-      return CorruptionError(StrFormat("index file: entry %zu has blob type %u", i, p[64]));
-    if (LoadLE32(p + 73) > kMaxBlob || LoadLE32(p + 77) > kMaxBlob) {
-      return CorruptionError(StrFormat("index file: entry %zu has an absurd length", i));
-    }
-  }
-  return out;
-}
-
-PackEntry Index::FileEntries::at(size_t i) const {
-  const uint8_t* p = body_.data() + i * kIndexEntrySize;
-  PackEntry e;
-  std::memcpy(e.id.bytes.data(), p, 32);
-  std::memcpy(e.loc.pack.bytes.data(), p + 32, 32);
-  e.loc.type = BlobType(p[64]);
-  e.loc.offset = LoadLE64(p + 65);
-  e.loc.stored_length = LoadLE32(p + 73);
-  e.loc.raw_length = LoadLE32(p + 77);
-  return e;
-}
-
-Result<std::vector<PackEntry>> Index::DecodeFile(const BlobCodec& codec,
-                                                 std::span<const uint8_t> file) {
-  VMBACKUP_ASSIGN_OR_RETURN(FileEntries entries, DecodeEntries(codec, file));
-  std::vector<PackEntry> out;
-  out.reserve(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) out.push_back(entries.at(i));
-  return out;
-}
-
-void Index::AddAll(const FileEntries& entries, const KeepFn& keep) {
-  std::lock_guard<std::mutex> l(mu_);
-  // Room at least doubles: one file after another must not rehash the whole map each time.
-  const size_t want = map_.size() + entries.size();
-  if (want > size_t(double(map_.bucket_count()) * double(map_.max_load_factor())))
-    map_.reserve(std::max(want, 2 * map_.size()));
-  for (size_t i = 0; i < entries.size(); ++i) {
-    PackEntry e = entries.at(i);
-    if (!keep || keep(e)) map_.emplace(e.id, e.loc);
-  }
 }
 
 }  // namespace vmbackup::repo

@@ -2,13 +2,10 @@
 #pragma once
 
 #include <functional>
-#include <mutex>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 #include "base/aligned_buffer.h"
-#include "base/huge_page_arena.h"
 #include "repo/blob_codec.h"
 #include "storage/backend.h"
 
@@ -89,43 +86,5 @@ class PackBuilder {
 // Reads a pack's entries from its trailer (for check and index repair).
 Result<std::vector<PackEntry>> ReadPackEntries(storage::Backend& backend, const BlobCodec& codec,
                                                const Id& pack);
-
-// The repository's index: blob id -> location. Thread-safe.
-class Index {
- public:
-  // Keeps the first location given for an id.
-  void Add(const Id& id, const BlobLocation& loc);
-  void Remove(const Id& id);
-  std::optional<BlobLocation> Find(const Id& id) const;
-  size_t size() const;
-  void ForEach(const std::function<void(const Id&, const BlobLocation&)>& fn) const;
-
-  static std::vector<uint8_t> EncodeFile(const BlobCodec& codec,
-                                         const std::vector<PackEntry>& entries);
-  // An index file's entries, checked, kept in their stored form (a PackEntry each would take
-  // as much memory again: fresh memory costs more than decoding).
-  class FileEntries {
-   public:
-    static constexpr size_t kEntrySize = 32 + 32 + 1 + 8 + 4 + 4;  // id, pack, type, place
-    size_t size() const { return body_.size() / kEntrySize; }
-    PackEntry at(size_t i) const;
-
-   private:
-    friend class Index;
-    std::vector<uint8_t> body_;
-  };
-  static Result<FileEntries> DecodeEntries(const BlobCodec& codec, std::span<const uint8_t> file);
-  static Result<std::vector<PackEntry>> DecodeFile(const BlobCodec& codec,
-                                                   std::span<const uint8_t> file);
-  // Adds the entries `keep` accepts (all when it is empty) under one lock, making room first.
-  // `keep` runs under the index's lock: it must not call the index.
-  using KeepFn = std::function<bool(const PackEntry&)>;
-  void AddAll(const FileEntries& entries, const KeepFn& keep);
-
- private:
-  mutable std::mutex mu_;
-  HugePageArena arena_;  // the map's nodes and buckets
-  std::pmr::unordered_map<Id, BlobLocation, IdHash> map_{&arena_};
-};
 
 }  // namespace vmbackup::repo

@@ -1,10 +1,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <random>
 
 #include "repo/blob_codec.h"
 #include "repo/crypto.h"
+#include "repo/index.h"
 #include "repo/pack.h"
 
 namespace vmbackup::repo {
@@ -105,6 +107,99 @@ TEST(BlobCodec, PlainCompressesOnlyWhenItPays) {
   EXPECT_EQ(codec.Decode(t, {}, 1000).error().code(), ErrorCode::kCorruption);
 }
 
+// Decoding a whole file in place (after a header) gives what decoding a copy gives, keeps the
+// file's memory for a plain blob, and still checks sizes and checksums.
+TEST(BlobCodec, DecodesAFileInItsOwnMemory) {
+  const std::vector<uint8_t> aad = {1, 2, 3};
+  auto in_file = [](const std::vector<uint8_t>& blob) {
+    std::vector<uint8_t> f = {'h', 'e', 'a', 'd'};
+    f.insert(f.end(), blob.begin(), blob.end());
+    return f;
+  };
+  BlobCodec plain(std::nullopt);
+  auto random = Random(100000), text = Text(100000);
+  std::vector<uint8_t> file = in_file(plain.Encode(random, aad));
+  const uint8_t* memory = file.data();
+  auto got = plain.Decode(std::move(file), 4, aad, 1 << 20);
+  ASSERT_TRUE(got) << got.error().ToString();
+  EXPECT_EQ(*got, random);
+  EXPECT_EQ(got->data(), memory);
+  EXPECT_EQ(*plain.Decode(in_file(plain.Encode(text, aad)), 4, aad, 1 << 20), text);
+  EXPECT_EQ(plain.Decode(in_file(plain.Encode(random, aad)), 4, aad, 1000).error().code(),
+            ErrorCode::kCorruption);
+  std::vector<uint8_t> damaged = in_file(plain.Encode(random, aad));
+  damaged[5000] ^= 1;
+  EXPECT_EQ(plain.Decode(std::move(damaged), 4, aad, 1 << 20).error().code(),
+            ErrorCode::kCorruption);
+  EXPECT_EQ(plain.Decode(in_file(plain.Encode(random, aad)), 4, {}, 1 << 20).error().code(),
+            ErrorCode::kCorruption);  // another blob's aad
+  EXPECT_FALSE(plain.Decode(std::vector<uint8_t>(3), 4, aad, 1 << 20));
+
+  BlobCodec sealed(*MasterKey::FromBytes(RandomBytes(64)));
+  EXPECT_EQ(*sealed.Decode(in_file(sealed.Encode(random, aad)), 4, aad, 1 << 20), random);
+}
+
+// The table against a std::map doing the same: adds (first location kept), removals from the
+// middle of probe runs (a wrong backward shift loses entries behind the hole), growth, and
+// files added whole, in a random order of operations.
+TEST(Index, AgreesWithAMapThroughAddsRemovalsAndGrowth) {
+  Index index;
+  std::map<Id, BlobLocation> want;
+  std::mt19937_64 rng(7);
+  auto id = [](uint64_t n) { return Sha256(Str(("blob " + std::to_string(n)).c_str())); };
+  auto loc = [](uint64_t n) {
+    return BlobLocation{Sha256(Str(std::to_string(n).c_str())), BlobType(n % 2), n, uint32_t(n),
+                        uint32_t(n / 2)};
+  };
+  BlobCodec codec(std::nullopt);
+  for (int round = 0; round < 20000; ++round) {
+    const uint64_t n = rng() % 3000;
+    switch (rng() % 4) {
+      case 0:
+      case 1:
+        index.Add(id(n), loc(n + round));
+        want.emplace(id(n), loc(n + round));
+        break;
+      case 2:
+        index.Remove(id(n));
+        want.erase(id(n));
+        break;
+      default:
+        if (round % 500 == 0) {  // a file of 200 entries, some known already
+          std::vector<PackEntry> file;
+          for (uint64_t i = 0; i < 200; ++i) file.push_back({id(n + i), loc(n + i + 7)});
+          auto decoded = Index::DecodeEntries(codec, Index::EncodeFile(codec, file));
+          ASSERT_TRUE(decoded);
+          index.AddAll(std::move(*decoded), nullptr);
+          for (const PackEntry& e : file) want.emplace(e.id, e.loc);
+        }
+    }
+  }
+  ASSERT_EQ(index.size(), want.size());
+  size_t seen = 0;
+  index.ForEach([&](const Id& i, const BlobLocation& l) {
+    ++seen;
+    auto it = want.find(i);
+    ASSERT_NE(it, want.end());
+    EXPECT_EQ(l.offset, it->second.offset);
+  });
+  EXPECT_EQ(seen, want.size());
+  for (uint64_t n = 0; n < 3300; ++n) {
+    auto got = index.Find(id(n));
+    auto it = want.find(id(n));
+    ASSERT_EQ(got.has_value(), it != want.end()) << n;
+    if (got) {
+      EXPECT_EQ(got->pack, it->second.pack);
+      EXPECT_EQ(got->offset, it->second.offset);
+      EXPECT_EQ(got->raw_length, it->second.raw_length);
+    }
+  }
+  Index empty;
+  EXPECT_FALSE(empty.Find(id(1)));
+  empty.Remove(id(1));
+  EXPECT_EQ(empty.size(), 0u);
+}
+
 // An index file loads all or nothing: one bad entry anywhere refuses the file. Entries already
 // known keep their first location; the filter drops entries (damaged copies).
 TEST(Index, FilesLoadWholeOrNotAtAll) {
@@ -124,7 +219,7 @@ TEST(Index, FilesLoadWholeOrNotAtAll) {
   auto decoded = Index::DecodeEntries(codec, file);
   ASSERT_TRUE(decoded) << decoded.error().ToString();
   ASSERT_EQ(decoded->size(), entries.size());
-  index.AddAll(*decoded, [&](const PackEntry& e) { return e.id != entries[9].id; });
+  index.AddAll(std::move(*decoded), [&](const PackEntry& e) { return e.id != entries[9].id; });
   EXPECT_EQ(index.size(), entries.size() - 1);
   EXPECT_FALSE(index.Find(entries[9].id));
   EXPECT_EQ(index.Find(entries[5].id)->offset, 7u);

@@ -241,8 +241,10 @@ Status Repository::LoadIndex() {
   VMBACKUP_ASSIGN_OR_RETURN(auto files, backend_->List(storage::ObjectType::kIndex));
   for (const auto& f : files) {
     auto data = backend_->Load({storage::ObjectType::kIndex, f.name});
-    Result<Index::FileEntries> entries = data ? Index::DecodeEntries(codec_, *data) : data.error();
-    if (!entries || Sha256(*data).Hex() != f.name) {
+    const bool named_right = data && Sha256(*data).Hex() == f.name;
+    Result<Index::FileEntries> entries =
+        data ? Index::DecodeEntries(codec_, std::move(*data)) : data.error();
+    if (!entries || !named_right) {
       // A damaged index file must not lock users out of everything else: its blobs read as
       // missing until `check` has reported it and the index is rebuilt from the packs.
       damaged_index_files_.push_back(f.name);
@@ -260,7 +262,7 @@ Status Repository::LoadIndex() {
         return false;
       };
     }
-    index_.AddAll(*entries, keep);
+    index_.AddAll(std::move(*entries), keep);
   }
   // A good copy elsewhere makes a blob whole again.
   std::lock_guard<std::mutex> l(damage_mu_);

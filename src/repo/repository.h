@@ -20,6 +20,7 @@
 
 #include "base/worker_pool.h"
 #include "repo/blob_codec.h"
+#include "repo/index.h"
 #include "repo/keys.h"
 #include "repo/pack.h"
 #include "storage/backend.h"
