@@ -77,6 +77,37 @@ TEST(LocalBackend, CreateOpenAndLayout) {
   EXPECT_TRUE(vmbackup::testing::ReadBytes(repo + "/tmp/x").empty());
 }
 
+// Every object but a lock is durable when Save, Commit or Delete returns: its data and its
+// folder synced. Locks are not (they need not outlive their process), and read back the same.
+TEST(LocalBackend, EverythingButLocksIsSyncedBeforeItCounts) {
+  vmbackup::testing::TempDir dir;
+  auto b = LocalBackend::Create(dir / "repo");
+  ASSERT_TRUE(b);
+  LocalBackend& local = **b;
+  std::vector<uint8_t> data = {1, 2, 3};
+  uint64_t before = local.syncs();
+  for (ObjectType t : {ObjectType::kPack, ObjectType::kIndex, ObjectType::kPoint}) {
+    ASSERT_TRUE(local.Save({t, "ab01"}, data).ok());
+    EXPECT_EQ(local.syncs() - before, 2u) << ObjectTypeName(t);  // the file, then its folder
+    before = local.syncs();
+    ASSERT_TRUE(local.Delete({t, "ab01"}).ok());
+    EXPECT_EQ(local.syncs() - before, 1u) << ObjectTypeName(t);  // the folder
+    before = local.syncs();
+  }
+  auto w = local.NewWriter(ObjectType::kPack);
+  ASSERT_TRUE(w);
+  ASSERT_TRUE((*w)->Append(data).ok());
+  ASSERT_TRUE((*w)->Commit("cd02").ok());
+  EXPECT_EQ(local.syncs() - before, 2u);
+  before = local.syncs();
+
+  ASSERT_TRUE(local.Save({ObjectType::kLock, "l1"}, data).ok());
+  EXPECT_EQ(*local.Load({ObjectType::kLock, "l1"}), data);
+  ASSERT_TRUE(local.Delete({ObjectType::kLock, "l1"}).ok());
+  EXPECT_EQ(local.syncs(), before);
+  EXPECT_EQ(local.Load({ObjectType::kLock, "l1"}).error().code(), ErrorCode::kNotFound);
+}
+
 TEST(LocalBackend, OpenRemovesStaleTemporaryFiles) {
   vmbackup::testing::TempDir dir;
   std::string repo = dir / "repo";

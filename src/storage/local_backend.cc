@@ -34,6 +34,11 @@ Status MakeDir(const std::string& path) {
   return Status::Ok();
 }
 
+// Lock objects are not synced: a lock matters only while its process lives, and a machine that
+// crashes ends the process too (a lock left empty by the crash reads as damaged, so stale).
+// Their two syncs were a third of taking the lock (9.6 ms at the start of every command).
+bool Durable(ObjectType type) { return type != ObjectType::kLock; }
+
 Status SyncDir(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return PosixError("open " + path, errno);
@@ -216,7 +221,17 @@ Status LocalBackend::LinkIntoPlace(const std::string& tmp, const ObjectRef& ref,
     return PosixError("link " + path, err);
   }
   ::unlink(tmp.c_str());
-  return SyncDir(FolderOf(path));
+  return Durable(ref.type) ? SyncFolder(FolderOf(path)) : Status::Ok();
+}
+
+Status LocalBackend::SyncFolder(const std::string& path) {
+  syncs_.fetch_add(1);
+  return SyncDir(path);
+}
+
+bool LocalBackend::SyncData(int fd) {
+  syncs_.fetch_add(1);
+  return ::fdatasync(fd) == 0;
 }
 
 Status LocalBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
@@ -228,7 +243,7 @@ Status LocalBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
     if (fd.get() < 0) return PosixError("create " + tmp, errno);
     Result<bool> direct = data.size() >= kDirectMin ? WriteDirect(fd.get(), data, tmp) : false;
     Status s = !direct ? direct.error() : *direct ? Status::Ok() : WriteAll(fd.get(), data, tmp);
-    if (s.ok() && ::fdatasync(fd.get()) != 0) s = PosixError("fsync " + tmp, errno);
+    if (s.ok() && Durable(ref.type) && !SyncData(fd.get())) s = PosixError("fsync " + tmp, errno);
     if (!s.ok()) {
       ::unlink(tmp.c_str());
       return s;
@@ -279,7 +294,7 @@ class LocalBackend::Writer final : public ObjectWriter {
     auto path = backend_.PathOf(ref);
     Status s = path ? Status::Ok() : path.error();
     if (s.ok() && type_ == ObjectType::kPack) s = MakeDir(FolderOf(*path));
-    if (s.ok() && ::fdatasync(fd_) != 0) s = PosixError("fsync " + tmp_, errno);
+    if (s.ok() && Durable(type_) && !backend_.SyncData(fd_)) s = PosixError("fsync " + tmp_, errno);
     ::close(fd_);
     fd_ = -1;
     if (s.ok()) s = backend_.LinkIntoPlace(tmp_, ref, *path);
@@ -317,7 +332,7 @@ class LocalBackend::Writer final : public ObjectWriter {
     if (::rename(tmp_.c_str(), path_.c_str()) != 0) return PosixError("rename " + tmp_, errno);
     tmp_.clear();
     backend_.Forget(path_);  // its cached descriptor is the replaced file's
-    return SyncDir(FolderOf(path_));
+    return backend_.SyncFolder(FolderOf(path_));
   }
 
  private:
@@ -475,7 +490,7 @@ Status LocalBackend::Delete(const ObjectRef& ref) {
   VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
   Forget(path);
   if (::unlink(path.c_str()) != 0) return PosixError("remove " + path, errno);
-  return SyncDir(FolderOf(path));
+  return Durable(ref.type) ? SyncFolder(FolderOf(path)) : Status::Ok();
 }
 
 }  // namespace vmbackup::storage

@@ -2,9 +2,9 @@
 //   DIR/<type>/<name>, and DIR/packs/<first two characters>/<name> for packs.
 // Save (and an ObjectWriter's Commit) writes DIR/tmp/<unique>, fsyncs it, links it into place (a
 // link fails on an existing name, so nothing is ever overwritten), removes the temporary name and
-// fsyncs the folder. A crash leaves at most a file in DIR/tmp, named after its writer
-// (base/process.h); the next Open removes it once that process is gone, or when it is older than a
-// day (other hosts).
+// fsyncs the folder (lock objects excepted: they need not outlive their process). A crash leaves at
+// most a file in DIR/tmp, named after its writer (base/process.h); the next Open removes it once
+// that process is gone, or when it is older than a day (other hosts).
 #pragma once
 
 #include <atomic>
@@ -41,6 +41,8 @@ class LocalBackend final : public Backend {
   bool WritesInPieces() const override { return true; }
   Result<std::unique_ptr<ObjectWriter>> NewWriter(ObjectType type) override;
   std::string location() const override { return dir_; }
+  // The fsyncs and fdatasyncs so far: what makes objects durable, counted for tests.
+  uint64_t syncs() const { return syncs_.load(); }
 
  private:
   class Writer;
@@ -51,6 +53,8 @@ class LocalBackend final : public Backend {
   // Links the synced `tmp` to `path` (kAlreadyExists when it exists; `tmp` is kept then), and
   // makes the link durable.
   Status LinkIntoPlace(const std::string& tmp, const ObjectRef& ref, const std::string& path);
+  Status SyncFolder(const std::string& path);
+  bool SyncData(int fd);  // false with errno set
   // Objects never change once written, so ranges are read through a small cache of open
   // files (and their sizes) rather than an open and close per read.
   struct OpenFile {
@@ -65,6 +69,7 @@ class LocalBackend final : public Backend {
 
   std::string dir_;
   std::atomic<uint64_t> counter_{0};
+  std::atomic<uint64_t> syncs_{0};
   std::mutex files_mu_;
   std::list<OpenFile> files_;  // most recently used first
 };
