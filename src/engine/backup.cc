@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -477,12 +478,18 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
                            {"hashing", report.hash_seconds},
                            {"compression", report.compress_seconds},
                            {"repository_write", report.pack_write_seconds}});
-  VMBACKUP_ASSIGN_OR_RETURN(repo::Point point, writer->Commit());
+  // Nothing reads the snapshot any more: the host removes it (merging its delta) while the
+  // repository makes the point durable, instead of after (11-14 ms of an incremental's 250).
+  std::future<Status> removal = std::async(std::launch::async, [&] { return guard.Remove(); });
+  Result<repo::Point> committed = writer->Commit();
+  const Status removed = removal.get();
+  if (!committed) return committed.error();
+  const repo::Point& point = *committed;
   report.point = point.id;
   report.transfer = repo.backend().transfer_stats() - transfer0;
   // The snapshot goes before the report: an error removing it fails the job loudly.
-  VMBACKUP_RETURN_IF_ERROR(guard.Remove().WithContext(
-      "the restore point " + point.id + " is complete, but removing snapshot " + snap.name));
+  VMBACKUP_RETURN_IF_ERROR(removed.WithContext("the restore point " + point.id +
+                                               " is complete, but removing snapshot " + snap.name));
   if (!marks.empty()) VMBACKUP_RETURN_IF_ERROR(repo::ClearFullNeeded(repo, vm.name));
   if (catalog) VMBACKUP_RETURN_IF_ERROR(catalog->AddPoint(point));
   report.seconds = Since(t0);

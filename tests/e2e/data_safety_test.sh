@@ -241,6 +241,25 @@ unshare -m bash -euc '
 ' _ "$V" "$SRC" "$H" 2>&1 | tail -5 > small.txt || true
 grep -q . small.txt && fail "full disk: $(cat small.txt)"
 
+# 15. A point that cannot be saved (its folder made immutable): the backup fails naming it,
+#     the snapshot it took is gone all the same (it is removed while the point is saved), the
+#     repository checks clean, and the next backup is an incremental from the last point.
+"$H" disk write web 0 --offset 64M --from <(head -c 4M /dev/urandom) >/dev/null
+chattr +i repo/points || fail "chattr +i (the scratch folder must be on ext4 or XFS)"
+rc=0
+"$V" backup --source "$SRC" --vm web >out.txt 2>err.txt || rc=$?
+chattr -i repo/points
+[ "$rc" = 1 ] || fail "a backup whose point cannot be saved exited $rc: $(cat err.txt)"
+grep -q "points" err.txt || fail "the error does not name the points folder: $(cat err.txt)"
+"$H" --json snapshot list web > snaps.json
+[ "$(field snaps.json 'len(j)')" = 0 ] || fail "a snapshot was left: $(cat snaps.json)"
+"$V" check >/dev/null || fail "check after a point that could not be saved"
+"$V" backup --source "$SRC" --vm web --json > b15.json || fail "the backup after"
+[ "$(field b15.json 'j["disks"][0]["mode"]')" = incremental ] || fail "not an incremental: $(cat b15.json)"
+"$V" restore "$(field b15.json 'j["id"]')" --to-file w15.raw >/dev/null || fail "restore b15"
+"$H" disk read web 0 --offset 0 --length 256M | cmp -s - w15.raw || fail "b15 differs from the disk"
+rm -f w15.raw
+
 # 13. In-place restores keep thin disks thin: what is zero in the point becomes a hole, on the
 #     changed-areas path and on the whole-disk path (after a hard power-off).
 "$H" vm create thin --disk 128M --cbt >/dev/null
