@@ -9,8 +9,9 @@
 // every slot of it with dlsym and goes on into the real function; later calls cost one indirect
 // jump. A call site calls the function as before and gets the real one.
 //
-// Only functions (not variables: libxml2's xmlFree is one, so libxml2 stays linked) and only
-// x86-64 (the register save is written for its calling convention).
+// Only functions (a variable such as libxml2's xmlFree is read through a function of its
+// library: xml.cc asks xmlMemGet) and only x86-64 (the register save is written for its calling
+// convention).
 //
 // A library that cannot be loaded when a call needs it ends the program with a message naming
 // the library and its Debian package (before, the program did not start at all). Entry points

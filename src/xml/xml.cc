@@ -5,7 +5,10 @@
 
 #include <cstring>
 
+#include "base/lazy_library.h"
 #include "base/strings.h"
+
+VMBACKUP_DECLARE_LAZY_LIBRARY(xml2)
 
 namespace vmbackup::xml {
 namespace {
@@ -17,6 +20,14 @@ std::string Str(const xmlChar* s) { return s ? reinterpret_cast<const char*>(s) 
 bool NameIs(const xmlNode* n, std::string_view local) {
   return n->type == XML_ELEMENT_NODE &&
          std::string_view(reinterpret_cast<const char*>(n->name)) == local;
+}
+
+// libxml2's xmlFree is a variable, which a library loaded on first use cannot lend: its value
+// comes through xmlMemGet (a function).
+void FreeXml(void* p) {
+  xmlFreeFunc free_fn = nullptr;
+  xmlMemGet(&free_fn, nullptr, nullptr, nullptr);
+  free_fn(p);
 }
 
 // Silences libxml2's default printing to stderr; errors are read from the parser context.
@@ -31,7 +42,7 @@ std::string Node::text() const {
   if (!n_) return "";
   xmlChar* c = xmlNodeGetContent(n_);
   std::string s = Str(c);
-  xmlFree(c);
+  FreeXml(c);
   return s;
 }
 
@@ -71,7 +82,7 @@ std::optional<std::string> Node::attr(std::string_view local_name, std::string_v
     if (a_ns != ns) continue;
     xmlChar* v = xmlNodeListGetString(n_->doc, a->children, 1);
     std::string s = Str(v);
-    xmlFree(v);
+    FreeXml(v);
     return s;
   }
   return std::nullopt;
@@ -88,6 +99,7 @@ Result<Document> Document::Parse(std::string_view text, std::string_view what) {
   if (text.size() > kMaxDocument)
     return CorruptionError(StrFormat("%.*s: XML document of %zu bytes is too large",
                                      int(what.size()), what.data(), text.size()));
+  VMBACKUP_RETURN_IF_ERROR(lazy::Load(lazy::xml2));
   xmlSetGenericErrorFunc(nullptr, Quiet);
   xmlParserCtxtPtr ctx = xmlNewParserCtxt();
   if (!ctx) return InternalError("xmlNewParserCtxt failed");
@@ -143,7 +155,7 @@ void Node::SetText(std::string_view text) {
   xmlChar* enc =
       xmlEncodeSpecialChars(n_->doc, reinterpret_cast<const xmlChar*>(std::string(text).c_str()));
   xmlNodeSetContent(n_, enc);
-  xmlFree(enc);
+  FreeXml(enc);
 }
 
 Node Node::AddChild(std::string_view local_name) {
