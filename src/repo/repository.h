@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -75,7 +76,10 @@ class Repository {
   const ObjectLockPolicy& object_lock() const { return object_lock_; }
   const BlobCodec& codec() const { return codec_; }
   storage::Backend& backend() { return *backend_; }
-  const Index& index() const { return index_; }
+  const Index& index() const {
+    AwaitIndex();
+    return index_;
+  }
 
   // Stores a blob unless one with its id exists; returns the id. `*is_new` tells which.
   Result<Id> Store(BlobType type, std::span<const uint8_t> plaintext, bool* is_new = nullptr);
@@ -120,9 +124,15 @@ class Repository {
 
   // Index files that could not be read when the repository was opened (their blobs are
   // unknown until the index is repaired); `check` reports them.
-  const std::vector<std::string>& index_problems() const { return index_problems_; }
+  const std::vector<std::string>& index_problems() const {
+    AwaitIndex();
+    return index_problems_;
+  }
   // The names of those index files.
-  const std::vector<std::string>& damaged_index_files() const { return damaged_index_files_; }
+  const std::vector<std::string>& damaged_index_files() const {
+    AwaitIndex();
+    return damaged_index_files_;
+  }
 
  private:
   Repository(std::unique_ptr<storage::Backend> b, BlobCodec codec);
@@ -133,7 +143,10 @@ class Repository {
   // its CPU clearing the pages of its pack buffers.
   static constexpr size_t kSegment = 4 << 20;
   static constexpr int kMaxPieces = 3;
-  Status LoadIndex();
+  // Reads the index files into index_, recording the damaged ones; runs on the thread Open
+  // starts. Whatever reads index_, damaged_ or the index problems calls AwaitIndex first.
+  void LoadIndex(const std::vector<storage::ObjectInfo>& files);
+  void AwaitIndex() const { index_loaded_.wait(); }
   Status LoadDamage();
   // The error for a blob the index lacks: "damaged" when a damaged copy is known.
   Status MissingBlob(const Id& id) const;
@@ -189,6 +202,7 @@ class Repository {
   mutable std::mutex damage_mu_;
   std::set<std::pair<Id, std::string>> damaged_copies_;  // (blob, first 32 hex of its pack)
   std::unordered_map<Id, std::string, IdHash> damaged_;  // no good copy: what went wrong
+  std::shared_future<void> index_loaded_;                // LoadIndex's thread (set by Open)
   WorkerPool workers_{int(std::max(1u, std::thread::hardware_concurrency()))};
 };
 

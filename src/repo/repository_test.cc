@@ -9,10 +9,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -410,6 +412,70 @@ class CountingReads final : public storage::testing::ForwardingBackend {
     return ForwardingBackend::ReadRange(r, offset, out);
   }
 };
+
+// Index files wait at a gate: reading them is held until the test opens it (or 5 s pass:
+// then `timed_out`, and a synchronous loader fails the test instead of hanging it).
+class GatedIndex final : public storage::testing::ForwardingBackend {
+ public:
+  explicit GatedIndex(storage::Backend& inner) : ForwardingBackend(inner) {}
+  Result<std::vector<uint8_t>> Load(const storage::ObjectRef& r) override {
+    if (r.type == storage::ObjectType::kIndex) {
+      std::unique_lock<std::mutex> l(mu_);
+      ++waiting_;
+      cv_.notify_all();
+      if (!cv_.wait_for(l, std::chrono::seconds(5), [&] { return open_; })) timed_out = true;
+    }
+    return ForwardingBackend::Load(r);
+  }
+  void WaitForAReader() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return waiting_ > 0; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  std::atomic<bool> timed_out{false};
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
+// Open returns while the index files are still being read (a backup makes its snapshot
+// meanwhile); whatever needs the index waits for them and then finds every blob.
+TEST(Repository, OpenReturnsWhileTheIndexLoadsAndReadersWaitForIt) {
+  storage::MemBackend mem;
+  std::vector<Id> ids;
+  {
+    auto repo = NewRepo(std::make_unique<storage::testing::ForwardingBackend>(mem));
+    ASSERT_TRUE(repo);
+    for (int i = 0; i < 3; ++i) {
+      auto id = repo->Store(BlobType::kChunk, MixedDisk(kChunk, 5 + i));
+      ASSERT_TRUE(id);
+      ids.push_back(*id);
+    }
+    ASSERT_TRUE(repo->Flush().ok());
+  }
+  auto gated = std::make_unique<GatedIndex>(mem);
+  GatedIndex* gate = gated.get();
+  auto repo = Repository::Open(std::move(gated), KeySource{});
+  ASSERT_TRUE(repo) << repo.error().ToString();
+  gate->WaitForAReader();
+  EXPECT_FALSE(gate->timed_out);  // Open returned with the index file unread
+  std::atomic<bool> found{false};
+  std::thread reader([&] { found = (*repo)->Has(ids[1]); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(found);  // waiting, not answering "no" from a half-loaded index
+  gate->Open();
+  reader.join();
+  EXPECT_TRUE(found);
+  for (const Id& id : ids) EXPECT_TRUE((*repo)->Load(BlobType::kChunk, id));
+  EXPECT_EQ((*repo)->index().size(), ids.size());
+}
 
 // A deduplicated disk names one blob many times in one read (a repeated pattern): the blob is
 // read and decoded once and every buffer that wants it gets it; a wrong buffer among them is
