@@ -283,8 +283,9 @@ void PointWriter::Abandon() {
 Result<Point> PointWriter::Commit() {
   std::lock_guard<std::mutex> l(mu_);
   if (abandoned_) return FailedPreconditionError("the point was abandoned");
-  // Commit order: chunk packs and their index, then tree pages (packs + index), then the point.
-  VMBACKUP_RETURN_IF_ERROR(repo_.Flush());
+  // Commit order: chunk packs, tree pages (packs of their own, gc's unit), one index file for
+  // both, then the point. The last chunk pack is written while the tree pages are made.
+  VMBACKUP_RETURN_IF_ERROR(repo_.SealPack());
   for (size_t i = 0; i < trees_.size(); ++i) {
     VMBACKUP_ASSIGN_OR_RETURN(point_.disks[i].tree, trees_[i]->Finish());
   }

@@ -531,18 +531,25 @@ Repository::~Repository() {
   for (std::thread& t : pack_writers_) t.join();
 }
 
+Status Repository::SealPack() {
+  std::unique_lock<std::mutex> l(mu_);
+  if (builder_.count() > 0) Enqueue(builder_.Finish());
+  return save_error_;
+}
+
 Status Repository::Flush() {
   AwaitIndex();
   std::unique_lock<std::mutex> l(mu_);
   // The open pack is written here rather than queued: a tree writer reading back a page it
   // stored flushes often, and a hand-off to the writer thread for each cost more than the write.
+  // Not while other packs are being written (a sealed one): the store's limit holds.
   if (builder_.count() > 0) {
     PackBuilder::Finished f = builder_.Finish();
-    if (f.whole) {
+    if (f.whole && saves_in_flight_ == 0) {
       ++saves_in_flight_;
       WritePack(std::move(f), l);
     } else {
-      Enqueue(std::move(f));  // after its segments, by the writer thread that has them
+      Enqueue(std::move(f));  // after its segments (or the others), by the writer threads
     }
   }
   saved_.wait(l, [&] { return saves_in_flight_ == 0; });

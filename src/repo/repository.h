@@ -85,6 +85,9 @@ class Repository {
   Result<Id> Store(BlobType type, std::span<const uint8_t> plaintext, bool* is_new = nullptr);
   // Makes every stored blob durable and findable: open pack, then an index file.
   Status Flush();
+  // Ends the open pack: blobs stored from now on go into another. It is written in the
+  // background; the next Flush waits for it and indexes its blobs with the rest.
+  Status SealPack();
   bool Has(const Id& id) const;
   // Loads, decrypts, decompresses and re-hashes a blob: kCorruption when any of it fails,
   // never wrong bytes. kNotFound for an id the index does not know.

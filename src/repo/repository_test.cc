@@ -413,6 +413,24 @@ class CountingReads final : public storage::testing::ForwardingBackend {
   }
 };
 
+// A point's commit writes one index file for its chunks and its tree pages, which keep a pack
+// of their own (gc frees a pruned point's tree pages by whole packs); the point reads back.
+TEST(Repository, ACommitWritesOneIndexFileAndKeepsTreePagesApart) {
+  storage::MemBackend mem;
+  auto repo = NewRepo(std::make_unique<storage::testing::ForwardingBackend>(mem));
+  ASSERT_TRUE(repo);
+  auto count = [&](storage::ObjectType t) { return mem.List(t)->size(); };
+  const std::vector<uint8_t> disk = MixedDisk(kChunk, 16);
+  auto p = Backup(*repo, disk, "", AllChunks(disk.size()));
+  ASSERT_TRUE(p) << p.error().ToString();
+  EXPECT_EQ(count(storage::ObjectType::kIndex), 1u);
+  EXPECT_EQ(count(storage::ObjectType::kPack), 2u);  // chunks, tree pages
+  EXPECT_EQ(Restore(*repo, *p), disk);
+  auto check = Check(*repo);
+  ASSERT_TRUE(check);
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+}
+
 // Index files wait at a gate: reading them is held until the test opens it (or 5 s pass:
 // then `timed_out`, and a synchronous loader fails the test instead of hanging it).
 class GatedIndex final : public storage::testing::ForwardingBackend {
