@@ -14,8 +14,10 @@
 #include "cli/source_access.h"
 #include "cli/test_restore_commands.h"
 #include "cli/vmdk_commands.h"
+#include "repo/crypto.h"
 
 int main(int argc, char** argv) {
+  vmbackup::repo::CryptoWarmUp crypto_warm_up;  // meanwhile the command line is built
   CLI::App app{"vmbackup: image-level virtual machine backup and restore"};
   app.require_subcommand(1);
   int exit_code = vmbackup::cli::kExitOk;

@@ -5,6 +5,8 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -129,9 +131,21 @@ Result<std::vector<uint8_t>> Scrypt(std::string_view passphrase, std::span<const
 
 std::vector<uint8_t> RandomBytes(size_t n) {
   std::vector<uint8_t> b(n);
-  RAND_bytes(b.data(), int(n));
+  // Nonces and keys come from here: going on with zeros would repeat them.
+  if (RAND_bytes(b.data(), int(n)) != 1) {
+    std::fprintf(stderr, "vmbackup: the random generator failed (OpenSSL RAND_bytes)\n");
+    std::abort();
+  }
   return b;
 }
+
+CryptoWarmUp::CryptoWarmUp()
+    : thread_([] {
+        uint8_t b[16];
+        RAND_bytes(b, sizeof b);  // loads the configuration and seeds the generator
+      }) {}
+
+CryptoWarmUp::~CryptoWarmUp() { thread_.join(); }
 
 std::string ToHex(std::span<const uint8_t> data) {
   static const char* digits = "0123456789abcdef";

@@ -7,6 +7,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/result.h"
@@ -51,7 +52,21 @@ Result<size_t> AesGcmPlainSize(std::span<const uint8_t> sealed);
 Result<std::vector<uint8_t>> Scrypt(std::string_view passphrase, std::span<const uint8_t> salt,
                                     uint64_t n, uint64_t r, uint64_t p, size_t out_size);
 
-std::vector<uint8_t> RandomBytes(size_t n);
+std::vector<uint8_t> RandomBytes(size_t n);  // ends the program if OpenSSL's generator fails
+
+// OpenSSL's one-time set-up (its configuration file, the random generator's seeding: ~4 ms
+// here) on a thread of its own, started first thing in main while the command line is built,
+// instead of on the first RandomBytes (taking the repository lock). Destruction waits for it.
+class CryptoWarmUp {
+ public:
+  CryptoWarmUp();
+  ~CryptoWarmUp();
+  CryptoWarmUp(const CryptoWarmUp&) = delete;
+  CryptoWarmUp& operator=(const CryptoWarmUp&) = delete;
+
+ private:
+  std::thread thread_;
+};
 std::string ToHex(std::span<const uint8_t> data);
 Result<std::vector<uint8_t>> FromHex(std::string_view hex);  // whitespace ignored
 
