@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "repo/index.h"
 #include "repo/lock.h"
 #include "repo/pack.h"
 #include "repo/point.h"
@@ -54,9 +55,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       break;
     }
-    case 2:  // an index file
+    case 2: {  // an index file, decoded in its own memory and loaded into an index
       (void)repo::Index::DecodeFile(r.codec(), body);
+      auto entries =
+          repo::Index::DecodeEntries(r.codec(), std::vector<uint8_t>(body.begin(), body.end()));
+      if (entries && entries->size() > 0) {
+        const repo::PackEntry first = entries->at(0);
+        repo::Index index;
+        index.AddAll(std::move(*entries), nullptr);
+        if (!index.Find(first.id)) std::abort();  // an entry loaded is found
+        index.Remove(first.id);
+        if (index.Find(first.id)) std::abort();
+      }
       break;
+    }
     case 3: {  // a pack (its trailer)
       const std::string name(64, 'a');
       (void)r.backend().Delete({storage::ObjectType::kPack, name});
