@@ -35,7 +35,7 @@ struct BackupOpts {
   bool quiesce = false, allow_crash = false, full = false, no_fallback = false;
   bool to_vm = false, in_place = false, verify = false, progress = true, ignore_damage = false;
   bool instant = false;
-  int disk = 2000, parallel_disks = 2, reads_in_flight = 4;
+  int disk = 2000, parallel_disks = 2, reads_in_flight = 0;
   double audit_cbt = 0;
   std::string notes;
 };
@@ -76,6 +76,7 @@ json BackupJson(const engine::BackupReport& r) {
                      {"bytes_new", d.bytes_new},
                      {"bytes_deduplicated", d.bytes_deduplicated},
                      {"cbt_queries", d.cbt_queries},
+                     {"reads_in_flight", d.reads_in_flight},
                      {"audited_chunks", d.audited_chunks},
                      {"damaged_reread", d.damaged_reread},
                      {"seconds", d.seconds},
@@ -236,7 +237,10 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
   c->add_flag("--no-full-fallback", o->no_fallback,
               "fail when change tracking cannot give an incremental, instead of a full");
   c->add_option("--parallel-disks", o->parallel_disks, "disks read at once (default 2)");
-  c->add_option("--reads-in-flight", o->reads_in_flight, "read requests per disk (default 4)");
+  c->add_option("--reads-in-flight", o->reads_in_flight,
+                "read requests per disk (default: as many as cores on san, 4 on network "
+                "transports)")
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--notes", o->notes, "free-form notes kept with the point");
   c->add_option("--audit-cbt", o->audit_cbt,
                 "re-read PERCENT of what change tracking calls unchanged and compare it with "

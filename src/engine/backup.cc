@@ -126,8 +126,12 @@ Status CopyDisk(hv::DiskAccess& disk, repo::PointWriter& writer, size_t index,
     report.bytes_deduplicated += dedup;
     report.bytes_read += read;
   };
+  report.reads_in_flight = o.reads_in_flight > 0 ? o.reads_in_flight
+                           : disk.transport() == hv::TransportMode::kSan
+                               ? int(std::max(1u, std::thread::hardware_concurrency()))
+                               : 4;
   std::vector<std::thread> pool;
-  for (int t = 1; t < std::max(1, o.reads_in_flight); ++t) pool.emplace_back(work);
+  for (int t = 1; t < report.reads_in_flight; ++t) pool.emplace_back(work);
   work();
   for (auto& th : pool) th.join();
   return first_error;

@@ -45,6 +45,8 @@ snapshot_disks p1
 P1=$(field b1.json 'j["id"]')
 [ "$(field b1.json 'j["disks"][0]["mode"]')" = full ] || fail "the first backup is not a full"
 [ "$(field b1.json 'j["disks"][0]["transport"]')" = san ] || fail "transport not recorded"
+# san reads are CPU work beside the hashing: as many in flight as cores unless asked.
+[ "$(field b1.json 'j["disks"][0]["reads_in_flight"]')" = "$(nproc)" ] || fail "reads in flight on san: $(cat b1.json)"
 [ "$(field b1.json 'j["disks"][0]["bytes_read"]')" = $((5 * 1048576)) ] || fail "a full read more than the allocated data: $(cat b1.json)"
 [ "$(snapshot_count web)" = 0 ] || fail "the backup left a snapshot"
 
@@ -54,8 +56,9 @@ for i in 3 9 17 33 50 61; do
   "$H" disk write web 0 --offset ${i}M --pattern $((i + 1)) --length 64K >/dev/null
 done
 snapshot_disks p2
-"$V" backup --source "$SRC" --vm web --json > b2.json || fail "incremental backup"
+"$V" backup --source "$SRC" --vm web --reads-in-flight 3 --json > b2.json || fail "incremental backup"
 P2=$(field b2.json 'j["id"]')
+[ "$(field b2.json 'j["disks"][0]["reads_in_flight"]')" = 3 ] || fail "--reads-in-flight 3: $(cat b2.json)"
 [ "$(field b2.json 'j["disks"][0]["mode"]')" = incremental ] || fail "the second backup is not incremental"
 [ "$(field b2.json 'j["disks"][0]["bytes_read"]')" = $((6 * 65536)) ] || fail "the incremental read more than what changed: $(cat b2.json)"
 [ "$(field b2.json 'j["disks"][0]["cbt_queries"]')" -ge 4 ] || fail "CBT answers were not paged"

@@ -27,6 +27,7 @@ head -c 2M /dev/urandom > r2m
 # hotadd is refused, nbd connects: the mode that connected is recorded.
 "$V" backup --source "$SRC" --vm n --transport hotadd:nbd --json > b1.json || fail "backup over nbd"
 [ "$(field b1.json 'j["disks"][0]["transport"]')" = nbd ] || fail "transport: $(cat b1.json)"
+[ "$(field b1.json 'j["disks"][0]["reads_in_flight"]')" = 4 ] || fail "reads in flight on nbd: $(cat b1.json)"
 "$H" disk read n 0 --offset 0 --length 32M > d0-1.raw
 "$H" disk write n 0 --offset 20M --pattern 0x44 --length 192K >/dev/null
 "$V" backup --source "$SRC" --vm n --transport nbdssl --json > b2.json || fail "backup over nbdssl"
