@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <random>
@@ -128,9 +129,9 @@ TEST(BlobCodec, PlainCompressesOnlyWhenItPays) {
 // file's memory for a plain blob, and still checks sizes and checksums.
 TEST(BlobCodec, DecodesAFileInItsOwnMemory) {
   const std::vector<uint8_t> aad = {1, 2, 3};
-  auto in_file = [](const std::vector<uint8_t>& blob) {
-    std::vector<uint8_t> f = {'h', 'e', 'a', 'd'};
-    f.insert(f.end(), blob.begin(), blob.end());
+  auto in_file = [](const std::vector<uint8_t>& blob) {  // a 4-byte header, then the blob
+    std::vector<uint8_t> f(4 + blob.size(), 'h');
+    std::copy(blob.begin(), blob.end(), f.begin() + 4);
     return f;
   };
   BlobCodec plain(std::nullopt);
