@@ -67,6 +67,7 @@ class CryptoWarmUp {
  private:
   std::thread thread_;
 };
+
 std::string ToHex(std::span<const uint8_t> data);
 Result<std::vector<uint8_t>> FromHex(std::string_view hex);  // whitespace ignored
 
