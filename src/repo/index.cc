@@ -79,7 +79,7 @@ void Index::Reserve(size_t entries) {
 }
 
 void Index::Insert(size_t body, size_t number) {
-  const uint64_t slot = (uint64_t(body) + 1) << kBodyShift | number;
+  const uint64_t slot = SlotOf(body, number);
   uint64_t& at = slots_[Probe(Entry(slot))];
   if (at != 0) return;  // the first location given stays
   at = slot;
@@ -89,11 +89,13 @@ void Index::Insert(size_t body, size_t number) {
 void Index::Add(const Id& id, const BlobLocation& loc) {
   std::lock_guard<std::mutex> l(mu_);
   Reserve(count_ + 1);
-  if (slots_[Probe(id.bytes.data())] != 0) return;
+  uint64_t& at = slots_[Probe(id.bytes.data())];
+  if (at != 0) return;  // the first location given stays
   std::vector<uint8_t>& added = bodies_[0];
   added.resize(added.size() + kEntrySize);
   PutEntry(added.data() + added.size() - kEntrySize, id, loc);
-  Insert(0, added.size() / kEntrySize - 1);
+  at = SlotOf(0, added.size() / kEntrySize - 1);
+  ++count_;
 }
 
 void Index::Remove(const Id& id) {

@@ -55,6 +55,9 @@ class Index {
  private:
   // A slot: 0 empty, else (body + 1) << kBodyShift | the entry's number in that body.
   static constexpr int kBodyShift = 40;
+  static uint64_t SlotOf(size_t body, size_t number) {
+    return (uint64_t(body) + 1) << kBodyShift | number;
+  }
   const uint8_t* Entry(uint64_t slot) const;
   size_t Home(const uint8_t* id) const;
   // The slot holding `id`, or the empty slot where it would go.
