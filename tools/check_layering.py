@@ -10,6 +10,7 @@ import sys
 # library folder -> libraries it may include (besides itself)
 ALLOWED = {
     "base": set(),
+    "openssl": {"base"},
     "io": {"base"},
     "format/vmdk": {"io", "base"},
     "nbd": {"io", "base"},

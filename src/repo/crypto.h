@@ -54,9 +54,10 @@ Result<std::vector<uint8_t>> Scrypt(std::string_view passphrase, std::span<const
 
 std::vector<uint8_t> RandomBytes(size_t n);  // ends the program if OpenSSL's generator fails
 
-// OpenSSL's one-time set-up (its configuration file, the random generator's seeding: ~4 ms
-// here) on a thread of its own, started first thing in main while the command line is built,
-// instead of on the first RandomBytes (taking the repository lock). Destruction waits for it.
+// libcrypto's loading (src/openssl: 3-5 ms) and OpenSSL's one-time set-up (its configuration
+// file, the random generator's seeding: ~4 ms here) on a thread of their own, started first thing
+// in main while the command line is built, instead of before main and on the first RandomBytes.
+// Destruction waits for it.
 class CryptoWarmUp {
  public:
   CryptoWarmUp();

@@ -1,6 +1,7 @@
 #include "repo/lock.h"
 
 #include <signal.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,8 +28,17 @@ std::vector<uint8_t> Encode(const LockInfo& l) {
   return {text.begin(), text.end()};
 }
 
+// A lock's name need only be unique, not secret: the kernel's generator gives one at once,
+// where OpenSSL's first use costs its loading and set-up (repo::CryptoWarmUp does those
+// meanwhile, on its thread).
+std::string UniqueName() {
+  uint8_t b[16];
+  if (::getrandom(b, sizeof b, 0) == ssize_t(sizeof b)) return ToHex(b);
+  return ToHex(RandomBytes(sizeof b));
+}
+
 Status SaveNew(storage::Backend& backend, LockInfo& info) {
-  info.name = ToHex(RandomBytes(16));
+  info.name = UniqueName();
   info.time = int64_t(::time(nullptr));
   return backend.Save({storage::ObjectType::kLock, info.name}, Encode(info));
 }
