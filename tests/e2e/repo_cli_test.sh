@@ -23,6 +23,13 @@ for lib in libvirt libxml2 libguestfs libtsk libcurl libnbd libssl; do
 done
 grep -q "file=libcrypto.*dynamically loaded" <<<"$files" ||
   fail "libcrypto was not loaded on first use: $(grep libcrypto <<<"$files")"
+# A command's run builds its own command group only (cli/main.cc): each one listed in the full
+# help still parses and shows its own help.
+commands=$("$V" --help | sed -n '/^Subcommands:/,$p' | awk 'NR > 1 && NF {print $1}')
+[ "$(wc -w <<<"$commands")" -ge 20 ] || fail "vmbackup --help lists too few commands: $commands"
+for c in $commands; do
+  "$V" "$c" --help | grep -q "Usage: .* $c" || fail "vmbackup $c --help shows no usage of $c"
+done
 expect_error 1 "is not empty" -- "$V" init --repo plain
 expect_error 2 "chunk size must be a power of two" -- "$V" init --repo odd --chunk-size 100K
 expect_error 1 "no restore point nope" -- "$V" show --repo plain nope
