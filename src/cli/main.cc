@@ -25,7 +25,8 @@ using AddCommands = void (*)(CLI::App&, int*);
 // The command groups, each with the top-level commands it adds. A run whose first word is one
 // of these builds that group alone: building all of them (some 400 options, their validators
 // and help texts in fresh memory) took 2.5-7 ms of every start. Anything else (help, a flag
-// first, a typo) builds every group, and so does a name this table gets wrong (RunOnly).
+// first, a typo) builds every group, and so does a name this table gets wrong (main checks
+// that the group it built has the command).
 struct Group {
   AddCommands add;
   std::initializer_list<std::string_view> commands;
