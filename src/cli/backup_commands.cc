@@ -279,8 +279,8 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     }
     Status s = AsJob(
         o->repo, *x.repo, "backup",
-        [&](catalog::Catalog& cat) -> Status {
-          VMBACKUP_ASSIGN_OR_RETURN(report, engine::RunBackup(*hv, *x.repo, &cat, bo, progress));
+        [&](const CatalogWait& catalog) -> Status {
+          VMBACKUP_ASSIGN_OR_RETURN(report, engine::RunBackup(*hv, *x.repo, catalog, bo, progress));
           return Status::Ok();
         },
         &report.point);

@@ -307,9 +307,8 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
 
 }  // namespace
 
-Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
-                               catalog::Catalog* catalog, const BackupOptions& o,
-                               const ProgressFn& progress) {
+Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo, const CatalogFn& catalog,
+                               const BackupOptions& o, const ProgressFn& progress) {
   const auto t0 = Clock::now();
   BackupReport report;
   const repo::RepoStats stats0 = repo.stats();
@@ -482,6 +481,10 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
                            {"hashing", report.hash_seconds},
                            {"compression", report.compress_seconds},
                            {"repository_write", report.pack_write_seconds}});
+  catalog::Catalog* cat = nullptr;  // a point the catalog cannot take is not made
+  if (catalog) {
+    VMBACKUP_ASSIGN_OR_RETURN(cat, catalog());
+  }
   // Nothing reads the snapshot any more: the host removes it (merging its delta) while the
   // repository makes the point durable, instead of after (11-14 ms of an incremental's 250).
   std::future<Status> removal = std::async(std::launch::async, [&] { return guard.Remove(); });
@@ -495,7 +498,7 @@ Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
   VMBACKUP_RETURN_IF_ERROR(removed.WithContext("the restore point " + point.id +
                                                " is complete, but removing snapshot " + snap.name));
   if (!marks.empty()) VMBACKUP_RETURN_IF_ERROR(repo::ClearFullNeeded(repo, vm.name));
-  if (catalog) VMBACKUP_RETURN_IF_ERROR(catalog->AddPoint(point));
+  if (cat) VMBACKUP_RETURN_IF_ERROR(cat->AddPoint(point));
   report.seconds = Since(t0);
   return report;
 }

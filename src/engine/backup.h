@@ -77,10 +77,13 @@ struct BackupReport {
 
 using ProgressFn = std::function<void(const std::vector<DiskProgress*>&)>;
 
-// Runs one backup. `catalog` may be null. `progress` (may be empty) is called from a helper
+// The catalog a backup records its point in, waited for when needed (it may be opening on
+// another thread); an error fails the backup before its point is made.
+using CatalogFn = std::function<Result<catalog::Catalog*>()>;
+
+// Runs one backup. `catalog` may be empty. `progress` (may be empty) is called from a helper
 // thread about 4 times a second while disks are being read.
-Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
-                               catalog::Catalog* catalog, const BackupOptions& options,
-                               const ProgressFn& progress = {});
+Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo, const CatalogFn& catalog,
+                               const BackupOptions& options, const ProgressFn& progress = {});
 
 }  // namespace vmbackup::engine

@@ -260,6 +260,24 @@ grep -q "points" err.txt || fail "the error does not name the points folder: $(c
 "$H" disk read web 0 --offset 0 --length 256M | cmp -s - w15.raw || fail "b15 differs from the disk"
 rm -f w15.raw
 
+# 16. The catalog opens beside the backup, not before it: one that cannot be opened still fails
+#     the backup (exit 1, naming it) before a point is made, and the snapshot is gone.
+VMBACKUP_CACHE_DIR=$SCRATCH/cache16 "$V" list >/dev/null || fail "list into a new cache folder"
+cat_db=$(ls -d "$SCRATCH"/cache16/*/catalog.db)
+rm -f "$cat_db"*
+mkdir "$cat_db"
+points_before=$(ls repo/points | wc -l)
+rc=0
+VMBACKUP_CACHE_DIR=$SCRATCH/cache16 "$V" backup --source "$SRC" --vm web >out.txt 2>err.txt || rc=$?
+rm -rf "$SCRATCH/cache16"
+[ "$rc" = 1 ] || fail "a backup whose catalog cannot be opened exited $rc: $(cat err.txt)"
+grep -q "catalog" err.txt || fail "the error does not name the catalog: $(cat err.txt)"
+[ "$(ls repo/points | wc -l)" = "$points_before" ] || fail "a point was made without a catalog"
+"$H" --json snapshot list web > snaps.json
+[ "$(field snaps.json 'len(j)')" = 0 ] || fail "a snapshot was left: $(cat snaps.json)"
+"$V" backup --source "$SRC" --vm web --json > b16.json || fail "the backup after the catalog came back"
+[ "$(field b16.json 'j["disks"][0]["mode"]')" = incremental ] || fail "not an incremental: $(cat b16.json)"
+
 # 13. In-place restores keep thin disks thin: what is zero in the point becomes a hole, on the
 #     changed-areas path and on the whole-disk path (after a hard power-off).
 "$H" vm create thin --disk 128M --cbt >/dev/null
