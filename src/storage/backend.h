@@ -78,8 +78,8 @@ class ObjectWriter {
  public:
   static constexpr size_t kAlign = 4096;
   virtual ~ObjectWriter() = default;
-  // Appends `bytes`. A piece of a multiple of kAlign bytes in memory on a kAlign boundary,
-  // appended at a multiple of kAlign, is written as it is around the page cache (a local disk).
+  // Appends `bytes`. A large piece appended at a multiple of kAlign goes around the page cache
+  // (a local disk), from its own memory when that is on a kAlign boundary.
   virtual Status Append(std::span<const uint8_t> bytes) = 0;
   // Stores what was appended under `name`, durably, all or nothing, as Save does; kAlreadyExists
   // when the object exists. After that error the writer still holds its bytes for the two calls

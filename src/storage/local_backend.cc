@@ -61,19 +61,6 @@ class Fd {
   int fd_;
 };
 
-Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& path) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return PosixError("write " + path, errno);
-    }
-    done += size_t(n);
-  }
-  return Status::Ok();
-}
-
 Status RangeError(const std::string& path, uint64_t offset, uint64_t length, uint64_t size) {
   return CorruptionError(StrFormat("%s: %llu bytes at %llu asked, the file has %llu", path.c_str(),
                                    (unsigned long long)length, (unsigned long long)offset,
@@ -97,43 +84,10 @@ Status ReadAll(int fd, uint64_t offset, std::span<uint8_t> buf, const std::strin
 // Large objects (packs) are written around the page cache with O_DIRECT: a pack is written once
 // and read rarely, and filling the page cache costs far more than the disk write (buffered
 // writes here ran at a fifth of the disk's direct speed: every page cache page is fresh memory,
-// which is slow to get on a VM). The data goes through a reused aligned buffer; the unaligned
-// tail is written after O_DIRECT is switched off. Returns false (nothing written, `fd` still
-// usable for a buffered write) when the file system refuses direct I/O.
-constexpr size_t kDirectMin = 1 << 20, kDirectAlign = 4096, kBounceSize = 4 << 20;
-
-Result<bool> WriteDirect(int fd, std::span<const uint8_t> data, const std::string& path) {
-  thread_local std::unique_ptr<uint8_t, decltype(&std::free)> bounce(
-      static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, kBounceSize)), &std::free);
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (!bounce || flags < 0 || ::fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) return false;
-  const size_t aligned = data.size() / kDirectAlign * kDirectAlign;
-  size_t done = 0;
-  // Memory already on a page boundary (packs are built so) is written as it is.
-  const bool in_place = reinterpret_cast<uintptr_t>(data.data()) % kDirectAlign == 0;
-  while (done < aligned) {
-    const size_t n = in_place ? aligned - done : std::min(kBounceSize, aligned - done);
-    if (!in_place) std::memcpy(bounce.get(), data.data() + done, n);
-    ssize_t w = ::pwrite(fd, in_place ? data.data() + done : bounce.get(), n, off_t(done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && errno == EINVAL && done == 0) {  // no direct I/O here after all
-      ::fcntl(fd, F_SETFL, flags);
-      return false;
-    }
-    if (w < 0) return PosixError("write " + path, errno);
-    done += size_t(w);
-    if (size_t(w) != n) break;  // short (the disk is filling up): the rest below says why
-  }
-  if (::fcntl(fd, F_SETFL, flags) != 0) return PosixError("fcntl " + path, errno);
-  while (done < data.size()) {
-    ssize_t w = ::pwrite(fd, data.data() + done, data.size() - done, off_t(done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return PosixError("write " + path, errno);  // ENOSPC: "No space left on device"
-    if (w == 0) return PosixError("write " + path, ENOSPC);
-    done += size_t(w);
-  }
-  return true;
-}
+// which is slow to get on a VM). Memory on a page boundary (packs are built so) is written as it
+// is, other memory through a reused aligned buffer; an unaligned tail goes through the page
+// cache. Small pieces are not worth the switch.
+constexpr size_t kDirectMin = 1 << 20, kBounceSize = 4 << 20;
 
 Result<std::vector<std::string>> ListDir(const std::string& path) {
   DIR* d = ::opendir(path.c_str());
@@ -235,28 +189,15 @@ bool LocalBackend::SyncData(int fd) {
 }
 
 Status LocalBackend::Save(const ObjectRef& ref, std::span<const uint8_t> data) {
-  VMBACKUP_ASSIGN_OR_RETURN(std::string path, PathOf(ref));
-  if (ref.type == ObjectType::kPack) VMBACKUP_RETURN_IF_ERROR(MakeDir(FolderOf(path)));
-  const std::string tmp = NewTmpPath();
-  {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (fd.get() < 0) return PosixError("create " + tmp, errno);
-    Result<bool> direct = data.size() >= kDirectMin ? WriteDirect(fd.get(), data, tmp) : false;
-    Status s = !direct ? direct.error() : *direct ? Status::Ok() : WriteAll(fd.get(), data, tmp);
-    if (s.ok() && Durable(ref.type) && !SyncData(fd.get())) s = PosixError("fsync " + tmp, errno);
-    if (!s.ok()) {
-      ::unlink(tmp.c_str());
-      return s;
-    }
-  }
-  Status s = LinkIntoPlace(tmp, ref, path);
-  if (!s.ok()) ::unlink(tmp.c_str());
-  return s;
+  VMBACKUP_RETURN_IF_ERROR(PathOf(ref).status());  // a bad name before any byte is written
+  VMBACKUP_ASSIGN_OR_RETURN(std::unique_ptr<ObjectWriter> w, NewWriter(ref.type));
+  VMBACKUP_RETURN_IF_ERROR(w->Append(data));
+  return w->Commit(ref.name);  // the writer removes its file on any error
 }
 
-// A new object in a temporary file: aligned pieces go to the disk with O_DIRECT as they come
-// (the pack's memory is reused at once, and the page cache is not filled: see WriteDirect),
-// anything else through the page cache; Commit syncs it and links it into place.
+// A new object in a temporary file (Save's too): large pieces go to the disk with O_DIRECT as
+// they come (the pack's memory is reused at once, and the page cache is not filled: see
+// kDirectMin), anything else through the page cache; Commit syncs it and links it into place.
 class LocalBackend::Writer final : public ObjectWriter {
  public:
   Writer(LocalBackend& backend, ObjectType type, std::string tmp, int fd)
@@ -268,24 +209,12 @@ class LocalBackend::Writer final : public ObjectWriter {
 
   Status Append(std::span<const uint8_t> bytes) override {
     if (fd_ < 0) return FailedPreconditionError("append to " + tmp_ + " after its commit");
-    const bool aligned = bytes.size() % kAlign == 0 && offset_ % kAlign == 0 &&
-                         reinterpret_cast<uintptr_t>(bytes.data()) % kAlign == 0;
-    VMBACKUP_RETURN_IF_ERROR(SetDirect(aligned && direct_allowed_));
-    for (size_t done = 0; done < bytes.size();) {
-      ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, off_t(offset_));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EINVAL && direct_ && done == 0) {  // no direct I/O here after all
-        direct_allowed_ = false;
-        VMBACKUP_RETURN_IF_ERROR(SetDirect(false));
-        continue;
-      }
-      if (n < 0) return PosixError("write " + tmp_, errno);  // ENOSPC: "No space left on device"
-      if (n == 0) return PosixError("write " + tmp_, ENOSPC);
-      done += size_t(n);
-      offset_ += uint64_t(n);
-      if (direct_ && offset_ % kAlign != 0) VMBACKUP_RETURN_IF_ERROR(SetDirect(false));
-    }
-    return Status::Ok();
+    const size_t direct = direct_allowed_ && offset_ % kAlign == 0 && bytes.size() >= kDirectMin
+                              ? bytes.size() / kAlign * kAlign
+                              : 0;
+    VMBACKUP_ASSIGN_OR_RETURN(size_t done, AppendDirect(bytes.first(direct)));
+    VMBACKUP_RETURN_IF_ERROR(SetDirect(false));
+    return AppendBuffered(bytes.subspan(done));
   }
 
   Status Commit(const std::string& name) override {
@@ -336,6 +265,46 @@ class LocalBackend::Writer final : public ObjectWriter {
   }
 
  private:
+  // Writes what it can of `bytes` (whole kAlign blocks at an aligned offset) with O_DIRECT;
+  // returns how much. Stops early, having written nothing, when the file system refuses direct
+  // I/O (then never tried again), and after a short write (the disk filling up: the buffered
+  // write of the rest says why).
+  Result<size_t> AppendDirect(std::span<const uint8_t> bytes) {
+    if (bytes.empty()) return size_t(0);
+    VMBACKUP_RETURN_IF_ERROR(SetDirect(true));
+    const bool in_place = reinterpret_cast<uintptr_t>(bytes.data()) % kAlign == 0;
+    thread_local std::unique_ptr<uint8_t, decltype(&std::free)> bounce(nullptr, &std::free);
+    if (!in_place && !bounce)
+      bounce.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, kBounceSize)));
+    size_t done = 0;
+    while (direct_ && done < bytes.size()) {
+      const size_t n = in_place ? bytes.size() - done : std::min(kBounceSize, bytes.size() - done);
+      if (!in_place && !bounce) break;  // no memory for it: buffered
+      if (!in_place) std::memcpy(bounce.get(), bytes.data() + done, n);
+      ssize_t w = ::pwrite(fd_, in_place ? bytes.data() + done : bounce.get(), n, off_t(offset_));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EINVAL && done == 0) {  // no direct I/O here after all
+        direct_allowed_ = false;
+        break;
+      }
+      if (w < 0) return PosixError("write " + tmp_, errno);  // ENOSPC: "No space left on device"
+      done += size_t(w);
+      offset_ += uint64_t(w);
+      if (size_t(w) != n) break;
+    }
+    return done;
+  }
+  Status AppendBuffered(std::span<const uint8_t> bytes) {
+    for (size_t done = 0; done < bytes.size();) {
+      ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, off_t(offset_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return PosixError("write " + tmp_, errno);  // ENOSPC: "No space left on device"
+      if (n == 0) return PosixError("write " + tmp_, ENOSPC);
+      done += size_t(n);
+      offset_ += uint64_t(n);
+    }
+    return Status::Ok();
+  }
   Status SetDirect(bool on) {
     if (on == direct_) return Status::Ok();
     const int flags = ::fcntl(fd_, F_GETFL);
