@@ -10,6 +10,7 @@
 // repository can be read-only and an encrypted one holds nothing readable.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -102,5 +103,8 @@ class Catalog {
   Status SyncRestoreTests(repo::Repository& repo, SyncStats* stats);
   sqlite3* db_;
 };
+
+// A catalog that may still be opening on another thread: waits for it, or for its error.
+using CatalogWait = std::function<Result<Catalog*>()>;
 
 }  // namespace vmbackup::catalog

@@ -279,7 +279,7 @@ void AddBackupCommands(CLI::App& app, int* exit_code) {
     }
     Status s = AsJob(
         o->repo, *x.repo, "backup",
-        [&](const CatalogWait& catalog) -> Status {
+        [&](const catalog::CatalogWait& catalog) -> Status {
           VMBACKUP_ASSIGN_OR_RETURN(report, engine::RunBackup(*hv, *x.repo, catalog, bo, progress));
           return Status::Ok();
         },

@@ -250,7 +250,8 @@ Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
 }
 
 Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
-             const std::function<Status(const CatalogWait&)>& fn, const std::string* point) {
+             const std::function<Status(const catalog::CatalogWait&)>& fn,
+             const std::string* point) {
   struct Opened {
     std::unique_ptr<catalog::Catalog> cat;
     int64_t job = 0;
@@ -266,7 +267,7 @@ Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
     return x;
   });
   std::optional<Result<Opened>> opened;
-  const CatalogWait wait = [&]() -> Result<catalog::Catalog*> {
+  const catalog::CatalogWait wait = [&]() -> Result<catalog::Catalog*> {
     if (!opened) opened.emplace(opening.get());
     if (!*opened) return opened->error();
     return (*opened)->cat.get();

@@ -72,9 +72,9 @@ Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
 // The same with the catalog opened beside `fn`, on a thread of its own; `fn` gets a function
 // that waits for it (a backup records its point there). An error opening it is the job's error
 // when `fn` succeeded.
-using CatalogWait = std::function<Result<catalog::Catalog*>()>;
 Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
-             const std::function<Status(const CatalogWait&)>& fn, const std::string* point);
+             const std::function<Status(const catalog::CatalogWait&)>& fn,
+             const std::string* point);
 
 // A repository opened under a lock, taken before the index is loaded. Members go in reverse
 // order: repository, lock, then the lock's backend.

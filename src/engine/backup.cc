@@ -307,8 +307,9 @@ Status BackupDisk(hv::Hypervisor& hv, const hv::VmInfo& vm, const hv::SnapshotRe
 
 }  // namespace
 
-Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo, const CatalogFn& catalog,
-                               const BackupOptions& o, const ProgressFn& progress) {
+Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
+                               const catalog::CatalogWait& catalog, const BackupOptions& o,
+                               const ProgressFn& progress) {
   const auto t0 = Clock::now();
   BackupReport report;
   const repo::RepoStats stats0 = repo.stats();

@@ -77,13 +77,11 @@ struct BackupReport {
 
 using ProgressFn = std::function<void(const std::vector<DiskProgress*>&)>;
 
-// The catalog a backup records its point in, waited for when needed (it may be opening on
-// another thread); an error fails the backup before its point is made.
-using CatalogFn = std::function<Result<catalog::Catalog*>()>;
-
-// Runs one backup. `catalog` may be empty. `progress` (may be empty) is called from a helper
-// thread about 4 times a second while disks are being read.
-Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo, const CatalogFn& catalog,
-                               const BackupOptions& options, const ProgressFn& progress = {});
+// Runs one backup. `catalog` (may be empty) is where its point is recorded, waited for just
+// before the point is made: an error there fails the backup first. `progress` (may be empty) is
+// called from a helper thread about 4 times a second while disks are being read.
+Result<BackupReport> RunBackup(hv::Hypervisor& hv, repo::Repository& repo,
+                               const catalog::CatalogWait& catalog, const BackupOptions& options,
+                               const ProgressFn& progress = {});
 
 }  // namespace vmbackup::engine
