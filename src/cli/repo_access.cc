@@ -273,8 +273,9 @@ Status AsJob(const RepoOpts& o, repo::Repository& r, const std::string& kind,
     return (*opened)->cat.get();
   };
   Status s = fn(wait);
-  if (Result<catalog::Catalog*> cat = wait(); !cat) return s.ok() ? cat.error() : s;
-  return EndJob(*(*opened)->cat, (*opened)->job, s, point, r);
+  Result<catalog::Catalog*> cat = wait();
+  if (!cat) return s.ok() ? cat.error() : s;
+  return EndJob(**cat, (*opened)->job, s, point, r);
 }
 
 Result<LockedRepo> OpenLocked(const RepoOpts& o, bool exclusive, const std::string& purpose) {

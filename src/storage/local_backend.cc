@@ -213,7 +213,6 @@ class LocalBackend::Writer final : public ObjectWriter {
                               ? bytes.size() / kAlign * kAlign
                               : 0;
     VMBACKUP_ASSIGN_OR_RETURN(size_t done, AppendDirect(bytes.first(direct)));
-    VMBACKUP_RETURN_IF_ERROR(SetDirect(false));
     return AppendBuffered(bytes.subspan(done));
   }
 
@@ -271,15 +270,15 @@ class LocalBackend::Writer final : public ObjectWriter {
   // write of the rest says why).
   Result<size_t> AppendDirect(std::span<const uint8_t> bytes) {
     if (bytes.empty()) return size_t(0);
-    VMBACKUP_RETURN_IF_ERROR(SetDirect(true));
     const bool in_place = reinterpret_cast<uintptr_t>(bytes.data()) % kAlign == 0;
     thread_local std::unique_ptr<uint8_t, decltype(&std::free)> bounce(nullptr, &std::free);
     if (!in_place && !bounce)
       bounce.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, kBounceSize)));
+    if (!in_place && !bounce) return size_t(0);  // no memory for it: buffered
+    VMBACKUP_RETURN_IF_ERROR(SetDirect(true));
     size_t done = 0;
     while (direct_ && done < bytes.size()) {
       const size_t n = in_place ? bytes.size() - done : std::min(kBounceSize, bytes.size() - done);
-      if (!in_place && !bounce) break;  // no memory for it: buffered
       if (!in_place) std::memcpy(bounce.get(), bytes.data() + done, n);
       ssize_t w = ::pwrite(fd_, in_place ? bytes.data() + done : bounce.get(), n, off_t(offset_));
       if (w < 0 && errno == EINTR) continue;
@@ -294,7 +293,10 @@ class LocalBackend::Writer final : public ObjectWriter {
     }
     return done;
   }
+  // Writes `bytes` through the page cache (direct I/O is switched off only for this, so that
+  // a run of aligned pieces keeps it on).
   Status AppendBuffered(std::span<const uint8_t> bytes) {
+    if (!bytes.empty()) VMBACKUP_RETURN_IF_ERROR(SetDirect(false));
     for (size_t done = 0; done < bytes.size();) {
       ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, off_t(offset_));
       if (n < 0 && errno == EINTR) continue;
